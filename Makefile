@@ -1,0 +1,66 @@
+# Two commands on a fresh machine: `make train`, then `make test` (see README).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= data/stocks.csv.gz
+DATASET ?= artifacts/dataset
+CONFIG ?=
+CONFIG_OPT := $(if $(CONFIG),--config $(CONFIG),)
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test bench lint ingest features apply materialize dataset verify fit predict services clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install the project (once)
+
+services: install ## Show where PostgreSQL, the online store and MLflow are, and check they answer
+	$(PY) -m training services
+
+ingest: install ## Load the bundled market data into market_data.ohlcv_daily
+	$(PY) -m training ingest $(DATA)
+
+features: ingest ## Compute the 23 indicators into features.technical_indicators
+	$(PY) -m training compute-features
+
+apply: install ## feast apply: register entity, sources, feature views and services
+	$(PY) -m training feast apply
+
+materialize: apply ## Load the latest feature row of every symbol into the online store
+	$(PY) -m training materialize
+
+dataset: features apply ## Build the training set (Parquet + JSON metadata)
+	$(PY) -m training build-dataset --out $(DATASET) $(CONFIG_OPT)
+
+verify: ## Audit the training set for look-ahead (exits 1 on any violation)
+	$(PY) -m training verify-leakage --dataset $(DATASET) $(CONFIG_OPT)
+
+fit: ## Purged CV + LightGBM baseline + MLflow run on the built dataset
+	$(PY) -m training train --dataset $(DATASET) $(CONFIG_OPT)
+
+train: dataset verify fit materialize ## The whole pipeline on the bundled data (embedded default if no services set)
+
+predict: install ## Score the latest bar of SYMBOL from the online store: make predict SYMBOL=AAPL
+	$(PY) -m training predict --symbol $(SYMBOL)
+
+test: install ## Run the test suite against real PostgreSQL, Redis/SQLite and MLflow
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
+	$(PY) -m benchmarks
+
+lint: install ## ruff
+	$(PY) -m ruff check .
+
+clean: ## Remove built artifacts (keeps the virtualenv and the embedded database)
+	rm -rf artifacts .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,60 @@
+"""Command line: ``python -m training COMMAND`` (or ``ohlcv COMMAND``).
+
+Commands are imported only when run, so ``--help`` and commands that do not need Feast never pay for
+``import feast`` (seconds on its own). Each command lives in the module named in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from training.errors import ProjectError
+
+# command name -> "module:function" of its click command
+COMMANDS: dict[str, str] = {
+    "ingest": "training.commands.ingest:ingest",
+    "services": "training.commands.services:services",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use; user errors print one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ProjectError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Leakage-free training sets from daily OHLCV bars, served by Feast.
+
+    Typical order: ingest, compute-features, feast apply, materialize, build-dataset, verify-leakage,
+    train, predict. `make train` runs them all on the bundled data.
+    """
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("feast", "mlflow", "alembic", "urllib3", "pgserver", "httpx"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="python -m training", standalone_mode=True))

@@ -1,0 +1,1 @@
+"""One module per CLI command; heavy libraries are imported inside the command functions."""

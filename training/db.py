@@ -1,0 +1,103 @@
+"""PostgreSQL access: connections from :mod:`training.settings`, bulk COPY in and out, TimescaleDB detection."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from training import settings
+from training.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pandas as pd
+    import psycopg
+
+
+def connect(dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+    """A connection to the configured PostgreSQL, or a one-line error naming the setting to fix."""
+    import psycopg
+
+    pg = settings.postgres()
+    try:
+        return psycopg.connect(pg.conninfo(dbname), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        raise ServiceUnavailable(
+            f"PostgreSQL unreachable at {pg.describe()}: {reason} "
+            "(check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE)"
+        ) from None
+
+
+@contextmanager
+def transaction() -> Iterator[psycopg.Connection]:
+    """One transaction: committed when the block ends, rolled back (nothing written) when it raises."""
+    conn = connect()
+    try:
+        with conn.transaction():
+            yield conn
+    finally:
+        conn.close()
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return row is not None
+
+
+def qualified(table: str) -> psycopg.sql.Composed:
+    """``schema.table`` as a safely quoted identifier."""
+    from psycopg import sql
+
+    return sql.Identifier(*table.split("."))
+
+
+def copy_in(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
+    """Bulk-load ``frame`` into ``table`` with COPY (CSV); NaN/None become NULL."""
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
+    with (
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(qualified(table), columns)) as copy,
+    ):
+        copy.write(buffer.getvalue())
+    return len(frame)
+
+
+def copy_out(
+    conn: psycopg.Connection,
+    query: psycopg.sql.Composable | str,
+    params: Sequence[Any] | None = None,
+    parse_dates: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Run ``query`` and stream its rows out with COPY (CSV), far faster than fetchall for big results."""
+    import pandas as pd
+    from psycopg import sql
+
+    if isinstance(query, str):
+        query = sql.SQL(query)  # type: ignore[arg-type]
+    with conn.cursor() as cur:
+        bound = query.as_string(conn) if params is None else _bind(cur, query, params)
+        buffer = io.BytesIO()
+        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(sql.SQL(bound))) as copy:
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, float_precision="round_trip")
+    for column in parse_dates:
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
+
+
+def _bind(cur: psycopg.Cursor, query: psycopg.sql.Composable, params: Sequence[Any]) -> str:
+    """Client-side binding for COPY, which takes no server-side parameters; psycopg quotes every value."""
+    from psycopg import ClientCursor
+
+    client = ClientCursor(cur.connection)
+    return client.mogrify(query, params)

@@ -1,0 +1,30 @@
+"""Errors a person can act on.
+
+Every failure the user can fix (bad input, a service that is down, a missing dataset) is raised as a
+subclass of :class:`ProjectError`; the CLI prints its message on one line and exits non-zero, without a
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ProjectError(Exception):
+    """A failure with a message that tells the user what to change."""
+
+    exit_code = 2
+
+
+class InputError(ProjectError):
+    """The data or options given to a command are wrong; nothing was written."""
+
+
+class ServiceUnavailable(ProjectError):
+    """A service (PostgreSQL, Redis, MLflow) cannot be reached; the message names the setting to fix."""
+
+    exit_code = 3
+
+
+class CheckFailed(ProjectError):
+    """An audit (leakage report, online/offline consistency) found a violation."""
+
+    exit_code = 1

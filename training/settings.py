@@ -1,0 +1,261 @@
+"""Where every service lives: the one module that turns environment variables into connections.
+
+PostgreSQL is read from libpq's own variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+PGSSLMODE); Redis from REDIS_URL; MLflow from MLFLOW_TRACKING_URI. When a variable is unset the
+embedded default takes over: a PostgreSQL started from the ``pgserver`` package under ``.pgdata/``
+(reused by later runs), Feast's SQLite online store and a local SQLite MLflow backend under ``.state/``.
+Every other module asks this one; none reads those variables itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from training.errors import ServiceUnavailable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+CONNECT_TIMEOUT_SECONDS = 3
+
+
+def state_dir() -> Path:
+    """Folder for local state of the embedded default (online store, MLflow); git-ignored."""
+    path = Path(os.environ.get("OHLCV_STATE_DIR") or PROJECT_ROOT / ".state")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedded_pgdata() -> Path:
+    """Data folder of the embedded PostgreSQL; git-ignored, reused across runs."""
+    return Path(os.environ.get("OHLCV_PGDATA") or PROJECT_ROOT / ".pgdata")
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    sslmode: str
+    embedded: bool
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=dbname or self.dbname,
+            sslmode=self.sslmode,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name="ohlcv-feature-store",
+        )
+
+    def describe(self) -> str:
+        """Where we connect, without the password: safe for logs and error messages."""
+        where = "embedded PostgreSQL" if self.embedded else "PostgreSQL"
+        return f"{where} {self.user}@{self.host}:{self.port}/{self.dbname}"
+
+
+def postgres() -> PostgresSettings:
+    """PostgreSQL settings from libpq's variables, or the embedded server when PGHOST is unset."""
+    env = os.environ
+    if env.get("PGHOST"):
+        return PostgresSettings(
+            host=env["PGHOST"],
+            port=int(env.get("PGPORT") or 5432),
+            user=env.get("PGUSER") or "postgres",
+            password=env.get("PGPASSWORD") or "",
+            dbname=env.get("PGDATABASE") or "postgres",
+            sslmode=env.get("PGSSLMODE") or "prefer",
+            embedded=False,
+        )
+    return PostgresSettings(
+        host=str(_start_embedded_postgres()),
+        port=5432,
+        user="postgres",
+        password="",
+        dbname=env.get("PGDATABASE") or "postgres",
+        sslmode="disable",
+        embedded=True,
+    )
+
+
+@cache
+def _start_embedded_postgres() -> Path:
+    """Start (or reuse) the pgserver instance; it keeps running after we exit, so later runs are fast."""
+    import logging
+    import warnings
+
+    data = embedded_pgdata()
+    data.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("pgserver").setLevel(logging.WARNING)
+            import pgserver
+
+            pgserver.get_server(data, cleanup_mode=None)
+    except Exception as exc:  # pgserver raises plain exceptions with long logs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnavailable(
+            f"embedded PostgreSQL could not start in {data} ({first}); "
+            "set PGHOST to use an existing server, or delete that folder to start afresh"
+        ) from None
+    return data
+
+
+def check_postgres(settings: PostgresSettings | None = None) -> PostgresSettings:
+    """Fail within seconds, in one line naming the setting, when PostgreSQL cannot be reached."""
+    import psycopg
+
+    settings = settings or postgres()
+    try:
+        psycopg.connect(settings.conninfo()).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        hint = "PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE"
+        raise ServiceUnavailable(f"PostgreSQL unreachable at {settings.describe()}: {reason} (check {hint})") from None
+    return settings
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    host: str
+    port: int
+    db: int
+    password: str | None
+    ssl: bool
+
+    def feast_connection_string(self) -> str:
+        """Feast's own Redis format: ``host:port,db=N[,password=...][,ssl=true]``."""
+        parts = [f"{self.host}:{self.port}", f"db={self.db}"]
+        if self.password:
+            parts.append(f"password={self.password}")
+        if self.ssl:
+            parts.append("ssl=true")
+        return ",".join(parts)
+
+    def describe(self) -> str:
+        return f"Redis {self.host}:{self.port}/{self.db}"
+
+
+def redis() -> RedisSettings | None:
+    """Redis settings from REDIS_URL, or None for the embedded default (Feast's SQLite online store)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ServiceUnavailable(f"REDIS_URL must look like redis://host:6379/0, got scheme {parts.scheme!r}")
+    path = parts.path.strip("/")
+    return RedisSettings(
+        host=parts.hostname,
+        port=parts.port or 6379,
+        db=int(path) if path else 0,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+    )
+
+
+def check_redis(settings: RedisSettings | None = None) -> RedisSettings | None:
+    settings = settings or redis()
+    if settings is None:
+        return None
+    import redis as redis_client
+
+    client = redis_client.Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db,
+        password=settings.password,
+        ssl=settings.ssl,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+    except redis_client.RedisError as exc:
+        raise ServiceUnavailable(f"Redis unreachable at {settings.describe()}: {exc} (check REDIS_URL)") from None
+    finally:
+        client.close()
+    return settings
+
+
+def online_store_config() -> dict[str, str]:
+    """The ``online_store`` block of feature_store.yaml: Redis when REDIS_URL is set, else SQLite."""
+    settings = redis()
+    if settings is None:
+        return {"type": "sqlite", "path": str(state_dir() / "online_store.db")}
+    return {"type": "redis", "connection_string": settings.feast_connection_string()}
+
+
+def feast_project() -> str:
+    return os.environ.get("FEAST_PROJECT") or "ohlcv_features"
+
+
+def feast_environment() -> dict[str, str]:
+    """Variables that feature_store.yaml expands; exported before Feast reads the file."""
+    pg = postgres()
+    return {
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PGUSER": pg.user,
+        "PGPASSWORD": pg.password,
+        "PGDATABASE": pg.dbname,
+        "PGSSLMODE": pg.sslmode,
+        "FEAST_PROJECT": feast_project(),
+        # A YAML flow mapping, so one variable can switch the store type without editing the file.
+        "FEAST_ONLINE_STORE": json.dumps(online_store_config()),
+        "FEAST_USAGE": "False",
+    }
+
+
+def export_feast_environment() -> None:
+    """Make this process (and its children) see the resolved connection settings."""
+    os.environ.update(feast_environment())
+
+
+def mlflow_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, or a local SQLite backend (which also supports the model registry)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
+
+
+def mlflow_artifact_root() -> str | None:
+    """Artifact folder for experiments we create on a local backend; a server decides its own."""
+    if urlsplit(mlflow_tracking_uri()).scheme in {"http", "https", "databricks"}:
+        return None
+    return (state_dir() / "mlartifacts").as_uri()
+
+
+def check_mlflow(uri: str | None = None) -> str:
+    """An HTTP tracking server must answer /health within seconds; local backends need no check."""
+    uri = uri or mlflow_tracking_uri()
+    if urlsplit(uri).scheme not in {"http", "https"}:
+        return uri
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_SECONDS) as response:
+            response.read()
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ServiceUnavailable(
+            f"MLflow tracking server unreachable at {_without_credentials(uri)}: {reason} (check MLFLOW_TRACKING_URI)"
+        ) from None
+    return uri
+
+
+def _without_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    return uri
