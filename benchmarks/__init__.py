@@ -1,0 +1,1 @@
+"""Benchmarks: each measures the project side by side with its reference in the same run."""
