@@ -16,7 +16,9 @@ from training.errors import ProjectError
 
 # command name -> "module:function" of its click command
 COMMANDS: dict[str, str] = {
+    "feast": "training.commands.feast_cli:feast",
     "ingest": "training.commands.ingest:ingest",
+    "materialize": "training.commands.materialize:materialize",
     "services": "training.commands.services:services",
 }
 

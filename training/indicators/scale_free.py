@@ -1,0 +1,34 @@
+"""Scale-free forms of the level indicators, shared by Feast's on-demand view (training and serving).
+
+Prices and volumes differ by orders of magnitude across symbols, and back-adjusted levels embed
+corporate actions that happened later as a constant factor; dividing a level by the same bar's close
+(or volume) removes both, so the model sees numbers comparable across symbols and free of that factor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from training.indicators.definitions import INDICATORS
+
+
+def _column(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)  # None (a NULL in warm-up) becomes NaN
+
+
+def scale_free_forms(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[float]]:
+    """``relative``: level / reference − 1; ``ratio``: level / reference. Column lists in, lists out."""
+    references = {name: _column(inputs[name]) for name in ("close", "volume")}
+    out: dict[str, list[float]] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for indicator in INDICATORS:
+            if indicator.scale_free == "already":
+                continue
+            value = _column(inputs[indicator.name]) / references[indicator.reference]
+            if indicator.scale_free == "relative":
+                value = value - 1.0
+            out[indicator.model_feature] = value.tolist()
+    return out
