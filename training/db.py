@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,7 @@ def copy_in(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
 def copy_out(
     conn: psycopg.Connection,
     query: psycopg.sql.Composable | str,
-    params: Sequence[Any] | None = None,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
     parse_dates: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run ``query`` and stream its rows out with COPY (CSV), far faster than fetchall for big results."""
@@ -95,7 +95,7 @@ def copy_out(
     return frame
 
 
-def _bind(cur: psycopg.Cursor, query: psycopg.sql.Composable, params: Sequence[Any]) -> str:
+def _bind(cur: psycopg.Cursor, query: psycopg.sql.Composable, params: Sequence[Any] | Mapping[str, Any]) -> str:
     """Client-side binding for COPY, which takes no server-side parameters; psycopg quotes every value."""
     from psycopg import ClientCursor
 

@@ -1,0 +1,65 @@
+"""``build-dataset``: the offline store to a leakage-free training set (Parquet + JSON metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEFAULT_OUT = Path("artifacts/dataset")
+
+
+def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    names = [s for item in value for s in item.split(",") if s.strip()]
+    return names or None
+
+
+@click.command("build-dataset")
+@click.option("--symbols", multiple=True, callback=_symbols, help="Symbols (repeat or comma-separate); default all.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First decision date (YYYY-MM-DD).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last decision date (YYYY-MM-DD).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML overriding the defaults.")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Output folder.")
+@click.option("--feature-service", help="Feast feature service (default: the model's, technical_model_v1).")
+@click.option("--horizon", type=int, help="Vertical barrier in bars (labels.horizon).")
+@click.option("--profit-taking", type=float, help="Upper barrier as a fraction (labels.profit_taking).")
+@click.option("--stop-loss", type=float, help="Lower barrier as a fraction (labels.stop_loss).")
+@click.option("--barriers", type=click.Choice(["fixed", "volatility"]), help="Fixed or volatility-scaled barriers.")
+def build_dataset(config_path, out, symbols, start, end, feature_service, horizon, profit_taking, stop_loss, barriers):
+    """Build the training set from the offline store.
+
+    One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
+    labels, sample weights and a purged, embargoed hold-out split. Writes OUT/dataset.parquet and
+    OUT/metadata.json atomically: a failed build leaves OUT as it was.
+    """
+    from training.config import load_config
+    from training.dataset import artifact
+    from training.dataset.builder import build_dataset as build
+    from training.feast_store import feature_store
+
+    config = load_config(
+        config_path,
+        {
+            "features": {"feature_service": feature_service},
+            "labels": {
+                "horizon": horizon,
+                "profit_taking": profit_taking,
+                "stop_loss": stop_loss,
+                "barriers": barriers,
+            },
+        },
+    )
+    dataset = build(
+        config,
+        feature_store(),
+        symbols=symbols,
+        start=start.date() if start else None,
+        end=end.date() if end else None,
+        progress=lambda message: click.echo(f"  {message}", err=True),
+    )
+    artifact.save(dataset, out)
+    meta = dataset.metadata
+    click.echo(
+        f"{out}: {meta['rows']:,} samples of {len(meta['symbols'])} symbol(s), {len(meta['features'])} features, "
+        f"split {meta['rows_by_split']}, labels {meta['label_distribution']}, fingerprint {meta['fingerprint'][:12]}"
+    )

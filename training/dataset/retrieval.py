@@ -1,0 +1,61 @@
+"""Point-in-time features for an entity dataframe, through Feast and a feature service.
+
+Feast returns, for each (symbol, event_timestamp), the newest feature row with
+event_timestamp - TTL <= feature timestamp <= event_timestamp, so a decision at bar D's close sees bar D
+and nothing later. ``bar_timestamp`` (the joined row's own timestamp) is kept as ``feature_timestamp``
+for the audit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from training.errors import InputError
+
+AUDIT_FEATURE = "bar_timestamp"
+
+
+@dataclass(frozen=True)
+class ServiceFeatures:
+    """What a feature service yields: the model's inputs and the audit timestamp, plus its TTL."""
+
+    name: str
+    features: list[str]  # model inputs, in the service's order
+    ttl_seconds: float | None  # the smallest TTL of the service's views (None: unlimited)
+
+
+def describe_service(store, name: str) -> ServiceFeatures:
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(name)
+    except FeatureServiceNotFoundException:
+        known = (
+            ", ".join(s.name for s in store.list_feature_services()) or "none (run `python -m training feast apply`)"
+        )
+        raise InputError(f"unknown feature service {name!r}; known: {known}") from None
+    names = [f.name for projection in service.feature_view_projections for f in projection.features]
+    ttls = [
+        store.get_feature_view(p.name).ttl.total_seconds()
+        for p in service.feature_view_projections
+        if p.name in {v.name for v in store.list_feature_views()} and store.get_feature_view(p.name).ttl
+    ]
+    return ServiceFeatures(
+        name=name, features=[n for n in names if n != AUDIT_FEATURE], ttl_seconds=min(ttls) if ttls else None
+    )
+
+
+def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatures) -> pd.DataFrame:
+    """symbol, event_timestamp, feature_timestamp and the service's features, one row per entity row."""
+    frame = store.get_historical_features(
+        entity_df=entities[["symbol", "event_timestamp"]],
+        features=store.get_feature_service(service.name),
+    ).to_df()
+    if AUDIT_FEATURE not in frame:
+        raise InputError(f"feature service {service.name!r} does not carry {AUDIT_FEATURE}; it is needed for the audit")
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame = frame.rename(columns={AUDIT_FEATURE: "feature_timestamp"})
+    frame["feature_timestamp"] = pd.to_datetime(frame["feature_timestamp"], utc=True)
+    return frame[["symbol", "event_timestamp", "feature_timestamp", *service.features]]
