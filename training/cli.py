@@ -16,10 +16,12 @@ from training.errors import ProjectError
 
 # command name -> "module:function" of its click command
 COMMANDS: dict[str, str] = {
+    "build-dataset": "training.commands.build_dataset:build_dataset",
     "feast": "training.commands.feast_cli:feast",
     "ingest": "training.commands.ingest:ingest",
     "materialize": "training.commands.materialize:materialize",
     "services": "training.commands.services:services",
+    "train": "training.commands.train:train",
 }
 
 

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 
 # Columns of every dataset besides the features; the order they are written in.
 ID_COLUMNS = ("symbol", "event_timestamp", "t1", "feature_timestamp")
-LABEL_COLUMNS = ("label", "target", "ret", "barrier", "weight", "split")
+LABEL_COLUMNS = ("label", "target", "ret", "next_ret", "barrier", "weight", "split")
 
 
 @dataclass

@@ -87,7 +87,11 @@ def build_dataset(
     progress(f"{len(bars):,} bars of {bars['symbol'].nunique()} symbols; warm-up {warmup} bars")
 
     labels = triple_barrier_labels(bars, labels_config).rename(columns={"t0": "event_timestamp"})
-    candidates = bars.loc[decisions, ["symbol", "event_timestamp"]].merge(labels, on=["symbol", "event_timestamp"])
+    # Return from D's close to D+1's close: the first bar of the label window, used by the daily backtest.
+    bars["next_ret"] = bars.groupby("symbol", sort=False)["close"].shift(-1) / bars["close"] - 1.0
+    candidates = bars.loc[decisions, ["symbol", "event_timestamp", "next_ret"]].merge(
+        labels, on=["symbol", "event_timestamp"]
+    )
     if candidates.empty:
         raise InputError(
             f"no decision in range has a full label horizon of {horizon} bars after the {warmup}-bar warm-up; "

@@ -1,0 +1,91 @@
+"""PNG figures of a training run: feature importance, ROC, confusion matrix, equity curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.model.trainer import TrainingReport
+
+
+def _figure(width: float = 7.0, height: float = 4.5):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(width, height), dpi=110)
+
+
+def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
+    plt, fig, ax = _figure(7.0, 0.28 * len(importance) + 1.2)
+    ordered = importance.sort_values("gain")
+    ax.barh(ordered["feature"], ordered["gain"], color="#3b6ea8")
+    ax.set_xlabel("total gain")
+    ax.set_title("Feature importance of the final model")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def roc(report: TrainingReport, path: Path) -> Path:
+    from sklearn.metrics import roc_curve
+
+    plt, fig, ax = _figure(5.5, 5.0)
+    positive = report.classes[-1]
+    column = report.classes.index(positive)
+    for fold in report.folds:
+        target = (report.cv_targets[fold.test_positions] == positive).astype(int)
+        if target.min() != target.max():
+            fpr, tpr, _ = roc_curve(target, fold.proba[:, column])
+            ax.plot(fpr, tpr, lw=1, alpha=0.5, label=f"fold {fold.index} (AUC {fold.metrics['roc_auc']:.3f})")
+    holdout_target = (report.holdout_rows["target"].to_numpy() == positive).astype(int)
+    fpr, tpr, _ = roc_curve(holdout_target, report.holdout_proba[:, column])
+    ax.plot(fpr, tpr, lw=2.2, color="black", label=f"hold-out (AUC {report.holdout['roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC of class {positive:+d}: purged CV folds and hold-out")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def confusion(matrix: list[list[int]], classes: list[int], path: Path, title: str) -> Path:
+    plt, fig, ax = _figure(4.6, 4.0)
+    values = np.asarray(matrix)
+    ax.imshow(values, cmap="Blues")
+    for (i, j), count in np.ndenumerate(values):
+        ax.text(j, i, str(count), ha="center", va="center", color="black")
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def equity(report: TrainingReport, path: Path, cost_bps: float) -> Path:
+    plt, fig, ax = _figure()
+    strategy, hold = report.holdout_backtest, report.holdout_buy_and_hold
+    ax.plot(strategy.equity.index, strategy.equity.to_numpy(), label=f"model signal (Sharpe {strategy.sharpe:.2f})")
+    ax.plot(hold.equity.index, hold.equity.to_numpy(), label=f"buy and hold (Sharpe {hold.sharpe:.2f})", alpha=0.8)
+    ax.set_title(f"Hold-out equity, equal-weight symbols, {cost_bps:g} bps per unit traded")
+    ax.set_ylabel("growth of 1")
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,196 @@
+"""Log a training run to MLflow: parameters, per-fold and summary metrics, plots, data lineage, the model.
+
+The model is saved in MLflow's skops format (safe to load, unlike pickle), with a signature and an
+input example, registered under ``config["mlflow"]["registered_model"]`` with the alias ``champion``
+pointing at the newest version, which is what ``predict`` serves by default.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from training import settings
+from training.config import Config
+from training.dataset.artifact import METADATA_FILE, Dataset
+from training.model import plots
+from training.model.trainer import TrainingReport
+
+CHAMPION_ALIAS = "champion"
+LEAKAGE_REPORT = "leakage_report.json"
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    registered_model: str
+    version: str
+    tracking_uri: str
+
+
+def _flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(_flatten(name, value))
+        else:
+            flat[name] = value if not isinstance(value, list) else json.dumps(value)
+    return flat
+
+
+def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+    return {
+        f"{prefix}/{k}": float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+    }
+
+
+def git_commit() -> tuple[str, bool]:
+    """HEAD of the project checkout and whether the working tree differs from it ("unknown" outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=settings.PROJECT_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        return head, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def _experiment(mlflow, name: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name, artifact_location=settings.mlflow_artifact_root())
+
+
+def validation_method(config: Config) -> str:
+    cv, split = config["cv"], config["split"]
+    method = f"{cv['method']}(n_splits={cv['n_splits']}, embargo={cv['embargo']}"
+    method += f", test_groups={cv['cpcv_test_groups']})" if cv["method"] == "cpcv" else ")"
+    return f"{method} + holdout(train_fraction={split['train_fraction']}, embargo={split['embargo']})"
+
+
+def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config):
+    importance = report.feature_importance()
+    importance.to_csv(folder / "feature_importance.csv", index=False)
+    plots.feature_importance(importance, folder / "feature_importance.png")
+    plots.roc(report, folder / "roc.png")
+    plots.confusion(report.holdout["confusion_matrix"], report.classes, folder / "confusion_matrix.png",
+                    "Hold-out confusion matrix")  # fmt: skip
+    plots.equity(report, folder / "equity_curve.png", float(config["backtest"]["cost_bps"]))
+    report.holdout_backtest.daily.rename("strategy").to_frame().join(
+        report.holdout_buy_and_hold.daily.rename("buy_and_hold")
+    ).to_csv(folder / "holdout_daily_returns.csv")
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "dataset_metadata.json").write_text((dataset_path / METADATA_FILE).read_text())
+    folds = [
+        {"fold": f.index, "train_rows": f.train_rows, "test_rows": f.test_rows, "metrics": f.metrics,
+         "baselines": f.baselines}
+        for f in report.folds
+    ]  # fmt: skip
+    (folder / "cv_folds.json").write_text(json.dumps(folds, indent=2, default=float))
+    leakage = dataset_path / LEAKAGE_REPORT
+    if leakage.exists():
+        (folder / LEAKAGE_REPORT).write_text(leakage.read_text())
+
+
+def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config) -> LoggedRun:
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.check_mlflow()
+    mlflow.set_tracking_uri(uri)
+    experiment_id = _experiment(mlflow, config["mlflow"]["experiment"])
+    meta = dataset.metadata
+    run_name = config["mlflow"]["run_name"].format(
+        feature_service=meta["feature_service"],
+        horizon=config["labels"]["horizon"],
+        timestamp=datetime.now(UTC).strftime("%Y%m%dT%H%M%S"),
+    )
+    commit, dirty = git_commit()
+    leakage = dataset_path / LEAKAGE_REPORT
+    leakage_status = json.loads(leakage.read_text()).get("status", "unknown") if leakage.exists() else "not run"
+    tags = {
+        "feature_service": meta["feature_service"],
+        "label_config": json.dumps(config["labels"], sort_keys=True),
+        "validation_method": validation_method(config),
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "dataset_fingerprint": meta["fingerprint"],
+        "leakage_check": leakage_status,
+        "target": config["target"],
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        params = _flatten("", {k: v for k, v in config.items() if k != "mlflow"})
+        params.update({"dataset.rows": meta["rows"], "dataset.features": len(meta["features"]),
+                       "dataset.symbols": ",".join(meta["symbols"]), "dataset.path": str(dataset_path)})  # fmt: skip
+        mlflow.log_params(params)
+        for fold in report.folds:
+            for name, value in _scalars("cv", fold.metrics).items():
+                mlflow.log_metric(name, value, step=fold.index)
+        summary = _scalars("cv", report.cv_summary)
+        summary.update(_scalars("holdout", report.holdout))
+        for name, values in report.baseline_summary.items():
+            summary.update(_scalars(f"baseline_{name}/cv", values))
+        for name, values in report.holdout_baselines.items():
+            summary.update(_scalars(f"baseline_{name}/holdout", values))
+        if report.path_sharpes:
+            summary["cpcv/path_sharpe_mean"] = float(np.mean(report.path_sharpes))
+            summary["cpcv/path_sharpe_std"] = float(np.std(report.path_sharpes))
+        if len(report.classes) == 2:
+            (tn, fp), (fn, tp) = report.holdout["confusion_matrix"]
+            summary.update({"holdout/tn": tn, "holdout/fp": fp, "holdout/fn": fn, "holdout/tp": tp})
+        mlflow.log_metrics(summary)
+
+        with tempfile.TemporaryDirectory() as folder:
+            _write_artifacts(Path(folder), report, dataset, dataset_path, config)
+            mlflow.log_artifacts(folder)
+
+        example = report.holdout_rows[report.features].head(5)
+        signature = infer_signature(example, report.final.pipeline.predict_proba(example))
+        info = _log_model(mlflow, report, example, signature, config["mlflow"]["registered_model"])
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(config["mlflow"]["registered_model"], CHAMPION_ALIAS, version)
+    return LoggedRun(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=f"models:/{config['mlflow']['registered_model']}/{version}",
+        registered_model=config["mlflow"]["registered_model"],
+        version=version,
+        tracking_uri=uri,
+    )
+
+
+def _log_model(mlflow, report: TrainingReport, example, signature, registered_model: str):
+    import skops.io
+
+    pipeline = report.final.pipeline
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        signature=signature,
+        input_example=example,
+        registered_model_name=registered_model,
+        pyfunc_predict_fn="predict_proba",
+    )
