@@ -1,0 +1,118 @@
+"""The time hold-out split: train before a cutoff T, purge labels that reach T, embargo, then validate.
+
+Splitting by time rather than by row keeps every symbol of a date on one side; purging drops training
+samples whose label window reaches into the validation period; the embargo skips the bars right after T
+whose features still overlap the training labels' information (serial correlation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.errors import InputError
+from training.invariants import bar_calendar, check_holdout, embargo_bars, to_ns
+
+ROLES = ("train", "purged", "embargo", "validation")
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    """Role of every sample (positionally aligned with the t0/t1 given) and the boundaries that set it.
+
+    train: t0 < cutoff and t1 < cutoff; purged: t0 < cutoff <= t1; embargo: cutoff <= t0 < validation_start;
+    validation: t0 >= validation_start, which is ``embargo_bars`` bars after the cutoff on the bar calendar.
+    """
+
+    cutoff: pd.Timestamp
+    validation_start: pd.Timestamp
+    embargo: float
+    embargo_bars: int
+    n_bars: int
+    role: np.ndarray = field(repr=False)  # 'train' | 'purged' | 'embargo' | 'validation' per sample
+
+    def mask(self, role: str) -> np.ndarray:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        return self.role == role
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return np.flatnonzero(self.role == "train")
+
+    @property
+    def validation_idx(self) -> np.ndarray:
+        return np.flatnonzero(self.role == "validation")
+
+    def counts(self) -> dict[str, int]:
+        return {role: int((self.role == role).sum()) for role in ROLES}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description for dataset metadata and MLflow."""
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "validation_start": self.validation_start.isoformat(),
+            "embargo": self.embargo,
+            "embargo_bars": self.embargo_bars,
+            "n_bars": self.n_bars,
+            **self.counts(),
+        }
+
+    def check(self, t0: Any, t1: Any, bar_times: Any = None) -> None:
+        """Re-verify the invariants from the data (raises :class:`training.invariants.LeakageError`)."""
+        check_holdout(t0, t1, self.train_idx, self.validation_idx, self.embargo, self.cutoff, bar_times)
+
+
+def _timestamp(ns: int, tz: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(ns, tz="UTC")
+    return stamp.tz_convert(tz) if tz is not None else stamp.tz_localize(None)
+
+
+def holdout_split(
+    t0: Any, t1: Any, train_fraction: float = 0.7, embargo: float = 0.01, bar_times: Any = None
+) -> HoldoutSplit:
+    """Cutoff T at a sample date so that about ``train_fraction`` of the samples have t0 < T.
+
+    ``t0``/``t1`` are the samples' decision and label-end timestamps (any order); ``embargo`` is a fraction
+    of the bar calendar (distinct timestamps of ``bar_times``, else of t0 and t1), rounded up to whole bars.
+    Call as ``holdout_split(labels.t0, labels.t1, **config["split"])``.
+    """
+    if not 0 < train_fraction < 1:
+        raise InputError(f"split.train_fraction must be between 0 and 1, got {train_fraction}")
+    t0_ns, t1_ns = to_ns(t0, "t0"), to_ns(t1, "t1")
+    if len(t0_ns) != len(t1_ns):
+        raise InputError(f"t0 has {len(t0_ns)} rows but t1 has {len(t1_ns)}")
+    if (t1_ns <= t0_ns).any():
+        raise InputError(f"{int((t1_ns <= t0_ns).sum())} samples have t1 <= t0")
+    dates, counts = np.unique(t0_ns, return_counts=True)
+    if len(dates) < 2:
+        raise InputError(f"a time split needs samples on at least 2 dates, got {len(dates)}")
+    before = np.cumsum(counts)[:-1] / len(t0_ns)  # share of samples before dates[1:]
+    cutoff = int(dates[1 + int(np.argmin(np.abs(before - train_fraction)))])
+
+    calendar = bar_calendar(t0_ns, t1_ns, bar_times)
+    n_embargo = embargo_bars(embargo, len(calendar))
+    position = int(np.searchsorted(calendar, cutoff)) + n_embargo
+    if position >= len(calendar) or calendar[position] > t0_ns.max():
+        raise InputError(f"no validation samples remain after the cutoff and an embargo of {n_embargo} bars")
+    validation_start = int(calendar[position])
+
+    tz = pd.DatetimeIndex(t0).tz
+    role = np.full(len(t0_ns), "validation", dtype=object)
+    role[t0_ns < validation_start] = "embargo"
+    role[t0_ns < cutoff] = "purged"
+    role[(t0_ns < cutoff) & (t1_ns < cutoff)] = "train"
+    split = HoldoutSplit(
+        cutoff=_timestamp(cutoff, tz),
+        validation_start=_timestamp(validation_start, tz),
+        embargo=float(embargo),
+        embargo_bars=n_embargo,
+        n_bars=len(calendar),
+        role=role.astype(str),
+    )
+    if not split.counts()["train"]:
+        raise InputError("every training sample was purged: the label horizon is too long for the training period")
+    return split
