@@ -1,24 +1,43 @@
 """Real services for every test: the configured PostgreSQL/Redis, or the embedded defaults.
 
-Each test session gets its own PostgreSQL database and Feast project (so its Redis keys and registry
+Each test session gets its own PostgreSQL databases and Feast projects (so its Redis keys and registry
 rows are its own) and a temporary state folder (SQLite online store, MLflow backend); nothing a user
 built with `make train` is touched, and concurrent sessions do not collide.
+
+Two databases per session: the *pipeline* database, filled once with the bundled data, its features and
+the Feast registry (the ``pipeline`` fixture), and a *scratch* database that tests needing empty tables
+(``empty_store``) switch to and wipe freely.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import sql
 
 from training import settings
 
 BUNDLED_DATA = settings.PROJECT_ROOT / "data" / "stocks.csv.gz"
+SESSION = f"ohlcv_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+SCRATCH = f"{SESSION}_scratch"
+
+
+def _create_database(pg: settings.PostgresSettings, name: str) -> None:
+    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _drop_database(pg: settings.PostgresSettings, name: str) -> None:
+    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,16 +45,40 @@ def isolated_services(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("state")
     os.environ["OHLCV_STATE_DIR"] = str(state)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow.db'}")
-    name = f"ohlcv_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     pg = settings.check_postgres()
-    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    os.environ["PGDATABASE"] = name
-    os.environ["FEAST_PROJECT"] = name
+    for name in (SESSION, SCRATCH):
+        _create_database(pg, name)
+    os.environ["PGDATABASE"] = SESSION
+    os.environ["FEAST_PROJECT"] = SESSION
     settings.check_redis()
-    yield name
-    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield SESSION
+    for name in (SESSION, SCRATCH):
+        _drop_database(pg, name)
+
+
+def run_cli(*args: str):
+    """Run a project command in-process, as `python -m training ARGS` would."""
+    from training.cli import cli
+
+    return CliRunner().invoke(cli, [*args], catch_exceptions=False)
+
+
+def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m training ARGS` in a subprocess (for commands that exec another program)."""
+    result = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"python -m training {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def pipeline(isolated_services):
+    """The bundled data ingested, its indicators computed and the Feast repository applied, once per session."""
+    for args in (("ingest", str(BUNDLED_DATA)), ("compute-features",)):
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+    run_module("feast", "apply")
+    return SESSION
 
 
 @pytest.fixture
@@ -48,11 +91,17 @@ def conn(isolated_services):
 
 
 @pytest.fixture
-def empty_store(conn):
-    """No market data and no features: each test that writes starts from empty tables."""
+def empty_store(isolated_services, monkeypatch):
+    """The scratch database with no market data and no features (the pipeline database is left alone)."""
+    from training import db
+
+    monkeypatch.setenv("PGDATABASE", SCRATCH)
+    monkeypatch.setenv("FEAST_PROJECT", SCRATCH)
+    connection = db.connect(autocommit=True)
     for table in ("market_data.ohlcv_daily", "features.technical_indicators"):
-        conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-    return conn
+        connection.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")
