@@ -55,6 +55,21 @@ def _check_history(bars: pd.DataFrame, explicit: bool, horizon: int, warmup: int
     return bars[~bars["symbol"].isin(short.index)].reset_index(drop=True)
 
 
+def _target(rows: pd.DataFrame, config: Config) -> pd.Series:
+    """Binary: did the upper barrier come first (label == +1)? Multiclass: the label itself."""
+    return (rows["label"] == 1).astype(np.int8) if config["target"] == "binary" else rows["label"].astype(np.int8)
+
+
+def _check_classes(target: pd.Series, what: str) -> list[int]:
+    classes = sorted(int(c) for c in target.unique())
+    if len(classes) < 2:
+        raise InputError(
+            f"the {len(target)} {what} hold a single class ({classes[0] if classes else 'none'}); "
+            "widen the barriers, the horizon or the date range"
+        )
+    return classes
+
+
 def _weights(samples: pd.DataFrame, bars: pd.DataFrame, options: dict[str, Any], roles: np.ndarray) -> pd.DataFrame:
     """Weight components computed separately for training and validation rows (class shares, concurrency)."""
     parts = []
@@ -78,7 +93,6 @@ def build_dataset(
     """The whole build in memory; :func:`training.dataset.artifact.save` writes it."""
     started = time.perf_counter()
     labels_config, horizon = config["labels"], int(config["labels"]["horizon"])
-    service = describe_service(store, config["features"]["feature_service"])
     warmup = warmup_bars()
 
     bars = load_bars(symbols)
@@ -97,6 +111,8 @@ def build_dataset(
             f"no decision in range has a full label horizon of {horizon} bars after the {warmup}-bar warm-up; "
             "widen the date range"
         )
+    _check_classes(_target(candidates, config), "labelled decisions")
+    service = describe_service(store, config["features"]["feature_service"])
     progress(f"{len(candidates):,} labelled decisions; joining {len(service.features)} features point-in-time")
 
     features = point_in_time_features(store, candidates, service)
@@ -106,13 +122,8 @@ def build_dataset(
     samples = samples[finite].sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
     if samples.empty:
         raise InputError("every decision has a missing feature: run `python -m training compute-features`")
-    samples["target"] = (samples["label"] == 1).astype(np.int8) if config["target"] == "binary" else samples["label"]
-    classes = sorted(samples["target"].unique().tolist())
-    if len(classes) < 2:
-        raise InputError(
-            f"labels hold a single class ({classes[0]}) over {len(samples)} samples; "
-            "widen the barriers, the horizon or the date range"
-        )
+    samples["target"] = _target(samples, config)
+    classes = _check_classes(samples["target"], "samples")
 
     split = holdout_split(
         samples["event_timestamp"], samples["t1"], bar_times=bars["event_timestamp"], **config["split"]
