@@ -12,8 +12,11 @@ the Feast registry (the ``pipeline`` fixture), and a *scratch* database that tes
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -79,6 +82,58 @@ def pipeline(isolated_services):
         assert result.exit_code == 0, result.output
     run_module("feast", "apply")
     return SESSION
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, artifacts proxied to a temp folder) on a free loopback port."""
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    port = _free_port()
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination", str(folder / "artifacts"),
+        ],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = (folder / "server.log").read_text()[-2000:]
+                raise RuntimeError(f"mlflow server did not start: {output}") from None
+            time.sleep(0.5)
+    yield uri
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def bundled_dataset(pipeline, tmp_path_factory):
+    """The default panel dataset of the bundled data, built once: (folder, Dataset)."""
+    from training.dataset import artifact
+
+    out = tmp_path_factory.mktemp("dataset") / "panel"
+    result = run_cli("build-dataset", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out, artifact.load(out)
 
 
 @pytest.fixture
