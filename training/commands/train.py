@@ -23,11 +23,13 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     folds; then a final fit and a hold-out evaluation. Everything goes to one MLflow run, and the model is
     registered (alias `champion`). Label, weight and split settings come from the dataset itself.
     """
+    from training import settings
     from training.config import load_config
     from training.dataset import artifact
     from training.model.tracking import log_run
     from training.model.trainer import train as run_training
 
+    settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
     # What the rows were built with is not the trainer's to change: take it from the dataset.

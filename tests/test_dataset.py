@@ -1,0 +1,145 @@
+"""build-dataset on the bundled data: invariants of the artifact, reproducibility, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+from training.dataset import artifact
+from training.indicators.definitions import warmup_bars
+
+
+@pytest.fixture(scope="module")
+def built(bundled_dataset):
+    return bundled_dataset
+
+
+def test_panel_artifact_is_parquet_and_json_with_every_promised_field(built):
+    out, dataset = built
+    assert sorted(p.name for p in out.iterdir()) == [artifact.DATA_FILE, artifact.METADATA_FILE]
+    meta = json.loads((out / artifact.METADATA_FILE).read_text())
+    for key in ("features", "feature_service", "config", "fingerprint", "split", "scaler", "rows_by_split"):
+        assert key in meta
+    assert meta["feature_service"] == "technical_model_v1"
+    assert meta["symbols"] == ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
+    assert len(meta["features"]) == 23
+    for column in ("symbol", "event_timestamp", "t1", "feature_timestamp", "label", "target", "ret", "weight", "split"):
+        assert column in dataset.frame
+
+
+def test_no_look_ahead_invariants_hold(built):
+    _, dataset = built
+    frame = dataset.frame
+    assert (frame["feature_timestamp"] <= frame["event_timestamp"]).all()
+    assert (frame["feature_timestamp"] == frame["event_timestamp"]).all()  # entity rows are bar closes
+    assert (frame["t1"] > frame["event_timestamp"]).all()
+    assert np.isfinite(frame[dataset.features].to_numpy()).all()
+    train, validation = dataset.rows("train"), dataset.rows("validation")
+    validation_start = pd.Timestamp(dataset.metadata["split"]["validation_start"])
+    cutoff = pd.Timestamp(dataset.metadata["split"]["cutoff"])
+    assert train["t1"].max() < cutoff <= validation_start <= validation["event_timestamp"].min()
+    assert train["t1"].max() < validation["event_timestamp"].min()
+    assert set(frame["label"].unique()) <= {-1, 0, 1}
+    assert ((frame["target"] == 1) == (frame["label"] == 1)).all()
+
+
+def test_warm_up_is_derived_and_dropped_per_symbol(built, conn):
+    _, dataset = built
+    warmup = warmup_bars()
+    assert warmup == 33  # MACD's signal line in TA-Lib's convention
+    for symbol, rows in dataset.frame.groupby("symbol"):
+        first_allowed = conn.execute(
+            "SELECT event_timestamp FROM market_data.ohlcv_daily WHERE symbol = %s "
+            "ORDER BY event_timestamp OFFSET %s LIMIT 1",
+            (symbol, warmup),
+        ).fetchone()[0]
+        assert rows["event_timestamp"].min() == pd.Timestamp(first_allowed)
+
+
+def test_every_full_horizon_decision_after_warm_up_is_a_sample(built, conn):
+    _, dataset = built
+    counts = dict(conn.execute("SELECT symbol, count(*) FROM market_data.ohlcv_daily GROUP BY 1").fetchall())
+    horizon = dataset.metadata["config"]["labels"]["horizon"]
+    expected = sum(n - warmup_bars() - horizon for n in counts.values()) - dataset.metadata["rows_dropped_nonfinite"]
+    assert len(dataset.frame) == expected
+
+
+def test_weights_have_mean_one_within_each_split_and_scaler_is_fitted_on_training_rows(built):
+    from sklearn.preprocessing import RobustScaler
+
+    _, dataset = built
+    for role in ("train", "validation"):
+        assert dataset.rows(role)["weight"].mean() == pytest.approx(1.0)
+    assert (dataset.frame.loc[dataset.frame["split"].isin(["purged", "embargo"]), "weight"] == 0).all()
+    train = dataset.rows("train")[dataset.features]
+    fitted = RobustScaler().fit(train.to_numpy())
+    assert list(dataset.metadata["scaler"]["center"].values()) == pytest.approx(fitted.center_.tolist())
+    assert list(dataset.metadata["scaler"]["scale"].values()) == pytest.approx(fitted.scale_.tolist())
+
+
+def test_rebuilding_gives_the_same_fingerprint_and_a_config_change_a_new_one(built, tmp_path):
+    _, dataset = built
+    again = run_cli("build-dataset", "--out", str(tmp_path / "again"))
+    assert again.exit_code == 0, again.output
+    assert artifact.load(tmp_path / "again").metadata["fingerprint"] == dataset.metadata["fingerprint"]
+    other = run_cli("build-dataset", "--out", str(tmp_path / "h10"), "--horizon", "10")
+    assert other.exit_code == 0, other.output
+    assert artifact.load(tmp_path / "h10").metadata["fingerprint"] != dataset.metadata["fingerprint"]
+
+
+def test_single_symbol_with_a_date_range(pipeline, tmp_path):
+    result = run_cli(
+        "build-dataset", "--symbols", "FB", "--start", "2012-07-01", "--end", "2013-02-01", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    frame = artifact.load(tmp_path).frame
+    assert set(frame["symbol"]) == {"FB"}
+    assert frame["event_timestamp"].min() >= pd.Timestamp("2012-07-01", tz="UTC")
+    assert frame["event_timestamp"].max() <= pd.Timestamp("2013-02-02", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--symbols", "ZZZZ"), "unknown symbol(s): ZZZZ"),
+        (("--start", "2020-01-01"), "no bars between 2020-01-01"),
+        (("--start", "2012-01-10", "--end", "2012-01-01"), "empty date range"),
+        (("--profit-taking", "5", "--stop-loss", "0.99"), "hold a single class (0)"),
+        (("--symbols", "FB", "--start", "2013-02-27"), "no decision in range has a full label horizon"),
+        (("--feature-service", "nope"), "unknown feature service 'nope'"),
+    ],
+)
+def test_bad_requests_name_the_problem_and_write_nothing(pipeline, tmp_path, args, message):
+    out = tmp_path / "out"
+    result = run_cli("build-dataset", "--out", str(out), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_too_short_a_history_is_refused(empty_store, write_csv, bundled_raw, tmp_path):
+    short = bundled_raw[bundled_raw["Ticker"] == "FB"].head(30)
+    assert run_cli("ingest", str(write_csv(short))).exit_code == 0
+    result = run_cli("build-dataset", "--symbols", "FB", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "too little history: FB has 30 bars" in result.output
+    assert "need at least 39 bars" in result.output
+
+
+def test_a_failed_rebuild_leaves_the_previous_artifact_intact(built, tmp_path):
+    out, _ = built
+    before = (out / artifact.METADATA_FILE).read_text()
+    result = run_cli("build-dataset", "--out", str(out), "--symbols", "ZZZZ")
+    assert result.exit_code == 2
+    assert (out / artifact.METADATA_FILE).read_text() == before
+
+
+def test_loading_something_that_is_not_a_dataset_is_a_clear_error(tmp_path):
+    from training.errors import InputError
+
+    with pytest.raises(InputError, match="is not a dataset"):
+        artifact.load(tmp_path)

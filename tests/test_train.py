@@ -1,0 +1,204 @@
+"""train end to end against real MLflow backends, reproducibility, and the fitted-on-training-rows property."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import run_cli
+from training.invariants import LeakageError, check_no_overlap
+from training.model.estimator import early_stopping_slice, fit_with_early_stopping
+
+EXPECTED_ARTIFACTS = {
+    "feature_importance.csv",
+    "feature_importance.png",
+    "roc.png",
+    "confusion_matrix.png",
+    "equity_curve.png",
+    "holdout_daily_returns.csv",
+    "config.yaml",
+    "dataset_metadata.json",
+    "cv_folds.json",
+}
+
+
+def _train(dataset_dir, results, *extra: str):
+    result = run_cli("train", "--dataset", str(dataset_dir), "--results", str(results), *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(results.read_text())
+
+
+@pytest.fixture(scope="module")
+def local_run(bundled_dataset, tmp_path_factory):
+    folder, _ = bundled_dataset
+    return _train(folder, tmp_path_factory.mktemp("results") / "results.json")
+
+
+def _assert_complete_run(client, run_id: str, dataset) -> None:
+    run = client.get_run(run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["model.num_leaves"] == "31" and params["model.learning_rate"] == "0.05"
+    assert params["model.bagging_freq"] == "1" and params["cv.n_splits"] == "5" and params["cv.embargo"] == "0.01"
+    for name in ("accuracy", "f1", "roc_auc", "log_loss", "information_coefficient", "backtest_sharpe",
+                 "backtest_max_drawdown", "best_iteration"):  # fmt: skip
+        assert f"cv/{name}_mean" in metrics and f"cv/{name}_std" in metrics
+        assert f"holdout/{name}" in metrics
+        history = client.get_metric_history(run_id, f"cv/{name}")
+        assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]  # one value per fold
+    for name in ("baseline_majority/cv/accuracy_mean", "baseline_buy_and_hold/cv/backtest_sharpe_mean",
+                 "baseline_majority/holdout/roc_auc", "baseline_buy_and_hold/holdout/backtest_sharpe",
+                 "holdout/tp", "holdout/tn"):  # fmt: skip
+        assert name in metrics
+    assert tags["feature_service"] == "technical_model_v1"
+    assert json.loads(tags["label_config"])["horizon"] == 5
+    assert tags["validation_method"].startswith("purged_kfold(n_splits=5, embargo=0.01)")
+    assert len(tags["git_commit"]) == 40
+    assert tags["dataset_fingerprint"] == dataset.metadata["fingerprint"]
+    assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
+
+
+def _assert_registered_model(client, results: dict, dataset) -> None:
+    import mlflow
+
+    version = client.get_model_version_by_alias(results["registered_model"], "champion")
+    assert str(version.version) == results["model_version"] and version.run_id == results["run_id"]
+    info = mlflow.models.get_model_info(results["model_uri"])
+    assert [c.name for c in info.signature.inputs.inputs] == dataset.features
+    assert info.saved_input_example_info is not None
+    model = mlflow.sklearn.load_model(results["model_uri"])
+    rows = dataset.rows("validation")[dataset.features].head(20)
+    proba = model.predict_proba(rows)
+    assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_train_logs_a_complete_run_to_the_local_backend(local_run, bundled_dataset):
+    from mlflow.tracking import MlflowClient
+
+    _, dataset = bundled_dataset
+    client = MlflowClient()
+    _assert_complete_run(client, local_run["run_id"], dataset)
+    _assert_registered_model(client, local_run, dataset)
+    assert local_run["cv"]["roc_auc_mean"] == pytest.approx(
+        client.get_run(local_run["run_id"]).data.metrics["cv/roc_auc_mean"]
+    )
+
+
+def test_same_seed_and_data_give_the_same_metrics(local_run, bundled_dataset, tmp_path):
+    folder, _ = bundled_dataset
+    again = _train(folder, tmp_path / "again.json")
+    assert again["run_id"] != local_run["run_id"]
+    assert again["cv"] == local_run["cv"]
+    assert again["holdout"] == local_run["holdout"]
+
+
+def test_train_against_a_real_mlflow_server(mlflow_server, bundled_dataset, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    folder, dataset = bundled_dataset
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    results = _train(folder, tmp_path / "server.json")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    _assert_complete_run(client, results["run_id"], dataset)
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    _assert_registered_model(client, results, dataset)
+
+
+def test_cpcv_logs_backtest_paths(bundled_dataset, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    folder, _ = bundled_dataset
+    results = _train(folder, tmp_path / "cpcv.json", "--cv", "cpcv", "--n-splits", "4")
+    metrics = MlflowClient().get_run(results["run_id"]).data.metrics
+    assert "cpcv/path_sharpe_mean" in metrics
+    assert len(MlflowClient().get_metric_history(results["run_id"], "cv/roc_auc")) == 6  # C(4, 2) splits
+
+
+def test_unreachable_mlflow_is_one_line_naming_the_setting(bundled_dataset, tmp_path, monkeypatch):
+    folder, _ = bundled_dataset
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    result = run_cli("train", "--dataset", str(folder), "--results", str(tmp_path / "r.json"))
+    assert result.exit_code == 3
+    assert "MLflow tracking server unreachable at http://127.0.0.1:9" in result.output
+    assert "MLFLOW_TRACKING_URI" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_train_on_a_folder_that_is_not_a_dataset(tmp_path):
+    result = run_cli("train", "--dataset", str(tmp_path))
+    assert result.exit_code == 2 and "is not a dataset" in result.output
+
+
+# -- preprocessing and early stopping only ever see the rows they may -------------------------------------------
+
+
+def _panel(draw_seed: int, n_dates: int, n_symbols: int, horizon: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(draw_seed)
+    dates = pd.date_range("2020-01-01", periods=n_dates, freq="D")
+    t0 = np.repeat(dates.to_numpy(), n_symbols)
+    t1 = t0 + np.timedelta64(1, "D") * rng.integers(1, horizon + 1, len(t0))
+    X = pd.DataFrame(rng.normal(size=(len(t0), 4)) * [1, 10, 100, 1000], columns=list("abcd"))
+    return X, t0, t1
+
+
+def assert_fit_ignores_rows_outside_its_fit_slice(fit, X, y, t0, t1) -> None:
+    """Changing any row the fitted preprocessing may not see leaves the fitted scaler unchanged."""
+    fit_positions, _ = early_stopping_slice(t0, t1, 0.2)
+    baseline = fit(X, y, t0, t1).named_steps["scaler"]
+    altered = X.copy()
+    outside = np.setdiff1d(np.arange(len(X)), fit_positions)
+    altered.iloc[outside] = altered.iloc[outside] * 1000 + 7
+    changed = fit(altered, y, t0, t1).named_steps["scaler"]
+    if not (np.allclose(baseline.center_, changed.center_) and np.allclose(baseline.scale_, changed.scale_)):
+        raise LeakageError("preprocessing", "the scaler changed when rows outside its fit slice changed")
+
+
+def _model(rounds: int = 5) -> dict:
+    from training.config import default_config
+
+    model = default_config()["model"]
+    model.update(num_boost_round=rounds, early_stopping_rounds=2, early_stopping_fraction=0.2)
+    return model
+
+
+def _project_fit(X, y, t0, t1):
+    return fit_with_early_stopping(X, y, np.ones(len(y)), t0, t1, _model()).pipeline
+
+
+def _leaky_fit(X, y, t0, t1):
+    """A deliberately leaky fit: the scaler sees every row, early-stopping slice included."""
+    from training.model.estimator import make_pipeline
+
+    return make_pipeline(_model()).fit(X, y)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n_dates=st.integers(40, 80), n_symbols=st.integers(1, 3), horizon=st.integers(1, 6))
+def test_preprocessing_is_fitted_on_the_fit_rows_only(seed, n_dates, n_symbols, horizon):
+    X, t0, t1 = _panel(seed, n_dates, n_symbols, horizon)
+    y = (np.arange(len(X)) % 2).astype(int)
+    assert_fit_ignores_rows_outside_its_fit_slice(_project_fit, X, y, t0, t1)
+
+
+def test_the_preprocessing_check_catches_a_scaler_fitted_on_all_rows():
+    X, t0, t1 = _panel(1, 60, 2, 3)
+    y = (np.arange(len(X)) % 2).astype(int)
+    with pytest.raises(LeakageError, match="scaler changed"):
+        assert_fit_ignores_rows_outside_its_fit_slice(_leaky_fit, X, y, t0, t1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_dates=st.integers(10, 120), n_symbols=st.integers(1, 4),
+       horizon=st.integers(1, 10), fraction=st.floats(0.05, 0.5))  # fmt: skip
+def test_early_stopping_slice_is_purged_from_the_fit_rows(seed, n_dates, n_symbols, horizon, fraction):
+    _, t0, t1 = _panel(seed, n_dates, n_symbols, horizon)
+    fit, watch = early_stopping_slice(t0, t1, fraction)
+    assert len(watch) and len(np.intersect1d(fit, watch)) == 0
+    assert t0[watch].min() > t0[fit].max() if len(fit) else True
+    check_no_overlap(t0, t1, fit, watch)
