@@ -10,7 +10,7 @@ CONFIG ?=
 CONFIG_OPT := $(if $(CONFIG),--config $(CONFIG),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench lint ingest features apply materialize dataset verify fit predict services clean
+.PHONY: help install train test bench docs lint ingest features apply materialize dataset verify fit predict services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test: install ## Run the test suite against real PostgreSQL, Redis/SQLite and ML
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks
+
+docs: install ## Regenerate the README's feature list from the indicator definition table
+	$(PY) -m training.readme
 
 lint: install ## ruff
 	$(PY) -m ruff check .
