@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "materialize": "training.commands.materialize:materialize",
     "services": "training.commands.services:services",
     "train": "training.commands.train:train",
+    "verify-leakage": "training.commands.verify_leakage:verify_leakage",
 }
 
 

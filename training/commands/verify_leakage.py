@@ -1,0 +1,64 @@
+"""``verify-leakage``: recompute every no-look-ahead invariant of a built dataset; exit 1 when one fails."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command("verify-leakage")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path), default=Path("artifacts/dataset"),
+              show_default=True, help="Folder written by build-dataset.")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML the training run will use (its cv section is audited).")  # fmt: skip
+@click.option("--sample", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Rows whose features are recomputed from OHLCV (first and last of each symbol always).")  # fmt: skip
+@click.option("--skip-rebuild", is_flag=True, help="Do not rebuild the dataset through Feast to compare fingerprints.")
+def verify_leakage(dataset_path: Path, config_path: Path | None, sample: int, skip_rebuild: bool) -> None:
+    """Prove the training set and its validation saw no future data.
+
+    Recomputes from the offline store: features of sampled rows (from OHLCV cut at the joined bar), the
+    point-in-time join, every label, the hold-out purge and embargo, the scaler's training-only fit,
+    every cross-validation fold, the warm-up, and a rebuild's fingerprint. Prints one line per check,
+    writes DATASET/leakage_report.json and exits 1 naming the failed checks.
+    """
+    from training.dataset import artifact
+    from training.dataset.bars import load_bars
+    from training.errors import CheckFailed
+    from training.leakage.audit import audit_config, run_audit
+    from training.leakage.panel import BarHistory
+    from training.leakage.report import format_text, write_json
+    from training.leakage.reproducibility import rebuild
+
+    def progress(message: str) -> None:
+        click.echo(f"  {message}", err=True)
+
+    started = time.perf_counter()
+    dataset = artifact.load(dataset_path)
+    config = audit_config(dataset, config_path)
+    loaded = time.perf_counter()
+    progress(f"reading the OHLCV bars of {len(dataset.metadata['symbols'])} symbol(s)")
+    bars = BarHistory.of(load_bars(sorted(dataset.frame["symbol"].unique().tolist())))
+    bars_read = time.perf_counter()
+    report = run_audit(
+        dataset,
+        config,
+        bars,
+        sample=sample,
+        rebuild=None if skip_rebuild else lambda: rebuild(dataset.metadata, lambda m: progress(f"  {m}")),
+        path=dataset_path,
+        progress=progress,
+    )
+    report.timings = {
+        "load_dataset": loaded - started,
+        "load_bars": bars_read - loaded,
+        **report.timings,
+        "total": time.perf_counter() - started,
+    }
+    written = write_json(report, dataset_path)
+    click.echo(format_text(report))
+    click.echo(f"report: {written}")
+    if report.failed:
+        raise CheckFailed(f"leakage check(s) failed: {', '.join(report.failed)} (details in {written})")

@@ -1,0 +1,147 @@
+"""Run every leakage check on a dataset and collect one report (status, per-check results, timings).
+
+Every check runs even after one fails, so a reviewer sees all violations at once; a check that cannot
+run (missing metadata, unreadable bars) counts as failed — an audit that could not look proves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.config import Config, load_config
+from training.cv import make_cv
+from training.dataset.artifact import Dataset
+from training.errors import ProjectError
+from training.leakage import cv, features, holdout, labels, point_in_time, reproducibility, scaler, warmup
+from training.leakage.panel import BarHistory
+from training.leakage.result import CheckResult
+from training.leakage.sampling import DEFAULT_SAMPLE
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+CHECKS = (
+    features.NAME,
+    point_in_time.NAME,
+    labels.NAME,
+    holdout.NAME,
+    scaler.NAME,
+    cv.NAME,
+    warmup.NAME,
+    reproducibility.NAME,
+)
+# What the dataset was built with decides these sections; the trainer takes them from the dataset too.
+DATASET_SECTIONS = ("data", "features", "labels", "target", "weights", "split")
+
+
+def audit_config(dataset: Dataset, config_path: Path | None = None) -> Config:
+    """The configuration ``train --config FILE`` will use on this dataset: the file (or defaults) for
+    cross-validation and the model, the dataset's own sections for everything the rows were built with."""
+    config = load_config(config_path)
+    for section in DATASET_SECTIONS:
+        config[section] = dataset.metadata["config"][section]
+    return config
+
+
+@dataclass
+class AuditReport:
+    dataset: dict[str, Any]
+    config: dict[str, Any]
+    checks: list[CheckResult]
+    timings: dict[str, float] = field(default_factory=dict)
+    audited_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if c.failed]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == "skipped"]
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failed else "passed"
+
+    def check(self, name: str) -> CheckResult:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "failed_checks": self.failed,
+            "skipped_checks": self.skipped,
+            "audited_at": self.audited_at,
+            "dataset": self.dataset,
+            "config": self.config,
+            "checks": {c.name: c.to_json() for c in self.checks},
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def _describe(dataset: Dataset, path: Path | None) -> dict[str, Any]:
+    meta = dataset.metadata
+    return {
+        "path": str(path) if path else None,
+        "fingerprint": meta.get("fingerprint"),
+        "created_at": meta.get("created_at"),
+        "rows": len(dataset.frame),
+        "symbols": sorted(dataset.frame["symbol"].unique().tolist()),
+        "feature_service": meta.get("feature_service"),
+        "features": len(dataset.features),
+    }
+
+
+def _run(name: str, run: Callable[[], CheckResult]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        result = run()
+    except (ProjectError, ValueError, KeyError, TypeError) as error:
+        result = CheckResult(name=name, description="could not run", status="failed", message=f"could not run: {error}")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_audit(
+    dataset: Dataset,
+    config: Config,
+    bars: BarHistory,
+    *,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    rebuild: Callable[[], Dataset] | None = None,
+    make_splitter: cv.SplitterFactory = make_cv,
+    path: Path | None = None,
+    progress: Progress = log.info,
+) -> AuditReport:
+    """All checks on ``dataset`` against ``bars`` (its symbols' adjusted OHLCV); ``rebuild=None`` skips
+    the rebuild half of the reproducibility check. ``config`` supplies the cross-validation to audit."""
+    cv_config: Mapping[str, Any] = config["cv"]
+    steps: dict[str, Callable[[], CheckResult]] = {
+        features.NAME: lambda: features.check_features(dataset, bars, sample, seed),
+        point_in_time.NAME: lambda: point_in_time.check_point_in_time(dataset, bars),
+        labels.NAME: lambda: labels.check_labels(dataset, bars),
+        holdout.NAME: lambda: holdout.check_holdout(dataset, bars),
+        scaler.NAME: lambda: scaler.check_scaler(dataset),
+        cv.NAME: lambda: cv.check_cv(dataset, cv_config, make_splitter),
+        warmup.NAME: lambda: warmup.check_warmup(dataset, bars),
+        reproducibility.NAME: lambda: reproducibility.check_reproducibility(dataset, rebuild),
+    }
+    started = time.perf_counter()
+    results = []
+    for name in CHECKS:
+        if name == reproducibility.NAME and rebuild is not None:
+            progress(f"{name}: rebuilding the dataset from the same inputs (the slow step)")
+        else:
+            progress(f"{name} ...")
+        results.append(_run(name, steps[name]))
+    timings = {c.name: c.seconds for c in results}
+    timings["checks_total"] = time.perf_counter() - started
+    used = {"cv": dict(cv_config), "split": config["split"], "labels": config["labels"], "sample": sample, "seed": seed}
+    return AuditReport(dataset=_describe(dataset, path), config=used, checks=results, timings=timings)

@@ -1,0 +1,110 @@
+"""Features: recompute every feature of sampled rows from OHLCV cut at the joined bar, and compare.
+
+For a row joined to bar B (its ``feature_timestamp``), the indicators are recomputed with
+``compute_symbol`` on the symbol's adjusted bars up to and including B — nothing after B is given to
+TA-Lib — and turned into the model's forms with ``scale_free_forms``. Equality proves each stored value
+is a function of bars <= B only, without trusting that the indicator code is causal. That B itself is
+not after the decision (and is the newest bar at or before it) is the point-in-time check's job; the two
+together prove no feature saw a bar after its decision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.dataset.artifact import Dataset
+from training.indicators.compute import compute_symbol, input_columns
+from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS
+from training.indicators.scale_free import scale_free_forms
+from training.leakage.panel import RTOL, BarHistory, mismatch, ns, relative_error
+from training.leakage.result import CheckResult
+from training.leakage.sampling import DEFAULT_SAMPLE, stratified_sample
+
+NAME = "features"
+# Columns a model must never see as inputs: they describe the future (labels) or the split.
+NOT_FEATURES = frozenset({"t1", "label", "target", "ret", "next_ret", "barrier", "upper", "lower", "weight", "split"})
+
+
+def known_features() -> set[str]:
+    """Names this check can recompute: the 23 indicators, their model forms and the reference columns."""
+    return {i.name for i in INDICATORS} | {i.model_feature for i in INDICATORS} | set(REFERENCE_COLUMNS)
+
+
+def recompute(history: dict[str, np.ndarray], features: list[str]) -> dict[str, float]:
+    """Every feature's value at the last bar of ``history`` (one symbol's adjusted bars, oldest first)."""
+    values = compute_symbol(history)
+    last: dict[str, list[float]] = {name: [float(v[-1])] for name, v in values.items()}
+    last.update({column: [float(history[column][-1])] for column in REFERENCE_COLUMNS})
+    forms = scale_free_forms(last)
+    return {name: forms[name][0] if name in forms else last[name][0] for name in features}
+
+
+def check_features(dataset: Dataset, bars: BarHistory, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> CheckResult:
+    frame, features = dataset.frame, dataset.features
+    forbidden = sorted(f for f in features if f in NOT_FEATURES or f.startswith("w_"))
+    unknown = sorted(set(features) - known_features() - set(forbidden))
+    if forbidden or unknown:
+        problems = [f"label or split columns among the features: {forbidden}"] if forbidden else []
+        problems += [f"features this audit cannot recompute from OHLCV: {unknown}"] if unknown else []
+        return CheckResult.verdict(NAME, "feature columns are indicators of bars", {}, message="; ".join(problems))
+
+    positions = stratified_sample(frame, sample, seed)
+    rows = frame.iloc[positions]
+    symbols = rows["symbol"].to_numpy()
+    joined = ns(rows["feature_timestamp"])
+    through = bars.count_before(symbols, joined, inclusive=True)  # bars up to and including the joined bar
+    columns = input_columns()
+    stored = rows[features].to_numpy(dtype=np.float64)
+    expected = np.full_like(stored, np.nan)
+    missing_bar = np.zeros(len(rows), dtype=bool)
+    for symbol in np.unique(symbols):
+        start, end = bars.span(str(symbol))
+        arrays = {c: bars.bars[c].to_numpy(dtype=np.float64)[start:end] for c in columns}
+        for i in np.flatnonzero(symbols == symbol):
+            n = int(through[i])
+            if n == 0 or bars.ts[start + n - 1] != joined[i]:
+                missing_bar[i] = True  # the joined bar is not a bar of this symbol
+                continue
+            values = recompute({c: a[:n] for c, a in arrays.items()}, features)
+            expected[i] = [values[name] for name in features]
+
+    bad = mismatch(expected, stored) & ~missing_bar[:, None]
+    offending = []
+    for i in np.flatnonzero(missing_bar | bad.any(axis=1)):
+        base = {
+            "symbol": symbols[i],
+            "event_timestamp": rows["event_timestamp"].iloc[i],
+            "feature_timestamp": rows["feature_timestamp"].iloc[i],
+        }
+        if missing_bar[i]:
+            offending.append({**base, "feature": None, "problem": "joined bar is not an OHLCV bar of the symbol"})
+            continue
+        for j in np.flatnonzero(bad[i]):
+            offending.append(
+                {
+                    **base,
+                    "feature": features[j],
+                    "dataset": stored[i, j],
+                    "recomputed": expected[i, j],
+                    "relative_error": float(relative_error(expected[i, j], stored[i, j])),
+                }
+            )
+    table = pd.DataFrame(offending)
+    counts = {
+        "sampled_rows": len(rows),
+        "rows": len(frame),
+        "symbols": int(rows["symbol"].nunique()),
+        "features": len(features),
+        "values_compared": int(stored.size - missing_bar.sum() * len(features)),
+        "mismatched_values": int(bad.sum()),
+        "mismatched_rows": int((missing_bar | bad.any(axis=1)).sum()),
+    }
+    return CheckResult.verdict(
+        NAME,
+        f"{len(rows):,} sampled rows (first and last of each symbol included) x {len(features)} features "
+        f"recomputed from OHLCV up to the joined bar (relative {RTOL:g})",
+        counts,
+        table,
+        total=counts["mismatched_rows"],
+    )

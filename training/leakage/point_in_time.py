@@ -1,0 +1,69 @@
+"""Point-in-time join: each row's features come from the newest bar at or before its decision, within the TTL.
+
+``feature_timestamp`` is the joined feature row's own bar time (carried through Feast as ``bar_timestamp``).
+A later bar is look-ahead; an older bar (one skipped) means the join missed data it was entitled to, which
+hides a broken join and makes training differ from serving; a bar older than the TTL should not have
+joined at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.dataset.artifact import Dataset
+from training.leakage.panel import MISSING, BarHistory, ns
+from training.leakage.result import CheckResult
+
+NAME = "point_in_time"
+
+
+def check_point_in_time(dataset: Dataset, bars: BarHistory) -> CheckResult:
+    frame = dataset.frame
+    ttl = dataset.metadata.get("feature_ttl_seconds")
+    symbols = frame["symbol"].to_numpy()
+    decided, joined = ns(frame["event_timestamp"]), ns(frame["feature_timestamp"])
+    newest = bars.newest_at_or_before(symbols, decided)
+
+    missing = joined == MISSING
+    after = ~missing & (joined > decided)
+    stale = ~missing & ~after & (ttl is not None) & ((decided - joined) > int(float(ttl or 0) * 1e9))
+    skipped = ~missing & ~after & (joined != newest)
+    problems = np.select(
+        [missing, after, stale, skipped],
+        [
+            "no feature timestamp",
+            "joined bar is after the decision",
+            "joined bar is older than the TTL",
+            "not the newest bar at or before the decision",
+        ],
+        "",
+    )
+    bad = problems != ""
+    offending = pd.DataFrame(
+        {
+            "symbol": symbols[bad],
+            "event_timestamp": frame["event_timestamp"].to_numpy()[bad],
+            "feature_timestamp": frame["feature_timestamp"].to_numpy()[bad],
+            "newest_bar": pd.to_datetime(np.where(newest[bad] == MISSING, np.nan, newest[bad]), utc=True),
+            "problem": problems[bad],
+        }
+    )
+    offending["event_timestamp"] = pd.to_datetime(offending["event_timestamp"], utc=True)
+    offending["feature_timestamp"] = pd.to_datetime(offending["feature_timestamp"], utc=True)
+    counts = {
+        "rows": len(frame),
+        "ttl_seconds": ttl,
+        "missing": int(missing.sum()),
+        "after_decision": int(after.sum()),
+        "older_than_ttl": int(stale.sum()),
+        "not_newest_bar": int(skipped.sum()),
+        "lag_max_seconds": float((decided - joined)[~missing].max() / 1e9) if (~missing).any() else None,
+    }
+    ttl_text = f"{float(ttl) / 86400:g} days" if ttl is not None else "no TTL"
+    return CheckResult.verdict(
+        NAME,
+        f"{len(frame):,} rows: feature bar <= decision, within the TTL ({ttl_text}), newest bar at or before it",
+        counts,
+        offending,
+    )
