@@ -56,7 +56,8 @@ def test_summary_and_timezone() -> None:
     split = holdout_split(samples.t0, samples.t1)
     assert str(split.cutoff.tz) == "UTC"
     summary = split.summary()
-    assert summary["embargo_bars"] == 2 and summary["train"] > 0 and summary["validation"] > 0
+    assert summary["embargo_bars"] == 2 and summary["rows"]["train"] > 0 and summary["rows"]["validation"] > 0
+    assert summary["embargo"] == 0.01  # the fraction, not the count of embargoed rows
     assert 0.65 < (samples.t0 < split.cutoff).mean() < 0.75
 
 

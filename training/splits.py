@@ -58,7 +58,7 @@ class HoldoutSplit:
             "embargo": self.embargo,
             "embargo_bars": self.embargo_bars,
             "n_bars": self.n_bars,
-            **self.counts(),
+            "rows": self.counts(),  # nested: the role "embargo" would overwrite the embargo fraction
         }
 
     def check(self, t0: Any, t1: Any, bar_times: Any = None) -> None:
