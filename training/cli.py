@@ -17,6 +17,7 @@ from training.errors import ProjectError
 # command name -> "module:function" of its click command
 COMMANDS: dict[str, str] = {
     "build-dataset": "training.commands.build_dataset:build_dataset",
+    "compute-features": "training.commands.compute_features:compute_features",
     "feast": "training.commands.feast_cli:feast",
     "ingest": "training.commands.ingest:ingest",
     "materialize": "training.commands.materialize:materialize",

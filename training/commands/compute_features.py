@@ -1,0 +1,47 @@
+"""``compute-features``: compute the 23 indicators from stored bars into features.technical_indicators."""
+
+from __future__ import annotations
+
+import click
+
+
+def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    names = [s.strip() for item in value for s in item.split(",") if s.strip()]
+    return names or None
+
+
+@click.command("compute-features")
+@click.option(
+    "--symbols",
+    multiple=True,
+    callback=_symbols,
+    help="Comma-separated symbols (repeatable); default: every symbol in market_data.ohlcv_daily.",
+)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First trade date to write (YYYY-MM-DD).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last trade date to write (YYYY-MM-DD).")
+@click.option("--full", is_flag=True, help="Recompute every bar, not only bars without current feature rows.")
+def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
+    """Compute the indicators from adjusted bars and upsert them into features.technical_indicators.
+
+    Incremental by default: per symbol, only bars from the first one without a current feature row are
+    written, yet always computed on the symbol's full history, so the values equal a full recompute.
+    --start/--end restrict the rows written (earlier history is still read for the warm-up). One
+    transaction: bad input writes nothing, and re-running changes nothing.
+    """
+    from training.features_job import compute_features as run
+
+    result = run(
+        symbols,
+        start=start.date() if start else None,
+        end=end.date() if end else None,
+        full=full,
+        progress=True,
+    )
+    mode = "full recompute" if result.full else "incremental"
+    if not result.rows:
+        click.echo(f"features.technical_indicators: up to date, nothing to compute ({mode})")
+        return
+    click.echo(
+        f"features.technical_indicators: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
+        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged"
+    )
