@@ -1,0 +1,124 @@
+"""The point-in-time (as-of) join as one sort-merge in SQL: O((n + m) log(n + m)), not n x m.
+
+Feature rows and entity rows of a group are stacked (UNION ALL) and ordered by key, timestamp and kind
+(feature rows before entity rows at the same instant, since a bar stamped at the entity time is known).
+A running ``max`` of the feature timestamps then gives each entity row the newest feature timestamp at or
+before its own; one merge join on (key, that timestamp) fetches the feature values, the TTL is checked
+on the matched timestamp, and among feature rows with equal timestamps the newest created_timestamp wins.
+
+Measured on 500 symbols x 2,520 bars (1.26 M entity rows, 23 features, PostgreSQL 15, a shared 2-core
+machine): this plan ran in 3-5 s where an index-driven ``LATERAL ... LIMIT 1`` per entity row took 7-16 s
+(one index probe and heap fetch per row), and Feast's stock join grows with entity rows x feature rows.
+
+Rows the stock store never matches are excluded the same way: NULL keys, NULL timestamps, and (when the
+view has a created_timestamp column) feature rows whose created_timestamp is NULL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import sql
+
+from training.feast_ext.pg_io import MASK_BITS, PgType
+from training.feast_ext.plan import JoinGroup
+
+ROW_ID = "_row"
+ENTITY_TS = "_ts"
+
+
+def key_column(i: int) -> str:
+    return f"_k{i}"
+
+
+def _feature_alias(i: int) -> str:
+    return f"_f{i}"
+
+
+def describe_query(group: JoinGroup) -> sql.Composed:
+    """A zero-row select of the group's feature columns, for their types."""
+    columns = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in group.source_columns)
+    return sql.SQL("SELECT {} FROM {} AS s LIMIT 0").format(columns, sql.SQL(group.table_subquery))
+
+
+def join_query(
+    group: JoinGroup,
+    entity_table: sql.Composable,
+    entity_keys: list[str],
+    types: list[PgType],
+    bounds: tuple[datetime, datetime] | None,
+) -> sql.Composed:
+    """Rows ``(_row, feature values..., null masks...)``, one per entity row, all fields fixed width.
+
+    ``entity_keys`` are the upload table's columns for ``group.join_keys``; ``types`` those of the source
+    columns; ``bounds`` the entity timestamps' (min, max), None when no entity row has a timestamp.
+    """
+    ident = sql.Identifier
+    n_keys = len(group.key_sources)
+    src_keys = [ident(key_column(i)) for i in range(n_keys)]
+    features = group.source_columns
+
+    # Source rows the join can use: non-NULL keys, timestamps within the entity range (minus the TTL).
+    select = [sql.SQL("s.{} AS {}").format(ident(c), k) for c, k in zip(group.key_sources, src_keys, strict=True)]
+    select.append(sql.SQL("s.{} AS _ts").format(ident(group.timestamp_field)))
+    if group.created_timestamp_column:
+        select.append(sql.SQL("s.{} AS _created").format(ident(group.created_timestamp_column)))
+    select += [sql.SQL("s.{} AS {}").format(ident(c), ident(_feature_alias(i))) for i, c in enumerate(features)]
+    where = [sql.SQL("s.{} IS NOT NULL").format(ident(c)) for c in group.key_sources]
+    if group.created_timestamp_column:
+        where.append(sql.SQL("s.{} IS NOT NULL").format(ident(group.created_timestamp_column)))
+    if bounds is None:
+        where.append(sql.SQL("false"))
+    else:
+        low, high = bounds
+        where.append(sql.SQL("s.{} <= {}").format(ident(group.timestamp_field), sql.Literal(high)))
+        if group.ttl is not None:
+            where.append(sql.SQL("s.{} >= {}").format(ident(group.timestamp_field), sql.Literal(low - group.ttl)))
+    source = sql.SQL("SELECT {} FROM {} AS s WHERE {}").format(
+        sql.SQL(", ").join(select), sql.SQL(group.table_subquery), sql.SQL(" AND ").join(where)
+    )
+
+    keys = sql.SQL(", ").join(src_keys)
+    u_keys = sql.SQL(", ").join(sql.SQL("u.{}").format(k) for k in src_keys)
+    e_keys = sql.SQL(", ").join(sql.SQL("e.{}").format(ident(k)) for k in entity_keys)
+    stacked = sql.SQL(
+        "SELECT {keys}, src._ts, 0 AS _kind, NULL::int8 AS _row, src._ts AS _fts FROM src "
+        "UNION ALL SELECT {e_keys}, e._ts, 1, e._row, NULL FROM {entity} AS e"
+    ).format(keys=keys, e_keys=e_keys, entity=entity_table)
+    newest_first = sql.SQL(", _created DESC") if group.created_timestamp_column else sql.SQL("")
+
+    on = [sql.SQL("d.{k} = m.{k}").format(k=k) for k in src_keys]
+    on += [sql.SQL("d._ts = m._fts"), sql.SQL("m._ts IS NOT NULL")]
+    if group.ttl is not None:
+        on.append(sql.SQL("m._fts >= m._ts - {}").format(sql.Literal(group.ttl)))
+
+    values = [
+        sql.SQL("coalesce(d.{}, {})").format(ident(_feature_alias(i)), sql.SQL(t.default or "NULL"))
+        for i, t in enumerate(types)
+    ]
+    masks = []
+    for start in range(0, len(features), MASK_BITS):
+        bits = [
+            sql.SQL("(CASE WHEN d.{} IS NULL THEN {} ELSE 0 END)").format(
+                ident(_feature_alias(i)), sql.Literal(1 << (i - start))
+            )
+            for i in range(start, min(start + MASK_BITS, len(features)))
+        ]
+        masks.append(sql.SQL("({})::int8").format(sql.SQL(" | ").join(bits)))
+
+    return sql.SQL(
+        "WITH src AS NOT MATERIALIZED ({source}), "
+        "m AS (SELECT u._kind, u._row, {u_keys}, u._ts, max(u._fts) OVER w AS _fts FROM ({stacked}) AS u "
+        "WINDOW w AS (PARTITION BY {u_keys} ORDER BY u._ts, u._kind ROWS UNBOUNDED PRECEDING)), "
+        "d AS (SELECT DISTINCT ON ({keys}, _ts) * FROM src ORDER BY {keys}, _ts{newest_first}) "
+        "SELECT m._row, {values}, {masks} FROM m LEFT JOIN d ON {on} WHERE m._kind = 1"
+    ).format(
+        source=source,
+        u_keys=u_keys,
+        stacked=stacked,
+        keys=keys,
+        newest_first=newest_first,
+        values=sql.SQL(", ").join(values),
+        masks=sql.SQL(", ").join(masks),
+        on=sql.SQL(" AND ").join(on),
+    )
