@@ -356,8 +356,13 @@ def test_naive_and_zoned_entity_timestamps_mean_the_same_instant(stores, tables)
     utc = fast_store.get_historical_features(entity, FEATURES).to_df()
     naive = entity.assign(event_timestamp=entity["event_timestamp"].dt.tz_localize(None))
     paris = entity.assign(event_timestamp=entity["event_timestamp"].dt.tz_convert("Europe/Paris"))
-    for variant in (naive, paris):
-        pd.testing.assert_frame_equal(fast_store.get_historical_features(variant, FEATURES).to_df(), utc)
+    objects = entity.copy()
+    objects["event_timestamp"] = pd.Series(list(entity["event_timestamp"].dt.to_pydatetime()), dtype=object)
+    assert objects["event_timestamp"].dtype == object  # as a driver's fetchall gives them
+    for variant in (naive, paris, objects):
+        job = fast_store.get_historical_features(variant, FEATURES)
+        assert isinstance(job, AsOfRetrievalJob)
+        pd.testing.assert_frame_equal(job.to_df(), utc)
 
 
 def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(stores, tables):

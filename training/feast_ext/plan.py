@@ -123,6 +123,10 @@ def entity_table(frame: pd.DataFrame) -> pa.Table | str:
                 array = pa.array(column, from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                 return f"entity column {name!r} does not convert to Arrow ({exc})"
+            if pa.types.is_timestamp(array.type):  # datetime objects in an object column, as drivers return them
+                arrays.append(_microseconds_utc(pd.Series(pd.to_datetime(column, utc=True))))
+                names.append(str(name))
+                continue
             target = _ROUND_TRIP.get(array.type)
             if target is None:
                 return f"entity column {name!r} has type {array.type}, which the stock store does not round-trip"
