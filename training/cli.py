@@ -17,10 +17,12 @@ from training.errors import ProjectError
 # command name -> "module:function" of its click command
 COMMANDS: dict[str, str] = {
     "build-dataset": "training.commands.build_dataset:build_dataset",
+    "check-online": "training.commands.check_online:check_online",
     "compute-features": "training.commands.compute_features:compute_features",
     "feast": "training.commands.feast_cli:feast",
     "ingest": "training.commands.ingest:ingest",
     "materialize": "training.commands.materialize:materialize",
+    "predict": "training.commands.predict:predict",
     "services": "training.commands.services:services",
     "train": "training.commands.train:train",
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",

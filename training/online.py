@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from training import db, settings
 from training.errors import InputError
 from training.schema import FEATURES_TABLE
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
 
 
 @dataclass(frozen=True)
@@ -46,3 +52,119 @@ def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
         raise InputError(f"unknown feature view(s): {', '.join(unknown)}; known: {', '.join(known)} (run feast apply?)")
     store.materialize(start_date=start, end_date=end, feature_views=selected)
     return MaterializeWindow(start, end, selected, settings.online_store_config()["type"])
+
+
+# --- online/offline consistency -------------------------------------------------------------------
+
+# The Feast source's own query: ``bar_timestamp`` is the row's event timestamp repeated as a value.
+_LATEST_OFFLINE = f"""
+SELECT DISTINCT ON (symbol) *, event_timestamp AS bar_timestamp
+FROM {FEATURES_TABLE}
+WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+ORDER BY symbol, event_timestamp DESC, created_timestamp DESC
+"""
+SCALE_FREE_VIEW = "scale_free_indicators"
+REL_TOLERANCE = 1e-12
+
+
+@dataclass
+class SymbolCheck:
+    """One symbol's comparison: the newest offline row against what the online store serves."""
+
+    symbol: str
+    offline_bar: datetime
+    online_bar: datetime | None = None
+    checked: int = 0  # 0: nothing online for this symbol at all
+    mismatches: list[tuple[str, Any, Any]] = field(default_factory=list)  # (view:feature, online, offline)
+
+    @property
+    def missing(self) -> bool:
+        return self.checked == 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.mismatches
+
+
+def offline_symbols() -> list[str]:
+    """Symbols that have feature rows, or a clear error when the feature table is empty or absent."""
+    offline_time_range()  # raises with the command to run when there is nothing
+    with db.connect() as conn:
+        return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {FEATURES_TABLE} ORDER BY 1")]
+
+
+def resolve_symbols(symbols: list[str] | None) -> list[str]:
+    """Upper-cased, de-duplicated symbols, all known offline; every symbol with features when None."""
+    known = offline_symbols()
+    if not symbols:
+        return known
+    wanted = sorted({s.strip().upper() for s in symbols if s.strip()})
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise InputError(f"unknown symbol(s): {', '.join(unknown)}; the offline store has: {', '.join(known)}")
+    return wanted
+
+
+def latest_offline_rows(symbols: list[str]) -> pd.DataFrame:
+    """The newest feature row of each symbol: exactly what materialize loads into the online store."""
+    with db.connect() as conn:
+        frame = db.copy_out(
+            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", "bar_timestamp"]
+        )
+    return frame.set_index("symbol", drop=False)
+
+
+def same_value(online: Any, offline: Any) -> bool:
+    """Equal, or within REL_TOLERANCE relative; missing values (None, NaN) equal each other only."""
+    if _missing(online) or _missing(offline):
+        return _missing(online) and _missing(offline)
+    if isinstance(online, datetime) or isinstance(offline, datetime):
+        import pandas as pd
+
+        return pd.Timestamp(online) == pd.Timestamp(offline)
+    a, b = float(online), float(offline)
+    return a == b or abs(a - b) <= REL_TOLERANCE * max(abs(a), abs(b))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[SymbolCheck]:
+    """Compare every family-view feature and every scale-free form online with the newest offline row.
+
+    The scale-free forms are recomputed from the offline row with the function the on-demand view runs,
+    so a difference means the online store holds other inputs than the offline table, not other maths.
+    """
+    from training.indicators.scale_free import scale_free_forms
+
+    symbols = resolve_symbols(symbols)
+    offline = latest_offline_rows(symbols)
+    derived = scale_free_forms({column: offline[column].tolist() for column in offline.columns})
+    position = {symbol: i for i, symbol in enumerate(offline["symbol"])}
+    views = {view.name: [f.name for f in view.features] for view in store.list_feature_views()}
+    odfv = {view.name: [f.name for f in view.features] for view in store.list_on_demand_feature_views()}
+    refs = [f"{name}:{feature}" for name, features in views.items() for feature in features]
+    refs += [f"{SCALE_FREE_VIEW}:{feature}" for feature in odfv.get(SCALE_FREE_VIEW, [])]
+    names = [ref.split(":")[1] for ref in refs]
+    if len(set(names)) != len(names):
+        raise InputError(f"feature names repeat across views ({', '.join(sorted(refs))}); rename them in feature_repo/")
+    # Feature names are unique across the views; Feast drops python-mode on-demand outputs when asked
+    # for full (view-prefixed) names, so the short names are requested and mapped back to their views.
+    online = store.get_online_features(features=refs, entity_rows=[{"symbol": s} for s in symbols]).to_dict()
+
+    checks = []
+    for row, symbol in enumerate(symbols):
+        served = {ref: online[ref.split(":")[1]][row] for ref in refs}
+        check = SymbolCheck(symbol, offline.loc[symbol, "event_timestamp"])
+        check.online_bar = next((v for r, v in served.items() if r.endswith(":bar_timestamp") and v), None)
+        checks.append(check)
+        if all(_missing(v) for r, v in served.items() if not r.startswith(f"{SCALE_FREE_VIEW}:")):
+            continue  # nothing online for this symbol: reported as missing, not feature by feature
+        for ref, value in served.items():
+            view, feature = ref.split(":")
+            expected = derived[feature][position[symbol]] if view == SCALE_FREE_VIEW else offline.loc[symbol, feature]
+            check.checked += 1
+            if not same_value(value, expected):
+                check.mismatches.append((ref, value, expected))
+    return checks

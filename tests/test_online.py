@@ -1,0 +1,292 @@
+"""check-online and predict against the real online store (Redis or SQLite), PostgreSQL and MLflow.
+
+The module has its own Feast project (applied as a user would, then materialized) and its own MLflow
+backend in a temp folder, where it registers a small Pipeline(RobustScaler, LGBMClassifier) fitted on the
+real features the way the trainer does; the session's real `mlflow server` serves the last test.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import SESSION, run_cli, run_module
+from training import db
+from training.indicators.scale_free import scale_free_forms
+
+PROJECT = f"{SESSION}_online"
+MODEL = "ohlcv-lgbm-baseline"
+SERVICE = "technical_model_v1"
+BUNDLED_SYMBOLS = ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def project(pipeline, tmp_path_factory):
+    """This module's Feast project, applied by `python -m training feast apply`; nothing materialized yet."""
+    backend = tmp_path_factory.mktemp("mlflow_local")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEAST_PROJECT", PROJECT)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{backend / 'mlflow.db'}")
+        patch.setenv("OHLCV_STATE_DIR", str(backend))  # local artifact root of the experiments we create
+        run_module("feast", "apply")
+        yield PROJECT
+        from training.feast_store import feature_store
+
+        store = feature_store()
+        store._get_provider().teardown_infra(PROJECT, store.list_feature_views(), store.list_entities())
+
+
+@pytest.fixture(scope="module")
+def store(project):
+    from training.feast_store import feature_store
+
+    return feature_store()
+
+
+def model_inputs(store) -> list[str]:
+    """The trainer's contract: the service's features minus bar_timestamp, in the service's order."""
+    service = store.get_feature_service(SERVICE)
+    return [f.name for p in service.feature_view_projections for f in p.features if f.name != "bar_timestamp"]
+
+
+def offline_model_rows(inputs: list[str], latest: bool = False) -> pd.DataFrame:
+    """Model inputs computed from the offline table: level features through the on-demand view's function."""
+    query = "SELECT * FROM features.technical_indicators ORDER BY symbol, event_timestamp"
+    if latest:
+        query = "SELECT DISTINCT ON (symbol) * FROM features.technical_indicators ORDER BY symbol, event_timestamp DESC"
+    with db.connect() as conn:
+        table = db.copy_out(conn, query, parse_dates=["event_timestamp"])
+    forms = pd.DataFrame(scale_free_forms({c: table[c].tolist() for c in table.columns}), index=table.index)
+    frame = pd.concat([table, forms], axis=1)
+    frame.index = frame["symbol"].to_numpy()
+    return frame
+
+
+def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
+    """Fit and log a small Pipeline(RobustScaler, LGBMClassifier) like the trainer; returns the model URI."""
+    import mlflow
+    import mlflow.sklearn
+    import skops.io
+    from lightgbm import LGBMClassifier
+    from mlflow.models import infer_signature
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    from training import settings
+
+    rows = offline_model_rows(inputs)
+    next_close = rows.groupby("symbol")["close"].shift(-1)
+    keep = (next_close.notna() & rows[inputs].notna().all(axis=1)).to_numpy()
+    X = rows.loc[keep, inputs].reset_index(drop=True)
+    y = (next_close > rows["close"]).to_numpy()[keep].astype(int)  # a toy target: the next close is higher
+    scaler = RobustScaler().set_output(transform="pandas")
+    classifier = LGBMClassifier(n_estimators=8, num_leaves=4, n_jobs=1, verbose=-1, random_state=1)
+    pipeline = Pipeline([("scaler", scaler), ("model", classifier)]).fit(X, y)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    experiment = mlflow.get_experiment_by_name("online-tests")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment("online-tests", artifact_location=settings.mlflow_artifact_root())
+    )
+    example = X.head(5)
+    with mlflow.start_run(experiment_id=experiment_id, tags={"feature_service": SERVICE}):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)),
+            signature=infer_signature(example, pipeline.predict_proba(example)),
+            input_example=example,
+            registered_model_name=registered_model,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=["scikit-learn", "lightgbm", "skops"],  # skips MLflow's seconds-long inference
+        )
+    if registered_model:
+        mlflow.MlflowClient().set_registered_model_alias(registered_model, "champion", info.registered_model_version)
+    return info.model_uri
+
+
+@pytest.fixture(scope="module")
+def registered(store) -> str:
+    """The default model (ohlcv-lgbm-baseline@champion) in this module's MLflow backend."""
+    return log_model(model_inputs(store))
+
+
+def predict_json(*args: str) -> dict:
+    result = run_cli("predict", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+# --- before materialize: every symbol is missing online ---------------------------------------------
+
+
+def test_check_online_fails_naming_every_symbol_missing_online(project):
+    result = run_cli("check-online")
+    assert result.exit_code == 1
+    for symbol in BUNDLED_SYMBOLS:
+        assert f"{symbol} missing online" in result.output
+    assert "python -m training materialize" in result.output
+
+
+def test_predict_names_a_symbol_missing_online_and_the_command_to_run(registered):
+    result = run_cli("predict", "--symbol", "AAPL")
+    assert result.exit_code == 2
+    assert "no online features for AAPL" in result.output
+    assert "python -m training materialize" in result.output
+
+
+# --- after materialize ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def materialized(project):
+    result = run_cli("materialize")
+    assert result.exit_code == 0, result.output
+    return project
+
+
+def test_check_online_passes_after_materialize(materialized):
+    result = run_cli("check-online")
+    assert result.exit_code == 0, result.output
+    for symbol in BUNDLED_SYMBOLS:
+        assert f"{symbol} " in result.output
+    assert "matches the newest offline row of 5 symbol(s)" in result.output
+    assert run_cli("check-online", "--symbols", "ibm,aapl").exit_code == 0
+
+
+def test_check_online_names_the_symbol_and_feature_of_a_tampered_value(materialized, store):
+    from training.online import latest_offline_rows
+
+    row = latest_offline_rows(["IBM"]).reset_index(drop=True)
+    trend = ["symbol", "event_timestamp", "created_timestamp"]
+    trend += [f.name for f in store.get_feature_view("trend").features]
+    wrong = row[trend].copy()
+    wrong["sma_5"] *= 1.001
+    # Redis keeps a row unless the write is newer: stamp the forged row a second later than the bar.
+    wrong["event_timestamp"] += pd.Timedelta(seconds=1)
+    store.write_to_online_store("trend", wrong)
+
+    result = run_cli("check-online")
+    assert result.exit_code == 1
+    assert "IBM trend:sma_5" in result.output
+    assert "IBM scale_free_indicators:sma_5_rel" in result.output  # the derived form follows its input
+    assert not any(f"{s} trend" in result.output for s in BUNDLED_SYMBOLS if s != "IBM")
+
+    right = row[trend].copy()
+    right["event_timestamp"] += pd.Timedelta(seconds=2)
+    store.write_to_online_store("trend", right)
+    assert run_cli("check-online").exit_code == 0
+
+
+def test_check_online_rejects_an_unknown_symbol(materialized):
+    result = run_cli("check-online", "--symbols", "NOPE")
+    assert result.exit_code == 2
+    assert "unknown symbol(s): NOPE" in result.output
+
+
+def test_predict_scores_every_bundled_symbol_with_the_champion(materialized, registered):
+    latest = offline_model_rows([], latest=True)
+    for symbol in BUNDLED_SYMBOLS:
+        prediction = predict_json("--symbol", symbol.lower())
+        assert prediction["symbol"] == symbol
+        assert 0.0 <= prediction["probability"] <= 1.0
+        assert prediction["class"] in (0, 1)
+        assert pd.Timestamp(prediction["bar_timestamp"]) == latest.loc[symbol, "event_timestamp"]
+        assert prediction["reference"] == "newest offline bar"
+        assert prediction["model"] == f"{MODEL} v1 (champion)"
+        assert prediction["feature_service"] == SERVICE
+    text = run_cli("predict", "--symbol", "MSFT")
+    assert text.exit_code == 0, text.output
+    for label in ("probability", "class", "bar_timestamp", "2013-"):
+        assert label in text.output
+
+
+def test_online_prediction_equals_the_model_on_the_latest_offline_row(materialized, registered, store):
+    from training.serving import Predictor, load_model
+
+    model = load_model()
+    inputs = model_inputs(store)
+    assert model.inputs == inputs and model.feature_service == SERVICE
+    offline = offline_model_rows(inputs, latest=True)
+    expected = model.estimator.predict_proba(offline.loc[BUNDLED_SYMBOLS, inputs].reset_index(drop=True))[:, 1]
+    predictor = Predictor(store, model)
+    for symbol, probability in zip(BUNDLED_SYMBOLS, expected, strict=True):
+        prediction = predictor.predict(symbol)
+        expected_features = offline.loc[symbol, inputs].to_numpy(dtype=float)
+        np.testing.assert_allclose(list(prediction.features.values()), expected_features, rtol=1e-12, atol=0)
+        assert prediction.probability == pytest.approx(probability, rel=1e-12, abs=0)
+
+
+def test_predict_refuses_features_stale_at_an_as_of_time_after_the_last_bar(materialized, registered):
+    result = run_cli("predict", "--symbol", "AAPL", "--as-of", "2013-06-03")
+    assert result.exit_code == 2
+    assert "online features of AAPL are stale" in result.output
+    assert "TTL" in result.output
+    early = run_cli("predict", "--symbol", "AAPL", "--as-of", "2012-01-03T10:00")
+    assert early.exit_code == 2
+    assert "after --as-of 2012-01-03 15:00:00+00:00" in early.output  # 10:00 New York = 15:00 UTC
+    within = predict_json("--symbol", "AAPL", "--as-of", "2013-03-05")  # 4 days after the last bar: fresh
+    assert within["reference"] == "--as-of"
+
+
+def test_predict_names_an_unknown_symbol_and_the_known_ones(materialized, registered):
+    result = run_cli("predict", "--symbol", "ZZZZ")
+    assert result.exit_code == 2
+    assert "unknown symbol ZZZZ" in result.output
+    assert "AAPL, FB, GOOG, IBM, MSFT" in result.output
+
+
+def test_predict_uses_champion_and_falls_back_to_the_newest_version(materialized, registered):
+    import mlflow
+
+    from training.serving import load_model
+
+    uri = mlflow.MlflowClient().get_model_version(MODEL, "1").source  # the logged model, registered again
+    for _ in range(2):
+        mlflow.register_model(uri, "fallback-test")
+    newest = load_model(registered_model="fallback-test")
+    assert newest.label == "fallback-test v2 (newest version; no 'champion' alias)"
+    mlflow.MlflowClient().set_registered_model_alias("fallback-test", "champion", "1")
+    assert load_model(registered_model="fallback-test").label == "fallback-test v1 (champion)"
+    explicit = load_model("models:/fallback-test/2")
+    assert explicit.uri == "models:/fallback-test/2" and explicit.feature_service == SERVICE
+
+
+def test_unreachable_mlflow_and_redis_give_one_line_errors(materialized, registered, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    result = run_cli("predict", "--symbol", "AAPL")
+    assert result.exit_code == 3
+    assert f"MLflow tracking server unreachable at http://127.0.0.1:{port}" in result.output
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    result = run_cli("predict", "--symbol", "AAPL")
+    assert result.exit_code == 3
+    assert "Redis unreachable" in result.output and "REDIS_URL" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_predict_against_a_real_mlflow_server(materialized, store, mlflow_server, monkeypatch):
+    """The session's `mlflow server` (tests/conftest.py), shared with the trainer's tests: whichever version
+    is champion there, predict must serve it and agree with it on the offline row."""
+    from training.serving import load_model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    log_model(model_inputs(store))
+    prediction = predict_json("--symbol", "GOOG")
+    assert prediction["model"].startswith(f"{MODEL} v") and prediction["model"].endswith("(champion)")
+    model = load_model()
+    assert model.label == prediction["model"]
+    row = offline_model_rows(model.inputs, latest=True).loc[["GOOG"], model.inputs].reset_index(drop=True)
+    assert prediction["probability"] == pytest.approx(model.estimator.predict_proba(row)[0, 1], rel=1e-12, abs=0)

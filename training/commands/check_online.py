@@ -1,0 +1,54 @@
+"""``check-online``: prove the online store serves exactly the newest offline row of every symbol."""
+
+from __future__ import annotations
+
+import click
+
+
+def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    return [s.strip() for item in value for s in item.split(",") if s.strip()] or None
+
+
+@click.command("check-online")
+@click.option(
+    "--symbols",
+    multiple=True,
+    callback=_symbols,
+    help="Comma-separated symbols (repeatable); default: every symbol in features.technical_indicators.",
+)
+def check_online(symbols: list[str] | None) -> None:
+    """Compare online features with the newest offline row of each symbol; exit 1 on any difference.
+
+    Every feature of every family view, and every scale-free form of the on-demand view (recomputed
+    from the offline row), must equal the offline value (exactly or within 1e-12 relative; missing
+    values equal each other). A symbol with nothing online fails too: run `materialize`.
+    """
+    from training.errors import CheckFailed
+    from training.feast_store import feature_store
+    from training.online import check_online as run
+
+    checks = run(feature_store(), symbols)
+    click.echo(f"{'symbol':<8} {'online bar':<26} {'newest offline bar':<26} {'features':>8}  result")
+    for c in checks:
+        result = "MISSING online" if c.missing else "ok" if c.ok else f"{len(c.mismatches)} mismatch(es)"
+        online = str(c.online_bar) if c.online_bar else "-"
+        click.echo(f"{c.symbol:<8} {online:<26} {c.offline_bar!s:<26} {c.checked:>8}  {result}")
+    for c in checks:
+        for ref, online, offline in c.mismatches:
+            click.echo(f"  {c.symbol} {ref}: online {_show(online)} != offline {_show(offline)}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        parts = [
+            f"{c.symbol} missing online" if c.missing else f"{c.symbol} {', '.join(r for r, _, _ in c.mismatches)}"
+            for c in failed
+        ]
+        raise CheckFailed(
+            f"online store differs from the newest offline rows: {'; '.join(parts)} "
+            "(run `python -m training materialize`)"
+        )
+    click.echo(f"online store matches the newest offline row of {len(checks)} symbol(s)")
+
+
+def _show(value: object) -> str:
+    """Full precision for numbers (the differences may be in the last digits), plain text otherwise."""
+    return repr(float(value)) if isinstance(value, float) else str(value)

@@ -1,0 +1,50 @@
+"""``predict``: score the newest bar of a symbol with the registered model and its online features."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--symbol", required=True, help="Ticker to score, e.g. AAPL.")
+@click.option(
+    "--model-uri",
+    help="MLflow model URI (default: models:/<mlflow.registered_model>@champion, else its newest version).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    help="Judge freshness at this time (a date means its 16:00 New York close; default: the newest offline bar).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the prediction as one JSON object.")
+def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool) -> None:
+    """Read the model's feature service online and print probability, class and the features' bar time.
+
+    The service comes from the model run's `feature_service` tag and the column order from its
+    signature. Features older than the views' TTL at the newest offline bar of the symbol (or at
+    --as-of) are refused, never judged against today's date.
+    """
+    from training import settings
+    from training.serving import parse_as_of
+
+    moment = parse_as_of(as_of) if as_of else None
+    settings.check_postgres()
+    settings.check_redis()
+    settings.check_mlflow()
+    from training.feast_store import feature_store
+    from training.serving import Predictor, load_model
+
+    prediction = Predictor(feature_store(), load_model(model_uri)).predict(symbol, as_of=moment)
+    if as_json:
+        click.echo(json.dumps(prediction.as_dict()))
+        return
+    click.echo(f"symbol         {prediction.symbol}")
+    click.echo(f"probability    {prediction.probability:.6f}")
+    click.echo(f"class          {prediction.as_dict()['class']}")
+    click.echo(f"bar_timestamp  {prediction.bar_timestamp} ({prediction.reference} {prediction.reference_time})")
+    click.echo(f"model          {prediction.model}")
+    click.echo(f"features       {prediction.feature_service} ({len(prediction.features)} inputs)")
+    for note in prediction.notes:
+        click.secho(f"note: {note}", err=True, fg="yellow")

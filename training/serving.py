@@ -1,0 +1,308 @@
+"""Score the newest bar of a symbol: online features from Feast, the registered model from MLflow.
+
+The model decides which features it needs: its run's ``feature_service`` tag names the Feast service it
+was trained on (training and serving share every transformation), and its signature fixes the column
+order. Freshness is judged against the newest offline bar of the symbol or an explicit ``as_of`` time,
+never against the wall clock: the bundled data ends in 2013.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from training import db, settings
+from training.errors import InputError, ProjectError
+from training.schema import FEATURES_TABLE, OHLCV_TABLE
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+CHAMPION_ALIAS = "champion"
+DEFAULT_FEATURE_SERVICE = "technical_model_v1"
+AUDIT_FEATURE = "bar_timestamp"
+MATERIALIZE = "python -m training materialize"
+
+
+class StaleFeatures(ProjectError):
+    """The online row is older than the feature views' TTL allows at the reference time (or after it)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model loaded once, with what it needs to be fed: its service and its column order."""
+
+    uri: str  # concrete: models:/name/version, runs:/..., or what the user passed
+    label: str  # how it was chosen, for the output
+    estimator: Any  # a fitted scikit-learn classifier (Pipeline) with predict_proba
+    inputs: list[str]  # column order of the signature
+    feature_service: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    symbol: str
+    probability: float  # P(positive class) for a binary model, P(predicted class) otherwise
+    predicted_class: Any
+    probabilities: dict[str, float]
+    bar_timestamp: datetime
+    reference_time: datetime
+    reference: str  # "newest offline bar" or "--as-of"
+    ttl: timedelta | None
+    model: str
+    feature_service: str
+    features: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "probability": self.probability,
+            "class": _plain(self.predicted_class),
+            "probabilities": self.probabilities,
+            "bar_timestamp": self.bar_timestamp.isoformat(),
+            "reference_time": self.reference_time.isoformat(),
+            "reference": self.reference,
+            "model": self.model,
+            "feature_service": self.feature_service,
+            "features": self.features,
+            "notes": self.notes,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones (JSON, printing)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _mlflow_error(exc: Exception) -> str:
+    text = " ".join(str(getattr(exc, "message", exc)).split())
+    return text[:300]
+
+
+def resolve_model_uri(uri: str | None, registered_model: str) -> tuple[str, str]:
+    """(URI to load, how it was chosen): the alias ``champion``, else the newest version, else an error."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if uri:
+        return uri, uri
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(registered_model, CHAMPION_ALIAS)
+        return f"models:/{registered_model}/{version.version}", f"{registered_model} v{version.version} (champion)"
+    except MlflowException:
+        pass  # no such alias (or no such model): fall back to the newest version
+    quoted = registered_model.replace("'", "\\'")
+    versions = client.search_model_versions(f"name = '{quoted}'")
+    if not versions:
+        raise InputError(
+            f"no registered model {registered_model!r} in MLflow at "
+            f"{settings._without_credentials(settings.mlflow_tracking_uri())}: run `python -m training train` "
+            "first, or pass --model-uri"
+        )
+    newest = max(versions, key=lambda v: int(v.version))
+    return (
+        f"models:/{registered_model}/{newest.version}",
+        f"{registered_model} v{newest.version} (newest version; no '{CHAMPION_ALIAS}' alias)",
+    )
+
+
+def load_model(uri: str | None = None, registered_model: str | None = None) -> LoadedModel:
+    """Download the model once, read its signature and its run's feature service, and load it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's and SQLAlchemy's deprecation notices are not the user's
+        return _load_model(uri, registered_model)
+
+
+def _load_model(uri: str | None, registered_model: str | None) -> LoadedModel:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from training.config import default_config
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one download, no bar on stderr
+    mlflow.set_tracking_uri(settings.check_mlflow())
+    registered_model = registered_model or default_config()["mlflow"]["registered_model"]
+    concrete, label = resolve_model_uri(uri, registered_model)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=concrete, dst_path=folder)
+            info = Model.load(local)
+            estimator = mlflow.sklearn.load_model(local)
+        tags = mlflow.MlflowClient().get_run(info.run_id).data.tags if info.run_id else {}
+    except (MlflowException, OSError) as exc:
+        raise InputError(f"cannot load model {concrete}: {_mlflow_error(exc)}") from None
+    if not hasattr(estimator, "predict_proba"):
+        raise InputError(f"model {concrete} has no predict_proba: predict serves classifiers")
+    if info.signature is not None:
+        inputs = list(info.signature.inputs.input_names())
+    elif hasattr(estimator, "feature_names_in_"):
+        inputs = [str(name) for name in estimator.feature_names_in_]
+    else:
+        raise InputError(f"model {concrete} has no signature: its input columns (and their order) are unknown")
+    service = tags.get("feature_service") or DEFAULT_FEATURE_SERVICE
+    return LoadedModel(concrete, label, estimator, inputs, service)
+
+
+def newest_offline_bar(symbol: str) -> datetime | None:
+    """The newest bar of ``symbol`` in the bars or the feature table (None when neither has it)."""
+    with db.connect() as conn:
+        exists = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] for t in (OHLCV_TABLE, FEATURES_TABLE)]
+        tables = [t for t, found in zip((OHLCV_TABLE, FEATURES_TABLE), exists, strict=True) if found]
+        newest = [
+            conn.execute(f"SELECT max(event_timestamp) FROM {table} WHERE symbol = %s", (symbol,)).fetchone()[0]
+            for table in tables
+        ]
+    found = [t for t in newest if t is not None]
+    return max(found) if found else None
+
+
+def _offline_symbols() -> list[str]:
+    with db.connect() as conn:
+        if conn.execute("SELECT to_regclass(%s)", (OHLCV_TABLE,)).fetchone()[0] is None:
+            return []
+        return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {OHLCV_TABLE} ORDER BY 1")]
+
+
+class Predictor:
+    """The model and its feature service, resolved once; :meth:`predict` reads Feast and scores a symbol."""
+
+    def __init__(self, store: FeatureStore, model: LoadedModel) -> None:
+        from feast.errors import FeatureServiceNotFoundException
+
+        self.store = store
+        self.model = model
+        try:
+            self.service = store.get_feature_service(model.feature_service)
+        except FeatureServiceNotFoundException:
+            raise InputError(
+                f"feature service {model.feature_service!r} of model {model.uri} is not registered in Feast "
+                f"project {store.project}: run `python -m training feast apply`"
+            ) from None
+        served = [f.name for p in self.service.feature_view_projections for f in p.features]
+        missing = [name for name in model.inputs if name not in served]
+        if missing:
+            raise InputError(
+                f"feature service {model.feature_service!r} lacks the model's input(s) {', '.join(missing)}; "
+                "was the model trained on another service?"
+            )
+        if AUDIT_FEATURE not in served:
+            raise InputError(f"feature service {model.feature_service!r} does not serve {AUDIT_FEATURE}")
+        self.ttl = _service_ttl(store, self.service)
+
+    def read(self, symbol: str) -> dict[str, Any]:
+        """The service's online features of one symbol (None values when the symbol is not online)."""
+        response = self.store.get_online_features(features=self.service, entity_rows=[{"symbol": symbol}])
+        return {name: values[0] for name, values in response.to_dict().items()}
+
+    def score(self, row: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        """predict_proba on one row, columns in the signature's order."""
+        probabilities = self.model.estimator.predict_proba(feature_frame([row], self.model.inputs))[0]
+        classes = [_plain(c) for c in self.model.estimator.classes_]
+        by_class = {str(c): float(p) for c, p in zip(classes, probabilities, strict=True)}
+        return classes[int(probabilities.argmax())], by_class
+
+    def predict(self, symbol: str, as_of: datetime | None = None) -> Prediction:
+        symbol = symbol.strip().upper()
+        if not symbol:
+            raise InputError("no symbol given")
+        row = self.read(symbol)
+        bar = row.get(AUDIT_FEATURE)
+        if bar is None:
+            known = _offline_symbols()
+            if symbol in known:
+                raise InputError(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
+            raise InputError(
+                f"unknown symbol {symbol}: neither the online nor the offline store has it"
+                + (f"; the offline store has: {', '.join(known)}" if known else "")
+            )
+        notes: list[str] = []
+        if as_of is not None:
+            reference, what = as_of, "--as-of"
+        else:
+            reference, what = newest_offline_bar(symbol) or bar, "newest offline bar"
+            if reference > bar:
+                notes.append(f"the offline store has a newer bar of {symbol} ({reference}): run `{MATERIALIZE}`")
+        _check_fresh(symbol, bar, reference, what, self.ttl)
+        predicted, by_class = self.score(row)
+        # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
+        probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
+        features = {name: row[name] for name in self.model.inputs}
+        nan = [name for name, value in features.items() if value is None or value != value]
+        if nan:
+            notes.append(f"missing feature value(s) {', '.join(nan)}: the model scores them as NaN")
+        return Prediction(
+            symbol=symbol,
+            probability=probability,
+            predicted_class=predicted,
+            probabilities=by_class,
+            bar_timestamp=bar,
+            reference_time=reference,
+            reference=what,
+            ttl=self.ttl,
+            model=self.model.label,
+            feature_service=self.model.feature_service,
+            features=features,
+            notes=notes,
+        )
+
+
+def _service_ttl(store: FeatureStore, service) -> timedelta | None:
+    """The smallest TTL of the feature views the service reads, directly or through on-demand views."""
+    views = {view.name: view for view in store.list_feature_views()}
+    names = set()
+    for projection in service.feature_view_projections:
+        if projection.name in views:
+            names.add(projection.name)
+        else:
+            odfv = store.get_on_demand_feature_view(projection.name)
+            names.update(p.name for p in odfv.source_feature_view_projections.values())
+    ttls = [views[name].ttl for name in names if name in views and views[name].ttl]
+    return min(ttls) if ttls else None
+
+
+def _check_fresh(symbol: str, bar: datetime, reference: datetime, what: str, ttl: timedelta | None) -> None:
+    """Refuse features from after the reference time, or older than the TTL before it."""
+    if bar > reference:
+        raise StaleFeatures(
+            f"online features of {symbol} describe the bar of {bar}, after {what} {reference}: the online store "
+            "holds only the newest bar (use build-dataset for point-in-time features of past dates)"
+        )
+    if ttl is not None and reference - bar > ttl:
+        raise StaleFeatures(
+            f"online features of {symbol} are stale: bar of {bar} is {reference - bar} older than {what} "
+            f"{reference}, beyond the feature views' TTL of {ttl} (run `python -m training compute-features` and "
+            f"`{MATERIALIZE}` after new bars arrive)"
+        )
+
+
+def parse_as_of(text: str, exchange_tz: str = "America/New_York") -> datetime:
+    """A timestamp; naive ones are in the exchange's time zone, a bare date means that day's session close."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise InputError(f"--as-of {text!r} is not a date or timestamp (e.g. 2013-03-04 or 2013-03-04T16:00)") from None
+    if stamp is pd.NaT:
+        raise InputError(f"--as-of {text!r} is not a date or timestamp")
+    if len(text.strip()) == 10 and stamp.tzinfo is None:
+        stamp = stamp.replace(hour=16)  # a trading date: its session close, as bars are stamped
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(exchange_tz)
+    return stamp.tz_convert("UTC").to_pydatetime()
+
+
+def feature_frame(rows: list[dict[str, Any]], inputs: list[str]) -> pd.DataFrame:
+    """Rows as the model's input frame (signature order, float64)."""
+    import pandas as pd
+
+    return pd.DataFrame([[r[name] for name in inputs] for r in rows], columns=inputs, dtype="float64")
