@@ -290,3 +290,40 @@ def test_predict_against_a_real_mlflow_server(materialized, store, mlflow_server
     assert model.label == prediction["model"]
     row = offline_model_rows(model.inputs, latest=True).loc[["GOOG"], model.inputs].reset_index(drop=True)
     assert prediction["probability"] == pytest.approx(model.estimator.predict_proba(row)[0, 1], rel=1e-12, abs=0)
+
+
+def test_serve_answers_get_predict_like_the_predict_command(materialized, registered, store):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    from training.commands.serve import create_app
+    from training.serving import Predictor, load_model
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Predictor(store, load_model())), port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:  # readiness, not timing
+            thread.join(0.05)
+
+        def get(path: str) -> tuple[int, dict]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        status, body = get("/predict/ibm")
+        assert status == 200
+        assert body["probability"] == predict_json("--symbol", "IBM")["probability"]
+        status, body = get("/predict/ZZZZ")
+        assert status == 404 and "unknown symbol ZZZZ" in body["detail"]
+        status, body = get("/predict/IBM?as_of=2013-06-03")
+        assert status == 409 and "stale" in body["detail"]
+    finally:
+        server.should_exit = True
+        thread.join()

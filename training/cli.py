@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "training.commands.ingest:ingest",
     "materialize": "training.commands.materialize:materialize",
     "predict": "training.commands.predict:predict",
+    "serve": "training.commands.serve:serve",
     "services": "training.commands.services:services",
     "train": "training.commands.train:train",
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",

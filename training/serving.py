@@ -33,6 +33,10 @@ class StaleFeatures(ProjectError):
     """The online row is older than the feature views' TTL allows at the reference time (or after it)."""
 
 
+class SymbolNotServed(InputError):
+    """The symbol has no online features: unknown everywhere, or known offline but not materialized."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A registered model loaded once, with what it needs to be fed: its service and its column order."""
@@ -219,8 +223,8 @@ class Predictor:
         if bar is None:
             known = _offline_symbols()
             if symbol in known:
-                raise InputError(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
-            raise InputError(
+                raise SymbolNotServed(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
+            raise SymbolNotServed(
                 f"unknown symbol {symbol}: neither the online nor the offline store has it"
                 + (f"; the offline store has: {', '.join(known)}" if known else "")
             )
