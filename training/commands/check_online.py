@@ -42,9 +42,12 @@ def check_online(symbols: list[str] | None) -> None:
             f"{c.symbol} missing online" if c.missing else f"{c.symbol} {', '.join(r for r, _, _ in c.mismatches)}"
             for c in failed
         ]
+        # Feast's Redis store skips a write unless its event timestamp is newer than the stored one, so a bar
+        # corrected in place (same timestamp, new created_timestamp) keeps its old values online.
         raise CheckFailed(
             f"online store differs from the newest offline rows: {'; '.join(parts)} "
-            "(run `python -m training materialize`)"
+            "(run `python -m training materialize`; with Redis, a bar corrected under the same timestamp is not "
+            "rewritten by it)"
         )
     click.echo(f"online store matches the newest offline row of {len(checks)} symbol(s)")
 
