@@ -173,8 +173,11 @@ def check_redis(settings: RedisSettings | None = None) -> RedisSettings | None:
     if settings is None:
         return None
     import redis as redis_client
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     client = redis_client.Redis(
+        retry=Retry(NoBackoff(), 0),  # one attempt: a down server is reported in seconds, not after backoff
         host=settings.host,
         port=settings.port,
         db=settings.db,
