@@ -153,7 +153,7 @@ def _best(rounds: list[Measurement]) -> Measurement:
 
 def run(quick: bool) -> list[Result]:
     sizes = [(20, 250)] if quick else [(100, 2500), (500, 2520)]
-    stock_size = (10, 300) if quick else (100, 2500)
+    stock_size = (20, 100) if quick else (100, 2500)  # the stock join grows with rows x bars per symbol
     repeat = 2 if quick else 3
     setup.create_database()
     results: list[Result] = []
