@@ -64,9 +64,9 @@ def execute(conn: psycopg.Connection, plan: RetrievalPlan) -> pa.Table:
 
 
 def upload_entity(conn: psycopg.Connection, table: sql.Identifier, entity: pa.Table, keys: list[str], ts: str) -> None:
-    """A temporary table (dropped at commit) of row id, join keys and UTC timestamp, loaded with COPY."""
+    """A temporary table (dropped at commit) of row id, join keys and UTC microseconds, loaded with COPY."""
     names = [pit_sql.ROW_ID, *(pit_sql.key_column(i) for i in range(len(keys))), pit_sql.ENTITY_TS]
-    types = ["int8", *(KEY_PG_TYPES[entity.schema.field(k).type] for k in keys), "timestamptz"]
+    types = ["int8", *(KEY_PG_TYPES[entity.schema.field(k).type] for k in keys), "int8"]
     conn.execute(
         sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
             table,
@@ -79,7 +79,7 @@ def upload_entity(conn: psycopg.Connection, table: sql.Identifier, entity: pa.Ta
         [
             pa.array(np.arange(entity.num_rows, dtype=np.int64)),
             *(entity.column(k) for k in keys),
-            entity.column(ts).cast(pa.timestamp("us", tz="UTC")),  # written with a Z: unambiguous
+            entity.column(ts).cast(pa.int64()),  # microseconds since 1970 in UTC (see pit_sql.ENTITY_TS)
         ],
         names=names,
     )
@@ -124,9 +124,13 @@ def _group_columns(
     n_masks = -(-len(types) // pg_io.MASK_BITS)
     formats = [">i8", *(t.binary for t in types), *([">i8"] * n_masks)]
     fields = pg_io.binary_records(pg_io.copy_out_bytes(conn, query, "binary"), formats)  # type: ignore[arg-type]
-    rows = fields[0].astype(np.int64)
-    if len(rows) != n_rows or not (np.bincount(rows, minlength=n_rows) == 1).all():
+    rows: np.ndarray | None = fields[0].astype(np.int64)
+    if len(rows) != n_rows:
         raise RuntimeError(f"as-of join returned {len(rows)} rows for {n_rows} entity rows")
+    if np.array_equal(rows, np.arange(n_rows)):
+        rows = None  # already in entity order (an entity frame sorted by key and time): nothing to move
+    elif not (np.bincount(rows, minlength=n_rows) == 1).all():
+        raise RuntimeError("as-of join returned an entity row twice")
     masks = [_placed(m, rows, np.dtype(np.int64)) for m in fields[1 + len(types) :]]
     by_source: dict[str, pa.Array] = {}
     for i, (column, pg_type) in enumerate(zip(group.source_columns, types, strict=True)):
@@ -136,8 +140,10 @@ def _group_columns(
     return {f.output: by_source[f.source] for f in group.features}
 
 
-def _placed(values: np.ndarray, rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _placed(values: np.ndarray, rows: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     """``values`` rearranged so that element ``rows[i]`` holds ``values[i]``, in native byte order."""
+    if rows is None:
+        return values.astype(dtype)
     out = np.empty(len(values), dtype=dtype)
     out[rows] = values
     return out
