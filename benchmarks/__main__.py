@@ -24,6 +24,17 @@ def _modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
 
 
+def _kept_rows(rerun: list[str], quick: bool) -> list[dict]:
+    """Rows of earlier runs (same size class) for the benchmarks not run now, so a partial run adds to the table."""
+    path = RESULTS / "results.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("meta", {}).get("quick") != quick:
+        return []
+    return [row for row in earlier.get("results", []) if row.get("module") not in rerun]
+
+
 @click.command()
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run of every benchmark in seconds.")
 @click.argument("names", nargs=-1)
@@ -35,13 +46,14 @@ def main(quick: bool, names: tuple[str, ...]) -> None:
         click.echo(f"== {name}", err=True)
         module = importlib.import_module(f"benchmarks.{name}")
         for result in module.run(quick=quick):
-            rows.append(result.as_dict())
+            rows.append({"module": name, **result.as_dict()})
             click.echo(
                 f"   {result.benchmark} [{result.size}]: {result.subject} {result.subject_seconds:.3f}s vs "
                 f"{result.reference} {result.reference_seconds:.3f}s -> ratio {result.ratio:.3f}",
                 err=True,
             )
     RESULTS.mkdir(exist_ok=True)
+    rows = _kept_rows(selected, quick) + rows
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),

@@ -303,8 +303,13 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["row_id", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 
-@pytest.mark.parametrize(("seed", "full_feature_names"), [(1, False), (2, True), (3, False)])
-def test_matches_stock_store_and_merge_asof(stores, tables, seed, full_feature_names):
+@pytest.mark.parametrize(
+    ("seed", "full_feature_names", "odfv_chunk_rows"), [(1, False, 50_000), (2, True, 37), (3, False, 37)]
+)
+def test_matches_stock_store_and_merge_asof(stores, tables, seed, full_feature_names, odfv_chunk_rows, monkeypatch):
+    from training.feast_ext import offline_store
+
+    monkeypatch.setattr(offline_store, "ODFV_CHUNK_ROWS", odfv_chunk_rows)  # on-demand views applied in chunks
     fast_store, stock_store = stores
     entity = _entity_frame(seed, tables)
     fast_job = fast_store.get_historical_features(entity, FEATURES, full_feature_names=full_feature_names)

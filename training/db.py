@@ -56,17 +56,15 @@ def qualified(table: str) -> psycopg.sql.Composed:
 
 
 def copy_in(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
-    """Bulk-load ``frame`` into ``table`` with COPY (CSV); NaN/None become NULL."""
-    from psycopg import sql
+    """Bulk-load ``frame`` into ``table`` with COPY; NaN/None become NULL, floats keep every digit.
 
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
-    with (
-        conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(qualified(table), columns)) as copy,
-    ):
-        copy.write(buffer.getvalue())
+    Arrow's C++ CSV writer formats rows ~20x faster than ``DataFrame.to_csv``, with round-trip float text.
+    """
+    import pyarrow as pa
+
+    from training.pg_io import copy_in_csv
+
+    copy_in_csv(conn, qualified(table), list(frame.columns), pa.Table.from_pandas(frame, preserve_index=False))
     return len(frame)
 
 

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from training.feast_ext import pg_io, pit_sql
-from training.feast_ext.pg_io import PgType
+from training import pg_io
+from training.feast_ext import pit_sql
 from training.feast_ext.plan import KEY_PG_TYPES, JoinGroup
+from training.pg_io import PgType
 
 if TYPE_CHECKING:
     import psycopg
