@@ -10,7 +10,7 @@ CONFIG ?=
 CONFIG_OPT := $(if $(CONFIG),--config $(CONFIG),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench docs lint ingest features apply materialize dataset verify fit predict services clean
+.PHONY: help install train test bench docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,10 @@ verify: ## Audit the training set for look-ahead (exits 1 on any violation)
 fit: ## Purged CV + LightGBM baseline + MLflow run on the built dataset
 	$(PY) -m training train --dataset $(DATASET) $(CONFIG_OPT)
 
-train: dataset verify fit materialize ## The whole pipeline on the bundled data (embedded default if no services set)
+check-online: ## Online values equal the newest offline row of every symbol (exits 1 on a mismatch)
+	$(PY) -m training check-online
+
+train: dataset verify fit materialize check-online ## The whole pipeline on the bundled data (embedded default if no services set)
 
 predict: install ## Score the latest bar of SYMBOL from the online store: make predict SYMBOL=AAPL
 	$(PY) -m training predict --symbol $(SYMBOL)
