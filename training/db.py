@@ -74,8 +74,13 @@ def copy_out(
     params: Sequence[Any] | Mapping[str, Any] | None = None,
     parse_dates: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Run ``query`` and stream its rows out with COPY (CSV), far faster than fetchall for big results."""
+    """Run ``query`` and stream its rows out with COPY (CSV) into Arrow's C++ parser: far faster than fetchall.
+
+    ``symbol`` stays text even when a ticker looks like a number; ``parse_dates`` become tz-aware UTC.
+    """
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
     from psycopg import sql
 
     if isinstance(query, str):
@@ -86,10 +91,10 @@ def copy_out(
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(sql.SQL(bound))) as copy:
             for block in copy:
                 buffer.write(block)
-    buffer.seek(0)
-    frame = pd.read_csv(buffer, float_precision="round_trip")
+    options = pa_csv.ConvertOptions(column_types={"symbol": pa.string()}, strings_can_be_null=False)
+    frame = pa_csv.read_csv(pa.py_buffer(buffer.getbuffer()), convert_options=options).to_pandas()
     for column in parse_dates:
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
     return frame
 
 

@@ -106,6 +106,7 @@ def build_dataset(
     candidates = bars.loc[decisions, ["symbol", "event_timestamp", "next_ret"]].merge(
         labels, on=["symbol", "event_timestamp"]
     )
+    del labels
     if candidates.empty:
         raise InputError(
             f"no decision in range has a full label horizon of {horizon} bars after the {warmup}-bar warm-up; "
@@ -116,12 +117,16 @@ def build_dataset(
     progress(f"{len(candidates):,} labelled decisions; joining {len(service.features)} features point-in-time")
 
     features = point_in_time_features(store, candidates, service)
-    samples = candidates.merge(features, on=["symbol", "event_timestamp"], how="inner", validate="one_to_one")
-    finite = np.isfinite(samples[service.features].to_numpy(dtype=np.float64)).all(axis=1)
+    finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
     nonfinite = int((~finite).sum())
-    samples = samples[finite].sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
-    if samples.empty:
+    if not finite.any():
         raise InputError("every decision has a missing feature: run `python -m training compute-features`")
+    # One reordering copy of each part (rows in time order, symbols within a date), not a merge and a sort.
+    keep = np.flatnonzero(finite)
+    order = keep[np.lexsort((candidates["symbol"].to_numpy()[keep], candidates["event_timestamp"].to_numpy()[keep]))]
+    samples = candidates.take(order).reset_index(drop=True)
+    features = features.take(order).reset_index(drop=True)
+    del candidates
     samples["target"] = _target(samples, config)
     classes = _check_classes(samples["target"], "samples")
 
@@ -129,14 +134,19 @@ def build_dataset(
         samples["event_timestamp"], samples["t1"], bar_times=bars["event_timestamp"], **config["split"]
     )
     samples["split"] = split.role
-    weights = _weights(samples.rename(columns={"event_timestamp": "t0"}), bars, config["weights"], split.role)
-    samples = pd.concat([samples, weights], axis=1)
-    scaler = fit_robust_scaler(samples.loc[samples["split"] == "train", service.features])
+    windows = samples[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
+    weights = _weights(windows, bars, config["weights"], split.role)
+    scaler = fit_robust_scaler(features.loc[split.mask("train"), service.features])
     progress(f"split {split.counts()}; weights {', '.join(c for c in weights.columns)}")
 
+    del bars
+    samples["feature_timestamp"] = features["feature_timestamp"]
+    samples["weight"] = weights.pop("weight")
     ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
-    frame = samples[[*ordered, *[c for c in weights.columns if c != "weight"], *service.features]]
-    frame = frame.astype({"label": np.int8, "target": np.int8})
+    columns = {c: samples.pop(c) for c in ordered} | dict(weights.items()) | dict(features[service.features].items())
+    del samples, features, weights
+    frame = pd.DataFrame(columns, copy=False)
+    del columns
     metadata = {
         "format_version": artifact.FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from training.errors import InputError
 
 AUDIT_FEATURE = "bar_timestamp"
+ENTITY_ROW = "entity_row"
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,29 @@ def describe_service(store, name: str) -> ServiceFeatures:
 
 
 def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatures) -> pd.DataFrame:
-    """symbol, event_timestamp, feature_timestamp and the service's features, one row per entity row."""
-    frame = store.get_historical_features(
-        entity_df=entities[["symbol", "event_timestamp"]],
-        features=store.get_feature_service(service.name),
-    ).to_df()
-    if AUDIT_FEATURE not in frame:
+    """feature_timestamp and the service's features, one row per entity row, in the entity rows' order.
+
+    A row number travels through Feast (extra entity columns are passed through) so the result is put back
+    in order by position, whatever order the offline store returns, without a join on (symbol, time).
+    Only the service's columns are converted from Arrow to pandas: the on-demand view's inputs are not.
+    """
+    request = pd.DataFrame(
+        {
+            "symbol": entities["symbol"].to_numpy(),
+            "event_timestamp": entities["event_timestamp"].to_numpy(),
+            ENTITY_ROW: np.arange(len(entities)),
+        }
+    )
+    table = store.get_historical_features(
+        entity_df=request, features=store.get_feature_service(service.name)
+    ).to_arrow()
+    if AUDIT_FEATURE not in table.column_names:
         raise InputError(f"feature service {service.name!r} does not carry {AUDIT_FEATURE}; it is needed for the audit")
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame = table.select([ENTITY_ROW, AUDIT_FEATURE, *service.features]).to_pandas()
+    del table
+    if len(frame) != len(entities) or frame[ENTITY_ROW].duplicated().any():
+        raise InputError(f"the offline store returned {len(frame)} rows for {len(entities)} entity rows")
+    frame = frame.sort_values(ENTITY_ROW, kind="stable").drop(columns=ENTITY_ROW).reset_index(drop=True)
     frame = frame.rename(columns={AUDIT_FEATURE: "feature_timestamp"})
     frame["feature_timestamp"] = pd.to_datetime(frame["feature_timestamp"], utc=True)
-    return frame[["symbol", "event_timestamp", "feature_timestamp", *service.features]]
+    return frame

@@ -81,19 +81,37 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
 
         Feast hands a python-mode view the whole result as Python lists (``Table.to_pydict``): about 3 GB and
         many seconds at a million rows. Row-wise transformations give the same values chunk by chunk, in
-        bounded memory. With a validation reference (which profiles the whole frame) Feast's path is kept.
+        bounded memory, and only the columns the views read are converted. With a validation reference
+        (which profiles the whole frame) Feast's path is kept.
         """
         if not self.on_demand_feature_views or validation_reference is not None:
             return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
         table = self._to_arrow_internal(timeout=timeout)
+        inputs = [c for c in table.column_names if c in self._on_demand_inputs()]
         pieces = []
         try:
             for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS):
-                self._chunk = table.slice(offset, ODFV_CHUNK_ROWS)
+                self._chunk = table.slice(offset, ODFV_CHUNK_ROWS).select(inputs)
                 pieces.append(super().to_arrow(timeout=timeout))
         finally:
             self._chunk = None
-        return pa.concat_tables(pieces, promote_options="default")
+        outputs = pa.concat_tables(pieces, promote_options="default")
+        for name in outputs.column_names:
+            if name not in inputs:
+                table = table.append_column(name, outputs.column(name))
+        return table
+
+    def _on_demand_inputs(self) -> set[str]:
+        """Columns an on-demand view may read: its sources' features (short and full names), request fields,
+        and the join keys (online, Feast hands them to the transformation too)."""
+        names: set[str] = set(self.plan.join_keys())
+        for view in self.on_demand_feature_views:
+            for projection in view.source_feature_view_projections.values():
+                for feature in projection.features:
+                    names |= {feature.name, f"{projection.name_to_use()}__{feature.name}"}
+            for request in view.source_request_sources.values():
+                names |= {field.name for field in request.schema}
+        return names
 
 
 class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
