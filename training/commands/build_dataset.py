@@ -6,16 +6,13 @@ from pathlib import Path
 
 import click
 
+from training.commands.options import symbols_option
+
 DEFAULT_OUT = Path("artifacts/dataset")
 
 
-def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
-    names = [s for item in value for s in item.split(",") if s.strip()]
-    return names or None
-
-
 @click.command("build-dataset")
-@click.option("--symbols", multiple=True, callback=_symbols, help="Symbols (repeat or comma-separate); default all.")
+@symbols_option("every symbol in market_data.ohlcv_daily")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First decision date (YYYY-MM-DD).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last decision date (YYYY-MM-DD).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML overriding the defaults.")

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-
-def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
-    return [s.strip() for item in value for s in item.split(",") if s.strip()] or None
+from training.commands.options import symbols_option
 
 
 @click.command("check-online")
-@click.option(
-    "--symbols",
-    multiple=True,
-    callback=_symbols,
-    help="Comma-separated symbols (repeatable); default: every symbol in features.technical_indicators.",
-)
+@symbols_option("every symbol in features.technical_indicators")
 def check_online(symbols: list[str] | None) -> None:
     """Compare online features with the newest offline row of each symbol; exit 1 on any difference.
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-
-def _symbols(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
-    names = [s.strip() for item in value for s in item.split(",") if s.strip()]
-    return names or None
+from training.commands.options import symbols_option
 
 
 @click.command("compute-features")
-@click.option(
-    "--symbols",
-    multiple=True,
-    callback=_symbols,
-    help="Comma-separated symbols (repeatable); default: every symbol in market_data.ohlcv_daily.",
-)
+@symbols_option("every symbol in market_data.ohlcv_daily")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First trade date to write (YYYY-MM-DD).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last trade date to write (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Recompute every bar, not only bars without current feature rows.")
