@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.bench_indicators import synthetic_panel
-from benchmarks.common import Result
+from benchmarks.common import Result, peak_rss_mb
 from training import settings
 
 DATABASE = "ohlcv_bench_dataset"
@@ -85,7 +84,7 @@ def worker(kind: str, out: str) -> dict[str, float]:
         rows = len(point_in_time_features(store, entities, describe_service(store, "technical_model_v1")))
     return {
         "seconds": time.perf_counter() - start,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_rss_mb(),
         "rows": rows,
     }
 

@@ -2,9 +2,9 @@
 
 Subject: ``get_historical_features(...).to_df()`` through ``AsOfPostgreSQLOfflineStore`` for 23 indicators
 (five family views on one source, plus the ``bar_timestamp`` audit column, TTL 7 days) and one entity
-row per symbol and bar. Floor: a plain COPY of the same feature rows into pandas plus
-``pandas.merge_asof`` by symbol with the TTL as tolerance; "plain" is the project's ``db.copy_out``
-(CSV parsed by ``pandas.read_csv``), and a second row parses the same CSV with pyarrow, a stricter floor.
+row per symbol and bar. Floor: a plain COPY of the same feature rows into pandas (the project's
+``db.copy_out``: CSV parsed by Arrow's C++ reader, the fastest plain path measured) plus
+``pandas.merge_asof`` by symbol with the TTL as tolerance.
 Feast's stock store runs once at 250 k rows (about three minutes). Every measurement runs in its own
 process, so its peak RSS is the retrieval's own (plus the interpreter and imports, reported apart);
 rounds interleave subject and floor so a busy machine slows both alike. Each run also checks that the
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import retrieval_setup as setup
-from benchmarks.common import Result
+from benchmarks.common import Result, peak_rss_mb
 from training.indicators.definitions import FEATURE_NAMES
 
 CLASS_PATH = "training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore"
@@ -64,7 +64,7 @@ def _digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _floor(symbols: int, bars: int, parser: str) -> pd.DataFrame:
+def _floor(symbols: int, bars: int) -> pd.DataFrame:
     """COPY the feature rows the entity range can use, then merge_asof by symbol (TTL as tolerance)."""
     from psycopg import sql
 
@@ -78,36 +78,12 @@ def _floor(symbols: int, bars: int, parser: str) -> pd.DataFrame:
     ).format(sql.SQL(", ").join(map(sql.Identifier, FEATURE_NAMES)), sql.Identifier(setup.panel_table(symbols, bars)))
     with db.connect(setup.DATABASE) as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        if parser == "pandas":
-            features = db.copy_out(conn, query, (low, high), parse_dates=("event_timestamp", "bar_timestamp"))
-        else:
-            features = _copy_out_arrow(conn, query, (low, high))
+        features = db.copy_out(conn, query, (low, high), parse_dates=("event_timestamp", "bar_timestamp"))
     left = entity.sort_values("event_timestamp", kind="stable")
     right = features.sort_values("event_timestamp", kind="stable")
     return pd.merge_asof(
         left, right, on="event_timestamp", by="symbol", tolerance=pd.Timedelta(setup.TTL), direction="backward"
     )
-
-
-def _copy_out_arrow(conn, query, params) -> pd.DataFrame:
-    import io
-
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    from psycopg import ClientCursor, sql
-
-    bound = ClientCursor(conn).mogrify(query, params)
-    buffer = io.BytesIO()
-    with (
-        conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(sql.SQL(bound))) as cp,
-    ):
-        for block in cp:
-            buffer.write(block)
-    frame = pa_csv.read_csv(pa.py_buffer(buffer.getbuffer())).to_pandas()
-    for column in ("event_timestamp", "bar_timestamp"):  # Arrow infers seconds; merge_asof wants one unit
-        frame[column] = frame[column].astype("datetime64[ns, UTC]")
-    return frame
 
 
 def worker(kind: str, symbols: int, bars: int) -> Measurement:
@@ -124,14 +100,14 @@ def worker(kind: str, symbols: int, bars: int) -> Measurement:
     else:
 
         def call() -> pd.DataFrame:
-            return _floor(symbols, bars, parser=kind.removeprefix("floor_"))
+            return _floor(symbols, bars)
 
     gc.collect()
     before = _rss_mb()
     start = time.perf_counter()
     frame = call()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     assert len(frame) == symbols * bars
     return Measurement(seconds, peak, before, _digest(frame))
 
@@ -161,7 +137,7 @@ def run(quick: bool) -> list[Result]:
         for symbols, bars in sorted({*sizes, stock_size}):
             setup.create_panel(symbols, bars)
         for symbols, bars in sizes:
-            rounds: dict[str, list[Measurement]] = {"store": [], "floor_pandas": [], "floor_arrow": []}
+            rounds: dict[str, list[Measurement]] = {"store": [], "floor": []}
             for _ in range(repeat):
                 for kind, found in rounds.items():
                     found.append(_measure(kind, symbols, bars))
@@ -196,18 +172,11 @@ def _rows(symbols: int, bars: int, best: dict[str, Measurement]) -> list[Result]
         f"store peak RSS {store.peak_mb:,.0f} MB ({store.peak_mb - store.before_mb:,.0f} MB over the "
         f"{store.before_mb:,.0f} MB before the call)"
     )
-    rows = []
-    for kind, label, target in (
-        ("floor_pandas", "floor: COPY csv → pandas.read_csv + merge_asof", TARGET),
-        ("floor_arrow", "floor: COPY csv → pyarrow + merge_asof", ""),
-    ):
-        floor = best[kind]
-        same = "identical" if floor.digest == store.digest else "DIFFERENT"
-        notes = f"features {same}; {memory}; floor peak RSS {floor.peak_mb:,.0f} MB"
-        rows.append(
-            Result("historical retrieval", size, "AsOf store", store.seconds, label, floor.seconds, target, notes)
-        )
-    return rows
+    floor = best["floor"]
+    same = "identical" if floor.digest == store.digest else "DIFFERENT"
+    notes = f"features {same}; {memory}; floor peak RSS {floor.peak_mb:,.0f} MB"
+    label = "floor: COPY (Arrow CSV parse) + merge_asof"
+    return [Result("historical retrieval", size, "AsOf store", store.seconds, label, floor.seconds, TARGET, notes)]
 
 
 if __name__ == "__main__":

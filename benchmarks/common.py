@@ -44,5 +44,13 @@ def best_of(function: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
+    """Peak resident memory of this process, in MB: VmHWM, the high-water mark of its own address space.
+
+    ``getrusage().ru_maxrss`` is not used: Linux carries it over from the parent through fork and exec,
+    so a small benchmark process started by a big one would report the big one's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

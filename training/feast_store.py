@@ -13,8 +13,6 @@ from training import settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-DEFAULT_FEATURE_SERVICE = "technical_model_v1"
-
 
 def feature_store() -> FeatureStore:
     """A FeatureStore on feature_repo/, after checking PostgreSQL and Redis answer (one-line errors)."""

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training import db, settings
+from training.contract import AUDIT_FEATURE, CHAMPION_ALIAS, DEFAULT_FEATURE_SERVICE
 from training.errors import InputError, ProjectError
 from training.schema import FEATURES_TABLE, OHLCV_TABLE
 
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-CHAMPION_ALIAS = "champion"
-DEFAULT_FEATURE_SERVICE = "technical_model_v1"
-AUDIT_FEATURE = "bar_timestamp"
 MATERIALIZE = "python -m training materialize"
 
 

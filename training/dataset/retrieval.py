@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from training.contract import AUDIT_FEATURE
 from training.errors import InputError
 
-AUDIT_FEATURE = "bar_timestamp"
 ENTITY_ROW = "entity_row"
 
 

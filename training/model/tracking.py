@@ -20,11 +20,11 @@ import yaml
 
 from training import settings
 from training.config import Config
+from training.contract import CHAMPION_ALIAS
 from training.dataset.artifact import METADATA_FILE, Dataset
 from training.model import plots
 from training.model.trainer import TrainingReport
 
-CHAMPION_ALIAS = "champion"
 LEAKAGE_REPORT = "leakage_report.json"
 
 
