@@ -69,8 +69,8 @@ def main(quick: bool, names: tuple[str, ...]) -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['benchmark']} | {r['size']} | {r['subject']} | {r['subject_seconds']:.3f} | {r['reference']} | "
-            f"{r['reference_seconds']:.3f} | {r['ratio']:.3f} | {r['target']} | {r['notes']} |"
+            f"| {r['benchmark']} | {r['size']} | {r['subject']} | {r['subject_seconds']:.4g} | {r['reference']} | "
+            f"{r['reference_seconds']:.4g} | {r['ratio']:.3f} | {r['target']} | {r['notes']} |"
         )
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
     click.echo("\n".join(lines))
