@@ -43,12 +43,28 @@ def _drop_database(pg: settings.PostgresSettings, name: str) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _drop_abandoned_databases(pg: settings.PostgresSettings) -> None:
+    """Databases of test sessions that died before their teardown (their process is gone)."""
+    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+        names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ohlcv\\_test\\_%'")]
+    for name in names:
+        pid = int(name.split("_")[2]) if name.split("_")[2].isdigit() else None
+        try:
+            if pid is not None:
+                os.kill(pid, 0)
+        except ProcessLookupError:
+            _drop_database(pg, name)
+        except PermissionError:
+            pass  # another user's live process
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_services(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("state")
     os.environ["OHLCV_STATE_DIR"] = str(state)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow.db'}")
     pg = settings.check_postgres()
+    _drop_abandoned_databases(pg)
     for name in (SESSION, SCRATCH):
         _create_database(pg, name)
     os.environ["PGDATABASE"] = SESSION
