@@ -48,7 +48,7 @@ from training import db
 from training.errors import InputError
 from training.indicators.compute import compute_panel
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.schema import FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
+from training.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,10 +64,7 @@ CHUNK_BARS = 250_000  # bars per compute_panel call: bounds memory and paces the
 # compares str, so the panel arrives in the order compute_panel keeps.
 _READ_BARS = """
 WITH bars AS (
-    SELECT symbol, event_timestamp, trade_date,
-           COALESCE(adj_open, open) AS open, COALESCE(adj_high, high) AS high,
-           COALESCE(adj_low, low) AS low, COALESCE(adj_close, close) AS close,
-           COALESCE(adj_volume, volume) AS volume
+    SELECT symbol, event_timestamp, trade_date, {adjusted}
     FROM {ohlcv}
     WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
       AND (%(end)s::date IS NULL OR trade_date <= %(end)s::date)
@@ -102,7 +99,8 @@ def _query(text: str) -> psycopg.sql.Composed:
     """``text`` with {ohlcv} and {features} bound to the quoted table names."""
     from psycopg import sql
 
-    return sql.SQL(text).format(ohlcv=db.qualified(OHLCV_TABLE), features=db.qualified(FEATURES_TABLE))
+    tables = {"ohlcv": db.qualified(OHLCV_TABLE), "features": db.qualified(FEATURES_TABLE)}
+    return sql.SQL(text).format(adjusted=sql.SQL(ADJUSTED_BAR_COLUMNS), **tables)
 
 
 def _upsert_sql() -> psycopg.sql.Composed:

@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS {OHLCV_TABLE} (
 );
 """
 
+# The bars indicators and labels are computed from: split/dividend-adjusted where an adjusted close was given.
+ADJUSTED_BAR_COLUMNS = (
+    "COALESCE(adj_open, open) AS open, COALESCE(adj_high, high) AS high, COALESCE(adj_low, low) AS low, "
+    "COALESCE(adj_close, close) AS close, COALESCE(adj_volume, volume) AS volume"
+)
+
 _FEATURE_COLUMNS = ",\n".join(f"    {name} double precision" for name in (*FEATURE_NAMES, *REFERENCE_COLUMNS))
 FEATURES_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS features;

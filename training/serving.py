@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from training import db, settings
 from training.contract import AUDIT_FEATURE, CHAMPION_ALIAS, DEFAULT_FEATURE_SERVICE
+from training.dataset.bars import known_symbols
 from training.errors import InputError, ProjectError
 from training.schema import FEATURES_TABLE, OHLCV_TABLE
 
@@ -167,13 +168,6 @@ def newest_offline_bar(symbol: str) -> datetime | None:
     return max(found) if found else None
 
 
-def _offline_symbols() -> list[str]:
-    with db.connect() as conn:
-        if conn.execute("SELECT to_regclass(%s)", (OHLCV_TABLE,)).fetchone()[0] is None:
-            return []
-        return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {OHLCV_TABLE} ORDER BY 1")]
-
-
 class Predictor:
     """The model and its feature service, resolved once; :meth:`predict` reads Feast and scores a symbol."""
 
@@ -219,7 +213,7 @@ class Predictor:
         row = self.read(symbol)
         bar = row.get(AUDIT_FEATURE)
         if bar is None:
-            known = _offline_symbols()
+            known = known_symbols()
             if symbol in known:
                 raise SymbolNotServed(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
             raise SymbolNotServed(

@@ -8,13 +8,11 @@ import pandas as pd
 
 from training import db
 from training.errors import InputError
-from training.schema import OHLCV_TABLE
+from training.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
 
 # Indicators and labels are computed on split/dividend-adjusted prices where the input had them.
 _ADJUSTED_BARS = f"""
-SELECT symbol, event_timestamp, trade_date,
-       COALESCE(adj_open, open) AS open, COALESCE(adj_high, high) AS high, COALESCE(adj_low, low) AS low,
-       COALESCE(adj_close, close) AS close, COALESCE(adj_volume, volume) AS volume
+SELECT symbol, event_timestamp, trade_date, {ADJUSTED_BAR_COLUMNS}
 FROM {OHLCV_TABLE}
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 ORDER BY symbol, event_timestamp
