@@ -11,6 +11,7 @@ the Feast registry (the ``pipeline`` fixture), and a *scratch* database that tes
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -29,7 +30,9 @@ from psycopg import sql
 from training import settings
 
 BUNDLED_DATA = settings.PROJECT_ROOT / "data" / "stocks.csv.gz"
-SESSION = f"ohlcv_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+# The host tag lets a session tell its own host's dead sessions (whose pid it can check) from another host's.
+HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+SESSION = f"ohlcv_test_{HOST_TAG}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 SCRATCH = f"{SESSION}_scratch"
 
 
@@ -44,14 +47,21 @@ def _drop_database(pg: settings.PostgresSettings, name: str) -> None:
 
 
 def _drop_abandoned_databases(pg: settings.PostgresSettings) -> None:
-    """Databases of test sessions that died before their teardown (their process is gone)."""
+    """Databases of this host's test sessions whose process died before teardown.
+
+    Only names carrying this host's tag are considered: a pid says nothing about a process on another host
+    sharing the server, so those databases are left to their own host.
+    """
+    prefix = f"ohlcv_test_{HOST_TAG}_"
     with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-        names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ohlcv\\_test\\_%'")]
+        rows = admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,))
+        names = [row[0] for row in rows]
     for name in names:
-        pid = int(name.split("_")[2]) if name.split("_")[2].isdigit() else None
+        pid = name.removeprefix(prefix).split("_")[0]
+        if not pid.isdigit():
+            continue
         try:
-            if pid is not None:
-                os.kill(pid, 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             _drop_database(pg, name)
         except PermissionError:

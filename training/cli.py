@@ -52,14 +52,14 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Debug log output (default: progress and warnings).")
+def cli(verbose: bool) -> None:
     """Leakage-free training sets from daily OHLCV bars, served by Feast.
 
     Typical order: ingest, compute-features, feast apply, materialize, build-dataset, verify-leakage,
     train, predict. `make train` runs them all on the bundled data.
     """
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose + 1, 2)]
+    level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("feast", "mlflow", "alembic", "urllib3", "pgserver", "httpx"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

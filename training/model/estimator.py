@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.errors import InputError
+
 
 def lgbm_params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """config["model"] in LightGBM's scikit-learn names; equal inputs give equal models."""
@@ -82,7 +84,10 @@ def fit_with_early_stopping(
     fit, watch = early_stopping_slice(t0, t1, model["early_stopping_fraction"])
     n_classes = len(np.unique(y))
     if len(np.unique(y[fit])) < n_classes:
-        raise ValueError("the rows before the early-stopping slice lack a class; use a longer training period")
+        raise InputError(
+            f"the {len(fit):,} training rows before the early-stopping slice lack a class of the target; "
+            "use a longer training period or a smaller model.early_stopping_fraction"
+        )
     scaler = RobustScaler().set_output(transform="pandas").fit(X.iloc[fit])
     classifier = LGBMClassifier(**lgbm_params(model, n_classes))
     classifier.fit(
