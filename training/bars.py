@@ -2,14 +2,21 @@
 
 A bar of trading date D is stamped at D's session close (16:00 in the exchange's time zone by default),
 stored as tz-aware UTC: nothing about bar D is known before that instant.
+
+Two kinds of bad rows. *Malformed* rows (unreadable values, dates, symbols, duplicates) always refuse the
+file. *Implausible* bars (non-positive prices, high < low, open or close outside [low, high], weekend
+dates) follow a policy: refused by default, naming the lines, or dropped and reported with
+``on_invalid="drop"``. A bar dated after the ingest time is always refused: it cannot have happened yet.
 """
 
 from __future__ import annotations
 
+import lzma
+import zlib
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +41,33 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = ("date", "open", "high", "low", "close", "volume")
 MAX_REPORTED_ROWS = 5
+MAX_SYMBOL_LENGTH = 32  # exchange tickers are <= 12 characters; longer text is a wrong column or garbage
+ON_INVALID = ("refuse", "drop")
+# Date formats tried on every file; exactly one must read all its dates (after an optional midnight time).
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y%m%d",
+    "%Y/%m/%d",
+    "%Y.%m.%d",
+    "%m/%d/%Y",
+    "%d/%m/%Y",
+    "%m-%d-%Y",
+    "%d-%m-%Y",
+    "%d.%m.%Y",
+    "%m/%d/%y",
+    "%d/%m/%y",
+    "%d-%b-%Y",
+    "%d-%b-%y",
+    "%d %b %Y",
+    "%b %d %Y",
+    "%b %d, %Y",
+)
+# A date, then optionally a time of day and a UTC offset (ISO 8601 style, or what pandas writes for datetimes).
+_DATE_AND_TIME = (
+    r"^(?P<date>.+?)(?:[ T](?P<time>\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?:\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?)?$"
+)
+_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
+_BLANKS = ("", "nan", "NaN", "NA", "<NA>", "null", "None", "NaT")
 
 
 @dataclass(frozen=True)
@@ -50,8 +84,35 @@ class ColumnMap:
     adj_close: str | None = None
 
 
+@dataclass(frozen=True)
+class CleanBars:
+    """Bars ready to store, and the implausible rows dropped under ``on_invalid="drop"`` (line, reason, row)."""
+
+    bars: pd.DataFrame
+    dropped: pd.DataFrame
+
+
+class _NulGuard:
+    """A binary stream that refuses NUL bytes: pandas' CSV parser silently cuts a field at one."""
+
+    def __init__(self, stream: IO[bytes], path: Path) -> None:
+        self._stream, self._path, self._lines = stream, path, 1
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        at = chunk.find(b"\x00")
+        if at >= 0:
+            line = self._lines + chunk.count(b"\n", 0, at)
+            raise InputError(f"{self._path}: NUL byte at line {line}: a CSV file holds none (corrupt or binary file?)")
+        self._lines += chunk.count(b"\n")
+        return chunk
+
+    def __iter__(self):  # pandas checks for a file-like object by these attributes
+        return iter(self.read, b"")
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """CSV (optionally compressed) or Parquet, every column as text so validation sees what was written."""
+    """CSV (optionally compressed) or Parquet, CSV columns as text so validation sees what was written."""
     import pandas as pd
 
     if not path.exists():
@@ -60,9 +121,23 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if ".parquet" in suffixes or ".pq" in suffixes:
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        return _read_csv(path)
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        # click would turn an EOFError into a bare "Aborted!"
+        raise InputError(f"{path}: truncated or corrupt compressed file ({exc}); nothing was loaded") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise InputError(f"{path}: cannot be read as CSV or Parquet ({exc})") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+    from pandas.io.common import get_handle
+
+    with get_handle(path, "rb", compression="infer", is_text=False) as handles:
+        return pd.read_csv(
+            _NulGuard(handles.handle, path), dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8"
+        )
+
 
 
 def _normalise(name: str) -> str:
@@ -108,7 +183,7 @@ def _numeric(raw: pd.Series, column: str) -> np.ndarray:
     import pandas as pd
 
     text = raw.astype(str).str.strip()
-    blank = text.isin(["", "nan", "NaN", "NA", "null", "None"]).to_numpy()
+    blank = (text.isin(_BLANKS) | raw.isna()).to_numpy()
     if blank.any():
         raise InputError(f"missing value in column {column!r} at line(s) {_rows(blank)}")
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
@@ -119,6 +194,102 @@ def _numeric(raw: pd.Series, column: str) -> np.ndarray:
     return values
 
 
+def _symbols(raw: pd.DataFrame, columns: dict[str, str], symbol: str | None) -> pd.Series:
+    """Upper-cased symbols; a missing, control-character or over-long symbol refuses the file naming its lines."""
+    import pandas as pd
+
+    if "symbol" in columns:
+        values = raw[columns["symbol"]]
+        where = f"column {columns['symbol']!r}"
+    else:
+        values = pd.Series(symbol, raw.index, dtype=object)
+        where = "--symbol"
+    missing = values.isna().to_numpy()
+    text = values.astype(str).str.strip()
+    empty = missing | (text == "").to_numpy()
+    if empty.any():
+        raise InputError(f"empty symbol in {where} at line(s) {_rows(empty)}")
+    control = text.str.contains(_CONTROL_CHARACTERS, regex=True).to_numpy()
+    if control.any():
+        example = text.to_numpy()[np.flatnonzero(control)[0]]
+        raise InputError(f"control character in symbol in {where} at line(s) {_rows(control)}, e.g. {example!r}")
+    long = (text.str.len() > MAX_SYMBOL_LENGTH).to_numpy()
+    if long.any():
+        example = text.to_numpy()[np.flatnonzero(long)[0]]
+        raise InputError(
+            f"symbol longer than {MAX_SYMBOL_LENGTH} characters in {where} at line(s) {_rows(long)}, "
+            f"e.g. {example[:20]!r}... ({len(example)} characters)"
+        )
+    return text.str.upper()
+
+
+def _parse_under(parts: pd.Series, date_format: str) -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(pd.to_datetime(parts, format=date_format, errors="coerce"), index=parts.index)
+
+
+def _choose_format(parts: pd.Series, weights: np.ndarray, column: str) -> str:
+    """The one candidate format that reads every date; refuses when none or several (that disagree) do."""
+    parsed = {fmt: _parse_under(parts, fmt) for fmt in DATE_FORMATS}
+    fits = [fmt for fmt, values in parsed.items() if values.notna().all()]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        first = parsed[fits[0]]
+        rivals = [fmt for fmt in fits[1:] if not parsed[fmt].equals(first)]
+        if not rivals:
+            return fits[0]
+        differs = np.flatnonzero((parsed[rivals[0]] != first).to_numpy())[0]
+        example = parts.iloc[differs]
+        raise InputError(
+            f"ambiguous dates in column {column!r}: every date fits {', '.join([fits[0], *rivals])} "
+            f"(e.g. {example!r} is {first.iloc[differs]:%Y-%m-%d} under {fits[0]} and "
+            f"{parsed[rivals[0]].iloc[differs]:%Y-%m-%d} under {rivals[0]}); give --date-format"
+        )
+    read = {fmt: int(weights[values.notna().to_numpy()].sum()) for fmt, values in parsed.items()}
+    best = max(DATE_FORMATS, key=lambda fmt: read[fmt])
+    if read[best] == 0:
+        raise InputError(
+            f"unparseable date in column {column!r}: no known format reads any of them, e.g. {parts.iloc[0]!r}; "
+            f"give --date-format (strptime codes, e.g. %d/%m/%Y)"
+        )
+    return best
+
+
+def parse_dates(text: pd.Series, column: str, date_format: str | None = None) -> pd.Series:
+    """Trading dates (midnight, naive) from text, all under ONE format: ``date_format`` or the one that fits.
+
+    Why one format: parsing each value on its own reads 01/03/2000 as January 3 and 13/03/2000 as March 13
+    in the same file, silently scrambling it. A midnight time and any UTC offset after the date are
+    accepted (the date as written is the trading date); another time of day is refused.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(text.astype(str).str.strip())
+    split = pd.Series(uniques, dtype=object).str.extract(_DATE_AND_TIME)
+    parts = split["date"].fillna(pd.Series(uniques, dtype=object))
+    timed_unique = split["time"].notna() & ~split["time"].fillna("").str.fullmatch(r"[0:.]*")
+    timed = timed_unique.to_numpy()[codes]
+    if timed.any():
+        raise InputError(f"column {column!r} must hold trading dates, but line(s) {_rows(timed)} carry a time of day")
+    weights = np.bincount(codes, minlength=len(uniques))
+    chosen = date_format or _choose_format(parts, weights, column)
+    parsed = _parse_under(parts, chosen)
+    bad = parsed.isna().to_numpy()[codes]
+    if bad.any():
+        example = text.to_numpy()[np.flatnonzero(bad)[0]]
+        reason = (
+            f"it does not match --date-format {chosen}"
+            if date_format
+            else f"the other dates read as {chosen} and a file holds one date format (give --date-format otherwise)"
+        )
+        raise InputError(
+            f"unparseable date in column {column!r} at line(s) {_rows(bad)}, e.g. {str(example)!r}: {reason}"
+        )
+    return pd.Series(parsed.to_numpy()[codes], index=text.index).astype("datetime64[ns]")
+
+
 def session_close(dates: pd.Series, exchange_tz: str, close_time: time) -> pd.Series:
     """Trading dates -> the UTC instant of that day's session close in the exchange's time zone."""
     import pandas as pd
@@ -127,56 +298,94 @@ def session_close(dates: pd.Series, exchange_tz: str, close_time: time) -> pd.Se
     return local.dt.tz_localize(exchange_tz, nonexistent="raise", ambiguous="raise").dt.tz_convert("UTC")
 
 
+def _implausible(out: pd.DataFrame, columns: dict[str, str], allow_weekends: bool) -> dict[str, np.ndarray]:
+    """Reason -> mask of bars that parsed fine but cannot be a real daily bar."""
+    checks: dict[str, np.ndarray] = {}
+    for field_name in (*PRICE_COLUMNS, "adj_close"):
+        if field_name in out:
+            checks[f"non-positive price in column {columns[field_name]!r}"] = (out[field_name] <= 0).to_numpy()
+    checks[f"negative volume in column {columns['volume']!r}"] = (out["volume"] < 0).to_numpy()
+    low, high = out["low"].to_numpy(), out["high"].to_numpy()
+    checks["high < low"] = high < low
+    for field_name in ("open", "close"):
+        value = out[field_name].to_numpy()
+        checks[f"{field_name} outside [low, high]"] = (value < low) | (value > high)
+    if not allow_weekends:
+        checks["weekend date"] = (out["trade_date_ts"].dt.dayofweek >= 5).to_numpy()
+    return {reason: mask for reason, mask in checks.items() if mask.any()}
+
+
+def _refuse_future(out: pd.DataFrame, now: datetime) -> None:
+    """A bar whose session close is after the ingest time cannot be known yet: always refused."""
+    future = (out["event_timestamp"] > now).to_numpy()
+    if future.any():
+        first = out.loc[future].iloc[0]
+        raise InputError(
+            f"bar(s) dated in the future at line(s) {_rows(future)}, e.g. {first.symbol} {first.trade_date} "
+            f"(its session close is after now, {now:%Y-%m-%d %H:%M} UTC): a bar is known only after its close"
+        )
+
+
+def _apply_policy(
+    raw: pd.DataFrame, out: pd.DataFrame, problems: dict[str, np.ndarray], on_invalid: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bars kept, report of dropped rows), or an InputError naming every kind of implausible bar."""
+    import pandas as pd
+
+    report_columns = ["line", "reason", *map(str, raw.columns)]
+    if not problems:
+        return out, pd.DataFrame(columns=report_columns)
+    if on_invalid != "drop":
+        found = "; ".join(f"{reason} at line(s) {_rows(mask)}" for reason, mask in problems.items())
+        raise InputError(
+            f"implausible bar(s): {found}. Fix the file, or give --on-invalid drop to load the other rows "
+            "and list the dropped ones in a report"
+        )
+    bad = np.logical_or.reduce(list(problems.values()))
+    if bad.all():
+        raise InputError(f"every row is implausible ({', '.join(problems)}): nothing to load")
+    reasons = pd.Series([""] * len(out), index=out.index, dtype=object)
+    for reason, mask in problems.items():
+        reasons[mask] = reasons[mask].where(reasons[mask] == "", reasons[mask] + "; ") + reason
+    dropped = raw.loc[bad].astype(str).copy()
+    dropped.columns = list(map(str, raw.columns))
+    dropped.insert(0, "reason", reasons[bad].to_numpy())
+    dropped.insert(0, "line", np.flatnonzero(bad) + 2)
+    return out.loc[~bad], dropped.reset_index(drop=True)[report_columns]
+
+
 def clean_bars(
     raw: pd.DataFrame,
     mapping: ColumnMap = ColumnMap(),
     symbol: str | None = None,
     exchange_tz: str = DEFAULT_EXCHANGE_TZ,
     close_time: time = DEFAULT_SESSION_CLOSE,
-) -> pd.DataFrame:
-    """Validate and normalise raw bars; every problem is an :class:`InputError` naming column and lines."""
+    date_format: str | None = None,
+    on_invalid: str = "refuse",
+    allow_weekends: bool = False,
+    now: datetime | None = None,
+) -> CleanBars:
+    """Validate and normalise raw bars; every problem is an :class:`InputError` naming column and lines.
+
+    ``raw`` must have a default RangeIndex (row i is file line i + 2). ``now`` (tz-aware, default the
+    current time) is the ingest time no bar may close after.
+    """
     import pandas as pd
 
+    if on_invalid not in ON_INVALID:
+        raise InputError(f"on_invalid must be one of {', '.join(ON_INVALID)}, not {on_invalid!r}")
     if raw.empty:
         raise InputError("the file holds no rows")
+    raw = raw.reset_index(drop=True)
     columns = resolve_columns([str(c) for c in raw.columns], mapping, symbol)
     out = pd.DataFrame(index=raw.index)
-
-    symbols = raw[columns["symbol"]].astype(str).str.strip() if "symbol" in columns else pd.Series(symbol, raw.index)
-    empty = (symbols == "").to_numpy() | symbols.isna().to_numpy()
-    if empty.any():
-        raise InputError(f"empty symbol in column {columns.get('symbol')!r} at line(s) {_rows(empty)}")
-    out["symbol"] = symbols.str.upper()
-
-    date_text = raw[columns["date"]].astype(str).str.strip()
-    dates = pd.to_datetime(date_text, errors="coerce", format="mixed")
-    bad = dates.isna().to_numpy()
-    if bad.any():
-        example = date_text.to_numpy()[np.flatnonzero(bad)[0]]
-        raise InputError(f"unparseable date in column {columns['date']!r} at line(s) {_rows(bad)}, e.g. {example!r}")
-    if getattr(dates.dt, "tz", None) is not None:
-        dates = dates.dt.tz_localize(None)
-    timed = (dates != dates.dt.normalize()).to_numpy()
-    if timed.any():
-        raise InputError(
-            f"column {columns['date']!r} must hold trading dates, but line(s) {_rows(timed)} carry a time of day"
-        )
+    out["symbol"] = _symbols(raw, columns, symbol)
+    dates = parse_dates(raw[columns["date"]], columns["date"], date_format)
     out["trade_date"] = dates.dt.date
-
+    out["trade_date_ts"] = dates
     for field_name in (*PRICE_COLUMNS, "volume", "adj_close"):
         if field_name in columns:
             out[field_name] = _numeric(raw[columns[field_name]], columns[field_name])
-    for field_name in (*PRICE_COLUMNS, "adj_close"):
-        if field_name in out:
-            bad = (out[field_name] <= 0).to_numpy()
-            if bad.any():
-                raise InputError(f"non-positive price in column {columns[field_name]!r} at line(s) {_rows(bad)}")
-    bad = (out["volume"] < 0).to_numpy()
-    if bad.any():
-        raise InputError(f"negative volume in column {columns['volume']!r} at line(s) {_rows(bad)}")
-    bad = (out["high"] < out["low"]).to_numpy()
-    if bad.any():
-        raise InputError(f"high < low at line(s) {_rows(bad)}")
 
     duplicated = out.duplicated(["symbol", "trade_date"], keep=False).to_numpy()
     if duplicated.any():
@@ -189,9 +398,21 @@ def clean_bars(
         out["event_timestamp"] = session_close(dates, exchange_tz, close_time)
     except Exception as exc:  # unknown zone names come from zoneinfo with varied types
         raise InputError(f"cannot stamp session closes in time zone {exchange_tz!r}: {exc}") from None
+    _refuse_future(out, now or datetime.now().astimezone())
+    out, dropped = _apply_policy(raw, out, _implausible(out, columns, allow_weekends), on_invalid)
+    out = out.drop(columns="trade_date_ts")
     if "adj_close" in out:
         factor = out["adj_close"] / out["close"]
         for field_name in ("open", "high", "low"):
             out[f"adj_{field_name}"] = out[field_name] * factor
         out["adj_volume"] = out["volume"] / factor
-    return out.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
+    bars = out.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
+    return CleanBars(bars=bars, dropped=dropped)
+
+
+def write_report(dropped: pd.DataFrame, path: Path) -> None:
+    """The dropped rows as CSV, written whole (a temporary file renamed over ``path``) so a reader never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    dropped.to_csv(partial, index=False)
+    partial.replace(path)

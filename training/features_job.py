@@ -29,9 +29,12 @@ Even the windowed SMAs and Bollinger bands differ, by up to ~5e-14 (TA-Lib keeps
 bb_width / bb_pct_b by up to ~2e-11. Reading the full history of daily bars is cheap, and makes an
 incremental run write exactly the values a full recompute would (tests/test_features_job.py checks it).
 
-Limits of the staleness test: a correction that scales a bar's high and low by the same factor and
-leaves its open, close and volume alone is not noticed, and feature rows of deleted bars are not
-removed; ``--full`` (after deleting such rows) covers both.
+Feature rows left without a bar (the bar was deleted, or re-ingested with another session close and
+so moved to a new stamp) are removed, for the symbols being computed, in the same transaction: the
+table stays one row per bar. The bar at its new stamp has no feature row, so it counts as stale.
+
+Limit of the staleness test: a correction that scales a bar's high and low by the same factor and
+leaves its open, close and volume alone is not noticed; ``--full`` covers it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,16 @@ SELECT b.symbol, b.event_timestamp, b.open, b.high, b.low, b.close, b.volume,
        b.event_timestamp >= s.since AND (%(start)s::date IS NULL OR b.trade_date >= %(start)s::date) AS to_write
 FROM bars b JOIN stale s USING (symbol)
 ORDER BY b.symbol COLLATE "C", b.event_timestamp
+"""
+# Feature rows whose bar is gone: read first, then deleted by key (a no-op run writes nothing).
+_ORPHANS = """
+SELECT f.symbol, f.event_timestamp FROM {features} f
+WHERE (%(symbols)s::text[] IS NULL OR f.symbol = ANY(%(symbols)s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM {ohlcv} o WHERE o.symbol = f.symbol AND o.event_timestamp = f.event_timestamp)
+"""
+_DELETE_ROWS = """
+DELETE FROM {features} f USING unnest(%s::text[], %s::timestamptz[]) AS gone(symbol, event_timestamp)
+WHERE f.symbol = gone.symbol AND f.event_timestamp = gone.event_timestamp
 """
 _UNKNOWN_SYMBOLS = """
 SELECT u.s FROM unnest(%s::text[]) WITH ORDINALITY AS u(s, i)
@@ -146,6 +159,7 @@ class FeaturesResult:
     updated: int
     symbols: int  # symbols with at least one row computed
     full: bool
+    removed: int = 0  # feature rows whose bar no longer exists (deleted or re-stamped)
 
     @property
     def unchanged(self) -> int:
@@ -217,6 +231,16 @@ def _compute_rows(bars: pd.DataFrame, write: np.ndarray, progress: bool) -> pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def _remove_orphans(conn: psycopg.Connection, symbols: list[str] | None) -> int:
+    """Delete feature rows without a bar at their stamp, e.g. the old stamp of a re-stamped bar."""
+    orphans = conn.execute(_query(_ORPHANS), {"symbols": symbols}).fetchall()
+    if orphans:
+        keys, stamps = zip(*orphans, strict=True)
+        conn.execute(_query(_DELETE_ROWS), (list(keys), list(stamps)))
+        log.info("removed %d feature row(s) whose bar no longer exists", len(orphans))
+    return len(orphans)
+
+
 def compute_features(
     symbols: Sequence[str] | None = None,
     start: date | None = None,
@@ -236,6 +260,7 @@ def compute_features(
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         _validate(conn, wanted, start, end)
         ensure_features_table(conn)
+        removed = _remove_orphans(conn, wanted)
         params = {"symbols": wanted, "start": start, "end": end, "full": full}
         bars = db.copy_out(conn, _query(_READ_BARS), params, parse_dates=["event_timestamp"])  # type: ignore[arg-type]
         write = bars.pop("to_write").astype(str).eq("t").to_numpy()
@@ -250,4 +275,5 @@ def compute_features(
         updated=updated,
         symbols=rows["symbol"].nunique(),
         full=full,
+        removed=removed,
     )

@@ -1,15 +1,33 @@
-"""Load clean bars into ``market_data.ohlcv_daily``: one transaction, COPY, an upsert that is a no-op on re-runs."""
+"""Load clean bars into ``market_data.ohlcv_daily``: one bar per (symbol, trade date), one transaction.
+
+How a load decides what to write, and why:
+
+* Ingests are serialised by a transaction-level advisory lock taken before anything is read, so two
+  concurrent loads see each other's result instead of racing (their outcome never depends on commit order).
+* The file is staged with COPY, then a single READ joins the stage to the table on (symbol, trade_date)
+  and classifies every bar: new, unchanged, changed (same stamp, other values) or re-stamped (stored at
+  another session close). Only then the writes run: DELETE the rows at an old stamp, UPDATE changed rows,
+  INSERT new and re-stamped ones. No ``INSERT ... ON CONFLICT``: TimescaleDB decompresses every compressed
+  chunk such a statement checks, and a hypertable cannot hold a unique index on (symbol, trade_date)
+  (it must include the time column). A re-ingest of the same file issues no write at all.
+* A column absent from the file never erases stored values: a file without an adjusted close keeps each
+  stored bar's adjustment factor (``adj_close / close``). A load that would leave a symbol with a mix
+  of adjusted and raw bars is refused unless explicitly allowed: indicators would jump at the seam.
+"""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from training import db
+from training.errors import InputError
 from training.schema import OHLCV_TABLE, ensure_ohlcv_table
 
 if TYPE_CHECKING:
     import pandas as pd
+    import psycopg
 
 STORED_COLUMNS = (
     "symbol",
@@ -27,15 +45,88 @@ STORED_COLUMNS = (
     "adj_volume",
 )
 _VALUE_COLUMNS = STORED_COLUMNS[2:]
+_RAW = ("open", "high", "low", "close", "volume")
+_ADJUSTED = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
+MAX_NAMED_SYMBOLS = 5
+# One key for every ingest into the table (pg_advisory_xact_lock takes a bigint).
+INGEST_LOCK_KEY = zlib.crc32(f"ingest {OHLCV_TABLE}".encode())
 
-_UPSERT = f"""
-INSERT INTO {OHLCV_TABLE} AS t ({", ".join(STORED_COLUMNS)}, created_timestamp)
-SELECT {", ".join(STORED_COLUMNS)}, now() FROM ohlcv_stage
-ON CONFLICT (symbol, event_timestamp) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUE_COLUMNS)}, created_timestamp = EXCLUDED.created_timestamp
-WHERE ({", ".join(f"t.{c}" for c in _VALUE_COLUMNS)})
-    IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _VALUE_COLUMNS)})
-RETURNING (xmax = 0) AS inserted
+
+def _merged_adjusted(column: str) -> str:
+    """The adjusted value to store: the file's, else the stored bar's factor applied to the file's raw values."""
+    raw = column.removeprefix("adj_")
+    rescaled = "s.volume / (o.adj_close / o.close)" if raw == "volume" else f"s.{raw} * (o.adj_close / o.close)"
+    same_raw = f"({', '.join(f's.{c}' for c in _RAW)}) = ({', '.join(f'o.{c}' for c in _RAW)})"
+    return (
+        f"CASE WHEN s.adj_close IS NOT NULL THEN s.{column} WHEN o.adj_close IS NULL THEN NULL "
+        f"WHEN {same_raw} THEN o.{column} ELSE {rescaled} END AS {column}"
+    )
+
+
+# One row per staged bar: its merged values, what is stored for its (symbol, trade_date), and what to do.
+# Tables created by earlier versions may hold several rows for one date (one per session close used);
+# the row at the file's stamp is the one compared, every other one is deleted.
+_PLAN = f"""
+CREATE TEMP TABLE ohlcv_plan ON COMMIT DROP AS
+WITH stored AS (
+    SELECT DISTINCT ON (t.symbol, t.trade_date)
+           t.symbol, t.trade_date, {", ".join(f"t.{c}" for c in (*_RAW, *_ADJUSTED))},
+           bool_or(t.event_timestamp = s.event_timestamp) OVER w AS same_stamp,
+           bool_or(t.event_timestamp <> s.event_timestamp) OVER w AS restamped
+    FROM ohlcv_stage s JOIN {OHLCV_TABLE} t ON t.symbol = s.symbol AND t.trade_date = s.trade_date
+    WINDOW w AS (PARTITION BY t.symbol, t.trade_date)
+    ORDER BY t.symbol, t.trade_date, t.event_timestamp = s.event_timestamp DESC, t.created_timestamp DESC
+), merged AS (
+    SELECT s.symbol, s.event_timestamp, s.trade_date, {", ".join(f"s.{c}" for c in _RAW)},
+           {", ".join(_merged_adjusted(c) for c in _ADJUSTED)},
+           o.symbol IS NOT NULL AS known, coalesce(o.same_stamp, false) AS same_stamp,
+           coalesce(o.restamped, false) AS restamped,
+           {", ".join(f"o.{c} AS stored_{c}" for c in (*_RAW, *_ADJUSTED))}
+    FROM ohlcv_stage s LEFT JOIN stored o ON o.symbol = s.symbol AND o.trade_date = s.trade_date
+)
+SELECT *, same_stamp AND ({", ".join(c for c in (*_RAW, *_ADJUSTED))})
+          IS DISTINCT FROM ({", ".join(f"stored_{c}" for c in (*_RAW, *_ADJUSTED))}) AS changed
+FROM merged
+"""
+_COUNTS = """
+SELECT count(*) FILTER (WHERE NOT known), count(*) FILTER (WHERE restamped OR changed),
+       count(*) FILTER (WHERE restamped), count(*) FILTER (WHERE changed), count(*) FILTER (WHERE NOT same_stamp)
+FROM ohlcv_plan
+"""
+# Symbols the load would leave with both adjusted and raw bars: the merged file rows plus every stored bar
+# of the file's symbols on a date the file does not hold.
+_MIXED = f"""
+WITH after AS (
+    SELECT symbol, adj_close IS NOT NULL AS adjusted FROM ohlcv_plan
+    UNION ALL
+    SELECT t.symbol, t.adj_close IS NOT NULL FROM {OHLCV_TABLE} t
+    WHERE t.symbol IN (SELECT symbol FROM ohlcv_stage)
+      AND NOT EXISTS (SELECT 1 FROM ohlcv_stage s WHERE s.symbol = t.symbol AND s.trade_date = t.trade_date)
+)
+SELECT symbol, count(*) FILTER (WHERE adjusted), count(*) FILTER (WHERE NOT adjusted)
+FROM after GROUP BY symbol HAVING bool_or(adjusted) AND bool_or(NOT adjusted)
+ORDER BY symbol COLLATE "C"
+"""
+# A bar whose new stamp is already taken by a stored bar of another date the file does not touch.
+_STAMP_TAKEN = f"""
+SELECT p.symbol, p.trade_date, t.trade_date FROM ohlcv_plan p
+JOIN {OHLCV_TABLE} t ON t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND t.trade_date <> p.trade_date
+WHERE NOT p.same_stamp
+  AND NOT EXISTS (SELECT 1 FROM ohlcv_stage s WHERE s.symbol = t.symbol AND s.trade_date = t.trade_date)
+LIMIT 1
+"""
+_DELETE_RESTAMPED = f"""
+DELETE FROM {OHLCV_TABLE} t USING ohlcv_plan p
+WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp
+"""
+_UPDATE_CHANGED = f"""
+UPDATE {OHLCV_TABLE} t
+SET ({", ".join(_VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in _VALUE_COLUMNS)}, now())
+FROM ohlcv_plan p WHERE p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp
+"""
+_INSERT_NEW = f"""
+INSERT INTO {OHLCV_TABLE} ({", ".join(STORED_COLUMNS)}, created_timestamp)
+SELECT {", ".join(STORED_COLUMNS)}, now() FROM ohlcv_plan WHERE NOT same_stamp
 """
 
 
@@ -43,30 +134,67 @@ RETURNING (xmax = 0) AS inserted
 class IngestResult:
     rows: int
     inserted: int
-    updated: int
+    updated: int  # changed values or a new session-close stamp
     symbols: int
+    restamped: int = 0  # of the updated: stored at another stamp, moved to the file's
 
     @property
     def unchanged(self) -> int:
         return self.rows - self.inserted - self.updated
 
 
-def upsert_bars(bars: pd.DataFrame) -> IngestResult:
-    """Write validated bars (see :func:`training.bars.clean_bars`) in one transaction.
+def _refuse_mixed_adjustment(conn: psycopg.Connection) -> None:
+    mixed = conn.execute(_MIXED).fetchall()
+    if not mixed:
+        return
+    named = ", ".join(f"{s} ({a} adjusted, {r} raw)" for s, a, r in mixed[:MAX_NAMED_SYMBOLS])
+    more = f" and {len(mixed) - MAX_NAMED_SYMBOLS} more" if len(mixed) > MAX_NAMED_SYMBOLS else ""
+    raise InputError(
+        f"this load would leave {len(mixed)} symbol(s) with a mix of split/dividend-adjusted and raw bars: "
+        f"{named}{more}; indicators would jump where the series switch. Load a file with the adjusted close for "
+        "those bars, or give --allow-mixed-adjustment to store them anyway"
+    )
 
-    Rows identical to the stored ones are left alone (their created_timestamp too), so ingesting the same
-    file twice changes nothing; a changed bar (a vendor correction) is updated and re-stamped.
+
+def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
+    taken = conn.execute(_STAMP_TAKEN).fetchone()
+    if taken:
+        symbol, day, other = taken
+        raise InputError(
+            f"the bar of {symbol} {day} would be stamped at the session close already stored for {symbol} {other}; "
+            "check --exchange-tz and --session-close"
+        )
+
+
+def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> IngestResult:
+    """Write validated bars (see :func:`training.bars.clean_bars`) in one transaction; see the module docstring.
+
+    Rows identical to the stored ones are left alone (created_timestamp too), so ingesting the same file
+    twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed.
     """
     frame = bars.reindex(columns=list(STORED_COLUMNS))
     with db.transaction() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
         ensure_ohlcv_table(conn)
         conn.execute(f"CREATE TEMP TABLE ohlcv_stage (LIKE {OHLCV_TABLE} INCLUDING DEFAULTS) ON COMMIT DROP")
         db.copy_in(conn, "ohlcv_stage", frame)
-        flags = [row[0] for row in conn.execute(_UPSERT).fetchall()]
-    inserted = sum(flags)
+        conn.execute("ANALYZE ohlcv_stage")
+        conn.execute(_PLAN)
+        inserted, updated, restamped, changed, to_insert = conn.execute(_COUNTS).fetchone()
+        if not allow_mixed_adjustment:
+            _refuse_mixed_adjustment(conn)
+        if to_insert:
+            _refuse_taken_stamps(conn)
+        if restamped:
+            conn.execute(_DELETE_RESTAMPED)
+        if changed:
+            conn.execute(_UPDATE_CHANGED)
+        if to_insert:
+            conn.execute(_INSERT_NEW)
     return IngestResult(
         rows=len(frame),
         inserted=inserted,
-        updated=len(flags) - inserted,
+        updated=updated,
         symbols=frame["symbol"].nunique(),
+        restamped=restamped,
     )

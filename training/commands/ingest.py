@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from training.bars import DEFAULT_EXCHANGE_TZ, ColumnMap
+from training.bars import DEFAULT_EXCHANGE_TZ, ON_INVALID, ColumnMap
+from training.errors import InputError
+
+DEFAULT_INVALID_REPORT = Path("artifacts") / "ingest_dropped.csv"
 
 
 def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
@@ -15,6 +19,15 @@ def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
         return datetime.strptime(value, "%H:%M").time()
     except ValueError:
         raise click.BadParameter(f"expected HH:MM, got {value!r}") from None
+
+
+def _check_report_path(path: Path) -> None:
+    """Refuse an unwritable report location before loading anything, not after the bars are committed."""
+    if path.is_dir():
+        raise InputError(f"--invalid-report {path} is a folder; give a file path")
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InputError(f"--invalid-report {path}: cannot write in {existing}")
 
 
 @click.command()
@@ -28,6 +41,11 @@ def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
 @click.option("--close-column", help="Column holding the close (default: Close).")
 @click.option("--volume-column", help="Column holding the volume (default: Volume).")
 @click.option("--adj-close-column", help="Column holding the adjusted close (default: Adj Close, if present).")
+@click.option(
+    "--date-format",
+    help="strptime format of the dates, e.g. %d/%m/%Y (default: the one known format that reads every date; "
+    "a file whose dates fit several, e.g. all days <= 12, needs this option).",
+)
 @click.option("--exchange-tz", default=DEFAULT_EXCHANGE_TZ, show_default=True, help="Exchange time zone.")
 @click.option(
     "--session-close",
@@ -37,19 +55,70 @@ def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
     callback=_parse_close_time,
     help="Session close (HH:MM, exchange time): the instant each bar becomes known.",
 )
-def ingest(path: Path, symbol: str | None, exchange_tz: str, close_time, **columns: str | None) -> None:
+@click.option(
+    "--on-invalid",
+    type=click.Choice(ON_INVALID),
+    default="refuse",
+    show_default=True,
+    help="Implausible bars (non-positive price, high < low, open/close outside [low, high], weekend date): "
+    "refuse the file naming them, or drop them and list them in --invalid-report. Bars dated after now are "
+    "always refused.",
+)
+@click.option(
+    "--invalid-report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_INVALID_REPORT,
+    show_default=True,
+    help="CSV of the rows dropped by --on-invalid drop (line, reason, the row as in the file).",
+)
+@click.option("--allow-weekends", is_flag=True, help="Accept bars dated on Saturday or Sunday (24/7 markets).")
+@click.option(
+    "--allow-mixed-adjustment",
+    is_flag=True,
+    help="Store the file even if a symbol would then hold both split/dividend-adjusted and raw bars "
+    "(refused by default: indicators would jump where the series switch).",
+)
+def ingest(
+    path: Path,
+    symbol: str | None,
+    date_format: str | None,
+    exchange_tz: str,
+    close_time,
+    on_invalid: str,
+    invalid_report: Path,
+    allow_weekends: bool,
+    allow_mixed_adjustment: bool,
+    **columns: str | None,
+) -> None:
     """Validate PATH (CSV, CSV.GZ or Parquet) and upsert it into market_data.ohlcv_daily.
 
-    Bars are stamped at their session close in UTC. The load is one transaction: a file with any bad
-    row writes nothing. Re-ingesting the same file changes nothing.
+    One bar per (symbol, trading date), stamped at its session close in UTC: re-ingesting with another
+    --session-close moves the bars to the new stamp (run compute-features afterwards). A column absent
+    from the file (e.g. no Adj Close) never erases stored values. The load is one transaction: a file
+    with any bad row writes nothing. Re-ingesting the same file changes nothing.
     """
-    from training.bars import clean_bars, read_table
+    from training.bars import clean_bars, read_table, write_report
     from training.ingest import upsert_bars
 
+    if on_invalid == "drop":
+        _check_report_path(invalid_report)
     mapping = ColumnMap(**{name.removesuffix("_column"): value for name, value in columns.items()})
-    bars = clean_bars(read_table(path), mapping, symbol=symbol, exchange_tz=exchange_tz, close_time=close_time)
-    result = upsert_bars(bars)
+    cleaned = clean_bars(
+        read_table(path),
+        mapping,
+        symbol=symbol,
+        exchange_tz=exchange_tz,
+        close_time=close_time,
+        date_format=date_format,
+        on_invalid=on_invalid,
+        allow_weekends=allow_weekends,
+    )
+    result = upsert_bars(cleaned.bars, allow_mixed_adjustment=allow_mixed_adjustment)
+    restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
     click.echo(
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "
-        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged"
+        f"{result.inserted} inserted, {result.updated} updated{restamped}, {result.unchanged} unchanged"
     )
+    if on_invalid == "drop":
+        write_report(cleaned.dropped, invalid_report)
+        click.echo(f"{len(cleaned.dropped)} implausible row(s) dropped, listed in {invalid_report}")
