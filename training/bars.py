@@ -139,7 +139,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
 
 
-
 def _normalise(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
@@ -344,12 +343,10 @@ def _apply_policy(
     bad = np.logical_or.reduce(list(problems.values()))
     if bad.all():
         raise InputError(f"every row is implausible ({', '.join(problems)}): nothing to load")
-    reasons = pd.Series([""] * len(out), index=out.index, dtype=object)
-    for reason, mask in problems.items():
-        reasons[mask] = reasons[mask].where(reasons[mask] == "", reasons[mask] + "; ") + reason
+    reasons = ["; ".join(reason for reason, mask in problems.items() if mask[i]) for i in np.flatnonzero(bad)]
     dropped = raw.loc[bad].astype(str).copy()
     dropped.columns = list(map(str, raw.columns))
-    dropped.insert(0, "reason", reasons[bad].to_numpy())
+    dropped.insert(0, "reason", reasons)
     dropped.insert(0, "line", np.flatnonzero(bad) + 2)
     return out.loc[~bad], dropped.reset_index(drop=True)[report_columns]
 

@@ -14,7 +14,9 @@ OHLCV_TABLE = "market_data.ohlcv_daily"
 FEATURES_TABLE = "features.technical_indicators"
 
 # Raw bars as traded plus their split/dividend-adjusted versions (NULL when the input had no adjusted
-# close). The primary key makes a re-ingest an upsert instead of a duplicate.
+# close). One bar per (symbol, trade_date) is kept by training.ingest (a read, then delete/update/insert
+# under an advisory lock), not by a unique index: a hypertable's unique indexes must include its time
+# column. The primary key stays as databases created by earlier versions have it.
 OHLCV_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS market_data;
 CREATE TABLE IF NOT EXISTS {OHLCV_TABLE} (
