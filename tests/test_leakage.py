@@ -215,8 +215,8 @@ def test_the_failures_name_the_rows_and_what_is_wrong(clean, bars):
 @pytest.mark.parametrize(
     "splitter",
     [
-        lambda cv, t1: KFold(n_splits=cv["n_splits"]),  # contiguous folds, nothing purged
-        lambda cv, t1: make_cv({**cv, "embargo": 0.0}, t1),  # purged, but no embargo after the test fold
+        lambda cv: KFold(n_splits=cv["n_splits"]),  # contiguous folds, nothing purged
+        lambda cv: make_cv({**cv, "embargo": 0.0}),  # purged, but no embargo after the test fold
     ],
     ids=["kfold_without_purge", "purged_kfold_without_embargo"],
 )

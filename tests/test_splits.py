@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import doctest
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import training.splits
 from tests.synthetic import sample_set, sample_sets
 from training.errors import InputError
 from training.invariants import LeakageError, bar_calendar, check_holdout, embargo_bars, to_ns
 from training.splits import holdout_split
 
+ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -69,6 +75,14 @@ def test_bad_input() -> None:
         holdout_split(samples.t0, samples.t1, train_fraction=1.0)
     with pytest.raises(InputError, match="no validation"):
         holdout_split(samples.t0, samples.t1, 0.7, embargo=0.45)
+
+
+def test_docstring_examples_are_collected() -> None:
+    """``make test`` runs the Examples as doctests: pyproject collects this module with --doctest-modules."""
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--doctest-modules" in options["addopts"].split()
+    assert Path(training.splits.__file__).relative_to(ROOT).as_posix() in options["testpaths"]
+    assert sum(len(test.examples) for test in doctest.DocTestFinder().find(training.splits)) >= 5
 
 
 # --- canaries: check_holdout must fail on each kind of leaky hold-out --------------------------------------------

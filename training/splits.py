@@ -23,8 +23,23 @@ ROLES = ("train", "purged", "embargo", "validation")
 class HoldoutSplit:
     """Role of every sample (positionally aligned with the t0/t1 given) and the boundaries that set it.
 
-    train: t0 < cutoff and t1 < cutoff; purged: t0 < cutoff <= t1; embargo: cutoff <= t0 < validation_start;
-    validation: t0 >= validation_start, which is ``embargo_bars`` bars after the cutoff on the bar calendar.
+    Made by :func:`holdout_split`; frozen, so the roles cannot drift from the boundaries after the fact.
+
+    Attributes
+    ----------
+    cutoff : pandas.Timestamp
+        T: training samples start and end before it.
+    validation_start : pandas.Timestamp
+        First decision time scored: ``embargo_bars`` bars after the cutoff on the bar calendar.
+    embargo : float
+        The embargo as a fraction of the bar calendar.
+    embargo_bars : int
+        ``ceil(embargo * n_bars)``, at least 1 when ``embargo`` > 0.
+    n_bars : int
+        Length of the bar calendar.
+    role : ndarray of str
+        Per sample: ``train`` (t0 < T and t1 < T), ``purged`` (t0 < T <= t1), ``embargo``
+        (T <= t0 < validation_start) or ``validation`` (t0 >= validation_start).
     """
 
     cutoff: pd.Timestamp
@@ -74,11 +89,51 @@ def _timestamp(ns: int, tz: Any) -> pd.Timestamp:
 def holdout_split(
     t0: Any, t1: Any, train_fraction: float = 0.7, embargo: float = 0.01, bar_times: Any = None
 ) -> HoldoutSplit:
-    """Cutoff T at a sample date so that about ``train_fraction`` of the samples have t0 < T.
+    """Split samples by time: train before a cutoff T, purge labels reaching T, embargo, then validate.
 
-    ``t0``/``t1`` are the samples' decision and label-end timestamps (any order); ``embargo`` is a fraction
-    of the bar calendar (distinct timestamps of ``bar_times``, else of t0 and t1), rounded up to whole bars.
-    Call as ``holdout_split(labels.t0, labels.t1, **config["split"])``.
+    Parameters
+    ----------
+    t0, t1 : array-like of timestamps, shape (n_samples,)
+        Decision and label end times of each sample, in any order (the roles are positional).
+    train_fraction : float, default=0.7
+        T is the sample date that puts the share of samples with t0 < T closest to this (0 < f < 1), so
+        all symbols of a date fall on one side.
+    embargo : float, default=0.01
+        Fraction of the bar calendar skipped after T before validation starts, rounded up to whole bars
+        (at least one when positive).
+    bar_times : array-like of timestamps, default=None
+        Bar calendar on which the embargo is counted; None counts on the distinct t0 and t1.
+
+    Returns
+    -------
+    HoldoutSplit
+        The role of every sample and the boundaries; ``train_idx`` and ``validation_idx`` are positions.
+
+    Raises
+    ------
+    InputError
+        When t1 <= t0 for some sample, the lengths differ, fewer than two dates exist, nothing is left to
+        validate after the embargo, or every training sample is purged.
+
+    Notes
+    -----
+    Call as ``holdout_split(labels.t0, labels.t1, **config["split"])``. This is a single split, not a
+    cross-validator: the folds of :mod:`training.cv` apply the same purge and embargo rules per test fold.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t0 = pd.date_range("2024-01-01 21:00", periods=20, freq="D", tz="UTC")
+    >>> split = holdout_split(t0, t0 + pd.Timedelta(days=2), train_fraction=0.7, embargo=0.1)
+    >>> split.cutoff, split.embargo_bars, split.validation_start
+    (Timestamp('2024-01-15 21:00:00+0000', tz='UTC'), 3, Timestamp('2024-01-18 21:00:00+0000', tz='UTC'))
+    >>> split.counts()
+    {'train': 12, 'purged': 2, 'embargo': 3, 'validation': 3}
+    >>> split.validation_idx
+    array([17, 18, 19])
+
+    The two samples before T whose 2-day labels end at or after T are purged; the 3 embargo bars
+    (ceil(0.1 * 22)) separate training from validation.
     """
     if not 0 < train_fraction < 1:
         raise InputError(f"split.train_fraction must be between 0 and 1, got {train_fraction}")

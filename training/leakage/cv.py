@@ -3,7 +3,9 @@
 The training rows are arranged exactly as :func:`training.model.trainer.train` arranges them (sorted by
 (event_timestamp, symbol), ``t1`` a Series indexed by t0, no ``bar_times``), the splitter is made the same
 way, and each (train, test) split must pass :func:`training.invariants.check_split`. The splitter factory
-is a parameter so a test can hand in a leaky one (e.g. sklearn's ``KFold``) and watch this check fail.
+is a parameter so a test can hand in a leaky one (e.g. sklearn's ``KFold``) and watch this check fail; the
+event times reach ``split`` only if the splitter requests them (scikit-learn's metadata requests), as
+``cross_validate`` would route them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.metadata_routing import get_routing_for_object
 
 from training import invariants
 from training.cv import make_cv
@@ -20,7 +23,12 @@ from training.dataset.artifact import Dataset
 from training.leakage.result import CheckResult
 
 NAME = "cv"
-SplitterFactory = Callable[[Mapping[str, Any], pd.Series], Any]
+SplitterFactory = Callable[[Mapping[str, Any]], Any]
+
+
+def split_metadata(splitter: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``metadata`` that ``splitter.split`` requests (none for a plain ``KFold``)."""
+    return {name: metadata[name] for name in get_routing_for_object(splitter).consumes("split", list(metadata))}
 
 
 def training_rows(dataset: Dataset) -> pd.DataFrame:
@@ -32,10 +40,11 @@ def training_rows(dataset: Dataset) -> pd.DataFrame:
 def check_cv(dataset: Dataset, cv: Mapping[str, Any], make_splitter: SplitterFactory = make_cv) -> CheckResult:
     rows = training_rows(dataset)
     t0, t1 = rows["event_timestamp"], rows["t1"]
-    splitter = make_splitter(cv, pd.Series(t1.to_numpy(), index=t0))
+    splitter = make_splitter(cv)
+    metadata = split_metadata(splitter, {"t1": pd.Series(t1.to_numpy(), index=t0)})
     embargo = float(cv["embargo"])
     folds, offending, problems = [], [], []
-    for index, (train, test) in enumerate(splitter.split(rows[dataset.features])):
+    for index, (train, test) in enumerate(splitter.split(rows[dataset.features], **metadata)):
         train, test = np.asarray(train), np.asarray(test)
         fold = {"fold": index, "train": len(train), "test": len(test), "dropped": len(rows) - len(train) - len(test)}
         folds.append(fold)

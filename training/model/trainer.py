@@ -101,9 +101,10 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     balance = bool(config["weights"]["class_balance"])
     cost = float(config["backtest"]["cost_bps"])
 
-    splitter = make_cv(config["cv"], pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"]))
+    splitter = make_cv(config["cv"])
+    label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])  # t1 indexed by t0
     folds: list[Fold] = []
-    for index, (train_idx, test_idx) in enumerate(splitter.split(X)):
+    for index, (train_idx, test_idx) in enumerate(splitter.split(X, t1=label_times)):
         fitted = fit_with_early_stopping(
             X.iloc[train_idx],
             y[train_idx],
@@ -153,16 +154,16 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
 
 
 def _cpcv_path_sharpes(splitter: Any, rows: pd.DataFrame, folds: list[Fold], classes: list[int], cost: float):
-    """CPCV only: stitch each backtest path from the splits that test its groups; Sharpe per path."""
+    """CPCV only: stitch each backtest path from the splits that test its folds; Sharpe per path."""
     if not isinstance(splitter, CombinatorialPurgedKFold):
         return []
-    groups = splitter.sample_groups()
+    fold_ids = splitter.fold_ids(rows["event_timestamp"])
     sharpes = []
     for path in splitter.backtest_paths():
         proba = np.zeros((len(rows), len(classes)))
-        for group, split in enumerate(path):
+        for cv_fold, split in enumerate(path):
             fold = folds[int(split)]
-            mine = groups[fold.test_positions] == group
+            mine = fold_ids[fold.test_positions] == cv_fold
             proba[fold.test_positions[mine]] = fold.proba[mine]
         sharpes.append(score(rows, proba, classes, cost)[1].sharpe)
     return sharpes
