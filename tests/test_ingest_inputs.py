@@ -290,3 +290,13 @@ def test_a_corrupt_gzip_is_named(loaded, tmp_path):
     path.write_bytes(bytes(data))
     assert_refused(run("ingest", str(path)), "truncated or corrupt")
     assert state(conn) == before
+
+
+@pytest.mark.parametrize(
+    ("date_format", "message"),
+    [("%Q", "is not a valid strptime format"), ("%Y-%m-%d %H:%M", "has time directive(s) %H, %M")],
+)
+def test_a_bad_date_format_option_is_named(date_format, message, loaded, bundled_raw, write_csv):
+    conn, before = loaded
+    assert_refused(run("ingest", str(write_csv(bundled_raw.iloc[40:45])), "--date-format", date_format), message)
+    assert state(conn) == before

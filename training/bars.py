@@ -66,6 +66,7 @@ DATE_FORMATS = (
 _DATE_AND_TIME = (
     r"^(?P<date>.+?)(?:[ T](?P<time>\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?:\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?)?$"
 )
+_TIME_DIRECTIVES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%c", "%X")
 _CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
 _BLANKS = ("", "nan", "NaN", "NA", "<NA>", "null", "None", "NaT")
 
@@ -228,6 +229,22 @@ def _parse_under(parts: pd.Series, date_format: str) -> pd.Series:
     return pd.Series(pd.to_datetime(parts, format=date_format, errors="coerce"), index=parts.index)
 
 
+def _check_format(date_format: str) -> None:
+    """A user's --date-format must be a valid strptime format of a date alone."""
+    import pandas as pd
+
+    timed = [code for code in _TIME_DIRECTIVES if code in date_format]
+    if timed:
+        raise InputError(
+            f"--date-format {date_format!r} has time directive(s) {', '.join(timed)}: give the date part only "
+            "(a midnight time after the date is accepted)"
+        )
+    try:
+        pd.to_datetime(pd.Series(["2000-01-01"]), format=date_format, errors="coerce")
+    except ValueError as exc:
+        raise InputError(f"--date-format {date_format!r} is not a valid strptime format: {exc}") from None
+
+
 def _choose_format(parts: pd.Series, weights: np.ndarray, column: str) -> str:
     """The one candidate format that reads every date; refuses when none or several (that disagree) do."""
     parsed = {fmt: _parse_under(parts, fmt) for fmt in DATE_FORMATS}
@@ -265,6 +282,8 @@ def parse_dates(text: pd.Series, column: str, date_format: str | None = None) ->
     """
     import pandas as pd
 
+    if date_format is not None:
+        _check_format(date_format)
     codes, uniques = pd.factorize(text.astype(str).str.strip())
     split = pd.Series(uniques, dtype=object).str.extract(_DATE_AND_TIME)
     parts = split["date"].fillna(pd.Series(uniques, dtype=object))

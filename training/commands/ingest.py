@@ -94,8 +94,9 @@ def ingest(
 
     One bar per (symbol, trading date), stamped at its session close in UTC: re-ingesting with another
     --session-close moves the bars to the new stamp (run compute-features afterwards). A column absent
-    from the file (e.g. no Adj Close) never erases stored values. The load is one transaction: a file
-    with any bad row writes nothing. Re-ingesting the same file changes nothing.
+    from the file (e.g. no Adj Close) never erases stored values. The load is one transaction: a refused
+    file writes nothing (with --on-invalid drop, implausible bars are skipped and reported). Re-ingesting
+    the same file changes nothing.
     """
     from training.bars import clean_bars, read_table, write_report
     from training.ingest import upsert_bars
