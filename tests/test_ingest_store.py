@@ -247,3 +247,16 @@ def test_concurrent_ingests_end_the_same_whatever_commits_first(round_, empty_st
         f"SELECT count(*), count(adj_close), count(DISTINCT (symbol, trade_date)) FROM {OHLCV}"
     ).fetchone()
     assert stored == (len(subset), len(subset), len(subset))  # adjusted whichever came first
+
+
+def test_a_stamp_already_taken_by_another_date_is_refused(empty_store, bundled_raw, write_csv):
+    aapl = _aapl(bundled_raw, slice(0, 2))  # 2000-03-01 and 2000-03-02
+    ingest_ok(str(write_csv(aapl.iloc[[0]], "first.csv")))  # 2000-03-01 16:00 New York = 21:00 UTC
+    before = state(empty_store)
+    # 2000-03-02 11:00 at UTC+14 is the same instant as the stored bar of 2000-03-01.
+    result = run(
+        "ingest", str(write_csv(aapl.iloc[[1]], "second.csv")), "--exchange-tz", "Pacific/Kiritimati",
+        "--session-close", "11:00",
+    )  # fmt: skip
+    assert_refused(result, "AAPL 2000-03-02", "already stored for AAPL 2000-03-01", "--session-close")
+    assert state(empty_store) == before
