@@ -72,7 +72,9 @@ WITH stored AS (
     SELECT DISTINCT ON (t.symbol, t.trade_date)
            t.symbol, t.trade_date, {", ".join(f"t.{c}" for c in (*_RAW, *_ADJUSTED))},
            bool_or(t.event_timestamp = s.event_timestamp) OVER w AS same_stamp,
-           bool_or(t.event_timestamp <> s.event_timestamp) OVER w AS restamped
+           bool_or(t.event_timestamp <> s.event_timestamp) OVER w AS restamped,
+           min(t.event_timestamp) FILTER (WHERE t.event_timestamp <> s.event_timestamp) OVER w AS old_first,
+           max(t.event_timestamp) FILTER (WHERE t.event_timestamp <> s.event_timestamp) OVER w AS old_last
     FROM ohlcv_stage s JOIN {OHLCV_TABLE} t ON t.symbol = s.symbol AND t.trade_date = s.trade_date
     WINDOW w AS (PARTITION BY t.symbol, t.trade_date)
     ORDER BY t.symbol, t.trade_date, t.event_timestamp = s.event_timestamp DESC, t.created_timestamp DESC
@@ -80,7 +82,7 @@ WITH stored AS (
     SELECT s.symbol, s.event_timestamp, s.trade_date, {", ".join(f"s.{c}" for c in _RAW)},
            {", ".join(_merged_adjusted(c) for c in _ADJUSTED)},
            o.symbol IS NOT NULL AS known, coalesce(o.same_stamp, false) AS same_stamp,
-           coalesce(o.restamped, false) AS restamped,
+           coalesce(o.restamped, false) AS restamped, o.old_first, o.old_last,
            {", ".join(f"o.{c} AS stored_{c}" for c in (*_RAW, *_ADJUSTED))}
     FROM ohlcv_stage s LEFT JOIN stored o ON o.symbol = s.symbol AND o.trade_date = s.trade_date
 )
@@ -115,14 +117,22 @@ WHERE NOT p.same_stamp
   AND NOT EXISTS (SELECT 1 FROM ohlcv_stage s WHERE s.symbol = t.symbol AND s.trade_date = t.trade_date)
 LIMIT 1
 """
+# Where the rows a DELETE/UPDATE touches lie, as constants: TimescaleDB filters compressed batches by
+# constant conditions on the segment-by (symbol) and order-by (event_timestamp) columns, not by a join.
+_DELETE_BOUNDS = "SELECT array_agg(DISTINCT symbol), min(old_first), max(old_last) FROM ohlcv_plan WHERE restamped"
+_UPDATE_BOUNDS = (
+    "SELECT array_agg(DISTINCT symbol), min(event_timestamp), max(event_timestamp) FROM ohlcv_plan WHERE changed"
+)
+_WITHIN = "t.symbol = ANY(%s::text[]) AND t.event_timestamp BETWEEN %s AND %s"
 _DELETE_RESTAMPED = f"""
 DELETE FROM {OHLCV_TABLE} t USING ohlcv_plan p
 WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp
+  AND {_WITHIN}
 """
 _UPDATE_CHANGED = f"""
 UPDATE {OHLCV_TABLE} t
 SET ({", ".join(_VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in _VALUE_COLUMNS)}, now())
-FROM ohlcv_plan p WHERE p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp
+FROM ohlcv_plan p WHERE p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}
 """
 _INSERT_NEW = f"""
 INSERT INTO {OHLCV_TABLE} ({", ".join(STORED_COLUMNS)}, created_timestamp)
@@ -186,9 +196,9 @@ def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> Ing
         if to_insert:
             _refuse_taken_stamps(conn)
         if restamped:
-            conn.execute(_DELETE_RESTAMPED)
+            conn.execute(_DELETE_RESTAMPED, conn.execute(_DELETE_BOUNDS).fetchone())
         if changed:
-            conn.execute(_UPDATE_CHANGED)
+            conn.execute(_UPDATE_CHANGED, conn.execute(_UPDATE_BOUNDS).fetchone())
         if to_insert:
             conn.execute(_INSERT_NEW)
     return IngestResult(
