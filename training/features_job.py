@@ -90,9 +90,11 @@ SELECT f.symbol, f.event_timestamp FROM {features} f
 WHERE (%(symbols)s::text[] IS NULL OR f.symbol = ANY(%(symbols)s::text[]))
   AND NOT EXISTS (SELECT 1 FROM {ohlcv} o WHERE o.symbol = f.symbol AND o.event_timestamp = f.event_timestamp)
 """
+# The constant bounds let TimescaleDB decompress only the batches the keys can be in.
 _DELETE_ROWS = """
-DELETE FROM {features} f USING unnest(%s::text[], %s::timestamptz[]) AS gone(symbol, event_timestamp)
+DELETE FROM {features} f USING unnest(%(keys)s::text[], %(stamps)s::timestamptz[]) AS gone(symbol, event_timestamp)
 WHERE f.symbol = gone.symbol AND f.event_timestamp = gone.event_timestamp
+  AND f.symbol = ANY(%(keys)s::text[]) AND f.event_timestamp BETWEEN %(first)s AND %(last)s
 """
 _UNKNOWN_SYMBOLS = """
 SELECT u.s FROM unnest(%s::text[]) WITH ORDINALITY AS u(s, i)
@@ -236,7 +238,8 @@ def _remove_orphans(conn: psycopg.Connection, symbols: list[str] | None) -> int:
     orphans = conn.execute(_query(_ORPHANS), {"symbols": symbols}).fetchall()
     if orphans:
         keys, stamps = zip(*orphans, strict=True)
-        conn.execute(_query(_DELETE_ROWS), (list(keys), list(stamps)))
+        bounds = {"keys": list(keys), "stamps": list(stamps), "first": min(stamps), "last": max(stamps)}
+        conn.execute(_query(_DELETE_ROWS), bounds)
         log.info("removed %d feature row(s) whose bar no longer exists", len(orphans))
     return len(orphans)
 
