@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,12 +87,42 @@ def test_weights_have_mean_one_within_each_split_and_scaler_is_fitted_on_trainin
 
 def test_rebuilding_gives_the_same_fingerprint_and_a_config_change_a_new_one(built, tmp_path):
     _, dataset = built
+    killed = _killed_build_staging(tmp_path / "again")
     again = run_cli("build-dataset", "--out", str(tmp_path / "again"))
     assert again.exit_code == 0, again.output
+    assert f"removed {killed}, left behind by a build that was killed" in again.output and not killed.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folder of its own left either
     assert artifact.load(tmp_path / "again").metadata["fingerprint"] == dataset.metadata["fingerprint"]
     other = run_cli("build-dataset", "--out", str(tmp_path / "h10"), "--horizon", "10")
     assert other.exit_code == 0, other.output
     assert artifact.load(tmp_path / "h10").metadata["fingerprint"] != dataset.metadata["fingerprint"]
+
+
+def _killed_build_staging(out) -> Path:
+    """The hidden staging folder a build of ``out`` killed mid-write leaves beside it."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    staging = out.parent / f".{out.name}.build-{socket.gethostname()}-{process.pid}-abcd1234"
+    staging.mkdir()
+    (staging / artifact.DATA_FILE).write_bytes(b"PAR1 half written")
+    return staging
+
+
+def test_the_config_data_section_is_honoured_and_options_override_it(pipeline, tmp_path):
+    config = tmp_path / "fb.yaml"
+    config.write_text("data:\n  symbols: [FB, IBM]\n  start: 2012-07-01\n  end: '2013-02-01'\n")
+    result = run_cli("build-dataset", "--config", str(config), "--out", str(tmp_path / "fb"))
+    assert result.exit_code == 0, result.output
+    built = artifact.load(tmp_path / "fb")
+    assert set(built.frame["symbol"]) == {"FB", "IBM"}
+    assert built.frame["event_timestamp"].min() >= pd.Timestamp("2012-07-01", tz="UTC")
+    assert built.frame["event_timestamp"].max() <= pd.Timestamp("2013-02-02", tz="UTC")
+    assert built.metadata["config"]["data"] == {"symbols": ["FB", "IBM"], "start": "2012-07-01", "end": "2013-02-01"}
+    result = run_cli("build-dataset", "--config", str(config), "--symbols", "FB", "--out", str(tmp_path / "only"))
+    assert result.exit_code == 0, result.output
+    only = artifact.load(tmp_path / "only")
+    assert set(only.frame["symbol"]) == {"FB"} and only.metadata["config"]["data"]["symbols"] == ["FB"]
+    assert only.metadata["config"]["data"]["start"] == "2012-07-01"  # the file's, not overridden
 
 
 def test_single_symbol_with_a_date_range(pipeline, tmp_path):

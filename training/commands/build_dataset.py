@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -27,16 +28,17 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
 
     One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
     labels, sample weights and a purged, embargoed hold-out split. Writes OUT/dataset.parquet and
-    OUT/metadata.json atomically: a failed build leaves OUT as it was.
+    OUT/metadata.json atomically: a failed build leaves OUT as it was. OUT must be new, empty or an
+    earlier dataset: a folder holding anything else is refused before the build starts. Symbols and
+    dates come from the options, else from the config file's `data` section (recorded in the metadata).
     """
     from training.config import load_config
     from training.dataset import artifact
-    from training.dataset.builder import build_dataset as build
-    from training.feast_store import feature_store
 
     config = load_config(
         config_path,
         {
+            "data": {"symbols": symbols, "start": _day(start), "end": _day(end)},
             "features": {"feature_service": feature_service},
             "labels": {
                 "horizon": horizon,
@@ -46,17 +48,33 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
             },
         },
     )
-    dataset = build(
-        config,
-        feature_store(),
-        symbols=symbols,
-        start=start.date() if start else None,
-        end=end.date() if end else None,
-        progress=lambda message: click.echo(f"  {message}", err=True),
-    )
+    artifact.check_target(out)  # before minutes of work, not after
+    for left in artifact.remove_abandoned_staging(out):
+        click.echo(f"  removed {left}, left behind by a build that was killed", err=True)
+    dataset = _build(config)
     artifact.save(dataset, out)
     meta = dataset.metadata
     click.echo(
         f"{out}: {meta['rows']:,} samples of {len(meta['symbols'])} symbol(s), {len(meta['features'])} features, "
         f"split {meta['rows_by_split']}, labels {meta['label_distribution']}, fingerprint {meta['fingerprint'][:12]}"
+    )
+
+
+def _day(value: datetime | None) -> str | None:
+    return value.date().isoformat() if value else None
+
+
+def _build(config: dict):
+    """The build over the request the configuration's `data` section holds (Feast imported only here)."""
+    from training.dataset.builder import build_dataset as build
+    from training.feast_store import feature_store
+
+    data = config["data"]
+    return build(
+        config,
+        feature_store(),
+        symbols=data["symbols"],
+        start=date.fromisoformat(data["start"]) if data["start"] else None,
+        end=date.fromisoformat(data["end"]) if data["end"] else None,
+        progress=lambda message: click.echo(f"  {message}", err=True),
     )
