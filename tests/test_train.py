@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,10 +36,30 @@ def _train(dataset_dir, results, *extra: str):
     return json.loads(results.read_text())
 
 
+def audited_copy(source: Path, folder: Path, *audit_options: str) -> Path:
+    """A copy of a dataset with a passed leakage report beside it (the shared artifact stays untouched)."""
+    shutil.copytree(source, folder)
+    result = run_cli("verify-leakage", "--dataset", str(folder), "--skip-rebuild", *audit_options)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def model_config(folder: Path, registered_model: str, **mlflow: object) -> Path:
+    """A --config file registering under its own model name, so each test decides its own champion."""
+    path = folder / f"{registered_model}.yaml"
+    path.write_text(yaml.safe_dump({"mlflow": {"registered_model": registered_model, **mlflow}}))
+    return path
+
+
 @pytest.fixture(scope="module")
-def local_run(bundled_dataset, tmp_path_factory):
-    folder, _ = bundled_dataset
-    return _train(folder, tmp_path_factory.mktemp("results") / "results.json")
+def audited(bundled_dataset, tmp_path_factory) -> Path:
+    return audited_copy(bundled_dataset[0], tmp_path_factory.mktemp("audited") / "panel")
+
+
+@pytest.fixture(scope="module")
+def local_run(audited, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    return _train(audited, folder / "results.json", "--config", str(model_config(folder, "train-tests-local")))
 
 
 def _assert_complete_run(client, run_id: str, dataset) -> None:
@@ -59,6 +82,7 @@ def _assert_complete_run(client, run_id: str, dataset) -> None:
     assert tags["validation_method"].startswith("purged_kfold(n_splits=5, embargo=0.01)")
     assert len(tags["git_commit"]) == 40
     assert tags["dataset_fingerprint"] == dataset.metadata["fingerprint"]
+    assert tags["leakage_check"] == "passed" and tags["skip_audit"] == "false" and "audit_findings" not in tags
     assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
 
 
@@ -67,6 +91,9 @@ def _assert_registered_model(client, results: dict, dataset) -> None:
 
     version = client.get_model_version_by_alias(results["registered_model"], "champion")
     assert str(version.version) == results["model_version"] and version.run_id == results["run_id"]
+    assert results["promotion"]["promoted"] and results["promotion"]["reason"].startswith("no champion yet")
+    assert client.get_run(results["run_id"]).data.tags["promotion"] == "champion"
+    assert results["audit"]["passed"] and not results["audit"]["skipped"]
     info = mlflow.models.get_model_info(results["model_uri"])
     assert [c.name for c in info.signature.inputs.inputs] == dataset.features
     assert info.saved_input_example_info is not None
@@ -88,20 +115,29 @@ def test_train_logs_a_complete_run_to_the_local_backend(local_run, bundled_datas
     )
 
 
-def test_same_seed_and_data_give_the_same_metrics(local_run, bundled_dataset, tmp_path):
-    folder, _ = bundled_dataset
-    again = _train(folder, tmp_path / "again.json")
+def test_same_seed_and_data_give_the_same_metrics_and_an_equal_run_is_not_promoted(local_run, audited, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    again = _train(audited, tmp_path / "again.json", "--config", str(model_config(tmp_path, "train-tests-local")))
     assert again["run_id"] != local_run["run_id"]
     assert again["cv"] == local_run["cv"]
     assert again["holdout"] == local_run["holdout"]
+    # An equal run does not beat the champion: it stays a registered version without the alias.
+    assert again["promotion"]["promoted"] is False
+    assert "does not beat champion v" in again["promotion"]["reason"]
+    assert again["promotion"]["champion_version"] == local_run["model_version"]
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("train-tests-local", "champion").version) == local_run["model_version"]
+    assert client.get_model_version("train-tests-local", again["model_version"]).aliases == []
+    assert client.get_run(again["run_id"]).data.tags["promotion"] == "not promoted"
 
 
-def test_train_against_a_real_mlflow_server(mlflow_server, bundled_dataset, tmp_path, monkeypatch):
+def test_train_against_a_real_mlflow_server(mlflow_server, bundled_dataset, audited, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    folder, dataset = bundled_dataset
+    _, dataset = bundled_dataset
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    results = _train(folder, tmp_path / "server.json")
+    results = _train(audited, tmp_path / "server.json", "--config", str(model_config(tmp_path, "train-tests-server")))
     client = MlflowClient(tracking_uri=mlflow_server)
     _assert_complete_run(client, results["run_id"], dataset)
     import mlflow
@@ -110,11 +146,16 @@ def test_train_against_a_real_mlflow_server(mlflow_server, bundled_dataset, tmp_
     _assert_registered_model(client, results, dataset)
 
 
-def test_cpcv_logs_backtest_paths(bundled_dataset, tmp_path):
+def test_cpcv_is_refused_until_audited_then_logs_backtest_paths(bundled_dataset, audited, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    folder, _ = bundled_dataset
-    results = _train(folder, tmp_path / "cpcv.json", "--cv", "cpcv", "--n-splits", "4")
+    cpcv = ("--cv", "cpcv", "--n-splits", "4")
+    refused = run_cli("train", "--dataset", str(audited), "--results", str(tmp_path / "no.json"), *cpcv)
+    assert refused.exit_code == 2, refused.output
+    assert "audited the folds of cv" in refused.output and "this run uses cv" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "no.json").exists()
+    folder = audited_copy(bundled_dataset[0], tmp_path / "cpcv", *cpcv)
+    results = _train(folder, tmp_path / "cpcv.json", *cpcv, "--config", str(model_config(tmp_path, "train-tests-cpcv")))
     metrics = MlflowClient().get_run(results["run_id"]).data.metrics
     assert "cpcv/path_sharpe_mean" in metrics
     assert len(MlflowClient().get_metric_history(results["run_id"], "cv/roc_auc")) == 6  # C(4, 2) splits

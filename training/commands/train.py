@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,27 +17,76 @@ import click
               show_default=True, help="Where to write the results JSON (carries the MLflow run id).")  # fmt: skip
 @click.option("--cv", "cv_method", type=click.Choice(["purged_kfold", "cpcv"]), help="Validation method.")
 @click.option("--n-splits", type=int, help="Folds (purged_kfold) or groups (cpcv).")
-def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method: str | None, n_splits: int | None):
-    """Cross-validate, fit and log the baseline on a built dataset.
+@click.option("--skip-audit", is_flag=True,
+              help="Train although the dataset's fingerprint or leakage report does not vouch for it (experiments "
+                   "only: tagged skip_audit=true and never promoted).")  # fmt: skip
+@click.option("--promote", is_flag=True,
+              help="Make this run champion even if it does not beat the current one (never with --skip-audit).")
+def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method: str | None, n_splits: int | None,
+          skip_audit: bool, promote: bool):  # fmt: skip
+    """Cross-validate, fit and log the baseline on a built and audited dataset.
 
-    Purged K-fold (or CPCV) with an embargo on the training rows, beside trivial baselines on the same
-    folds; then a final fit and a hold-out evaluation. Everything goes to one MLflow run, and the model is
-    registered (alias `champion`). Label, weight and split settings come from the dataset itself.
+    Refuses a dataset whose rows no longer hash to its fingerprint, or whose leakage_report.json (written
+    by verify-leakage) is missing, failed, or audited other rows or other folds. Purged K-fold (or CPCV)
+    with an embargo on the training rows, beside trivial baselines on the same folds; then a final fit and
+    a hold-out evaluation. Everything goes to one MLflow run and the model is registered as a new version.
+    It becomes `champion` (what predict serves) only when there is none yet, when it beats the champion's
+    hold-out mlflow.promote_metric by more than mlflow.promote_min_improvement, or with --promote. Label,
+    weight and split settings come from the dataset itself.
     """
     from training import settings
     from training.config import load_config
     from training.dataset import artifact
-    from training.model.tracking import log_run
-    from training.model.trainer import train as run_training
+    from training.errors import InputError
+    from training.model import promotion
 
+    if skip_audit and promote:
+        raise InputError("--promote and --skip-audit exclude each other: a run that skips the audit is never promoted")
     settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
-    # What the rows were built with is not the trainer's to change: take it from the dataset.
-    for section in ("data", "features", "labels", "target", "weights", "split"):
-        config[section] = dataset.metadata["config"][section]
+    _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
+    if not audit.passed:
+        click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
+    _train_and_log(dataset, dataset_path, config, audit, promote, results)
+
+
+def _take_dataset_sections(config: dict[str, Any], config_path: Path | None, built: dict[str, Any]) -> None:
+    """What the rows were built with is not the trainer's to change: take it from the dataset, and refuse a
+    config file that says otherwise (training would silently ignore it while the run records the file)."""
+    from training.config import DATASET_SECTIONS, file_settings
+    from training.errors import InputError
+
+    asked = file_settings(config_path)
+    for section in DATASET_SECTIONS:
+        wanted = asked.get(section)
+        pairs = wanted.items() if isinstance(wanted, dict) else ([(None, wanted)] if section in asked else [])
+        for key, value in pairs:
+            stored = built[section] if key is None else built[section].get(key)
+            if value != stored:
+                name = section if key is None else f"{section}.{key}"
+                raise InputError(
+                    f"{config_path} sets {name} = {value!r} but the dataset was built with {stored!r}; "
+                    "dataset settings (data, features, labels, target, weights, split) come from the dataset: "
+                    "rebuild it with build-dataset --config, or drop them from this file"
+                )
+        config[section] = built[section]
+
+
+def _train_and_log(dataset, dataset_path: Path, config: dict[str, Any], audit, promote: bool, results: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from training.model import promotion
+    from training.model.tracking import apply_promotion, log_run
+    from training.model.trainer import train as run_training
+
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
-    logged = log_run(report, dataset, dataset_path, config)
+    logged = log_run(report, dataset, dataset_path, config, audit)
+    decision = promotion.decide(
+        MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]
+    )
+    apply_promotion(logged, decision)
     summary = {
         "run_id": logged.run_id,
         "experiment_id": logged.experiment_id,
@@ -45,6 +95,8 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
         "registered_model": logged.registered_model,
         "model_version": logged.version,
         "dataset_fingerprint": dataset.metadata["fingerprint"],
+        "audit": audit.to_json(),
+        "promotion": decision.to_json(),
         "cv": report.cv_summary,
         "holdout": {k: v for k, v in report.holdout.items()},
         "baselines": {"cv": report.baseline_summary, "holdout": report.holdout_baselines},
@@ -54,6 +106,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     cv, holdout = report.cv_summary, report.holdout
     majority = report.holdout_baselines["majority"]
     hold = report.holdout_baselines["buy_and_hold"]
+    verdict = "champion" if decision.promoted else "not promoted"
     click.echo(
         f"run {logged.run_id} ({logged.model_uri}):\n"
         f"  CV      AUC {cv['roc_auc_mean']:.3f} ± {cv['roc_auc_std']:.3f}, accuracy {cv['accuracy_mean']:.3f}, "
@@ -61,5 +114,6 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
         f"  holdout AUC {holdout['roc_auc']:.3f}, accuracy {holdout['accuracy']:.3f} "
         f"(majority {majority['accuracy']:.3f}), Sharpe {holdout['backtest_sharpe']:.2f} "
         f"(buy and hold {hold['backtest_sharpe']:.2f}), IC {holdout['information_coefficient']:.3f}\n"
+        f"  {verdict}: {decision.reason}\n"
         f"  results: {results}"
     )

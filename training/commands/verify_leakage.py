@@ -16,14 +16,22 @@ import click
 @click.option("--sample", type=click.IntRange(min=1), default=300, show_default=True,
               help="Rows whose features are recomputed from OHLCV (first and last of each symbol always).")  # fmt: skip
 @click.option("--skip-rebuild", is_flag=True, help="Do not rebuild the dataset through Feast to compare fingerprints.")
-def verify_leakage(dataset_path: Path, config_path: Path | None, sample: int, skip_rebuild: bool) -> None:
+@click.option("--cv", "cv_method", type=click.Choice(["purged_kfold", "cpcv"]),
+              help="Validation method to audit, as `train --cv` (train refuses folds not audited).")  # fmt: skip
+@click.option("--n-splits", type=int, help="Folds (purged_kfold) or groups (cpcv), as `train --n-splits`.")
+def verify_leakage(
+    dataset_path: Path, config_path: Path | None, sample: int, skip_rebuild: bool, cv_method: str | None,
+    n_splits: int | None,
+) -> None:  # fmt: skip
     """Prove the training set and its validation saw no future data.
 
     Recomputes from the offline store: features of sampled rows (from OHLCV cut at the joined bar), the
     point-in-time join, every label, the hold-out purge and embargo, the scaler's training-only fit,
     every cross-validation fold, the warm-up, and a rebuild's fingerprint. Prints one line per check,
-    writes DATASET/leakage_report.json and exits 1 naming the failed checks.
+    writes DATASET/leakage_report.json and exits 1 naming the failed checks. `train` trains only on a
+    dataset whose report passed for its fingerprint and for the folds the run will use.
     """
+    from training.config import load_config
     from training.dataset import artifact
     from training.dataset.bars import load_bars
     from training.errors import CheckFailed
@@ -38,6 +46,8 @@ def verify_leakage(dataset_path: Path, config_path: Path | None, sample: int, sk
     started = time.perf_counter()
     dataset = artifact.load(dataset_path)
     config = audit_config(dataset, config_path)
+    if cv_method or n_splits is not None:
+        config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
     loaded = time.perf_counter()
     progress(f"reading the OHLCV bars of {len(dataset.metadata['symbols'])} symbol(s)")
     bars = BarHistory.of(load_bars(sorted(dataset.frame["symbol"].unique().tolist())))

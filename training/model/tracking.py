@@ -1,8 +1,9 @@
 """Log a training run to MLflow: parameters, per-fold and summary metrics, plots, data lineage, the model.
 
 The model is saved in MLflow's skops format (safe to load, unlike pickle), with a signature and an
-input example, registered under ``config["mlflow"]["registered_model"]`` with the alias ``champion``
-pointing at the newest version, which is what ``predict`` serves by default.
+input example, and registered under ``config["mlflow"]["registered_model"]`` as a new version. Whether that
+version takes the ``champion`` alias (what ``predict`` serves) is decided afterwards by
+:mod:`training.model.promotion` and applied by :func:`apply_promotion`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import yaml
 from training import settings
 from training.config import Config
 from training.contract import CHAMPION_ALIAS
-from training.dataset.artifact import METADATA_FILE, Dataset
+from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
 from training.model import plots
+from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
 
-LEAKAGE_REPORT = "leakage_report.json"
+LEAKAGE_REPORT = REPORT_FILE
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,17 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dat
         (folder / LEAKAGE_REPORT).write_text(leakage.read_text())
 
 
-def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config) -> LoggedRun:
+def audit_tags(audit: Audit) -> dict[str, str]:
+    """How far the dataset was vouched for: a --skip-audit run says so, with what the audit would have said."""
+    tags = {"leakage_check": audit.report_status, "skip_audit": str(audit.skipped).lower()}
+    if audit.findings:
+        tags["audit_findings"] = "; ".join(audit.findings)[:5000]
+    if audit.skipped_checks:
+        tags["leakage_skipped_checks"] = ",".join(audit.skipped_checks)
+    return tags
+
+
+def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config, audit: Audit) -> LoggedRun:
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
@@ -125,8 +137,6 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         timestamp=datetime.now(UTC).strftime("%Y%m%dT%H%M%S"),
     )
     commit, dirty = git_commit()
-    leakage = dataset_path / LEAKAGE_REPORT
-    leakage_status = json.loads(leakage.read_text()).get("status", "unknown") if leakage.exists() else "not run"
     tags = {
         "feature_service": meta["feature_service"],
         "label_config": json.dumps(config["labels"], sort_keys=True),
@@ -134,8 +144,8 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "dataset_fingerprint": meta["fingerprint"],
-        "leakage_check": leakage_status,
         "target": config["target"],
+        **audit_tags(audit),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         params = _flatten("", {k: v for k, v in config.items() if k != "mlflow"})
@@ -166,9 +176,9 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         example = report.holdout_rows[report.features].head(5)
         signature = infer_signature(example, report.final.pipeline.predict_proba(example))
         info = _log_model(mlflow, report, example, signature, config["mlflow"]["registered_model"])
-    client = MlflowClient()
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(config["mlflow"]["registered_model"], CHAMPION_ALIAS, version)
+    MlflowClient().set_model_version_tag(config["mlflow"]["registered_model"], version, "skip_audit",
+                                         str(audit.skipped).lower())  # fmt: skip
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
@@ -177,6 +187,19 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         version=version,
         tracking_uri=uri,
     )
+
+
+def apply_promotion(logged: LoggedRun, promotion: Promotion) -> None:
+    """Record the decision on the run and the model version; move the alias only when promoted."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    verdict = CHAMPION_ALIAS if promotion.promoted else "not promoted"
+    for key, value in (("promotion", verdict), ("promotion_reason", promotion.reason[:5000])):
+        client.set_tag(logged.run_id, key, value)
+        client.set_model_version_tag(logged.registered_model, logged.version, key, value)
+    if promotion.promoted:
+        client.set_registered_model_alias(logged.registered_model, CHAMPION_ALIAS, logged.version)
 
 
 def _log_model(mlflow, report: TrainingReport, example, signature, registered_model: str):
