@@ -82,10 +82,13 @@ LEVEL_INDICATORS = [i for i in INDICATORS if i.scale_free != "already"]
     # No field descriptions here: Feast checks this schema against the inferred one by equality.
     schema=[Field(name=i.model_feature, dtype=Float64) for i in LEVEL_INDICATORS],
     mode="python",
-    description="Level features (price or volume units) divided by the bar's close or volume",
+    description="Level features (price or volume units) divided by the bar's close or volume (NaN when it is 0)",
 )
 def scale_free_indicators(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Level indicators as distances from (``relative``) or fractions of (``ratio``) the bar's close/volume."""
+    """Level indicators as distances from (``relative``) or fractions of (``ratio``) the bar's close/volume.
+
+    A zero-volume bar gives NaN volume forms, never inf: training drops the row and serving refuses it.
+    """
     from training.indicators.scale_free import scale_free_forms
 
     return scale_free_forms(inputs)

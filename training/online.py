@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training import db, settings
+from training.dataset.bars import unknown_symbols_error
 from training.errors import InputError
 from training.schema import FEATURES_TABLE
 
@@ -38,6 +39,17 @@ def offline_time_range() -> tuple[datetime, datetime]:
     return row[0], row[1]
 
 
+FEAST_APPLY = "python -m training feast apply"
+
+
+def registered_views(store: FeatureStore) -> list[str]:
+    """Names of the project's feature views, or one line saying to apply the repository first."""
+    names = [view.name for view in store.list_feature_views()]
+    if not names:
+        raise InputError(f"Feast project {store.project!r} has no feature views: run `{FEAST_APPLY}` first")
+    return names
+
+
 def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
     """Materialize [oldest bar, newest bar] so Feast writes each symbol's newest row to the online store."""
     from training.feast_store import feature_store
@@ -45,7 +57,7 @@ def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
     store = feature_store()
     start, newest = offline_time_range()
     end = newest + timedelta(microseconds=1)
-    known = [v.name for v in store.list_feature_views()]
+    known = registered_views(store)
     selected = views or known
     unknown = sorted(set(selected) - set(known))
     if unknown:
@@ -101,7 +113,7 @@ def resolve_symbols(symbols: list[str] | None) -> list[str]:
     wanted = sorted({s.strip().upper() for s in symbols if s.strip()})
     unknown = [s for s in wanted if s not in known]
     if unknown:
-        raise InputError(f"unknown symbol(s): {', '.join(unknown)}; the offline store has: {', '.join(known)}")
+        raise unknown_symbols_error(unknown, known)
     return wanted
 
 
@@ -138,6 +150,7 @@ def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[
     """
     from training.indicators.scale_free import scale_free_forms
 
+    registered_views(store)  # before apply, Feast would raise "No features specified for retrieval"
     symbols = resolve_symbols(symbols)
     offline = latest_offline_rows(symbols)
     derived = scale_free_forms({column: offline[column].tolist() for column in offline.columns})

@@ -8,6 +8,7 @@ never against the wall clock: the bundled data ends in 2013.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from training import db, settings
 from training.contract import AUDIT_FEATURE, CHAMPION_ALIAS, DEFAULT_FEATURE_SERVICE
-from training.dataset.bars import known_symbols
+from training.dataset.bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
 from training.schema import FEATURES_TABLE, OHLCV_TABLE
 
@@ -34,6 +35,10 @@ class StaleFeatures(ProjectError):
 
 class SymbolNotServed(InputError):
     """The symbol has no online features: unknown everywhere, or known offline but not materialized."""
+
+
+class UnusableFeatures(InputError):
+    """The newest row lacks a finite value for some model input: scoring it would be a guess (or a crash)."""
 
 
 @dataclass(frozen=True)
@@ -116,16 +121,26 @@ def resolve_model_uri(uri: str | None, registered_model: str) -> tuple[str, str]
     )
 
 
-def load_model(uri: str | None = None, registered_model: str | None = None) -> LoadedModel:
-    """Download the model once, read its signature and its run's feature service, and load it."""
+# Types beyond skops' own safe set that the trainer's Pipeline(RobustScaler, LGBMClassifier) needs. skops builds
+# only trusted types, but MLflow reads the trusted list from the model's own MLmodel file, which a crafted model
+# writes itself; so the list is fixed here instead.
+SKOPS_TYPES = frozenset({"collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier"})
+TRUST_OPTION = "--trust-pickle"
+
+
+def load_model(uri: str | None = None, registered_model: str | None = None, trust_pickle: bool = False) -> LoadedModel:
+    """Download the model once, read its signature and its run's feature service, and load it.
+
+    Only skops-format scikit-learn models holding the trainer's types are deserialised unless
+    ``trust_pickle``: loading pickle (or an arbitrary skops type) can run code from the model file.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow's and SQLAlchemy's deprecation notices are not the user's
-        return _load_model(uri, registered_model)
+        return _load_model(uri, registered_model, trust_pickle)
 
 
-def _load_model(uri: str | None, registered_model: str | None) -> LoadedModel:
+def _load_model(uri: str | None, registered_model: str | None, trust_pickle: bool) -> LoadedModel:
     import mlflow
-    import mlflow.sklearn
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
@@ -138,8 +153,8 @@ def _load_model(uri: str | None, registered_model: str | None) -> LoadedModel:
     try:
         with tempfile.TemporaryDirectory() as folder:
             local = mlflow.artifacts.download_artifacts(artifact_uri=concrete, dst_path=folder)
-            info = Model.load(local)
-            estimator = mlflow.sklearn.load_model(local)
+            info = Model.load(local)  # the MLmodel YAML only: nothing is deserialised yet
+            estimator = _deserialise(concrete, local, info, trust_pickle)
         tags = mlflow.MlflowClient().get_run(info.run_id).data.tags if info.run_id else {}
     except (MlflowException, OSError) as exc:
         raise InputError(f"cannot load model {concrete}: {_mlflow_error(exc)}") from None
@@ -153,6 +168,44 @@ def _load_model(uri: str | None, registered_model: str | None) -> LoadedModel:
         raise InputError(f"model {concrete} has no signature: its input columns (and their order) are unknown")
     service = tags.get("feature_service") or DEFAULT_FEATURE_SERVICE
     return LoadedModel(concrete, label, estimator, inputs, service)
+
+
+def _deserialise(uri: str, local: str, info: Any, trust_pickle: bool) -> Any:
+    """The estimator, after refusing (before any byte of it is deserialised) what could run code."""
+    import mlflow.sklearn
+
+    flavor = info.flavors.get("sklearn")
+    if flavor is None:
+        flavors = ", ".join(sorted(info.flavors)) or "none"
+        raise InputError(f"model {uri} has no scikit-learn flavour (it has: {flavors}): predict serves `train`'s")
+    fmt = flavor.get("serialization_format", "pickle")
+    if fmt != "skops":
+        if not trust_pickle:
+            raise InputError(
+                f"model {uri} is saved as {fmt}, which can run code when loaded: only skops models (what `train` "
+                f"logs) are loaded; pass {TRUST_OPTION} if you trust where it came from"
+            )
+        return mlflow.sklearn.load_model(local)
+    return _load_skops(uri, os.path.join(local, flavor.get("pickled_model", "model.skops")), trust_pickle)
+
+
+def _load_skops(uri: str, path: str, trust_pickle: bool) -> Any:
+    """skops with the trusted types fixed here, not the list the model file brings along."""
+    import zipfile
+
+    import skops.io
+
+    try:
+        needed = skops.io.get_untrusted_types(file=path)  # read from the file's schema, nothing constructed
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise InputError(f"cannot load model {uri}: {path} is not a skops file ({exc})") from None
+    beyond = sorted(set(needed) - SKOPS_TYPES)
+    if beyond and not trust_pickle:
+        raise InputError(
+            f"model {uri} needs types the trainer never writes ({', '.join(beyond)}), which can run code when "
+            f"loaded; pass {TRUST_OPTION} if you trust where it came from"
+        )
+    return skops.io.load(path, trusted=needed)
 
 
 def newest_offline_bar(symbol: str) -> datetime | None:
@@ -217,8 +270,8 @@ class Predictor:
             if symbol in known:
                 raise SymbolNotServed(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
             raise SymbolNotServed(
-                f"unknown symbol {symbol}: neither the online nor the offline store has it"
-                + (f"; the offline store has: {', '.join(known)}" if known else "")
+                f"unknown symbol {symbol}: neither the online nor the offline store has it; "
+                + describe_known(known, [symbol])
             )
         notes: list[str] = []
         if as_of is not None:
@@ -228,13 +281,11 @@ class Predictor:
             if reference > bar:
                 notes.append(f"the offline store has a newer bar of {symbol} ({reference}): run `{MATERIALIZE}`")
         _check_fresh(symbol, bar, reference, what, self.ttl)
+        features = {name: row[name] for name in self.model.inputs}
+        _check_usable(symbol, bar, features)
         predicted, by_class = self.score(row)
         # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
         probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
-        features = {name: row[name] for name in self.model.inputs}
-        nan = [name for name, value in features.items() if value is None or value != value]
-        if nan:
-            notes.append(f"missing feature value(s) {', '.join(nan)}: the model scores them as NaN")
         return Prediction(
             symbol=symbol,
             probability=probability,
@@ -263,6 +314,24 @@ def _service_ttl(store: FeatureStore, service) -> timedelta | None:
             names.update(p.name for p in odfv.source_feature_view_projections.values())
     ttls = [views[name].ttl for name in names if name in views and views[name].ttl]
     return min(ttls) if ttls else None
+
+
+def unusable_inputs(features: dict[str, Any]) -> list[str]:
+    """Inputs without a finite value (None, NaN, ±inf): training dropped such rows, so serving refuses them."""
+    return [name for name, value in features.items() if value is None or not math.isfinite(float(value))]
+
+
+def _check_usable(symbol: str, bar: datetime, features: dict[str, Any]) -> None:
+    """Refuse, naming the inputs, a row the model never saw the like of in training."""
+    from training.indicators.definitions import warmup_bars
+
+    unusable = unusable_inputs(features)
+    if unusable:
+        raise UnusableFeatures(
+            f"cannot score {symbol}: the bar of {bar} has no finite value for {len(unusable)} of {len(features)} "
+            f"model inputs ({', '.join(unusable)}); they are undefined within the {warmup_bars()}-bar warm-up "
+            "of a short history, and the volume forms on or after a zero-volume bar"
+        )
 
 
 def _check_fresh(symbol: str, bar: datetime, reference: datetime, what: str, ttl: timedelta | None) -> None:

@@ -73,7 +73,7 @@ def postgres() -> PostgresSettings:
     if env.get("PGHOST"):
         return PostgresSettings(
             host=env["PGHOST"],
-            port=int(env.get("PGPORT") or 5432),
+            port=_port("PGPORT", env.get("PGPORT") or "5432"),
             user=env.get("PGUSER") or "postgres",
             password=env.get("PGPASSWORD") or "",
             dbname=env.get("PGDATABASE") or "postgres",
@@ -89,6 +89,14 @@ def postgres() -> PostgresSettings:
         sslmode="disable",
         embedded=True,
     )
+
+
+def _port(variable: str, text: str) -> int:
+    """A TCP port from a setting, or one line naming the variable (int() would raise a traceback wall)."""
+    port = int(text) if text.strip().isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise ServiceUnavailable(f"{variable} must be a TCP port number (1-65535), got {text!r}")
+    return port
 
 
 @cache
@@ -158,10 +166,17 @@ def redis() -> RedisSettings | None:
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
         raise ServiceUnavailable(f"REDIS_URL must look like redis://host:6379/0, got scheme {parts.scheme!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:  # not a number, or out of range
+        where = parts.netloc.rpartition("@")[2]  # never the password
+        raise ServiceUnavailable(f"REDIS_URL must look like redis://host:6379/0, got {where!r}") from None
     path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ServiceUnavailable(f"REDIS_URL must end in a database number (redis://host:6379/0), got /{path}")
     return RedisSettings(
         host=parts.hostname,
-        port=parts.port or 6379,
+        port=port,
         db=int(path) if path else 0,
         password=unquote(parts.password) if parts.password else None,
         ssl=parts.scheme == "rediss",
@@ -230,8 +245,21 @@ def export_feast_environment() -> None:
 
 
 def mlflow_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, or a local SQLite backend (which also supports the model registry)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI, or a local SQLite backend (which also supports the model registry).
+
+    File stores (``file:///...`` or a bare folder) are refused here, in one line: MLflow 3 keeps them in
+    maintenance mode and raises deep inside its client (unless MLFLOW_ALLOW_FILE_STORE is set); a SQLite
+    file is the supported local backend.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{state_dir() / 'mlflow.db'}"
+    if urlsplit(uri).scheme in {"", "file"} or (len(uri) > 1 and uri[1] == ":"):  # file:, a path, C:\...
+        raise ServiceUnavailable(
+            f"MLFLOW_TRACKING_URI={_without_credentials(uri)} is a file store, which MLflow 3 refuses (maintenance "
+            "mode): use sqlite:///path/mlflow.db or http://host:5000 (`mlflow migrate-filestore` converts mlruns)"
+        )
+    return uri
 
 
 def mlflow_artifact_root() -> str | None:

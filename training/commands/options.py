@@ -18,3 +18,13 @@ def symbols_option(default: str):
         callback=_split_symbols,
         help=f"Comma-separated symbols (repeatable); default: {default}.",
     )
+
+
+def trust_pickle_option(function):
+    """``--trust-pickle``: the one way to load a model whose file can run code (pickle, foreign skops types)."""
+    return click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="Also load pickle/cloudpickle models and skops types the trainer never writes. Loading them can run "
+        "code from the model file: only for models whose source you trust.",
+    )(function)

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from training.commands.options import trust_pickle_option
+
 
 @click.command()
 @click.option("--symbol", required=True, help="Ticker to score, e.g. AAPL.")
@@ -19,12 +21,15 @@ import click
     help="Judge freshness at this time (a date means its 16:00 New York close; default: the newest offline bar).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the prediction as one JSON object.")
-def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool) -> None:
+@trust_pickle_option
+def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool, trust_pickle: bool) -> None:
     """Read the model's feature service online and print probability, class and the features' bar time.
 
     The service comes from the model run's `feature_service` tag and the column order from its
     signature. Features older than the views' TTL at the newest offline bar of the symbol (or at
-    --as-of) are refused, never judged against today's date.
+    --as-of) are refused, never judged against today's date, and so is a row with a missing or
+    non-finite input (too short a history, zero volume). Only skops models are loaded unless
+    --trust-pickle.
     """
     from training import settings
     from training.serving import parse_as_of
@@ -36,7 +41,8 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     from training.feast_store import feature_store
     from training.serving import Predictor, load_model
 
-    prediction = Predictor(feature_store(), load_model(model_uri)).predict(symbol, as_of=moment)
+    model = load_model(model_uri, trust_pickle=trust_pickle)
+    prediction = Predictor(feature_store(), model).predict(symbol, as_of=moment)
     if as_json:
         click.echo(json.dumps(prediction.as_dict()))
         return

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from training.commands.options import trust_pickle_option
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -46,7 +48,8 @@ def create_app(predictor: Predictor) -> FastAPI:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
 @click.option("--model-uri", help="MLflow model URI (default: the registered model's champion, else newest).")
-def serve(host: str, port: int, model_uri: str | None) -> None:
+@trust_pickle_option
+def serve(host: str, port: int, model_uri: str | None, trust_pickle: bool) -> None:
     """Serve GET /predict/{symbol}?as_of=... over HTTP: the same answer as `predict --json`.
 
     The model and the Feast store are loaded once at start-up; freshness is judged as in `predict`.
@@ -58,6 +61,7 @@ def serve(host: str, port: int, model_uri: str | None) -> None:
     from training.serving import Predictor, load_model
 
     settings.check_mlflow()
-    predictor = Predictor(feature_store(), load_model(model_uri))
+    model = load_model(model_uri, trust_pickle=trust_pickle)  # refused before Feast's seconds-long import
+    predictor = Predictor(feature_store(), model)
     click.echo(f"serving {predictor.model.label} on http://{host}:{port}/predict/{{symbol}}")
     uvicorn.run(create_app(predictor), host=host, port=port, log_level="warning")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from datetime import date
 
 import pandas as pd
 
 from training import db
 from training.errors import InputError
-from training.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
+from training.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
+
+COMPUTE_FEATURES = "python -m training compute-features"
+NAMED = 5  # symbols an error names before it counts the rest
 
 # Indicators and labels are computed on split/dividend-adjusted prices where the input had them.
 _ADJUSTED_BARS = f"""
@@ -17,6 +22,56 @@ FROM {OHLCV_TABLE}
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 ORDER BY symbol, event_timestamp
 """
+
+
+# Requested symbols without a single feature row (an index probe each, not a scan of the table).
+_WITHOUT_FEATURES = f"""
+SELECT s FROM unnest(%s::text[]) AS s
+WHERE NOT EXISTS (SELECT 1 FROM {FEATURES_TABLE} AS f WHERE f.symbol = s)
+ORDER BY 1
+"""
+
+
+def name_some(names: Sequence[str], limit: int = NAMED) -> str:
+    """A few names, then the count of the rest: a message about 5,000 symbols stays one readable line."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit:,} more"
+
+
+def describe_known(known: Sequence[str], wanted: Sequence[str] = ()) -> str:
+    """What the offline store has, in a few names: the closest to ``wanted`` first, and how many in all."""
+    if not known:
+        return "the offline store has no symbols"
+    if len(known) <= NAMED:
+        return f"the offline store has: {', '.join(known)}"
+    close: list[str] = []
+    for name in wanted[:NAMED]:
+        close += [c for c in difflib.get_close_matches(name, known, n=NAMED) if c not in close]
+    if close:
+        return f"the offline store has {len(known):,} symbols; closest: {', '.join(close[:NAMED])}"
+    return f"the offline store has {len(known):,} symbols, e.g. {', '.join(known[:NAMED])}"
+
+
+def unknown_symbols_error(unknown: Sequence[str], known: Sequence[str]) -> InputError:
+    """The one message for symbols the offline store does not have, whichever command was given them."""
+    return InputError(f"unknown symbol(s): {name_some(unknown)}; {describe_known(known, unknown)}")
+
+
+def require_features(symbols: Sequence[str]) -> None:
+    """Refuse before Feast reads the feature table when compute-features has not run (for these symbols).
+
+    Feast would otherwise fail deep in its SQL with ``UndefinedTable``, or join nothing for a symbol
+    whose features were never computed, and the build would drop that symbol without a word.
+    """
+    with db.connect() as conn:
+        if conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0] is None:
+            raise InputError(f"{FEATURES_TABLE} does not exist: run `{COMPUTE_FEATURES}` first")
+        missing = [row[0] for row in conn.execute(_WITHOUT_FEATURES, (list(symbols),))]
+    if missing:
+        raise InputError(
+            f"no features for {len(missing):,} symbol(s) ({name_some(missing)}) in {FEATURES_TABLE}: "
+            f"run `{COMPUTE_FEATURES}` first"
+        )
 
 
 def known_symbols() -> list[str]:
@@ -35,7 +90,7 @@ def load_bars(symbols: list[str] | None = None) -> pd.DataFrame:
         symbols = sorted({s.strip().upper() for s in symbols if s.strip()})
         unknown = [s for s in symbols if s not in known]
         if unknown:
-            raise InputError(f"unknown symbol(s): {', '.join(unknown)}; the offline store has: {', '.join(known)}")
+            raise unknown_symbols_error(unknown, known)
         if not symbols:
             raise InputError("no symbols given")
     with db.connect() as conn:

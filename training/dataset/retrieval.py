@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from training.contract import AUDIT_FEATURE
+from training.dataset.bars import require_features
 from training.errors import InputError
 
 ENTITY_ROW = "entity_row"
@@ -56,6 +57,7 @@ def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatur
     in order by position, whatever order the offline store returns, without a join on (symbol, time).
     Only the service's columns are converted from Arrow to pandas: the on-demand view's inputs are not.
     """
+    require_features(pd.unique(entities["symbol"]).tolist())  # one line, not Feast's UndefinedTable
     request = pd.DataFrame(
         {
             "symbol": entities["symbol"].to_numpy(),

@@ -41,9 +41,15 @@ def _bb_pct_b(outputs: Arrays, bars: Arrays, out: np.ndarray) -> None:
 
 
 def _volume_change(outputs: Arrays, bars: Arrays, out: np.ndarray) -> None:
+    """volume / previous volume − 1; NaN after a zero-volume bar: a change from nothing is undefined, not inf.
+
+    NaN (a NULL in the table) drops the row from training and makes serving refuse it, as the on-demand
+    view does for the volume ratios of a zero-volume bar (:mod:`training.indicators.scale_free`).
+    """
     volume = bars["volume"]
-    out[:1] = np.nan
-    np.divide(volume[1:], volume[:-1], out=out[1:])
+    previous = volume[:-1]
+    out[:] = np.nan
+    np.divide(volume[1:], previous, out=out[1:], where=previous > 0)
     out[1:] -= 1.0
 
 
