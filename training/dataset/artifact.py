@@ -190,7 +190,7 @@ def save(dataset: Dataset, out: Path) -> Path:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

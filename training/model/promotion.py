@@ -103,7 +103,7 @@ def _refuse(path: Path, fingerprint: str | None, status: str, findings: list[str
     how = (
         f"rebuild it with build-dataset, then run `{VERIFY.format(path=path)}`"
         if fingerprint
-        else f"run `{VERIFY.format(path=path)}` (with this run's --config)"
+        else f"run `{VERIFY.format(path=path)}` (with this run's --config, --cv, --n-splits)"
     )
     message = f"refusing to train on {path}: {'; '.join(findings)}; {how}, or pass --skip-audit for an experiment"
     if fingerprint or status == "failed":
