@@ -10,7 +10,11 @@ join keys and source kind (query or table); two on-demand views (python and pand
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +31,9 @@ from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
 from training import db, settings
-from training.feast_ext.offline_store import CLASS_PATH, AsOfRetrievalJob
+from training.feast_ext import offline_store
+from training.feast_ext.offline_store import CLASS_PATH, AsOfPostgreSQLOfflineStoreConfig, AsOfRetrievalJob
+from training.feast_ext.plan import RetrievalPlan, Supported, Unsupported
 
 SYMBOLS = [f"S{i}" for i in range(5)]
 FIRST_BAR = pd.Timestamp("2021-03-01 21:00", tz="UTC")
@@ -307,8 +313,6 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     ("seed", "full_feature_names", "odfv_chunk_rows"), [(1, False, 50_000), (2, True, 37), (3, False, 37)]
 )
 def test_matches_stock_store_and_merge_asof(stores, tables, seed, full_feature_names, odfv_chunk_rows, monkeypatch):
-    from training.feast_ext import offline_store
-
     monkeypatch.setattr(offline_store, "ODFV_CHUNK_ROWS", odfv_chunk_rows)  # on-demand views applied in chunks
     fast_store, stock_store = stores
     entity = _entity_frame(seed, tables)
@@ -400,3 +404,93 @@ def test_feature_store_yaml_selects_this_store(isolated_services):
     config = load_repo_config(settings.FEATURE_REPO, settings.FEATURE_REPO / "feature_store.yaml")
     assert config.offline_store.type == CLASS_PATH
     assert type(config.offline_store).__name__ == "AsOfPostgreSQLOfflineStoreConfig"
+
+
+def test_to_arrow_leaves_the_job_unchanged(stores, tables, monkeypatch):
+    """On-demand views are applied chunk by chunk without a side channel: the job's state is never touched."""
+    monkeypatch.setattr(offline_store, "ODFV_CHUNK_ROWS", 16)
+    fast_store, _ = stores
+    job = fast_store.get_historical_features(_entity_frame(9, tables, n=50), FEATURES)
+    assert isinstance(job, AsOfRetrievalJob)
+    expected = job.to_arrow()
+
+    def frozen(self: AsOfRetrievalJob, name: str, value: Any) -> None:
+        raise AssertionError(f"to_arrow set {name} on the job")
+
+    monkeypatch.setattr(AsOfRetrievalJob, "__setattr__", frozen)
+    pd.testing.assert_frame_equal(job.to_arrow().to_pandas(), expected.to_pandas(), check_exact=True)
+    pd.testing.assert_frame_equal(job.to_df(), expected.to_pandas(), check_exact=True)
+
+
+def test_the_fallback_decision_is_typed_and_logged(stores, tables, caplog):
+    fast_store, _ = stores
+    entity = _entity_frame(8, tables, n=40)
+    refs = ["fv_a:f_a", "fv_c:x"]
+    views = [fast_store.get_feature_view(name) for name in ("fv_a", "fv_c")]
+
+    def decide(frame: pd.DataFrame, **kwargs: bool) -> Supported | Unsupported:
+        config, registry, project = fast_store.config, fast_store.registry, fast_store.project
+        return offline_store.decide(config, views, refs, frame, registry, project, False, **kwargs)
+
+    supported = decide(entity)
+    assert isinstance(supported, Supported) and isinstance(supported.plan, RetrievalPlan)
+    assert supported.plan.outputs == ["f_a", "x"]
+    assert supported.bounds == (entity["event_timestamp"].min(), entity["event_timestamp"].max())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        supported.plan = None  # type: ignore[misc]
+    assert decide(entity, filter_by_created_timestamp=True) == Unsupported(
+        "filter_by_created_timestamp (a per-row filter a running max cannot apply)"
+    )
+    categorical = entity.assign(note=entity["note"].astype("category"))
+    unsupported = decide(categorical)
+    assert isinstance(unsupported, Unsupported) and "'note'" in unsupported.reason
+
+    with caplog.at_level(logging.INFO, logger=offline_store.__name__):
+        job = fast_store.get_historical_features(categorical, refs)
+    assert type(job) is PostgreSQLRetrievalJob
+    assert [r.getMessage() for r in caplog.records if r.name == offline_store.__name__] == [
+        f"get_historical_features handed to Feast's stock PostgreSQL store: {unsupported.reason}"
+    ]
+
+
+def test_connections_follow_the_store_config(isolated_services):
+    """The store connects from its own public config fields (database, schema), as Feast's stock store does."""
+    pg = settings.postgres()
+    fields = {"host": pg.host, "port": pg.port, "database": pg.dbname, "user": pg.user, "password": pg.password}
+    for schema, search_path in (("public", "public"), ("pit", "pit,public")):
+        config = AsOfPostgreSQLOfflineStoreConfig(**fields, sslmode=pg.sslmode, db_schema=schema)
+        with offline_store.connect(config) as conn:
+            assert conn.execute("SELECT current_database(), current_setting('search_path')").fetchone() == (
+                pg.dbname,
+                search_path,
+            )
+
+
+def _private_feast_names(path: Path) -> list[str]:
+    """``_``-prefixed names this file imports from Feast or reads off a name it imported from Feast."""
+    tree = ast.parse(path.read_text())
+    found, feast_names = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "feast":
+            parts = [*node.module.split("."), *(a.name for a in node.names)]  # type: ignore[union-attr]
+            found += [f"{path}:{node.lineno} {p}" for p in parts if p.startswith("_")]
+            feast_names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "feast":
+                    found += [f"{path}:{node.lineno} {p}" for p in alias.name.split(".") if p.startswith("_")]
+                    feast_names.add((alias.asname or alias.name).split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in feast_names:
+                found.append(f"{path}:{node.lineno} {root.id}...{node.attr}")
+    return found
+
+
+def test_training_uses_no_private_feast_names():
+    package = Path(__file__).resolve().parents[1] / "training"
+    assert [hit for path in sorted(package.rglob("*.py")) for hit in _private_feast_names(path)] == []
+    assert "_get_conn" not in (package / "feast_ext" / "offline_store.py").read_text()

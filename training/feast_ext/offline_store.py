@@ -7,18 +7,25 @@ stock store's. ``get_historical_features`` uploads the entity frame with COPY, j
 with ``executemany``, joins every entity row with every feature row of its key and reads with
 ``fetchall``, which takes minutes at 250 k entity rows. Requests the sort-merge cannot answer exactly
 (non-entity retrieval, ``filter_by_created_timestamp``, entityless views, column types without a fixed
-binary form) are handed to the stock implementation unchanged.
+binary form) are decided :class:`~training.feast_ext.plan.Unsupported` and handed to the stock
+implementation unchanged.
+
+Only Feast's public extension points are used: the store and job subclass Feast's public classes, the job
+implements the ``RetrievalJob`` hooks Feast calls (``_to_arrow_internal``), and connections are opened
+from the store's public config fields, never through Feast's private helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, assert_never
 
+import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 from feast.errors import FeastEntityDFMissingColumnsError
 from feast.feature_view import FeatureView
@@ -30,19 +37,33 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
 )
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.registry.base_registry import BaseRegistry
-from feast.infra.utils.postgres.connection_utils import _get_conn
+from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from psycopg import sql
 from pydantic import StrictStr
 
 from training.feast_ext import pit_sql, retrieval
-from training.feast_ext.plan import KEY_PG_TYPES, entity_table, join_groups
+from training.feast_ext.plan import (
+    KEY_PG_TYPES,
+    Bounds,
+    Decision,
+    Joins,
+    RetrievalPlan,
+    Supported,
+    Unsupported,
+    entity_table,
+    join_groups,
+)
 from training.pg_io import PG_TYPES, PgType
+
+if TYPE_CHECKING:
+    from feast.saved_dataset import ValidationReference
 
 log = logging.getLogger(__name__)
 
 CLASS_PATH = "training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore"
+ODFV_CHUNK_ROWS = 50_000
 
 
 class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
@@ -52,7 +73,24 @@ class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     work_mem: StrictStr | None = "64MB"
 
 
-ODFV_CHUNK_ROWS = 50_000
+def connect(config: PostgreSQLConfig) -> psycopg.Connection:
+    """A connection from the store's settings in feature_store.yaml, opened as Feast's stock store opens its
+    own (same search path, SSL files and keepalive), so both stores read the same tables."""
+    schema = (config.db_schema or config.user).strip()
+    search_path = schema if schema == "public" else f"{schema},public"
+    return psycopg.connect(
+        host=config.host,
+        port=int(config.port),
+        dbname=config.database,
+        user=config.user,
+        password=config.password,
+        sslmode=config.sslmode,
+        sslkey=config.sslkey_path,
+        sslcert=config.sslcert_path,
+        sslrootcert=config.sslrootcert_path,
+        keepalives_idle=config.keepalives_idle,
+        options=f"-c search_path={search_path}",
+    )
 
 
 class AsOfRetrievalJob(PostgreSQLRetrievalJob):
@@ -60,7 +98,7 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
 
     def __init__(
         self,
-        plan: retrieval.RetrievalPlan,
+        plan: RetrievalPlan,
         config: RepoConfig,
         full_feature_names: bool,
         on_demand_feature_views: list[OnDemandFeatureView] | None,
@@ -68,33 +106,33 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
     ):
         super().__init__(_describe(plan, metadata), config, full_feature_names, on_demand_feature_views, metadata)
         self.plan = plan
-        self._chunk: pa.Table | None = None  # set while Feast's to_arrow applies on-demand views to one chunk
 
-    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        if self._chunk is not None:
-            return self._chunk
-        with _get_conn(self.config.offline_store) as conn:
+    def joined(self) -> pa.Table:
+        """The entity rows with the joined feature columns, before on-demand views."""
+        with connect(self.config.offline_store) as conn:
             return retrieval.execute(conn, self.plan)
 
-    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        """The hook Feast's ``RetrievalJob.to_arrow`` calls before it applies on-demand views."""
+        return self.joined()
+
+    def to_arrow(self, validation_reference: ValidationReference | None = None, timeout: int | None = None) -> pa.Table:
         """The result with on-demand views applied by Feast's own code, but ``ODFV_CHUNK_ROWS`` rows at a time.
 
         Feast hands a python-mode view the whole result as Python lists (``Table.to_pydict``): about 3 GB and
         many seconds at a million rows. Row-wise transformations give the same values chunk by chunk, in
-        bounded memory, and only the columns the views read are converted. With a validation reference
-        (which profiles the whole frame) Feast's path is kept.
+        bounded memory, and only the columns the views read are converted. Each chunk goes through Feast's
+        ``to_arrow`` as a :class:`TableJob` of its own. With a validation reference (which profiles the whole
+        frame) Feast's path is kept.
         """
         if not self.on_demand_feature_views or validation_reference is not None:
             return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
-        table = self._to_arrow_internal(timeout=timeout)
+        table = self.joined()
         inputs = [c for c in table.column_names if c in self._on_demand_inputs()]
-        pieces = []
-        try:
-            for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS):
-                self._chunk = table.slice(offset, ODFV_CHUNK_ROWS).select(inputs)
-                pieces.append(super().to_arrow(timeout=timeout))
-        finally:
-            self._chunk = None
+        pieces = [
+            TableJob(table.slice(offset, ODFV_CHUNK_ROWS).select(inputs), self).to_arrow(timeout=timeout)
+            for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS)
+        ]
         outputs = pa.concat_tables(pieces, promote_options="default")
         for name in outputs.column_names:
             if name not in inputs:
@@ -114,6 +152,17 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
         return names
 
 
+class TableJob(PostgreSQLRetrievalJob):
+    """A result already in memory (with another job's views and metadata), for Feast's ``to_arrow`` to finish."""
+
+    def __init__(self, table: pa.Table, like: PostgreSQLRetrievalJob):
+        super().__init__("", like.config, like.full_feature_names, like.on_demand_feature_views, like.metadata)
+        self.table = table
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        return self.table
+
+
 class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
     """PostgreSQL offline store whose point-in-time join is a sort-merge: O((n + m) log(n + m))."""
 
@@ -130,41 +179,48 @@ class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
         **kwargs: Any,
     ) -> RetrievalJob:
         assert isinstance(config.offline_store, AsOfPostgreSQLOfflineStoreConfig)
-        if filter_by_created_timestamp:
-            planned: Any = "filter_by_created_timestamp (a per-row filter the running max cannot apply)"
-        elif kwargs.get("start_date") or kwargs.get("end_date"):
-            planned = "a start_date/end_date range instead of entity rows"
-        else:
-            planned = _plan(config, feature_views, feature_refs, entity_df, registry, project, full_feature_names)
-        if isinstance(planned, str):
-            log.info("get_historical_features handed to Feast's stock PostgreSQL store: %s", planned)
-            return PostgreSQLOfflineStore.get_historical_features(
-                config,
-                feature_views,
-                feature_refs,
-                entity_df,
-                registry,
-                project,
-                full_feature_names,
-                filter_by_created_timestamp,
-                **kwargs,
-            )
-        plan, bounds = planned
-        return AsOfRetrievalJob(
-            plan,
+        decision = decide(
             config,
+            feature_views,
+            feature_refs,
+            entity_df,
+            registry,
+            project,
             full_feature_names,
-            OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
-            RetrievalMetadata(
-                features=feature_refs,
-                keys=[c for c in _entity_columns(plan) if c != plan.timestamp_column],
-                min_event_timestamp=bounds[0],
-                max_event_timestamp=bounds[1],
-            ),
+            filter_by_created_timestamp,
+            date_range=bool(kwargs.get("start_date") or kwargs.get("end_date")),
         )
+        match decision:
+            case Unsupported(reason):
+                log.info("get_historical_features handed to Feast's stock PostgreSQL store: %s", reason)
+                return PostgreSQLOfflineStore.get_historical_features(
+                    config,
+                    feature_views,
+                    feature_refs,
+                    entity_df,
+                    registry,
+                    project,
+                    full_feature_names,
+                    filter_by_created_timestamp,
+                    **kwargs,
+                )
+            case Supported(plan, (low, high)):
+                return AsOfRetrievalJob(
+                    plan,
+                    config,
+                    full_feature_names,
+                    OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
+                    RetrievalMetadata(
+                        features=feature_refs,
+                        keys=[c for c in _entity_columns(plan) if c != plan.timestamp_column],
+                        min_event_timestamp=low,
+                        max_event_timestamp=high,
+                    ),
+                )
+        assert_never(decision)
 
 
-def _plan(
+def decide(
     config: RepoConfig,
     feature_views: list[FeatureView],
     feature_refs: list[str],
@@ -172,27 +228,34 @@ def _plan(
     registry: BaseRegistry,
     project: str,
     full_feature_names: bool,
-) -> tuple[retrieval.RetrievalPlan, tuple[datetime | None, datetime | None]] | str:
-    """The retrieval plan and the entity timestamp range, or the reason to use the stock store."""
+    filter_by_created_timestamp: bool = False,
+    date_range: bool = False,
+) -> Decision:
+    """Whether the sort-merge answers this retrieval exactly: its plan, or why the stock store must answer."""
+    if filter_by_created_timestamp:
+        return Unsupported("filter_by_created_timestamp (a per-row filter a running max cannot apply)")
+    if date_range:
+        return Unsupported("a start_date/end_date range instead of entity rows")
     if entity_df is None:
-        return "no entity dataframe (timestamp-range retrieval)"
-    with _get_conn(config.offline_store) as conn:
+        return Unsupported("no entity dataframe (timestamp-range retrieval)")
+    if not isinstance(entity_df, pd.DataFrame | str):
+        return Unsupported(f"entity dataframe of type {type(entity_df).__name__}")
+    if isinstance(entity_df, pd.DataFrame) and entity_df.empty:
+        return Unsupported("empty entity dataframe")
+    with connect(config.offline_store) as conn:
         conn.read_only = True
         if isinstance(entity_df, pd.DataFrame):
-            if entity_df.empty:
-                return "empty entity dataframe"
             entity = entity_table(entity_df)
-            if isinstance(entity, str):
+            if isinstance(entity, Unsupported):
                 return entity
             entity_types: list[tuple[str, PgType]] = []
             schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=True))
-        elif isinstance(entity_df, str):
-            entity, entity_types = entity_df, _query_types(conn, entity_df)
-            if isinstance(entity_types, str):
-                return entity_types
-            schema = {name: _dtype_of(t) for name, t in entity_types}
         else:
-            return f"entity dataframe of type {type(entity_df).__name__}"
+            found = _result_types(conn, sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(sql.SQL(entity_df)))
+            if isinstance(found, Unsupported):
+                return found
+            entity, entity_types = entity_df, found
+            schema = {name: _dtype_of(t) for name, t in entity_types}
         ts_column = offline_utils.infer_event_timestamp_from_entity_df(schema)
         join_keys = offline_utils.get_expected_join_keys(project, feature_views, registry)
         missing = ({ts_column} | join_keys) - set(schema)
@@ -200,51 +263,54 @@ def _plan(
             raise FeastEntityDFMissingColumnsError({ts_column, *join_keys}, missing)
         types = _column_types(entity, entity_types)
         if not pa.types.is_timestamp(types[ts_column]):
-            return f"entity timestamp column {ts_column!r} is not a timestamp"
+            return Unsupported(f"entity timestamp column {ts_column!r} is not a timestamp")
         if any(types[k] not in KEY_PG_TYPES for k in join_keys):
-            return "a join key column type without an upload type"
-        bounds = _entity_bounds(conn, entity, ts_column)
+            return Unsupported("a join key column type without an upload type")
+        low, high = bounds = _entity_bounds(conn, entity, ts_column)
         contexts = offline_utils.get_feature_view_query_context(
-            feature_refs, feature_views, registry, project, bounds if bounds[0] else (datetime.min, datetime.min)
+            feature_refs, feature_views, registry, project, (low, high) if low and high else (datetime.min,) * 2
         )
-        grouped = join_groups(contexts, feature_views, full_feature_names)
-        if isinstance(grouped, str):
-            return grouped
-        groups, outputs = grouped
-        if set(outputs) & set(schema):
-            return "a feature shares its name with an entity dataframe column"
-        group_types = []
-        for group in groups:
-            found = _result_types(conn, pit_sql.describe_query(group))
-            if isinstance(found, str):
-                return found
-            if any(t.binary is None for _, t in found):
-                return "a feature column type without a fixed-width binary form"
-            group_types.append([t for _, t in found])
+        joins = join_groups(contexts, feature_views, full_feature_names)
+        if isinstance(joins, Unsupported):
+            return joins
+        if set(joins.outputs) & set(schema):
+            return Unsupported("a feature shares its name with an entity dataframe column")
+        group_types = _group_types(conn, joins)
+        if isinstance(group_types, Unsupported):
+            return group_types
     work_mem = config.offline_store.work_mem
-    plan = retrieval.RetrievalPlan(entity, entity_types, ts_column, groups, group_types, outputs, work_mem)
-    return plan, bounds
+    plan = RetrievalPlan(entity, entity_types, ts_column, joins.groups, group_types, joins.outputs, work_mem)
+    return Supported(plan, bounds)
 
 
-def _query_types(conn: Any, query: str) -> list[tuple[str, PgType]] | str:
-    return _result_types(conn, sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(sql.SQL(query)))
+def _group_types(conn: psycopg.Connection, joins: Joins) -> list[list[PgType]] | Unsupported:
+    """The types of each group's source columns, all of which must have a fixed-width binary form."""
+    group_types = []
+    for group in joins.groups:
+        found = _result_types(conn, pit_sql.describe_query(group))
+        if isinstance(found, Unsupported):
+            return found
+        if any(t.binary is None for _, t in found):
+            return Unsupported("a feature column type without a fixed-width binary form")
+        group_types.append([t for _, t in found])
+    return group_types
 
 
-def _result_types(conn: Any, query: sql.Composable) -> list[tuple[str, PgType]] | str:
+def _result_types(conn: psycopg.Connection, query: sql.Composed) -> list[tuple[str, PgType]] | Unsupported:
     """Column names and supported types of a query's result, or why one is not supported."""
     with conn.cursor() as cur:
         cur.execute(query)
-        found = [(c.name, PG_TYPES.get(c.type_code)) for c in cur.description]
+        found = [(c.name, PG_TYPES.get(c.type_code)) for c in cur.description or []]
     unsupported = [name for name, t in found if t is None]
     if unsupported:
-        return f"columns of unsupported type: {', '.join(unsupported)}"
+        return Unsupported(f"columns of unsupported type: {', '.join(unsupported)}")
     if len({name for name, _ in found}) != len(found):
-        return "duplicate column names"
-    return found  # type: ignore[return-value]
+        return Unsupported("duplicate column names")
+    return [(name, t) for name, t in found if t is not None]
 
 
-def _dtype_of(pg_type: PgType) -> Any:
-    return "datetime64[ns]" if pa.types.is_timestamp(pg_type.arrow) else pg_type.arrow.to_pandas_dtype()
+def _dtype_of(pg_type: PgType) -> np.dtype:
+    return np.dtype("datetime64[ns]" if pa.types.is_timestamp(pg_type.arrow) else pg_type.arrow.to_pandas_dtype())
 
 
 def _column_types(entity: pa.Table | str, entity_types: list[tuple[str, PgType]]) -> dict[str, pa.DataType]:
@@ -253,15 +319,14 @@ def _column_types(entity: pa.Table | str, entity_types: list[tuple[str, PgType]]
     return {name: t.arrow for name, t in entity_types}
 
 
-def _entity_columns(plan: retrieval.RetrievalPlan) -> list[str]:
+def _entity_columns(plan: RetrievalPlan) -> list[str]:
     return plan.entity.column_names if isinstance(plan.entity, pa.Table) else [n for n, _ in plan.entity_types]
 
 
-def _entity_bounds(conn: Any, entity: pa.Table | str, ts_column: str) -> tuple[datetime | None, datetime | None]:
+def _entity_bounds(conn: psycopg.Connection, entity: pa.Table | str, ts_column: str) -> Bounds:
     """The entity timestamps' range, tz-aware UTC (the stock store also computes it when planning)."""
     if isinstance(entity, pa.Table):
-        bounds = retrieval._bounds(entity.column(ts_column))
-        return bounds if bounds else (None, None)
+        return retrieval.timestamp_bounds(entity.column(ts_column)) or (None, None)
     query = sql.SQL("SELECT min(q.{c})::timestamptz, max(q.{c})::timestamptz FROM ({e}) AS q").format(
         c=sql.Identifier(ts_column), e=sql.SQL(entity)
     )
@@ -270,7 +335,7 @@ def _entity_bounds(conn: Any, entity: pa.Table | str, ts_column: str) -> tuple[d
     return (row[0], row[1]) if row else (None, None)
 
 
-def _describe(plan: retrieval.RetrievalPlan, metadata: RetrievalMetadata) -> Any:
+def _describe(plan: RetrievalPlan, metadata: RetrievalMetadata) -> Callable[[], contextlib.AbstractContextManager[str]]:
     """``to_sql``: the join of each group against a placeholder for the uploaded entity table."""
 
     low, high = metadata.min_event_timestamp, metadata.max_event_timestamp

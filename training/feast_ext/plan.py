@@ -2,20 +2,22 @@
 
 Feature views reading the same source with the same keys, timestamps and TTL are joined once (this repo's
 five family views all read one table), and every requested feature keeps Feast's output name and order.
-Anything this plan cannot express exactly returns ``None`` with a reason, and the caller hands the request
-to Feast's stock store instead of answering differently.
+Anything a plan cannot express exactly comes back as :class:`Unsupported` with its reason, and the store
+hands the request to Feast's stock store instead of answering differently.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.offline_utils import FeatureViewQueryContext
+
+from training.pg_io import PgType
 
 
 @dataclass(frozen=True)
@@ -44,22 +46,67 @@ class JoinGroup:
         return list(dict.fromkeys(f.source for f in self.features))
 
 
+@dataclass
+class RetrievalPlan:
+    """Everything needed to run the join; built (and checked) when the job is created."""
+
+    entity: pa.Table | str  # the entity rows with their output types, or an SQL query returning them
+    entity_types: list[tuple[str, PgType]]  # for a query: its columns and their types
+    timestamp_column: str
+    groups: list[JoinGroup]
+    group_types: list[list[PgType]]  # types of each group's source columns
+    outputs: list[str]  # feature columns in Feast's order
+    work_mem: str | None
+
+    def join_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for g in self.groups for k in g.join_keys))
+
+
+Bounds = tuple[datetime | None, datetime | None]
+
+
+@dataclass(frozen=True)
+class Supported:
+    """The sort-merge answers the request exactly: its plan and the entity timestamps' range (for metadata)."""
+
+    plan: RetrievalPlan
+    bounds: Bounds
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """The sort-merge cannot answer the request exactly; ``reason`` is logged and the stock store answers."""
+
+    reason: str
+
+
+Decision = Supported | Unsupported
+
+
+@dataclass(frozen=True)
+class Joins:
+    """The joins a request needs and its feature output names in Feast's order."""
+
+    groups: list[JoinGroup]
+    outputs: list[str]
+
+
 def join_groups(
     contexts: list[FeatureViewQueryContext], feature_views: list[FeatureView], full_feature_names: bool
-) -> tuple[list[JoinGroup], list[str]] | str:
-    """Groups to join and the feature output names in Feast's order, or why the request is not supported."""
+) -> Joins | Unsupported:
+    """The groups to join and the feature output names, or why the request is not supported."""
     views = {fv.projection.name_to_use(): fv for fv in feature_views}
     groups: dict[tuple, JoinGroup] = {}
     outputs: list[str] = []
     for ctx in contexts:
         fv = views.get(ctx.name)
         if fv is None:
-            return f"feature view {ctx.name!r} has no query context match"
+            return Unsupported(f"feature view {ctx.name!r} has no query context match")
         reverse = {v: k for k, v in fv.batch_source.field_mapping.items()}
         key_sources = tuple(reverse.get(c.name, c.name) for c in fv.entity_columns)
         join_keys = tuple(fv.projection.join_key_map.get(c.name, c.name) for c in fv.entity_columns)
         if not join_keys:
-            return f"feature view {ctx.name!r} has no entity (entityless views are left to the stock store)"
+            return Unsupported(f"feature view {ctx.name!r} has no entity (entityless views go to the stock store)")
         ttl = timedelta(seconds=ctx.ttl) if ctx.ttl else None
         key = (ctx.table_subquery, ctx.timestamp_field, ctx.created_timestamp_column, key_sources, join_keys, ttl)
         group = groups.setdefault(
@@ -74,8 +121,8 @@ def join_groups(
             group.features.append(OutputFeature(source, output))
             outputs.append(output)
     if len(set(outputs)) != len(outputs):
-        return "two requested features share an output name"
-    return list(groups.values()), outputs
+        return Unsupported("two requested features share an output name")
+    return Joins(list(groups.values()), outputs)
 
 
 # What a column of each Arrow type becomes after the stock store's round trip: it creates the upload table
@@ -107,7 +154,7 @@ KEY_PG_TYPES: dict[pa.DataType, str] = {
 }
 
 
-def entity_table(frame: pd.DataFrame) -> pa.Table | str:
+def entity_table(frame: pd.DataFrame) -> pa.Table | Unsupported:
     """The entity frame with the column types the stock store would return, or why it cannot be done.
 
     Timestamps become naive microseconds in UTC (PostgreSQL keeps microseconds; the stock store drops the
@@ -122,14 +169,15 @@ def entity_table(frame: pd.DataFrame) -> pa.Table | str:
             try:
                 array = pa.array(column, from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                return f"entity column {name!r} does not convert to Arrow ({exc})"
+                return Unsupported(f"entity column {name!r} does not convert to Arrow ({exc})")
             if pa.types.is_timestamp(array.type):  # datetime objects in an object column, as drivers return them
                 arrays.append(_microseconds_utc(pd.Series(pd.to_datetime(column, utc=True))))
                 names.append(str(name))
                 continue
             target = _ROUND_TRIP.get(array.type)
             if target is None:
-                return f"entity column {name!r} has type {array.type}, which the stock store does not round-trip"
+                reason = f"entity column {name!r} has type {array.type}, which the stock store does not round-trip"
+                return Unsupported(reason)
             arrays.append(array.cast(target))
         names.append(str(name))
     return pa.Table.from_arrays(arrays, names=names)

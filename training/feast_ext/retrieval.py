@@ -8,7 +8,6 @@ by row id, so the output keeps the entity frame's row order.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -19,27 +18,11 @@ from psycopg import sql
 
 from training import pg_io
 from training.feast_ext import pit_sql
-from training.feast_ext.plan import KEY_PG_TYPES, JoinGroup
+from training.feast_ext.plan import KEY_PG_TYPES, JoinGroup, RetrievalPlan
 from training.pg_io import PgType
 
 if TYPE_CHECKING:
     import psycopg
-
-
-@dataclass
-class RetrievalPlan:
-    """Everything needed to run the join; built (and checked) when the job is created."""
-
-    entity: pa.Table | str  # the entity rows with their output types, or an SQL query returning them
-    entity_types: list[tuple[str, PgType]]  # for a query: its columns and their types
-    timestamp_column: str
-    groups: list[JoinGroup]
-    group_types: list[list[PgType]]  # types of each group's source columns
-    outputs: list[str]  # feature columns in Feast's order
-    work_mem: str | None
-
-    def join_keys(self) -> list[str]:
-        return list(dict.fromkeys(k for g in self.groups for k in g.join_keys))
 
 
 def execute(conn: psycopg.Connection, plan: RetrievalPlan) -> pa.Table:
@@ -53,7 +36,7 @@ def execute(conn: psycopg.Connection, plan: RetrievalPlan) -> pa.Table:
         table = sql.Identifier(f"feast_asof_entity_{uuid.uuid4().hex}")
         keys = plan.join_keys()
         upload_entity(conn, table, entity, keys, plan.timestamp_column)
-        bounds = _bounds(entity.column(plan.timestamp_column))
+        bounds = timestamp_bounds(entity.column(plan.timestamp_column))
         columns: dict[str, pa.Array] = {}
         for group, types in zip(plan.groups, plan.group_types, strict=True):
             entity_keys = [pit_sql.key_column(keys.index(k)) for k in group.join_keys]
@@ -110,7 +93,8 @@ def read_entity_query(conn: psycopg.Connection, plan: RetrievalPlan) -> pa.Table
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _bounds(timestamps: pa.ChunkedArray) -> tuple[datetime, datetime] | None:
+def timestamp_bounds(timestamps: pa.ChunkedArray) -> tuple[datetime, datetime] | None:
+    """The earliest and latest of naive UTC timestamps, tz-aware; None when all are missing."""
     extremes = pc.min_max(timestamps)
     low, high = extremes["min"].as_py(), extremes["max"].as_py()
     if low is None:
