@@ -74,6 +74,14 @@ def test_a_file_is_refused(isolated_services, tmp_path):
     assert f"--out {target} is not a folder" in line and target.read_bytes() == b"PAR1"
 
 
+def test_a_symbolic_link_is_refused(isolated_services, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    line = one_line_error(run_cli("build-dataset", "--out", str(tmp_path / "link")))
+    assert f"--out {tmp_path / 'link'} is a symbolic link; give the folder it points to ({tmp_path / 'real'})" in line
+    assert (tmp_path / "link").is_symlink() and not any((tmp_path / "real").iterdir())
+
+
 def test_an_audited_dataset_and_an_empty_folder_may_be_replaced(bundled_dataset, tmp_path):
     _, dataset = bundled_dataset
     empty = tmp_path / "empty"

@@ -252,3 +252,6 @@ def test_forced_and_skipped_decisions(isolated_services):
     assert forced.promoted and forced.champion_version == version and forced.champion_value == 0.9
     skipped = promotion.Audit(passed=True, skipped=True, report_status="passed")
     assert not promotion.decide(client, config, {"roc_auc": 0.99}, skipped, False, "e" * 64).promoted
+    client.delete_registered_model_alias("decision-forced", "champion")  # versions, but none is champion
+    first = promotion.decide(client, config, {"roc_auc": 0.1}, AUDITED, False, "e" * 64)
+    assert first.promoted and first.reason.startswith("no champion yet")

@@ -96,7 +96,9 @@ def check_target(out: Path) -> None:
     Checked before the build starts (it takes minutes at scale) and again just before the swap.
     """
     out = Path(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise InputError(f"--out {out} is a symbolic link; give the folder it points to ({out.resolve()})")
+    if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is not a folder; give a new or empty folder, or an existing dataset")
     if not out.exists():
         return

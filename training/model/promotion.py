@@ -19,7 +19,7 @@ from typing import Any
 from training.config import PROMOTE_METRICS, Config
 from training.contract import CHAMPION_ALIAS
 from training.dataset import artifact
-from training.errors import CheckFailed, InputError
+from training.errors import CheckFailed, InputError, ServiceUnavailable
 
 VERIFY = "python -m training verify-leakage --dataset {path}"
 
@@ -132,8 +132,13 @@ def _current_champion(client, name: str):
 
     try:
         return client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        return None  # no alias yet (or no such model)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None  # no such model, or no such alias: no champion yet
+        raise ServiceUnavailable(
+            f"could not read the {CHAMPION_ALIAS!r} alias of {name} from MLflow ({error.error_code}); this run's "
+            "version stays registered without the alias (check MLFLOW_TRACKING_URI)"
+        ) from None
 
 
 def _champion_value(client, champion, key: str) -> tuple[float | None, str | None]:
