@@ -137,6 +137,10 @@ def test_a_config_file_contradicting_the_dataset_is_refused(champion, audited, t
         config.write_text(yaml.safe_dump({section: values, "mlflow": {"registered_model": MODEL}}))
         result = refused(audited, tmp_path, str(config))
         assert result.exit_code == 2 and shown in result.output
+        report = (audited / artifact.REPORT_FILE).read_bytes()
+        audit = run_cli("verify-leakage", "--dataset", str(audited), "--skip-rebuild", "--config", str(config))
+        assert audit.exit_code == 2 and audit.output.strip().splitlines() == result.output.strip().splitlines()
+        assert (audited / artifact.REPORT_FILE).read_bytes() == report
     same = tmp_path / "same.yaml"  # repeating what the dataset was built with is fine (make train does)
     same.write_text(yaml.safe_dump({"labels": {"horizon": 5}, "mlflow": {"registered_model": MODEL}}))
     unaudited = unaudited_copy(audited, tmp_path / "unaudited")

@@ -170,6 +170,27 @@ def file_settings(path: Path | None) -> Config:
     return {s: {k: merged[s][k] for k in v} if isinstance(v, dict) else merged[s] for s, v in loaded.items()}
 
 
+def refuse_contradicting_dataset(path: Path | None, built: Config) -> None:
+    """Refuse a config file that sets a dataset setting (data, labels, ...) other than the dataset's own.
+
+    train and verify-leakage take those sections from the dataset; silently preferring them over the file
+    would leave the user believing the file applied. Repeating the dataset's values is fine.
+    """
+    asked = file_settings(path)
+    for section in (s for s in DATASET_SECTIONS if s in asked):
+        wanted = asked[section]
+        pairs = wanted.items() if isinstance(wanted, dict) else [(None, wanted)]
+        for key, value in pairs:
+            stored = built.get(section) if key is None else (built.get(section) or {}).get(key)
+            if value != stored:
+                name = section if key is None else f"{section}.{key}"
+                raise InputError(
+                    f"{path} sets {name} = {value!r} but the dataset was built with {stored!r}; the dataset settings "
+                    f"({', '.join(DATASET_SECTIONS)}) come from the dataset: rebuild it with build-dataset --config "
+                    f"{path}, or drop them from this file"
+                )
+
+
 def load_config(path: Path | None = None, overrides: Config | None = None) -> Config:
     """Defaults, then the YAML file at ``path``, then ``overrides`` (CLI options; None values ignored)."""
     config = default_config()

@@ -53,24 +53,11 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
 
 
 def _take_dataset_sections(config: dict[str, Any], config_path: Path | None, built: dict[str, Any]) -> None:
-    """What the rows were built with is not the trainer's to change: take it from the dataset, and refuse a
-    config file that says otherwise (training would silently ignore it while the run records the file)."""
-    from training.config import DATASET_SECTIONS, file_settings
-    from training.errors import InputError
+    """What the rows were built with is not the trainer's to change: take it from the dataset."""
+    from training.config import DATASET_SECTIONS, refuse_contradicting_dataset
 
-    asked = file_settings(config_path)
+    refuse_contradicting_dataset(config_path, built)  # else the run would record a file it ignored
     for section in DATASET_SECTIONS:
-        wanted = asked.get(section)
-        pairs = wanted.items() if isinstance(wanted, dict) else ([(None, wanted)] if section in asked else [])
-        for key, value in pairs:
-            stored = built[section] if key is None else built[section].get(key)
-            if value != stored:
-                name = section if key is None else f"{section}.{key}"
-                raise InputError(
-                    f"{config_path} sets {name} = {value!r} but the dataset was built with {stored!r}; "
-                    "dataset settings (data, features, labels, target, weights, split) come from the dataset: "
-                    "rebuild it with build-dataset --config, or drop them from this file"
-                )
         config[section] = built[section]
 
 

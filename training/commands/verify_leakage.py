@@ -31,7 +31,7 @@ def verify_leakage(
     writes DATASET/leakage_report.json and exits 1 naming the failed checks. `train` trains only on a
     dataset whose report passed for its fingerprint and for the folds the run will use.
     """
-    from training.config import load_config
+    from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
     from training.dataset.bars import load_bars
     from training.errors import CheckFailed
@@ -45,6 +45,7 @@ def verify_leakage(
 
     started = time.perf_counter()
     dataset = artifact.load(dataset_path)
+    refuse_contradicting_dataset(config_path, dataset.metadata["config"])  # audit_config takes the dataset's
     config = audit_config(dataset, config_path)
     if cv_method or n_splits is not None:
         config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
