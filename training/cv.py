@@ -41,7 +41,7 @@ def date_groups(t0: np.ndarray, n_groups: int) -> np.ndarray:
 
 
 def _n_rows(X: Any) -> int:
-    """Rows of an array-like (public equivalent of sklearn's private ``_num_samples``)."""
+    """Rows of an array-like, without scikit-learn's private helpers."""
     shape = getattr(X, "shape", None)
     return int(shape[0]) if shape is not None and len(shape) else len(X)
 
