@@ -132,6 +132,13 @@ def test_the_on_demand_forms_of_a_stored_zero_volume_bar_are_nan(scoring):
     assert all(math.isnan(forms[name][i]) for name in VOLUME_FORMS for i in zero)
 
 
+def test_online_and_offline_agree_on_the_unusable_rows(scoring):
+    """Every feature and scale-free form online equals the newest offline row, NaN for NaN (check-online)."""
+    result = run_cli("check-online")
+    assert result.exit_code == 0, result.output
+    assert f"matches the newest offline row of {len(SYMBOLS)} symbol(s)" in result.output
+
+
 # --- predict and serve refuse unusable rows ---------------------------------------------------------
 
 
