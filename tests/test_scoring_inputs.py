@@ -266,3 +266,19 @@ def test_a_skops_model_with_foreign_types_is_refused(isolated_services, pipeline
     mlflow.sklearn.save_model(model, str(tmp_path / "m"), serialization_format="skops", skops_trusted_types=trusted)
     line = one_line_error(run_cli("predict", "--symbol", "AAPL", "--model-uri", str(tmp_path / "m")), 2)
     assert "needs types the trainer never writes" in line and "getcwd" in line and "--trust-pickle" in line
+
+
+def test_the_trainers_model_needs_no_type_beyond_the_fixed_skops_list():
+    """SKOPS_TYPES must grow with the trainer, or predict would refuse the models `train` registers."""
+    import skops.io
+
+    from training.config import default_config
+    from training.model.estimator import fit_with_early_stopping
+    from training.serving import SKOPS_TYPES
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))
+    y = (X["a"] + rng.normal(size=600) > 0).astype(int).to_numpy()
+    t0 = np.arange(600).astype("datetime64[D]")
+    fitted = fit_with_early_stopping(X, y, np.ones(600), t0, t0 + 3, default_config()["model"])
+    assert set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted.pipeline))) <= SKOPS_TYPES
