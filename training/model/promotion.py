@@ -65,16 +65,26 @@ def _report_findings(report: dict[str, Any] | None, status: str, dataset: artifa
         return [f"its {name} is {status}"]
     findings = []
     if status != "passed":
-        failed = ", ".join(report.get("failed_checks") or []) or "unknown checks"
+        failed = ", ".join(map(str, _listed(report, "failed_checks"))) or "unknown checks"
         findings.append(f"its {name} says {status} ({failed})")
-    audited = str((report.get("dataset") or {}).get("fingerprint"))
+    audited = str(_mapping(report, "dataset").get("fingerprint"))
     if audited != dataset.metadata["fingerprint"]:
         findings.append(f"its {name} audited fingerprint {audited[:12]}, not this dataset's "
                         f"{str(dataset.metadata['fingerprint'])[:12]}")  # fmt: skip
-    audited_cv = (report.get("config") or {}).get("cv")
+    audited_cv = _mapping(report, "config").get("cv")
     if audited_cv != dict(cv):
         findings.append(f"its {name} audited the folds of cv {_compact(audited_cv)}, this run uses cv {_compact(cv)}")
     return findings
+
+
+def _mapping(report: dict[str, Any], key: str) -> dict[str, Any]:
+    value = report.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _listed(report: dict[str, Any], key: str) -> list[Any]:
+    value = report.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _compact(values: Any) -> str:
@@ -91,8 +101,8 @@ def audit(dataset: artifact.Dataset, path: Path, config: Config, skip: bool) -> 
         skipped=skip,
         report_status=status,
         findings=findings,
-        audited_at=(report or {}).get("audited_at"),
-        skipped_checks=list((report or {}).get("skipped_checks") or []),
+        audited_at=str((report or {}).get("audited_at")) if (report or {}).get("audited_at") else None,
+        skipped_checks=[str(c) for c in _listed(report or {}, "skipped_checks")],
     )
     if findings and not skip:
         _refuse(path, fingerprint, status, findings)
