@@ -23,7 +23,8 @@ from psycopg import sql
 
 from benchmarks.bench_indicators import synthetic_panel
 from benchmarks.common import Result, peak_rss_mb
-from training import settings
+from training.contract import DEFAULT_FEATURE_SERVICE
+from training.infra import settings
 
 DATABASE = "ohlcv_bench_dataset"
 PROJECT = "ohlcv_bench_dataset"
@@ -53,8 +54,8 @@ def _prepare(symbols: int, bars: int, env: dict[str, str]) -> None:
 
 def _load(symbols: int, bars: int) -> None:
     """In the benchmark's environment: ingest the synthetic bars and compute their features."""
-    from training.features_job import compute_features
-    from training.ingest import upsert_bars
+    from training.indicators.backfill import compute_features
+    from training.ingestion.upsert import upsert_bars
 
     panel = synthetic_panel(symbols, bars)
     panel["trade_date"] = panel["event_timestamp"].dt.tz_convert("America/New_York").dt.date
@@ -65,7 +66,7 @@ def _load(symbols: int, bars: int) -> None:
 def worker(kind: str, out: str) -> dict[str, float]:
     """One measured step in this fresh process: the whole build, or the retrieval it contains."""
     from training.config import load_config
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     store = feature_store()
     start = time.perf_counter()
@@ -77,11 +78,11 @@ def worker(kind: str, out: str) -> dict[str, float]:
         artifact.save(dataset, Path(out))
         rows = len(dataset.frame)
     else:
-        from training.dataset.bars import load_bars
-        from training.dataset.retrieval import describe_service, point_in_time_features
+        from training.dataset.historical_features import describe_service, point_in_time_features
+        from training.dataset.offline_bars import load_bars
 
         entities = load_bars()[["symbol", "event_timestamp"]]
-        rows = len(point_in_time_features(store, entities, describe_service(store, "technical_model_v1")))
+        rows = len(point_in_time_features(store, entities, describe_service(store, DEFAULT_FEATURE_SERVICE)))
     return {
         "seconds": time.perf_counter() - start,
         "peak_mb": peak_rss_mb(),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmarks.common import Result, best_of
 from training.config import default_config
-from training.labels import LabelParams, triple_barrier_labels
+from training.labeling.triple_barrier import LabelParams, triple_barrier_labels
 
 
 def synthetic_panel(n_symbols: int, n_bars: int, seed: int = 0) -> pd.DataFrame:
@@ -107,7 +107,7 @@ def run(quick: bool) -> list[Result]:
             Result(
                 benchmark="triple-barrier labels",
                 size=size,
-                subject="training.labels (vectorised)",
+                subject="training.labeling.triple_barrier (vectorised)",
                 subject_seconds=seconds,
                 reference=name,
                 reference_seconds=loop_seconds,

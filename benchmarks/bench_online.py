@@ -23,11 +23,12 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.common import Result
-from training import settings
+from training.contract import DEFAULT_FEATURE_SERVICE
+from training.infra import settings
 
 NAME = "ohlcv_bench_online"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-SERVICE = "technical_model_v1"
+SERVICE = DEFAULT_FEATURE_SERVICE
 WARMUP_CALLS = 50
 
 
@@ -97,8 +98,8 @@ def _model(store, inputs: list[str]):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
 
-    from training import db
     from training.indicators.scale_free import scale_free_forms
+    from training.infra import db
 
     with db.connect() as conn:
         table = db.copy_out(conn, "SELECT * FROM features.technical_indicators ORDER BY symbol, event_timestamp")
@@ -137,9 +138,11 @@ def run(quick: bool) -> list[Result]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
-        from training.feast_store import feature_store
-        from training.online import offline_symbols
-        from training.serving import AUDIT_FEATURE, LoadedModel, Predictor, feature_frame
+        from training.contract import AUDIT_FEATURE
+        from training.feast_store.repository import feature_store
+        from training.serving.model_loading import LoadedModel
+        from training.serving.online_store import offline_symbols
+        from training.serving.scorer import Predictor, feature_frame
 
         store = feature_store()
         symbols = offline_symbols()

@@ -28,7 +28,7 @@ from benchmarks import retrieval_setup as setup
 from benchmarks.common import Result, peak_rss_mb
 from training.indicators.definitions import FEATURE_NAMES
 
-CLASS_PATH = "training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore"
+CLASS_PATH = "training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"
 COLUMNS = [*FEATURE_NAMES, "bar_timestamp"]
 TARGET = "≤ 2.0 at 1.26 M rows; peak ≤ 2 GB"
 
@@ -68,7 +68,7 @@ def _floor(symbols: int, bars: int) -> pd.DataFrame:
     """COPY the feature rows the entity range can use, then merge_asof by symbol (TTL as tolerance)."""
     from psycopg import sql
 
-    from training import db
+    from training.infra import db
 
     entity = setup.entity_frame(symbols, bars)
     low, high = entity["event_timestamp"].min() - setup.TTL, entity["event_timestamp"].max()

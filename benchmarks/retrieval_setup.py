@@ -17,8 +17,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from training import settings
 from training.indicators.definitions import FAMILIES, FEATURE_NAMES, by_family
+from training.infra import settings
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore

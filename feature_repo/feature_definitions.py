@@ -18,7 +18,9 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
+from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS, Family, by_family
+from training.infra.schema import FEATURE_SOURCE_QUERY
 
 symbol = Entity(
     name="symbol",
@@ -32,7 +34,7 @@ symbol = Entity(
 # never after the entity timestamp, and online serving reports how old the features are.
 technical_indicators_source = PostgreSQLSource(
     name="technical_indicators_source",
-    query="SELECT *, event_timestamp AS bar_timestamp FROM features.technical_indicators",
+    query=FEATURE_SOURCE_QUERY,
     timestamp_field="event_timestamp",
     created_timestamp_column="created_timestamp",
     description="features.technical_indicators, written by `python -m training compute-features`",
@@ -43,7 +45,7 @@ technical_indicators_source = PostgreSQLSource(
 # days keeps a bar valid across all of those and expires it before a second stale week could be served.
 BAR_TTL = timedelta(days=7)
 
-AUDIT_FIELD = Field(name="bar_timestamp", dtype=UnixTimestamp, description="event timestamp of the joined bar")
+AUDIT_FIELD = Field(name=AUDIT_FEATURE, dtype=UnixTimestamp, description="event timestamp of the joined bar")
 
 
 def _family_view(family: Family) -> FeatureView:
@@ -102,17 +104,17 @@ technical_indicators_v1 = FeatureService(
     name="technical_indicators_v1",
     features=[
         *(view[[i.name for i in by_family(view.name)]] for view in (trend, momentum, volatility, volume)),
-        price_action[[*(i.name for i in by_family("price_action")), "bar_timestamp"]],
+        price_action[[*(i.name for i in by_family("price_action")), AUDIT_FEATURE]],
     ],
     description="The 23 technical indicators as defined (level features in price units)",
 )
 
 technical_model_v1 = FeatureService(
-    name="technical_model_v1",
+    name=DEFAULT_FEATURE_SERVICE,
     features=[
         scale_free_indicators,
         *(view[_already_scale_free(view)] for view in (momentum, volatility, volume)),
-        price_action[[*_already_scale_free(price_action), "bar_timestamp"]],
+        price_action[[*_already_scale_free(price_action), AUDIT_FEATURE]],
     ],
     description="The model's default inputs: every feature in a scale-free form, comparable across symbols",
 )

@@ -12,13 +12,18 @@ the Feast registry (the ``pipeline`` fixture), and a *scratch* database that tes
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +32,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from training import settings
+from training.infra import settings
 
 BUNDLED_DATA = settings.PROJECT_ROOT / "data" / "stocks.csv.gz"
 # The host tag lets a session tell its own host's dead sessions (whose pid it can check) from another host's.
@@ -164,7 +169,7 @@ def bundled_dataset(pipeline, tmp_path_factory):
 
 @pytest.fixture
 def conn(isolated_services):
-    from training import db
+    from training.infra import db
 
     connection = db.connect(autocommit=True)
     yield connection
@@ -174,7 +179,7 @@ def conn(isolated_services):
 @pytest.fixture
 def empty_store(isolated_services, monkeypatch):
     """The scratch database with no market data and no features (the pipeline database is left alone)."""
-    from training import db
+    from training.infra import db
 
     monkeypatch.setenv("PGDATABASE", SCRATCH)
     monkeypatch.setenv("FEAST_PROJECT", SCRATCH)
@@ -198,3 +203,40 @@ def write_csv(tmp_path: Path):
         return path
 
     return write
+
+
+def free_port() -> int:
+    return _free_port()
+
+
+@contextmanager
+def http_app(app, start_timeout: float = 60.0) -> Iterator[Callable[[str], tuple[int, dict]]]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields ``get(path) -> (status, JSON body)``.
+
+    Waits for uvicorn's own readiness flag, but never longer than ``start_timeout``: a server that cannot
+    start fails the test instead of hanging it.
+    """
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on port {port} within {start_timeout:.0f} s")
+            thread.join(0.05)
+
+        def get(path: str) -> tuple[int, dict]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        yield get
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -59,7 +59,7 @@ def test_out_dot_is_refused_before_the_build(isolated_services, tmp_path, monkey
 
 
 def test_the_project_root_is_refused(isolated_services):
-    from training.settings import PROJECT_ROOT
+    from training.infra.settings import PROJECT_ROOT
 
     entries = sorted(p.name for p in PROJECT_ROOT.iterdir())
     line = one_line_error(run_cli("build-dataset", "--out", str(PROJECT_ROOT)))

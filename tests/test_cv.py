@@ -23,10 +23,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks
 
-import training.cv
+import training.validation.purged_cv
 from tests.synthetic import sample_set, sample_sets
-from training.cv import CombinatorialPurgedKFold, PurgedKFold, date_groups, make_cv
-from training.invariants import (
+from training.validation.purged_cv import CombinatorialPurgedKFold, PurgedKFold, date_groups, make_cv
+from training.validation.split_invariants import (
     LeakageError,
     bar_calendar,
     check_embargo,
@@ -256,8 +256,8 @@ def test_docstring_examples_are_collected() -> None:
     """``make test`` runs the Examples as doctests: pyproject collects this module with --doctest-modules."""
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--doctest-modules" in options["addopts"].split()
-    assert Path(training.cv.__file__).relative_to(ROOT).as_posix() in options["testpaths"]
-    assert sum(len(test.examples) for test in doctest.DocTestFinder().find(training.cv)) >= 5
+    assert Path(training.validation.purged_cv.__file__).relative_to(ROOT).as_posix() in options["testpaths"]
+    assert sum(len(test.examples) for test in doctest.DocTestFinder().find(training.validation.purged_cv)) >= 5
 
 
 # --- canaries: the checks must fail on each classic leaky splitter -----------------------------------------------

@@ -20,9 +20,9 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import SESSION, run_cli, run_module
-from training import settings
 from training.indicators.definitions import FAMILIES, by_family
 from training.indicators.scale_free import scale_free_forms
+from training.infra import settings
 
 PROJECT = f"{SESSION}_repo"
 BUNDLED_SYMBOLS = ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
@@ -61,7 +61,7 @@ def _finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
 def repo(pipeline):
     """On the session's bundled data and features: `python -m training feast apply` twice, and
     `feast feature-views list`, as a user runs them (the second apply and the listing side by side)."""
-    from training import db
+    from training.infra import db
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEAST_PROJECT", PROJECT)
@@ -73,7 +73,7 @@ def repo(pipeline):
         with db.connect() as conn:
             after = registry_rows(conn)
         yield Applied(first, second, listing, before, after)
-        from training.feast_store import feature_store
+        from training.feast_store.repository import feature_store
 
         store = feature_store()  # remove this project's online rows (Redis keys or SQLite tables)
         store._get_provider().teardown_infra(PROJECT, store.list_feature_views(), store.list_entities())
@@ -91,7 +91,7 @@ def registry_rows(conn) -> dict[str, list[tuple]]:
 
 
 def test_first_apply_registers_every_view_and_service(repo):
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     assert f"Applying changes for project {PROJECT}" in repo.first.stdout
     store = feature_store()
@@ -145,7 +145,7 @@ def test_materialized_online_values_equal_the_latest_offline_row_of_every_symbol
     result = run_cli("materialize")
     assert result.exit_code == 0, result.output
     assert os.environ["FEAST_PROJECT"] == PROJECT
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     store = feature_store()
     offline = _latest_offline(conn)

@@ -14,11 +14,11 @@ import talib
 from click.testing import CliRunner
 
 from tests.conftest import BUNDLED_DATA
-from training import db
 from training.cli import cli
 from training.indicators.compute import BAR_COLUMNS, compute_symbol
 from training.indicators.definitions import FEATURE_NAMES, INDICATORS, warmup_bars
-from training.schema import ensure_ohlcv_table
+from training.infra import db
+from training.infra.schema import ensure_ohlcv_table
 
 FEATURES = "features.technical_indicators"
 ALL_ROWS = 12154

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import BUNDLED_DATA, run_module
-from training.bars import parse_dates
 from training.cli import cli
 from training.errors import InputError
+from training.ingestion.trade_dates import parse_dates
 
 OHLCV = "market_data.ohlcv_daily"
 

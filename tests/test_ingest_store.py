@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import BUNDLED_DATA
-from training import db
-from training.bars import clean_bars
 from training.cli import cli
-from training.ingest import INGEST_LOCK_KEY, upsert_bars
+from training.infra import db
+from training.ingestion.bar_files import clean_bars
+from training.ingestion.upsert import INGEST_LOCK_KEY, upsert_bars
 
 OHLCV = "market_data.ohlcv_daily"
 FEATURES = "features.technical_indicators"

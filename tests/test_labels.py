@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.synthetic import bar_panel, label_configs, panels
 from training.errors import InputError
-from training.labels import LabelParams, triple_barrier_labels
+from training.labeling.triple_barrier import LabelParams, triple_barrier_labels
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

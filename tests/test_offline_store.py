@@ -30,10 +30,10 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
-from training import db, settings
-from training.feast_ext import offline_store
-from training.feast_ext.offline_store import CLASS_PATH, AsOfPostgreSQLOfflineStoreConfig, AsOfRetrievalJob
-from training.feast_ext.plan import RetrievalPlan, Supported, Unsupported
+from training.feast_store import offline_store
+from training.feast_store.offline_store import CLASS_PATH, AsOfPostgreSQLOfflineStoreConfig, AsOfRetrievalJob
+from training.feast_store.plan import RetrievalPlan, Supported, Unsupported
+from training.infra import db, settings
 
 SYMBOLS = [f"S{i}" for i in range(5)]
 FIRST_BAR = pd.Timestamp("2021-03-01 21:00", tz="UTC")
@@ -493,4 +493,4 @@ def _private_feast_names(path: Path) -> list[str]:
 def test_training_uses_no_private_feast_names():
     package = Path(__file__).resolve().parents[1] / "training"
     assert [hit for path in sorted(package.rglob("*.py")) for hit in _private_feast_names(path)] == []
-    assert "_get_conn" not in (package / "feast_ext" / "offline_store.py").read_text()
+    assert "_get_conn" not in (package / "feast_store" / "offline_store.py").read_text()

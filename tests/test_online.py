@@ -8,26 +8,22 @@ real features the way the trainer does; the session's real `mlflow server` serve
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SESSION, run_cli, run_module
-from training import db
+from tests.conftest import SESSION, free_port, http_app, run_cli, run_module
+from training.contract import DEFAULT_FEATURE_SERVICE
+from training.errors import InputError
 from training.indicators.scale_free import scale_free_forms
+from training.infra import db
 
 PROJECT = f"{SESSION}_online"
+FRESH_PROJECT = f"{SESSION}_online_fresh"  # applied, never materialized
 MODEL = "ohlcv-lgbm-baseline"
-SERVICE = "technical_model_v1"
+SERVICE = DEFAULT_FEATURE_SERVICE
 BUNDLED_SYMBOLS = ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def project(pipeline, tmp_path_factory):
         patch.setenv("OHLCV_STATE_DIR", str(backend))  # local artifact root of the experiments we create
         run_module("feast", "apply")
         yield PROJECT
-        from training.feast_store import feature_store
+        from training.feast_store.repository import feature_store
 
         store = feature_store()
         store._get_provider().teardown_infra(PROJECT, store.list_feature_views(), store.list_entities())
@@ -48,7 +44,7 @@ def project(pipeline, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(project):
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     return feature_store()
 
@@ -82,7 +78,7 @@ def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
 
-    from training import settings
+    from training.infra import settings
 
     rows = offline_model_rows(inputs)
     next_close = rows.groupby("symbol")["close"].shift(-1)
@@ -129,10 +125,25 @@ def predict_json(*args: str) -> dict:
     return json.loads(result.output.strip().splitlines()[-1])
 
 
-# --- before materialize: every symbol is missing online ---------------------------------------------
+# --- nothing materialized: every symbol is missing online ---------------------------------------------
 
 
-def test_check_online_fails_naming_every_symbol_missing_online(project):
+@pytest.fixture(scope="module")
+def fresh_project(project):
+    """A second project of the same repository that is never materialized: "nothing online" in any test order."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEAST_PROJECT", FRESH_PROJECT)
+        run_module("feast", "apply")
+    return FRESH_PROJECT
+
+
+@pytest.fixture
+def nothing_online(fresh_project, monkeypatch):
+    monkeypatch.setenv("FEAST_PROJECT", fresh_project)
+    return fresh_project
+
+
+def test_check_online_fails_naming_every_symbol_missing_online(nothing_online):
     result = run_cli("check-online")
     assert result.exit_code == 1
     for symbol in BUNDLED_SYMBOLS:
@@ -140,7 +151,7 @@ def test_check_online_fails_naming_every_symbol_missing_online(project):
     assert "python -m training materialize" in result.output
 
 
-def test_predict_names_a_symbol_missing_online_and_the_command_to_run(registered):
+def test_predict_names_a_symbol_missing_online_and_the_command_to_run(registered, nothing_online):
     result = run_cli("predict", "--symbol", "AAPL")
     assert result.exit_code == 2
     assert "no online features for AAPL" in result.output
@@ -167,7 +178,7 @@ def test_check_online_passes_after_materialize(materialized):
 
 
 def test_check_online_names_the_symbol_and_feature_of_a_tampered_value(materialized, store):
-    from training.online import latest_offline_rows
+    from training.serving.online_store import latest_offline_rows
 
     row = latest_offline_rows(["IBM"]).reset_index(drop=True)
     trend = ["symbol", "event_timestamp", "created_timestamp"]
@@ -177,16 +188,16 @@ def test_check_online_names_the_symbol_and_feature_of_a_tampered_value(materiali
     # Redis keeps a row unless the write is newer: stamp the forged row a second later than the bar.
     wrong["event_timestamp"] += pd.Timedelta(seconds=1)
     store.write_to_online_store("trend", wrong)
-
-    result = run_cli("check-online")
-    assert result.exit_code == 1
-    assert "IBM trend:sma_5" in result.output
-    assert "IBM scale_free_indicators:sma_5_rel" in result.output  # the derived form follows its input
-    assert not any(f"{s} trend" in result.output for s in BUNDLED_SYMBOLS if s != "IBM")
-
-    right = row[trend].copy()
-    right["event_timestamp"] += pd.Timedelta(seconds=2)
-    store.write_to_online_store("trend", right)
+    try:
+        result = run_cli("check-online")
+        assert result.exit_code == 1
+        assert "IBM trend:sma_5" in result.output
+        assert "IBM scale_free_indicators:sma_5_rel" in result.output  # the derived form follows its input
+        assert not any(f"{s} trend" in result.output for s in BUNDLED_SYMBOLS if s != "IBM")
+    finally:  # the true row back, newer still, whatever the assertions said: later tests read IBM online
+        right = row[trend].copy()
+        right["event_timestamp"] += pd.Timedelta(seconds=2)
+        store.write_to_online_store("trend", right)
     assert run_cli("check-online").exit_code == 0
 
 
@@ -214,7 +225,8 @@ def test_predict_scores_every_bundled_symbol_with_the_champion(materialized, reg
 
 
 def test_online_prediction_equals_the_model_on_the_latest_offline_row(materialized, registered, store):
-    from training.serving import Predictor, load_model
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
 
     model = load_model()
     inputs = model_inputs(store)
@@ -248,20 +260,20 @@ def test_predict_names_an_unknown_symbol_and_the_known_ones(materialized, regist
     assert "AAPL, FB, GOOG, IBM, MSFT" in result.output
 
 
-def test_predict_uses_champion_and_falls_back_to_the_newest_version(materialized, registered):
+def test_predict_serves_the_champion_or_an_explicit_version_never_an_unpromoted_one(materialized, registered):
     import mlflow
 
-    from training.serving import load_model
+    from training.serving.model_loading import load_model
 
     uri = mlflow.MlflowClient().get_model_version(MODEL, "1").source  # the logged model, registered again
     for _ in range(2):
-        mlflow.register_model(uri, "fallback-test")
-    newest = load_model(registered_model="fallback-test")
-    assert newest.label == "fallback-test v2 (newest version; no 'champion' alias)"
-    mlflow.MlflowClient().set_registered_model_alias("fallback-test", "champion", "1")
-    assert load_model(registered_model="fallback-test").label == "fallback-test v1 (champion)"
-    explicit = load_model("models:/fallback-test/2")
-    assert explicit.uri == "models:/fallback-test/2" and explicit.feature_service == SERVICE
+        mlflow.register_model(uri, "unpromoted-test")
+    with pytest.raises(InputError, match=r"2 version\(s\) but none is 'champion'.*models:/unpromoted-test/2"):
+        load_model(registered_model="unpromoted-test")
+    mlflow.MlflowClient().set_registered_model_alias("unpromoted-test", "champion", "1")
+    assert load_model(registered_model="unpromoted-test").label == "unpromoted-test v1 (champion)"
+    explicit = load_model("models:/unpromoted-test/2")
+    assert explicit.uri == "models:/unpromoted-test/2" and explicit.feature_service == SERVICE
 
 
 def test_unreachable_mlflow_and_redis_give_one_line_errors(materialized, registered, monkeypatch):
@@ -280,7 +292,7 @@ def test_unreachable_mlflow_and_redis_give_one_line_errors(materialized, registe
 def test_predict_against_a_real_mlflow_server(materialized, store, mlflow_server, monkeypatch):
     """The session's `mlflow server` (tests/conftest.py), shared with the trainer's tests: whichever version
     is champion there, predict must serve it and agree with it on the offline row."""
-    from training.serving import load_model
+    from training.serving.model_loading import load_model
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     log_model(model_inputs(store))
@@ -293,30 +305,11 @@ def test_predict_against_a_real_mlflow_server(materialized, store, mlflow_server
 
 
 def test_serve_answers_get_predict_like_the_predict_command(materialized, registered, store):
-    import threading
-    import urllib.error
-    import urllib.request
-
-    import uvicorn
-
     from training.commands.serve import create_app
-    from training.serving import Predictor, load_model
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Predictor(store, load_model())), port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:  # readiness, not timing
-            thread.join(0.05)
-
-        def get(path: str) -> tuple[int, dict]:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
-                    return response.status, json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                return error.code, json.loads(error.read())
-
+    with http_app(create_app(Predictor(store, load_model()))) as get:
         status, body = get("/predict/ibm")
         assert status == 200
         assert body["probability"] == predict_json("--symbol", "IBM")["probability"]
@@ -324,6 +317,3 @@ def test_serve_answers_get_predict_like_the_predict_command(materialized, regist
         assert status == 404 and "unknown symbol ZZZZ" in body["detail"]
         status, body = get("/predict/IBM?as_of=2013-06-03")
         assert status == 409 and "stale" in body["detail"]
-    finally:
-        server.should_exit = True
-        thread.join()

@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import threading
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SESSION, _create_database, _drop_database, run_cli, run_module
+from tests.conftest import SESSION, _create_database, _drop_database, http_app, run_cli, run_module
 from tests.test_online import free_port, log_model, model_inputs
-from training import db, settings
+from training.infra import db, settings
 
 DATABASE = f"{SESSION}_scoring"
 SHORT = ["AAPM", "ONE", "TWO", "THREE"]  # one bar each (AAPM is close to AAPL, for the suggestion)
@@ -58,7 +55,7 @@ def scoring(isolated_services, bundled_raw, tmp_path_factory):
             assert result.exit_code == 0, result.output
         run_module("feast", "apply")
         assert run_cli("materialize").exit_code == 0
-        from training.feast_store import feature_store
+        from training.feast_store.repository import feature_store
 
         store = feature_store()
         log_model(model_inputs(store))
@@ -183,27 +180,11 @@ def test_unknown_symbols_are_named_with_a_few_known_ones_and_the_count(scoring, 
 
 
 def test_serve_answers_422_for_an_unusable_row_and_a_short_404(scoring):
-    import uvicorn
-
     from training.commands.serve import create_app
-    from training.serving import Predictor, load_model
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
 
-    port = free_port()
-    app = create_app(Predictor(scoring, load_model()))
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.05)
-
-        def get(path: str) -> tuple[int, dict]:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
-                    return response.status, json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                return error.code, json.loads(error.read())
-
+    with http_app(create_app(Predictor(scoring, load_model()))) as get:
         status, body = get("/predict/zvol")
         assert status == 422 and "cannot score ZVOL" in body["detail"] and "volume_sma_5_rel" in body["detail"]
         status, body = get("/predict/one")
@@ -212,9 +193,6 @@ def test_serve_answers_422_for_an_unusable_row_and_a_short_404(scoring):
         assert status == 404 and "7 symbols; closest: " in body["detail"] and "ZPREV" not in body["detail"]
         assert close(body["detail"]) == {"AAPL", "AAPM"}
         assert get("/predict/aapl")[0] == 200
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 # --- models that could run code when loaded ------------------------------------------------------
@@ -274,7 +252,7 @@ def test_the_trainers_model_needs_no_type_beyond_the_fixed_skops_list():
 
     from training.config import default_config
     from training.model.estimator import fit_with_early_stopping
-    from training.serving import SKOPS_TYPES
+    from training.serving.model_loading import SKOPS_TYPES
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))

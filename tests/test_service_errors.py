@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import BUNDLED_DATA, SESSION, run_cli, run_module
-from training import db
+from training.infra import db
 
 COUNTS = "SELECT (SELECT count(*) FROM market_data.ohlcv_daily), (SELECT count(*) FROM features.technical_indicators)"
 
@@ -80,6 +80,6 @@ def test_online_commands_before_feast_apply_say_to_run_it(pipeline, monkeypatch,
     assert result.exit_code == 2
     line = one_line(result.output)
     assert f"Feast project '{project}' has no feature views: run `python -m training feast apply` first" in line
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     assert feature_store().list_feature_views() == []  # nothing registered, nothing materialized

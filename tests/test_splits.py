@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import training.splits
+import training.validation.holdout_split
 from tests.synthetic import sample_set, sample_sets
 from training.errors import InputError
-from training.invariants import LeakageError, bar_calendar, check_holdout, embargo_bars, to_ns
-from training.splits import holdout_split
+from training.validation.holdout_split import holdout_split
+from training.validation.split_invariants import LeakageError, bar_calendar, check_holdout, embargo_bars, to_ns
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,8 +81,8 @@ def test_docstring_examples_are_collected() -> None:
     """``make test`` runs the Examples as doctests: pyproject collects this module with --doctest-modules."""
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--doctest-modules" in options["addopts"].split()
-    assert Path(training.splits.__file__).relative_to(ROOT).as_posix() in options["testpaths"]
-    assert sum(len(test.examples) for test in doctest.DocTestFinder().find(training.splits)) >= 5
+    assert Path(training.validation.holdout_split.__file__).relative_to(ROOT).as_posix() in options["testpaths"]
+    assert sum(len(test.examples) for test in doctest.DocTestFinder().find(training.validation.holdout_split)) >= 5
 
 
 # --- canaries: check_holdout must fail on each kind of leaky hold-out --------------------------------------------

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import run_cli
-from training.invariants import LeakageError, check_no_overlap
 from training.model.estimator import early_stopping_slice, fit_with_early_stopping
+from training.validation.split_invariants import LeakageError, check_no_overlap
 
 EXPECTED_ARTIFACTS = {
     "feature_importance.csv",

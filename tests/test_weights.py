@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from tests.synthetic import bar_panel, panels
 from training.errors import InputError
-from training.labels import triple_barrier_labels
-from training.weights import label_windows, sample_weights, weight_components
+from training.labeling.sample_weights import label_windows, sample_weights, weight_components
+from training.labeling.triple_barrier import triple_barrier_labels
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ALL_ON = {"uniqueness": True, "return_attribution": True, "time_decay": 0.4, "class_balance": True}

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from training.contract import DEFAULT_FEATURE_SERVICE
 from training.errors import InputError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
@@ -103,7 +104,10 @@ RUN_NAME_FIELDS = {"feature_service": "x", "horizon": 5, "timestamp": "x"}
 
 
 def default_config() -> Config:
-    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    """The packaged defaults, with the model's feature service named where the YAML leaves it null."""
+    config = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    config["features"]["feature_service"] = config["features"]["feature_service"] or DEFAULT_FEATURE_SERVICE
+    return config
 
 
 def _merge(base: Config, override: Config, path: str = "") -> Config:
@@ -199,6 +203,7 @@ def load_config(path: Path | None = None, overrides: Config | None = None) -> Co
     if overrides:
         pruned = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
         config = _merge(config, {s: v for s, v in pruned.items() if v})
+    config["features"]["feature_service"] = config["features"]["feature_service"] or DEFAULT_FEATURE_SERVICE
     _validate(config)
     return config
 

@@ -1,23 +1,72 @@
-"""Regenerate the README's feature list from the definition table (`make docs`)."""
+"""Regenerate the README's generated sections (`make docs`): the feature list and the layout map.
+
+Both come from the code (the indicator definition table; the packages' own docstrings), and
+tests/test_docs.py fails when the README differs from what this renders, so neither can go stale.
+"""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
+from pathlib import Path
 
 from training.indicators.definitions import markdown_table
-from training.settings import PROJECT_ROOT
+from training.infra.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
-SECTION = re.compile(r"(<!-- features:start -->\n).*?(<!-- features:end -->)", re.DOTALL)
+PACKAGE = PROJECT_ROOT / "training"
+
+# The stage packages in the order data flows through them; a test checks it lists every package.
+DATA_PATH = (
+    "ingestion",
+    "indicators",
+    "feast_store",
+    "dataset",
+    "labeling",
+    "validation",
+    "leakage",
+    "model",
+    "serving",
+    "commands",
+    "infra",
+)
+
+
+def _section(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.DOTALL)
+
+
+def summary(path: Path) -> str:
+    """First sentence-line of a module's docstring (the line that says what it is for)."""
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return docstring.split("\n", 1)[0].strip()
+
+
+def packages() -> list[str]:
+    return sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+
+
+def layout_table() -> str:
+    """Markdown table: each stage package in data-path order with its docstring, then the top-level modules."""
+    rows = ["| where | what it holds |", "|---|---|"]
+    for name in DATA_PATH:
+        modules = sorted(p.stem for p in (PACKAGE / name).glob("*.py") if not p.stem.startswith("__"))
+        purpose = summary(PACKAGE / name / "__init__.py")
+        rows.append(f"| `training/{name}/` | {purpose} Modules: {', '.join(modules)}. |")
+    for path in sorted(PACKAGE.glob("*.py")):
+        if not path.stem.startswith("__"):
+            rows.append(f"| `training/{path.name}` | {summary(path)} |")
+    return "\n".join(rows)
 
 
 def rendered(text: str) -> str:
-    """``text`` with the generated feature table between the markers."""
-    return SECTION.sub(lambda m: f"{m.group(1)}{markdown_table()}\n{m.group(2)}", text)
+    """``text`` with every generated section replaced by what the code says now."""
+    text = _section("features").sub(lambda m: f"{m.group(1)}{markdown_table()}\n{m.group(2)}", text)
+    return _section("layout").sub(lambda m: f"{m.group(1)}{layout_table()}\n{m.group(2)}", text)
 
 
 if __name__ == "__main__":
     current = README.read_text()
     README.write_text(rendered(current))
-    sys.stdout.write("README.md feature list " + ("unchanged\n" if rendered(current) == current else "updated\n"))
+    sys.stdout.write("README.md generated sections " + ("unchanged\n" if rendered(current) == current else "updated\n"))

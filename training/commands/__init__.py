@@ -1,1 +1,1 @@
-"""One module per CLI command; heavy libraries are imported inside the command functions."""
+"""The CLI, one thin module per command: parse options, call a stage, print. Heavy imports stay inside."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from training.commands.options import symbols_option
+from training.contract import DEFAULT_FEATURE_SERVICE
 
 DEFAULT_OUT = Path("artifacts/dataset")
 
@@ -18,7 +19,7 @@ DEFAULT_OUT = Path("artifacts/dataset")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last decision date (YYYY-MM-DD).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML overriding the defaults.")
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Output folder.")
-@click.option("--feature-service", help="Feast feature service (default: the model's, technical_model_v1).")
+@click.option("--feature-service", help=f"Feast feature service (default: the model's, {DEFAULT_FEATURE_SERVICE}).")
 @click.option("--horizon", type=int, help="Vertical barrier in bars (labels.horizon).")
 @click.option("--profit-taking", type=float, help="Upper barrier as a fraction (labels.profit_taking).")
 @click.option("--stop-loss", type=float, help="Lower barrier as a fraction (labels.stop_loss).")
@@ -67,7 +68,7 @@ def _day(value: datetime | None) -> str | None:
 def _build(config: dict):
     """The build over the request the configuration's `data` section holds (Feast imported only here)."""
     from training.dataset.builder import build_dataset as build
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     data = config["data"]
     return build(

@@ -17,8 +17,8 @@ def check_online(symbols: list[str] | None) -> None:
     values equal each other). A symbol with nothing online fails too: run `materialize`.
     """
     from training.errors import CheckFailed
-    from training.feast_store import feature_store
-    from training.online import check_online as run
+    from training.feast_store.repository import feature_store
+    from training.serving.online_store import check_online as run
 
     checks = run(feature_store(), symbols)
     click.echo(f"{'symbol':<8} {'online bar':<26} {'newest offline bar':<26} {'features':>8}  result")

@@ -20,7 +20,7 @@ def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
     --start/--end restrict the rows written (earlier history is still read for the warm-up). One
     transaction: bad input writes nothing, and re-running changes nothing.
     """
-    from training.features_job import compute_features as run
+    from training.indicators.backfill import compute_features as run
 
     result = run(
         symbols,

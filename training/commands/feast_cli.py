@@ -18,7 +18,7 @@ def feast(args: tuple[str, ...]) -> None:
     PostgreSQL, Redis or SQLite and the project name are resolved exactly as for every other command
     (starting the embedded PostgreSQL when PGHOST is unset), then Feast's CLI takes over.
     """
-    from training import settings
+    from training.infra import settings
 
     settings.check_postgres()
     settings.check_redis()

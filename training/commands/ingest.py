@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from training.bars import DEFAULT_EXCHANGE_TZ, ON_INVALID, ColumnMap
+from training.contract import DEFAULT_EXCHANGE_TZ
 from training.errors import InputError
+from training.ingestion.bar_files import ON_INVALID, ColumnMap
 
 DEFAULT_INVALID_REPORT = Path("artifacts") / "ingest_dropped.csv"
 
@@ -98,8 +99,8 @@ def ingest(
     file writes nothing (with --on-invalid drop, implausible bars are skipped and reported). Re-ingesting
     the same file changes nothing.
     """
-    from training.bars import clean_bars, read_table, write_report
-    from training.ingest import upsert_bars
+    from training.ingestion.bar_files import clean_bars, read_table, write_report
+    from training.ingestion.upsert import upsert_bars
 
     if on_invalid == "drop":
         _check_report_path(invalid_report)

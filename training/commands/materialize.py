@@ -16,7 +16,7 @@ def materialize(views: str | None) -> None:
     whole offline table, and Feast keeps only the newest row of each symbol, so a symbol whose data
     stopped early is served its own latest bar. Re-running it rewrites the same values.
     """
-    from training.online import materialize_latest
+    from training.serving.online_store import materialize_latest
 
     window = materialize_latest(views.split(",") if views else None)
     click.echo(

@@ -18,7 +18,7 @@ from training.commands.options import trust_pickle_option
 @click.option(
     "--as-of",
     "as_of",
-    help="Judge freshness at this time (a date means its 16:00 New York close; default: the newest offline bar).",
+    help="Judge freshness at this time (a date: the end of that day in New York; default: the newest offline bar).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the prediction as one JSON object.")
 @trust_pickle_option
@@ -31,15 +31,16 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     non-finite input (too short a history, zero volume). Only skops models are loaded unless
     --trust-pickle.
     """
-    from training import settings
-    from training.serving import parse_as_of
+    from training.infra import settings
+    from training.serving.scorer import parse_as_of
 
     moment = parse_as_of(as_of) if as_of else None
     settings.check_postgres()
     settings.check_redis()
     settings.check_mlflow()
-    from training.feast_store import feature_store
-    from training.serving import Predictor, load_model
+    from training.feast_store.repository import feature_store
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
 
     model = load_model(model_uri, trust_pickle=trust_pickle)
     prediction = Predictor(feature_store(), model).predict(symbol, as_of=moment)

@@ -11,7 +11,7 @@ from training.commands.options import trust_pickle_option
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from training.serving import Predictor
+    from training.serving.scorer import Predictor
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -19,7 +19,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     from fastapi import FastAPI, HTTPException
 
     from training.errors import InputError, ProjectError
-    from training.serving import StaleFeatures, SymbolNotServed, parse_as_of
+    from training.serving.scorer import StaleFeatures, SymbolNotServed, parse_as_of
 
     app = FastAPI(title="ohlcv predict", description=f"{predictor.model.label} on {predictor.model.feature_service}")
 
@@ -56,9 +56,10 @@ def serve(host: str, port: int, model_uri: str | None, trust_pickle: bool) -> No
     """
     import uvicorn
 
-    from training import settings
-    from training.feast_store import feature_store
-    from training.serving import Predictor, load_model
+    from training.feast_store.repository import feature_store
+    from training.infra import settings
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
 
     settings.check_mlflow()
     model = load_model(model_uri, trust_pickle=trust_pickle)  # refused before Feast's seconds-long import

@@ -34,10 +34,10 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     hold-out mlflow.promote_metric by more than mlflow.promote_min_improvement, or with --promote. Label,
     weight and split settings come from the dataset itself.
     """
-    from training import settings
     from training.config import load_config
     from training.dataset import artifact
     from training.errors import InputError
+    from training.infra import settings
     from training.model import promotion
 
     if skip_audit and promote:

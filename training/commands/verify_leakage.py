@@ -33,12 +33,12 @@ def verify_leakage(
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
-    from training.dataset.bars import load_bars
+    from training.dataset.offline_bars import load_bars
     from training.errors import CheckFailed
     from training.leakage.audit import audit_config, run_audit
+    from training.leakage.check_reproducibility import rebuild
     from training.leakage.panel import BarHistory
     from training.leakage.report import format_text, write_json
-    from training.leakage.reproducibility import rebuild
 
     def progress(message: str) -> None:
         click.echo(f"  {message}", err=True)

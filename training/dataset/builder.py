@@ -21,14 +21,14 @@ import pandas as pd
 
 from training.config import Config
 from training.dataset import artifact
-from training.dataset.bars import decision_mask, load_bars
-from training.dataset.retrieval import describe_service, point_in_time_features
+from training.dataset.historical_features import describe_service, point_in_time_features
+from training.dataset.offline_bars import decision_mask, load_bars
 from training.dataset.scaler import fit_robust_scaler
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
-from training.labels import triple_barrier_labels
-from training.splits import holdout_split
-from training.weights import weight_components
+from training.labeling.sample_weights import weight_components
+from training.labeling.triple_barrier import triple_barrier_labels
+from training.validation.holdout_split import holdout_split
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]

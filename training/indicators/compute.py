@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from training.indicators.definitions import INDICATORS, Indicator
+from training.panels import run_starts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -211,15 +212,6 @@ def _timestamp_keys(timestamps: pd.Series) -> np.ndarray:
     return asi8 if asi8 is not None else timestamps.to_numpy()
 
 
-def _segments(symbols: np.ndarray) -> np.ndarray:
-    """Boolean mask: True where a new symbol segment starts."""
-    new = np.empty(len(symbols), dtype=bool)
-    if len(symbols):
-        new[0] = True
-        np.not_equal(symbols[1:], symbols[:-1], out=new[1:])
-    return new
-
-
 def compute_panel(bars: pd.DataFrame, indicators: tuple[Indicator, ...] = INDICATORS) -> pd.DataFrame:
     """Indicators for a panel with columns symbol, event_timestamp and the bar columns the indicators read.
 
@@ -236,7 +228,7 @@ def compute_panel(bars: pd.DataFrame, indicators: tuple[Indicator, ...] = INDICA
     symbols = bars["symbol"].to_numpy()
     timestamps = bars["event_timestamp"]
     keys = _timestamp_keys(timestamps)
-    new = _segments(symbols)
+    new = run_starts(symbols)
     starts = np.flatnonzero(new)
     ordered = bool(np.all((keys[1:] > keys[:-1]) | new[1:])) and bool(
         np.all(symbols[starts[1:]] > symbols[starts[:-1]])
@@ -249,7 +241,7 @@ def compute_panel(bars: pd.DataFrame, indicators: tuple[Indicator, ...] = INDICA
         order = np.argsort(keys, kind="stable")
         order = order[np.argsort(codes.astype(np.min_scalar_type(len(uniques)))[order], kind="stable")]
         symbols, keys = symbols[order], keys[order]
-        new = _segments(symbols)
+        new = run_starts(symbols)
         starts = np.flatnonzero(new)
         if np.any((keys[1:] == keys[:-1]) & ~new[1:]):
             raise ValueError("compute_panel: duplicate (symbol, event_timestamp) rows")

@@ -6,16 +6,16 @@ the result into text and ``leakage_report.json``.
 """
 
 from training.leakage.audit import CHECKS, AuditReport, audit_config, run_audit
-from training.leakage.cv import check_cv
-from training.leakage.features import check_features
-from training.leakage.holdout import check_holdout
-from training.leakage.labels import check_labels
+from training.leakage.check_cv import check_cv
+from training.leakage.check_features import check_features
+from training.leakage.check_holdout import check_holdout
+from training.leakage.check_labels import check_labels
+from training.leakage.check_point_in_time import check_point_in_time
+from training.leakage.check_reproducibility import check_reproducibility
+from training.leakage.check_scaler import check_scaler
+from training.leakage.check_warmup import check_warmup
 from training.leakage.panel import BarHistory
-from training.leakage.point_in_time import check_point_in_time
-from training.leakage.reproducibility import check_reproducibility
 from training.leakage.result import CheckResult
-from training.leakage.scaler import check_scaler
-from training.leakage.warmup import check_warmup
 
 __all__ = [
     "CHECKS",

@@ -14,30 +14,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from training.config import Config, load_config
-from training.cv import make_cv
+from training.config import DATASET_SECTIONS, Config, load_config
 from training.dataset.artifact import Dataset
 from training.errors import ProjectError
-from training.leakage import cv, features, holdout, labels, point_in_time, reproducibility, scaler, warmup
+from training.leakage import (
+    check_cv,
+    check_features,
+    check_holdout,
+    check_labels,
+    check_point_in_time,
+    check_reproducibility,
+    check_scaler,
+    check_warmup,
+)
 from training.leakage.panel import BarHistory
 from training.leakage.result import CheckResult
 from training.leakage.sampling import DEFAULT_SAMPLE
+from training.validation.purged_cv import make_cv
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 CHECKS = (
-    features.NAME,
-    point_in_time.NAME,
-    labels.NAME,
-    holdout.NAME,
-    scaler.NAME,
-    cv.NAME,
-    warmup.NAME,
-    reproducibility.NAME,
+    check_features.NAME,
+    check_point_in_time.NAME,
+    check_labels.NAME,
+    check_holdout.NAME,
+    check_scaler.NAME,
+    check_cv.NAME,
+    check_warmup.NAME,
+    check_reproducibility.NAME,
 )
 # What the dataset was built with decides these sections; the trainer takes them from the dataset too.
-DATASET_SECTIONS = ("data", "features", "labels", "target", "weights", "split")
 
 
 def audit_config(dataset: Dataset, config_path: Path | None = None) -> Config:
@@ -116,7 +124,7 @@ def run_audit(
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     rebuild: Callable[[], Dataset] | None = None,
-    make_splitter: cv.SplitterFactory = make_cv,
+    make_splitter: check_cv.SplitterFactory = make_cv,
     path: Path | None = None,
     progress: Progress = log.info,
 ) -> AuditReport:
@@ -124,19 +132,19 @@ def run_audit(
     the rebuild half of the reproducibility check. ``config`` supplies the cross-validation to audit."""
     cv_config: Mapping[str, Any] = config["cv"]
     steps: dict[str, Callable[[], CheckResult]] = {
-        features.NAME: lambda: features.check_features(dataset, bars, sample, seed),
-        point_in_time.NAME: lambda: point_in_time.check_point_in_time(dataset, bars),
-        labels.NAME: lambda: labels.check_labels(dataset, bars),
-        holdout.NAME: lambda: holdout.check_holdout(dataset, bars),
-        scaler.NAME: lambda: scaler.check_scaler(dataset),
-        cv.NAME: lambda: cv.check_cv(dataset, cv_config, make_splitter),
-        warmup.NAME: lambda: warmup.check_warmup(dataset, bars),
-        reproducibility.NAME: lambda: reproducibility.check_reproducibility(dataset, rebuild),
+        check_features.NAME: lambda: check_features.check_features(dataset, bars, sample, seed),
+        check_point_in_time.NAME: lambda: check_point_in_time.check_point_in_time(dataset, bars),
+        check_labels.NAME: lambda: check_labels.check_labels(dataset, bars),
+        check_holdout.NAME: lambda: check_holdout.check_holdout(dataset, bars),
+        check_scaler.NAME: lambda: check_scaler.check_scaler(dataset),
+        check_cv.NAME: lambda: check_cv.check_cv(dataset, cv_config, make_splitter),
+        check_warmup.NAME: lambda: check_warmup.check_warmup(dataset, bars),
+        check_reproducibility.NAME: lambda: check_reproducibility.check_reproducibility(dataset, rebuild),
     }
     started = time.perf_counter()
     results = []
     for name in CHECKS:
-        if name == reproducibility.NAME and rebuild is not None:
+        if name == check_reproducibility.NAME and rebuild is not None:
             progress(f"{name}: rebuilding the dataset from the same inputs (the slow step)")
         else:
             progress(f"{name} ...")

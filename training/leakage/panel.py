@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.invariants import to_ns
+from training.validation.split_invariants import to_ns
 
 RTOL = 1e-9  # recomputed values must agree to this relative error (TA-Lib's tolerance in the SPEC)
 MISSING = np.iinfo(np.int64).min  # NaT as int64

@@ -11,10 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from training.dataset.artifact import REPORT_FILE
 from training.leakage.audit import AuditReport
 from training.leakage.result import CheckResult
 
-REPORT_FILE = "leakage_report.json"  # training.model.tracking.LEAKAGE_REPORT reads this name
 SHOWN_ROWS = 5
 _MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
 _HEADLINE_COUNTS = 4

@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from training import settings
 from training.config import Config
 from training.contract import CHAMPION_ALIAS
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
+from training.infra import settings
 from training.model import plots
 from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
-
-LEAKAGE_REPORT = REPORT_FILE
 
 
 @dataclass(frozen=True)
@@ -107,9 +105,9 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dat
         for f in report.folds
     ]  # fmt: skip
     (folder / "cv_folds.json").write_text(json.dumps(folds, indent=2, default=float))
-    leakage = dataset_path / LEAKAGE_REPORT
+    leakage = dataset_path / REPORT_FILE
     if leakage.exists():
-        (folder / LEAKAGE_REPORT).write_text(leakage.read_text())
+        (folder / REPORT_FILE).write_text(leakage.read_text())
 
 
 def audit_tags(audit: Audit) -> dict[str, str]:
@@ -123,6 +121,12 @@ def audit_tags(audit: Audit) -> dict[str, str]:
 
 
 def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config, audit: Audit) -> LoggedRun:
+    """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the registered model.
+
+    Every run registers a model version; whether it becomes ``champion`` is decided by
+    :mod:`training.model.promotion`, never here. The tags carry what a reader needs to trust (or not) the
+    run: the dataset fingerprint, the audit's verdict, the validation method and the git commit.
+    """
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from training.config import Config
-from training.cv import CombinatorialPurgedKFold, make_cv
 from training.dataset.artifact import Dataset
 from training.errors import InputError
+from training.labeling.sample_weights import class_balance
 from training.model.backtest import Backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, summarise
-from training.weights import class_balance
+from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,13 @@ def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndar
 
 
 def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = log.info) -> TrainingReport:
+    """Cross-validate, fit and evaluate the baseline on a built dataset; nothing is logged here.
+
+    Only the dataset's ``train`` rows are cross-validated (purged K-fold or CPCV from ``config["cv"]``),
+    each fold refitting the scaler, class-balance weights and early stopping on its own training rows;
+    then one final fit on all training rows is scored on the untouched ``validation`` rows (the hold-out).
+    Trivial baselines are scored on the same folds so every metric has something to beat.
+    """
     features = dataset.features
     rows = dataset.rows("train").sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
     holdout_rows = dataset.rows("validation").reset_index(drop=True)

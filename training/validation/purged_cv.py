@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
 
-from training.invariants import bar_calendar, date_blocks, embargo_bars, embargo_limit, to_ns
+from training.validation.split_invariants import bar_calendar, date_blocks, embargo_bars, embargo_limit, to_ns
 
 
 def date_groups(t0: np.ndarray, n_groups: int) -> np.ndarray:

@@ -47,11 +47,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training import db
+from training.contract import normalise_symbols
 from training.errors import InputError
 from training.indicators.compute import compute_panel
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
+from training.infra import db
+from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
+from training.panels import symbol_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,19 +196,12 @@ def _validate(conn: psycopg.Connection, symbols: list[str] | None, start: date |
             raise InputError(f"empty date range: no bars {_window(start, end)} for {which}")
 
 
-def _segments(symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not len(symbols):
-        return np.array([], dtype=int), np.array([], dtype=int)
-    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
-    return starts, np.append(starts[1:], len(symbols))
-
-
 def _compute_rows(bars: pd.DataFrame, write: np.ndarray, progress: bool) -> pd.DataFrame:
     """Feature rows (plus reference columns) of the bars flagged for writing, computed on whole histories."""
     import pandas as pd
     from tqdm import tqdm
 
-    starts, ends = _segments(bars["symbol"].to_numpy())
+    starts, ends = symbol_runs(bars["symbol"].to_numpy())
     needed = np.add.reduceat(write, starts) > 0 if len(starts) else np.array([], dtype=bool)
     starts, ends = starts[needed], ends[needed]
     parts: list[pd.DataFrame] = []
@@ -257,7 +252,7 @@ def compute_features(
     are not read at all (no feature at t reads a bar after t). Nothing is written unless every step
     succeeds.
     """
-    wanted = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip())) if symbols else None
+    wanted = normalise_symbols(symbols) if symbols else None
     wanted = wanted or None
     with db.transaction() as conn:
         conn.execute("SET LOCAL TimeZone = 'UTC'")

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from training.errors import ServiceUnavailable
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 CONNECT_TIMEOUT_SECONDS = 3
 
@@ -131,10 +131,15 @@ def check_postgres(settings: PostgresSettings | None = None) -> PostgresSettings
     try:
         psycopg.connect(settings.conninfo()).close()
     except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split())
-        hint = "PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE"
-        raise ServiceUnavailable(f"PostgreSQL unreachable at {settings.describe()}: {reason} (check {hint})") from None
+        raise postgres_unreachable(settings, exc) from None
     return settings
+
+
+def postgres_unreachable(settings: PostgresSettings, exc: Exception) -> ServiceUnavailable:
+    """The one-line error for a PostgreSQL that does not answer, naming the variables to fix."""
+    reason = " ".join(str(exc).split())
+    hint = "PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE"
+    return ServiceUnavailable(f"PostgreSQL unreachable at {settings.describe()}: {reason} (check {hint})")
 
 
 @dataclass(frozen=True)
@@ -256,7 +261,7 @@ def mlflow_tracking_uri() -> str:
         return f"sqlite:///{state_dir() / 'mlflow.db'}"
     if urlsplit(uri).scheme in {"", "file"} or (len(uri) > 1 and uri[1] == ":"):  # file:, a path, C:\...
         raise ServiceUnavailable(
-            f"MLFLOW_TRACKING_URI={_without_credentials(uri)} is a file store, which MLflow 3 refuses (maintenance "
+            f"MLFLOW_TRACKING_URI={without_credentials(uri)} is a file store, which MLflow 3 refuses (maintenance "
             "mode): use sqlite:///path/mlflow.db or http://host:5000 (`mlflow migrate-filestore` converts mlruns)"
         )
     return uri
@@ -280,12 +285,12 @@ def check_mlflow(uri: str | None = None) -> str:
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ServiceUnavailable(
-            f"MLflow tracking server unreachable at {_without_credentials(uri)}: {reason} (check MLFLOW_TRACKING_URI)"
+            f"MLflow tracking server unreachable at {without_credentials(uri)}: {reason} (check MLFLOW_TRACKING_URI)"
         ) from None
     return uri
 
 
-def _without_credentials(uri: str) -> str:
+def without_credentials(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.password or parts.username:
         return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()

@@ -1,6 +1,7 @@
 """Hold-out split: training labels end before the cutoff and before validation, with the embargo in between.
 
-Recomputed with :func:`training.invariants.check_holdout` from the rows' own t0/t1 and split roles, on the
+Recomputed with :func:`training.validation.split_invariants.check_holdout` from the rows' own t0/t1 and
+split roles, on the
 bar calendar the builder used (every bar timestamp of the dataset's symbols), with the embargo fraction of
 the dataset's configuration and the cutoff its metadata records.
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training import invariants
 from training.dataset.artifact import Dataset
 from training.leakage.panel import BarHistory, ns
 from training.leakage.result import CheckResult
-from training.splits import ROLES
+from training.validation import split_invariants
+from training.validation.holdout_split import ROLES
 
 NAME = "holdout"
 
@@ -33,7 +34,7 @@ def check_holdout(dataset: Dataset, bars: BarHistory) -> CheckResult:
     train, validation = np.flatnonzero(roles == "train"), np.flatnonzero(roles == "validation")
     t0, t1 = ns(frame["event_timestamp"]), ns(frame["t1"])
     calendar = np.unique(bars.ts)
-    n_embargo = invariants.embargo_bars(embargo, len(calendar))
+    n_embargo = split_invariants.embargo_bars(embargo, len(calendar))
     counts: dict = {f"{role}_rows": int((roles == role).sum()) for role in ROLES}
     counts.update(
         {"cutoff": cutoff, "embargo_fraction": embargo, "embargo_bars": n_embargo, "calendar_bars": len(calendar)}
@@ -55,8 +56,8 @@ def check_holdout(dataset: Dataset, bars: BarHistory) -> CheckResult:
             NAME, description, counts, rows_at(frame, bad, "unknown split role"), f"unknown split roles {unknown}"
         )
     try:
-        invariants.check_holdout(t0, t1, train, validation, embargo, cutoff, bars.bar_times)
-    except invariants.LeakageError as error:
+        split_invariants.check_holdout(t0, t1, train, validation, embargo, cutoff, bars.bar_times)
+    except split_invariants.LeakageError as error:
         offending = rows_at(frame, error.rows, error.invariant)
         message = str(error).split("; first: ")[0]  # the rows themselves are listed as offending rows
         return CheckResult.verdict(NAME, description, counts, offending, message, total=len(error.rows))

@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from training import pg_io
-from training.feast_ext import pit_sql
-from training.feast_ext.plan import KEY_PG_TYPES, JoinGroup, RetrievalPlan
-from training.pg_io import PgType
+from training.feast_store import pit_sql
+from training.feast_store.plan import KEY_PG_TYPES, JoinGroup, RetrievalPlan
+from training.infra import pg_io
+from training.infra.pg_io import PgType
 
 if TYPE_CHECKING:
     import psycopg

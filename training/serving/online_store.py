@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from training import db, settings
-from training.dataset.bars import unknown_symbols_error
+from training.contract import AUDIT_FEATURE, normalise_symbols
+from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
-from training.schema import FEATURES_TABLE
+from training.infra import db, settings
+from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +53,7 @@ def registered_views(store: FeatureStore) -> list[str]:
 
 def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
     """Materialize [oldest bar, newest bar] so Feast writes each symbol's newest row to the online store."""
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     store = feature_store()
     start, newest = offline_time_range()
@@ -68,10 +69,10 @@ def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
 
 # --- online/offline consistency -------------------------------------------------------------------
 
-# The Feast source's own query: ``bar_timestamp`` is the row's event timestamp repeated as a value.
+# The newest row of each symbol, as the Feast source (and so materialize) sees it.
 _LATEST_OFFLINE = f"""
-SELECT DISTINCT ON (symbol) *, event_timestamp AS bar_timestamp
-FROM {FEATURES_TABLE}
+SELECT DISTINCT ON (symbol) *
+FROM ({FEATURE_SOURCE_QUERY}) AS source
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 ORDER BY symbol, event_timestamp DESC, created_timestamp DESC
 """
@@ -110,7 +111,7 @@ def resolve_symbols(symbols: list[str] | None) -> list[str]:
     known = offline_symbols()
     if not symbols:
         return known
-    wanted = sorted({s.strip().upper() for s in symbols if s.strip()})
+    wanted = sorted(normalise_symbols(symbols))
     unknown = [s for s in wanted if s not in known]
     if unknown:
         raise unknown_symbols_error(unknown, known)
@@ -121,7 +122,7 @@ def latest_offline_rows(symbols: list[str]) -> pd.DataFrame:
     """The newest feature row of each symbol: exactly what materialize loads into the online store."""
     with db.connect() as conn:
         frame = db.copy_out(
-            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", "bar_timestamp"]
+            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", AUDIT_FEATURE]
         )
     return frame.set_index("symbol", drop=False)
 
@@ -170,7 +171,7 @@ def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[
     for row, symbol in enumerate(symbols):
         served = {ref: online[ref.split(":")[1]][row] for ref in refs}
         check = SymbolCheck(symbol, offline.loc[symbol, "event_timestamp"])
-        check.online_bar = next((v for r, v in served.items() if r.endswith(":bar_timestamp") and v), None)
+        check.online_bar = next((v for r, v in served.items() if r.endswith(f":{AUDIT_FEATURE}") and v), None)
         checks.append(check)
         if all(_missing(v) for r, v in served.items() if not r.startswith(f"{SCALE_FREE_VIEW}:")):
             continue  # nothing online for this symbol: reported as missing, not feature by feature

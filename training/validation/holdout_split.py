@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import InputError
-from training.invariants import bar_calendar, check_holdout, embargo_bars, to_ns
+from training.validation.split_invariants import bar_calendar, check_holdout, embargo_bars, to_ns
 
 ROLES = ("train", "purged", "embargo", "validation")
 
@@ -77,7 +77,7 @@ class HoldoutSplit:
         }
 
     def check(self, t0: Any, t1: Any, bar_times: Any = None) -> None:
-        """Re-verify the invariants from the data (raises :class:`training.invariants.LeakageError`)."""
+        """Re-verify the invariants from the data (raises :class:`~split_invariants.LeakageError`)."""
         check_holdout(t0, t1, self.train_idx, self.validation_idx, self.embargo, self.cutoff, bar_times)
 
 
@@ -118,7 +118,8 @@ def holdout_split(
     Notes
     -----
     Call as ``holdout_split(labels.t0, labels.t1, **config["split"])``. This is a single split, not a
-    cross-validator: the folds of :mod:`training.cv` apply the same purge and embargo rules per test fold.
+    cross-validator: the folds of :mod:`training.validation.purged_cv` apply the same purge and embargo
+    rules per test fold.
 
     Examples
     --------

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import InputError
-from training.labels import BarPanel, bar_panel
+from training.labeling.triple_barrier import BarPanel, bar_panel
 
 COMPONENTS = ("uniqueness", "return_attribution", "time_decay", "class_balance")
 

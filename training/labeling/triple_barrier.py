@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import InputError
+from training.panels import symbol_runs
 
 BARRIER_NAMES = ("upper", "lower", "vertical")  # category codes 0, 1, 2 of the `barrier` column
 LABEL_COLUMNS = ("symbol", "t0", "t1", "label", "ret", "barrier", "upper", "lower")
@@ -124,8 +125,8 @@ def bar_panel(bars: pd.DataFrame) -> BarPanel:
                 f"{len(duplicate)} duplicate (symbol, event_timestamp) bars, first: "
                 f"{bars['symbol'].iloc[first]!r} at {bars['event_timestamp'].iloc[first]}"
             )
-    starts = np.r_[0, np.flatnonzero(~same) + 1]
-    ends = np.r_[starts[1:], len(codes)] - 1
+    starts, ends = symbol_runs(codes)
+    ends = ends - 1  # inclusive: the position of each symbol's last bar
     lengths = ends - starts + 1
     return BarPanel(
         symbols=np.asarray(symbols),

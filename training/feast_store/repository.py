@@ -1,4 +1,4 @@
-"""The project's Feast FeatureStore, built from feature_repo/ with connections from training.settings.
+"""The project's Feast FeatureStore, built from feature_repo/ with connections from training.infra.settings.
 
 Importing Feast takes seconds, so only commands that need it import this module.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from training import settings
+from training.infra import settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from training.db import timescaledb_available
+from training.contract import AUDIT_FEATURE
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
+from training.infra.db import timescaledb_available
 
 if TYPE_CHECKING:
     import psycopg
 
 OHLCV_TABLE = "market_data.ohlcv_daily"
 FEATURES_TABLE = "features.technical_indicators"
+# The Feast source of every feature view: each row also carries its own event timestamp as a value
+# (AUDIT_FEATURE), so a joined or served row says which bar it describes.
+FEATURE_SOURCE_QUERY = f"SELECT *, event_timestamp AS {AUDIT_FEATURE} FROM {FEATURES_TABLE}"
 
 # Raw bars as traded plus their split/dividend-adjusted versions (NULL when the input had no adjusted
-# close). One bar per (symbol, trade_date) is kept by training.ingest (a read, then delete/update/insert
+# close). One bar per (symbol, trade_date) is kept by training.ingestion.upsert (a read, then delete/update/insert
 # under an advisory lock), not by a unique index: a hypertable's unique indexes must include its time
 # column. The primary key stays as databases created by earlier versions have it.
 OHLCV_DDL = f"""

@@ -1,4 +1,4 @@
-"""PostgreSQL access: connections from :mod:`training.settings`, bulk COPY in and out, TimescaleDB detection."""
+"""PostgreSQL access: connections from :mod:`training.infra.settings`, bulk COPY in and out, TimescaleDB detection."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from training import settings
-from training.errors import ServiceUnavailable
+from training.infra import settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,11 +24,7 @@ def connect(dbname: str | None = None, autocommit: bool = False) -> psycopg.Conn
     try:
         return psycopg.connect(pg.conninfo(dbname), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split())
-        raise ServiceUnavailable(
-            f"PostgreSQL unreachable at {pg.describe()}: {reason} "
-            "(check PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE)"
-        ) from None
+        raise settings.postgres_unreachable(pg, exc) from None
 
 
 @contextmanager
@@ -62,7 +57,7 @@ def copy_in(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
     """
     import pyarrow as pa
 
-    from training.pg_io import copy_in_csv
+    from training.infra.pg_io import copy_in_csv
 
     copy_in_csv(conn, qualified(table), list(frame.columns), pa.Table.from_pandas(frame, preserve_index=False))
     return len(frame)

@@ -1,26 +1,22 @@
-"""Score the newest bar of a symbol: online features from Feast, the registered model from MLflow.
+"""Score the newest bar of a symbol: online features from Feast, the model from :mod:`.model_loading`.
 
-The model decides which features it needs: its run's ``feature_service`` tag names the Feast service it
-was trained on (training and serving share every transformation), and its signature fixes the column
-order. Freshness is judged against the newest offline bar of the symbol or an explicit ``as_of`` time,
+Freshness is judged against the newest offline bar of the symbol or an explicit ``as_of`` time,
 never against the wall clock: the bundled data ends in 2013.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from training import db, settings
-from training.contract import AUDIT_FEATURE, CHAMPION_ALIAS, DEFAULT_FEATURE_SERVICE
-from training.dataset.bars import describe_known, known_symbols
+from training.contract import AUDIT_FEATURE, DEFAULT_EXCHANGE_TZ, normalise_symbol
+from training.dataset.offline_bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
-from training.schema import FEATURES_TABLE, OHLCV_TABLE
+from training.infra import db
+from training.infra.schema import FEATURES_TABLE, OHLCV_TABLE
+from training.serving.model_loading import LoadedModel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,17 +35,6 @@ class SymbolNotServed(InputError):
 
 class UnusableFeatures(InputError):
     """The newest row lacks a finite value for some model input: scoring it would be a guess (or a crash)."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A registered model loaded once, with what it needs to be fed: its service and its column order."""
-
-    uri: str  # concrete: models:/name/version, runs:/..., or what the user passed
-    label: str  # how it was chosen, for the output
-    estimator: Any  # a fitted scikit-learn classifier (Pipeline) with predict_proba
-    inputs: list[str]  # column order of the signature
-    feature_service: str
 
 
 @dataclass(frozen=True)
@@ -86,126 +71,6 @@ class Prediction:
 def _plain(value: Any) -> Any:
     """numpy scalars as Python ones (JSON, printing)."""
     return value.item() if hasattr(value, "item") else value
-
-
-def _mlflow_error(exc: Exception) -> str:
-    text = " ".join(str(getattr(exc, "message", exc)).split())
-    return text[:300]
-
-
-def resolve_model_uri(uri: str | None, registered_model: str) -> tuple[str, str]:
-    """(URI to load, how it was chosen): the alias ``champion``, else the newest version, else an error."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    if uri:
-        return uri, uri
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(registered_model, CHAMPION_ALIAS)
-        return f"models:/{registered_model}/{version.version}", f"{registered_model} v{version.version} (champion)"
-    except MlflowException:
-        pass  # no such alias (or no such model): fall back to the newest version
-    quoted = registered_model.replace("'", "\\'")
-    versions = client.search_model_versions(f"name = '{quoted}'")
-    if not versions:
-        raise InputError(
-            f"no registered model {registered_model!r} in MLflow at "
-            f"{settings._without_credentials(settings.mlflow_tracking_uri())}: run `python -m training train` "
-            "first, or pass --model-uri"
-        )
-    newest = max(versions, key=lambda v: int(v.version))
-    return (
-        f"models:/{registered_model}/{newest.version}",
-        f"{registered_model} v{newest.version} (newest version; no '{CHAMPION_ALIAS}' alias)",
-    )
-
-
-# Types beyond skops' own safe set that the trainer's Pipeline(RobustScaler, LGBMClassifier) needs. skops builds
-# only trusted types, but MLflow reads the trusted list from the model's own MLmodel file, which a crafted model
-# writes itself; so the list is fixed here instead.
-SKOPS_TYPES = frozenset({"collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier"})
-TRUST_OPTION = "--trust-pickle"
-
-
-def load_model(uri: str | None = None, registered_model: str | None = None, trust_pickle: bool = False) -> LoadedModel:
-    """Download the model once, read its signature and its run's feature service, and load it.
-
-    Only skops-format scikit-learn models holding the trainer's types are deserialised unless
-    ``trust_pickle``: loading pickle (or an arbitrary skops type) can run code from the model file.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's and SQLAlchemy's deprecation notices are not the user's
-        return _load_model(uri, registered_model, trust_pickle)
-
-
-def _load_model(uri: str | None, registered_model: str | None, trust_pickle: bool) -> LoadedModel:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
-
-    from training.config import default_config
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one download, no bar on stderr
-    mlflow.set_tracking_uri(settings.check_mlflow())
-    registered_model = registered_model or default_config()["mlflow"]["registered_model"]
-    concrete, label = resolve_model_uri(uri, registered_model)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=concrete, dst_path=folder)
-            info = Model.load(local)  # the MLmodel YAML only: nothing is deserialised yet
-            estimator = _deserialise(concrete, local, info, trust_pickle)
-        tags = mlflow.MlflowClient().get_run(info.run_id).data.tags if info.run_id else {}
-    except (MlflowException, OSError) as exc:
-        raise InputError(f"cannot load model {concrete}: {_mlflow_error(exc)}") from None
-    if not hasattr(estimator, "predict_proba"):
-        raise InputError(f"model {concrete} has no predict_proba: predict serves classifiers")
-    if info.signature is not None:
-        inputs = list(info.signature.inputs.input_names())
-    elif hasattr(estimator, "feature_names_in_"):
-        inputs = [str(name) for name in estimator.feature_names_in_]
-    else:
-        raise InputError(f"model {concrete} has no signature: its input columns (and their order) are unknown")
-    service = tags.get("feature_service") or DEFAULT_FEATURE_SERVICE
-    return LoadedModel(concrete, label, estimator, inputs, service)
-
-
-def _deserialise(uri: str, local: str, info: Any, trust_pickle: bool) -> Any:
-    """The estimator, after refusing (before any byte of it is deserialised) what could run code."""
-    import mlflow.sklearn
-
-    flavor = info.flavors.get("sklearn")
-    if flavor is None:
-        flavors = ", ".join(sorted(info.flavors)) or "none"
-        raise InputError(f"model {uri} has no scikit-learn flavour (it has: {flavors}): predict serves `train`'s")
-    fmt = flavor.get("serialization_format", "pickle")
-    if fmt != "skops":
-        if not trust_pickle:
-            raise InputError(
-                f"model {uri} is saved as {fmt}, which can run code when loaded: only skops models (what `train` "
-                f"logs) are loaded; pass {TRUST_OPTION} if you trust where it came from"
-            )
-        return mlflow.sklearn.load_model(local)
-    return _load_skops(uri, os.path.join(local, flavor.get("pickled_model", "model.skops")), trust_pickle)
-
-
-def _load_skops(uri: str, path: str, trust_pickle: bool) -> Any:
-    """skops with the trusted types fixed here, not the list the model file brings along."""
-    import zipfile
-
-    import skops.io
-
-    try:
-        needed = skops.io.get_untrusted_types(file=path)  # read from the file's schema, nothing constructed
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise InputError(f"cannot load model {uri}: {path} is not a skops file ({exc})") from None
-    beyond = sorted(set(needed) - SKOPS_TYPES)
-    if beyond and not trust_pickle:
-        raise InputError(
-            f"model {uri} needs types the trainer never writes ({', '.join(beyond)}), which can run code when "
-            f"loaded; pass {TRUST_OPTION} if you trust where it came from"
-        )
-    return skops.io.load(path, trusted=needed)
 
 
 def newest_offline_bar(symbol: str) -> datetime | None:
@@ -260,7 +125,7 @@ class Predictor:
         return classes[int(probabilities.argmax())], by_class
 
     def predict(self, symbol: str, as_of: datetime | None = None) -> Prediction:
-        symbol = symbol.strip().upper()
+        symbol = normalise_symbol(symbol)
         if not symbol:
             raise InputError("no symbol given")
         row = self.read(symbol)
@@ -349,8 +214,12 @@ def _check_fresh(symbol: str, bar: datetime, reference: datetime, what: str, ttl
         )
 
 
-def parse_as_of(text: str, exchange_tz: str = "America/New_York") -> datetime:
-    """A timestamp; naive ones are in the exchange's time zone, a bare date means that day's session close."""
+def parse_as_of(text: str, exchange_tz: str = DEFAULT_EXCHANGE_TZ) -> datetime:
+    """A timestamp; naive ones are in the exchange's time zone, a bare date means the end of that day there.
+
+    The end of the day, not a session-close time: bars may be stamped at any close (``ingest
+    --session-close``), and every close of date D lies within D, so "as of D" sees D's bar whatever its stamp.
+    """
     import pandas as pd
 
     try:
@@ -360,7 +229,7 @@ def parse_as_of(text: str, exchange_tz: str = "America/New_York") -> datetime:
     if stamp is pd.NaT:
         raise InputError(f"--as-of {text!r} is not a date or timestamp")
     if len(text.strip()) == 10 and stamp.tzinfo is None:
-        stamp = stamp.replace(hour=16)  # a trading date: its session close, as bars are stamped
+        stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)  # the last instant of that date
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(exchange_tz)
     return stamp.tz_convert("UTC").to_pydatetime()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from training.contract import AUDIT_FEATURE
-from training.dataset.bars import require_features
+from training.dataset.offline_bars import require_features
 from training.errors import InputError
 
 ENTITY_ROW = "entity_row"

@@ -26,7 +26,7 @@ KEYS = ["symbol", "event_timestamp"]
 def rebuild(metadata: dict[str, Any], progress: Callable[[str], None] = lambda message: None) -> Dataset:
     """Build the dataset again from its own configuration and request, through Feast (imported here only)."""
     from training.dataset.builder import build_dataset
-    from training.feast_store import feature_store
+    from training.feast_store.repository import feature_store
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")

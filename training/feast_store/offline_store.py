@@ -1,13 +1,13 @@
 """Feast's PostgreSQL offline store with a point-in-time join that scales.
 
-Select it in feature_store.yaml with ``type: training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore``.
+Select it in feature_store.yaml with ``type: training.feast_store.offline_store.AsOfPostgreSQLOfflineStore``.
 Everything except ``get_historical_features`` (materialization, pulls, saved datasets, monitoring) is the
 stock store's. ``get_historical_features`` uploads the entity frame with COPY, joins with a sort-merge
-(see :mod:`training.feast_ext.pit_sql`) and streams results out in binary; the stock version uploads
+(see :mod:`training.feast_store.pit_sql`) and streams results out in binary; the stock version uploads
 with ``executemany``, joins every entity row with every feature row of its key and reads with
 ``fetchall``, which takes minutes at 250 k entity rows. Requests the sort-merge cannot answer exactly
 (non-entity retrieval, ``filter_by_created_timestamp``, entityless views, column types without a fixed
-binary form) are decided :class:`~training.feast_ext.plan.Unsupported` and handed to the stock
+binary form) are decided :class:`~training.feast_store.plan.Unsupported` and handed to the stock
 implementation unchanged.
 
 Only Feast's public extension points are used: the store and job subclass Feast's public classes, the job
@@ -43,8 +43,8 @@ from feast.repo_config import RepoConfig
 from psycopg import sql
 from pydantic import StrictStr
 
-from training.feast_ext import pit_sql, retrieval
-from training.feast_ext.plan import (
+from training.feast_store import pit_join, pit_sql
+from training.feast_store.plan import (
     KEY_PG_TYPES,
     Bounds,
     Decision,
@@ -55,21 +55,21 @@ from training.feast_ext.plan import (
     entity_table,
     join_groups,
 )
-from training.pg_io import PG_TYPES, PgType
+from training.infra.pg_io import PG_TYPES, PgType
 
 if TYPE_CHECKING:
     from feast.saved_dataset import ValidationReference
 
 log = logging.getLogger(__name__)
 
-CLASS_PATH = "training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore"
+CLASS_PATH = "training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"
 ODFV_CHUNK_ROWS = 50_000
 
 
 class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     """The stock store's settings plus the sort memory of the join (``work_mem``, None: server default)."""
 
-    type: Literal["training.feast_ext.offline_store.AsOfPostgreSQLOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
+    type: Literal["training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
     work_mem: StrictStr | None = "64MB"
 
 
@@ -94,7 +94,7 @@ def connect(config: PostgreSQLConfig) -> psycopg.Connection:
 
 
 class AsOfRetrievalJob(PostgreSQLRetrievalJob):
-    """A retrieval run by :func:`retrieval.execute`; on-demand views and ``to_df`` come from Feast's base."""
+    """A retrieval run by :func:`pit_join.execute`; on-demand views and ``to_df`` come from Feast's base."""
 
     def __init__(
         self,
@@ -110,7 +110,7 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
     def joined(self) -> pa.Table:
         """The entity rows with the joined feature columns, before on-demand views."""
         with connect(self.config.offline_store) as conn:
-            return retrieval.execute(conn, self.plan)
+            return pit_join.execute(conn, self.plan)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         """The hook Feast's ``RetrievalJob.to_arrow`` calls before it applies on-demand views."""
@@ -326,7 +326,7 @@ def _entity_columns(plan: RetrievalPlan) -> list[str]:
 def _entity_bounds(conn: psycopg.Connection, entity: pa.Table | str, ts_column: str) -> Bounds:
     """The entity timestamps' range, tz-aware UTC (the stock store also computes it when planning)."""
     if isinstance(entity, pa.Table):
-        return retrieval.timestamp_bounds(entity.column(ts_column)) or (None, None)
+        return pit_join.timestamp_bounds(entity.column(ts_column)) or (None, None)
     query = sql.SQL("SELECT min(q.{c})::timestamptz, max(q.{c})::timestamptz FROM ({e}) AS q").format(
         c=sql.Identifier(ts_column), e=sql.SQL(entity)
     )

@@ -17,7 +17,7 @@ import pyarrow as pa
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.offline_utils import FeatureViewQueryContext
 
-from training.pg_io import PgType
+from training.infra.pg_io import PgType
 
 
 @dataclass(frozen=True)

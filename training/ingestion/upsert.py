@@ -21,9 +21,9 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from training import db
 from training.errors import InputError
-from training.schema import OHLCV_TABLE, ensure_ohlcv_table
+from training.infra import db
+from training.infra.schema import OHLCV_TABLE, ensure_ohlcv_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,7 +177,7 @@ def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
 
 
 def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> IngestResult:
-    """Write validated bars (see :func:`training.bars.clean_bars`) in one transaction; see the module docstring.
+    """Write validated bars (see :func:`~training.ingestion.bar_files.clean_bars`) in one transaction.
 
     Rows identical to the stored ones are left alone (created_timestamp too), so ingesting the same file
     twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed.

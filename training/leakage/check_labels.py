@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
-from training.labels import LabelParams, triple_barrier_labels
+from training.labeling.triple_barrier import LabelParams, triple_barrier_labels
 from training.leakage.panel import BarHistory, mismatch, ns
 from training.leakage.result import CheckResult
 

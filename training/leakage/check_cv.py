@@ -2,7 +2,8 @@
 
 The training rows are arranged exactly as :func:`training.model.trainer.train` arranges them (sorted by
 (event_timestamp, symbol), ``t1`` a Series indexed by t0, no ``bar_times``), the splitter is made the same
-way, and each (train, test) split must pass :func:`training.invariants.check_split`. The splitter factory
+way, and each (train, test) split must pass
+:func:`training.validation.split_invariants.check_split`. The splitter factory
 is a parameter so a test can hand in a leaky one (e.g. sklearn's ``KFold``) and watch this check fail; the
 event times reach ``split`` only if the splitter requests them (scikit-learn's metadata requests), as
 ``cross_validate`` would route them.
@@ -17,10 +18,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.metadata_routing import get_routing_for_object
 
-from training import invariants
-from training.cv import make_cv
 from training.dataset.artifact import Dataset
 from training.leakage.result import CheckResult
+from training.validation import split_invariants
+from training.validation.purged_cv import make_cv
 
 NAME = "cv"
 SplitterFactory = Callable[[Mapping[str, Any]], Any]
@@ -49,8 +50,8 @@ def check_cv(dataset: Dataset, cv: Mapping[str, Any], make_splitter: SplitterFac
         fold = {"fold": index, "train": len(train), "test": len(test), "dropped": len(rows) - len(train) - len(test)}
         folds.append(fold)
         try:
-            invariants.check_split(t0, t1, train, test, embargo)
-        except invariants.LeakageError as error:
+            split_invariants.check_split(t0, t1, train, test, embargo)
+        except split_invariants.LeakageError as error:
             problems.append(f"fold {index}: {error.invariant} ({len(error.rows)} training rows)")
             bad = rows.iloc[error.rows][["symbol", "event_timestamp", "t1"]]
             offending.append(bad.assign(fold=index, problem=error.invariant))

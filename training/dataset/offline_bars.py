@@ -8,9 +8,10 @@ from datetime import date
 
 import pandas as pd
 
-from training import db
+from training.contract import normalise_symbols
 from training.errors import InputError
-from training.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
+from training.infra import db
+from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
 
 COMPUTE_FEATURES = "python -m training compute-features"
 NAMED = 5  # symbols an error names before it counts the rest
@@ -87,7 +88,7 @@ def load_bars(symbols: list[str] | None = None) -> pd.DataFrame:
     if not known:
         raise InputError(f"{OHLCV_TABLE} is empty: run `python -m training ingest FILE` first")
     if symbols is not None:
-        symbols = sorted({s.strip().upper() for s in symbols if s.strip()})
+        symbols = sorted(normalise_symbols(symbols))
         unknown = [s for s in symbols if s not in known]
         if unknown:
             raise unknown_symbols_error(unknown, known)

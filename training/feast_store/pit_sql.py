@@ -20,8 +20,8 @@ from datetime import datetime
 
 from psycopg import sql
 
-from training.feast_ext.plan import JoinGroup
-from training.pg_io import MASK_BITS, PgType
+from training.feast_store.plan import JoinGroup
+from training.infra.pg_io import MASK_BITS, PgType
 
 ROW_ID = "_row"
 ENTITY_TS = "_ts_us"  # entity timestamps travel as microseconds since 1970: parsing text costs 1.5 s/M rows
