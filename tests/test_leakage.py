@@ -2,7 +2,8 @@
 
 One small dataset (three symbols from 2011, FB's warm-up included) is built once; each canary mutates a copy
 of it the way a leaky builder or trainer would, re-stamping what such a builder would have written itself
-(scaler, split, fingerprint) so that only the planted leak is wrong.
+(split, fingerprint) so that only the planted leak is wrong. Mutations of the builder's and splitters' own
+code are in tests/test_audit_mutations.py.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from tests.conftest import run_cli
 from training.dataset import artifact
 from training.dataset.artifact import Dataset
 from training.dataset.offline_bars import load_bars
-from training.dataset.scaler import fit_robust_scaler
 from training.indicators.compute import input_columns
 from training.indicators.definitions import warmup_bars
 from training.labeling.triple_barrier import triple_barrier_labels
 from training.leakage import CHECKS, BarHistory, audit_config, run_audit
+from training.leakage.audited_code import rebuild
 from training.leakage.check_features import recompute
-from training.leakage.check_reproducibility import rebuild
 from training.leakage.report import REPORT_FILE, format_text
 from training.leakage.sampling import stratified_sample
 from training.validation.holdout_split import holdout_split
@@ -56,16 +56,13 @@ def audit(dataset: Dataset, bars: BarHistory, **options):
 
 
 def as_built(frame: pd.DataFrame, metadata: dict, bars: BarHistory, resplit: bool = False) -> Dataset:
-    """What a (leaky) builder producing ``frame`` would have saved: its own split, scaler and fingerprint."""
+    """What a (leaky) builder producing ``frame`` would have saved: its own split and fingerprint."""
     frame = frame.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
     meta = copy.deepcopy(metadata)
     features = meta["features"]
     if resplit:
-        split = holdout_split(
-            frame["event_timestamp"], frame["t1"], bar_times=bars.bar_times, **meta["config"]["split"]
-        )
+        split = holdout_split(frame["event_timestamp"], frame["t1"], **meta["config"]["split"])
         frame["split"], meta["split"] = split.role, split.summary()
-    meta["scaler"] = fit_robust_scaler(frame.loc[frame["split"] == "train", features])
     meta["rows"] = len(frame)
     meta["fingerprint"] = artifact.fingerprint(frame, meta["config"], features)
     return Dataset(frame=frame, metadata=meta)
@@ -101,12 +98,6 @@ def label_one_bar_too_many(dataset: Dataset, bars: BarHistory) -> Dataset:
         longer[["symbol", "event_timestamp", *LABEL_COLUMNS]], on=["symbol", "event_timestamp"]
     )
     return as_built(frame[dataset.frame.columns], dataset.metadata, bars, resplit=True)
-
-
-def scaler_fitted_on_all_rows(dataset: Dataset, bars: BarHistory) -> Dataset:
-    leaky = as_built(dataset.frame.copy(), dataset.metadata, bars)
-    leaky.metadata["scaler"] = fit_robust_scaler(leaky.frame[leaky.features])
-    return leaky
 
 
 def validation_right_after_the_cutoff(dataset: Dataset, bars: BarHistory) -> Dataset:
@@ -184,7 +175,6 @@ def test_the_clean_dataset_passes_every_check_including_a_rebuild(clean, bars):
         (feature_from_the_future, "features"),
         (join_takes_the_next_bar, "point_in_time"),
         (label_one_bar_too_many, "labels"),
-        (scaler_fitted_on_all_rows, "scaler"),
         (validation_right_after_the_cutoff, "holdout"),
         (training_labels_reach_the_cutoff, "holdout"),
         (warmup_row_kept, "warmup"),
@@ -205,8 +195,6 @@ def test_the_failures_name_the_rows_and_what_is_wrong(clean, bars):
     assert {r["feature"] for r in report.check("features").offending} == {"rsi_14"}
     report = audit(join_takes_the_next_bar(clean[1], bars), bars)
     assert report.check("point_in_time").offending[0]["problem"] == "joined bar is after the decision"
-    report = audit(scaler_fitted_on_all_rows(clean[1], bars), bars)
-    assert "they equal a fit on all rows" in report.check("scaler").message
     report = audit(validation_right_after_the_cutoff(clean[1], bars), bars)
     assert {r["split"] for r in report.check("holdout").offending} == {"validation"}
 

@@ -27,7 +27,11 @@ EXPECTED_ARTIFACTS = {
     "config.yaml",
     "dataset_metadata.json",
     "cv_folds.json",
+    "cv_splits.json",  # the folds and fitted preprocessing verify-leakage --run audits
+    "validity",  # validity.json, cv_path_returns.csv, pbo_logits.png, path_sharpes.png
 }
+VALIDITY_METRICS = ("validity/trials", "validity/holdout_psr", "validity/holdout_dsr", "validity/holdout_min_trl_bars",
+                    "validity/holdout_sharpe", "validity/cv_psr_mean", "validity/cv_dsr_mean")
 
 
 def _train(dataset_dir, results, *extra: str):
@@ -84,6 +88,10 @@ def _assert_complete_run(client, run_id: str, dataset) -> None:
     assert tags["dataset_fingerprint"] == dataset.metadata["fingerprint"]
     assert tags["leakage_check"] == "passed" and tags["skip_audit"] == "false" and "audit_findings" not in tags
     assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
+    assert set(VALIDITY_METRICS) <= set(metrics)
+    assert {a.path for a in client.list_artifacts(run_id, "validity")} == {
+        "validity/validity.json", "validity/cv_path_returns.csv", "validity/pbo_logits.png", "validity/path_sharpes.png"
+    }
 
 
 def _assert_registered_model(client, results: dict, dataset) -> None:
@@ -121,6 +129,10 @@ def test_same_seed_and_data_give_the_same_metrics_and_an_equal_run_is_not_promot
     again = _train(audited, tmp_path / "again.json", "--config", str(model_config(tmp_path, "train-tests-local")))
     assert again["run_id"] != local_run["run_id"]
     assert again["cv"] == local_run["cv"]
+    # One more trial on the same dataset: the same Sharpe ratio is deflated further, never less.
+    assert again["validity"]["trials"] > local_run["validity"]["trials"]
+    assert again["validity"]["holdout"]["psr"] == pytest.approx(local_run["validity"]["holdout"]["psr"])
+    assert again["validity"]["holdout"]["dsr"] <= local_run["validity"]["holdout"]["dsr"] + 1e-12
     assert again["holdout"] == local_run["holdout"]
     # An equal run does not beat the champion: it stays a registered version without the alias.
     assert again["promotion"]["promoted"] is False
@@ -158,7 +170,38 @@ def test_cpcv_is_refused_until_audited_then_logs_backtest_paths(bundled_dataset,
     results = _train(folder, tmp_path / "cpcv.json", *cpcv, "--config", str(model_config(tmp_path, "train-tests-cpcv")))
     metrics = MlflowClient().get_run(results["run_id"]).data.metrics
     assert "cpcv/path_sharpe_mean" in metrics
+    assert results["validity"]["cv_paths"]["paths"] == 3  # C(3, 1) paths of CPCV(4, 2)
+    assert 0 <= metrics["validity/pbo"] <= 1  # over the configurations tried, or this run's 3 paths
     assert len(MlflowClient().get_metric_history(results["run_id"], "cv/roc_auc")) == 6  # C(4, 2) splits
+
+
+def test_verify_leakage_run_audits_the_folds_and_preprocessing_the_run_used(local_run, audited, bundled_dataset):
+    from training.dataset.offline_bars import load_bars
+    from training.leakage import RUN_CHECKS, audit_config, run_audit
+    from training.leakage.panel import BarHistory
+
+    results = Path(audited).parent / "results_for_run_audit.json"
+    results.write_text(json.dumps(local_run))
+    result = run_cli("verify-leakage", "--dataset", str(audited), "--skip-rebuild", "--sample", "40",
+                     "--run", str(results))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "PASS preprocessing" in result.output and f"run {local_run['run_id']}'s recorded folds" in result.output
+    report = json.loads((Path(audited) / f"leakage_report_run_{local_run['run_id']}.json").read_text())
+    assert list(report["checks"]) == list(RUN_CHECKS) and report["status"] == "passed"
+    assert report["checks"]["preprocessing"]["counts"]["folds"] == 5
+
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(run_id=local_run["run_id"], artifact_path="cv_splits.json")
+    record = json.loads(Path(local).read_text())
+    record["run_id"] = local_run["run_id"]
+    fold = record["folds"][2]
+    fold["fit"] = sorted(fold["fit"] + fold["test"][:50])  # a scaler fitted on scored rows too
+    _, dataset = bundled_dataset
+    bars = BarHistory.of(load_bars(dataset.metadata["symbols"]))
+    leaky = run_audit(dataset, audit_config(dataset), bars, sample=20, record=record, progress=lambda m: None)
+    assert leaky.failed == ["preprocessing"]
+    assert "fold 2: 50 fit rows are scored rows" in leaky.check("preprocessing").message
 
 
 def test_unreachable_mlflow_is_one_line_naming_the_setting(bundled_dataset, tmp_path, monkeypatch):

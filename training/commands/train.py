@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ import click
 @click.option("--skip-audit", is_flag=True,
               help="Train although the dataset's fingerprint or leakage report does not vouch for it (experiments "
                    "only: tagged skip_audit=true and never promoted).")  # fmt: skip
+@click.option("--trials", type=click.IntRange(min=1),
+              help="Configurations tried for this result, for the Deflated Sharpe Ratio (default: the runs on this "
+                   "dataset in the MLflow experiment, this one included).")  # fmt: skip
 @click.option("--promote", is_flag=True,
               help="Make this run champion even if it does not beat the current one (never with --skip-audit).")
 def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method: str | None, n_splits: int | None,
-          skip_audit: bool, promote: bool):  # fmt: skip
+          skip_audit: bool, trials: int | None, promote: bool):  # fmt: skip
     """Cross-validate, fit and log the baseline on a built and audited dataset.
 
     Refuses a dataset whose rows no longer hash to its fingerprint, or whose leakage_report.json (written
@@ -33,6 +37,11 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     It becomes `champion` (what predict serves) only when there is none yet, when it beats the champion's
     hold-out mlflow.promote_metric by more than mlflow.promote_min_improvement, or with --promote. Label,
     weight and split settings come from the dataset itself.
+
+    Beside the Sharpe ratios it reports whether they could be luck: the Probabilistic and Deflated Sharpe
+    Ratio of the hold-out and of every CV path (trials = runs on this dataset in the experiment, or
+    --trials), the minimum track record length, and the Probability of Backtest Overfitting (CSCV over the
+    configurations tried, or over CPCV paths when only one was tried).
     """
     from training.config import load_config
     from training.dataset import artifact
@@ -49,7 +58,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     if not audit.passed:
         click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
-    _train_and_log(dataset, dataset_path, config, audit, promote, results)
+    _train_and_log(dataset, dataset_path, config, audit, promote, results, trials)
 
 
 def _take_dataset_sections(config: dict[str, Any], config_path: Path | None, built: dict[str, Any]) -> None:
@@ -61,7 +70,9 @@ def _take_dataset_sections(config: dict[str, Any], config_path: Path | None, bui
         config[section] = built[section]
 
 
-def _train_and_log(dataset, dataset_path: Path, config: dict[str, Any], audit, promote: bool, results: Path) -> None:
+def _train_and_log(
+    dataset, dataset_path: Path, config: dict[str, Any], audit, promote: bool, results: Path, trials: int | None = None
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from training.model import promotion
@@ -69,7 +80,7 @@ def _train_and_log(dataset, dataset_path: Path, config: dict[str, Any], audit, p
     from training.model.trainer import train as run_training
 
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
-    logged = log_run(report, dataset, dataset_path, config, audit)
+    logged = log_run(report, dataset, dataset_path, config, audit, trials)
     decision = promotion.decide(
         MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]
     )
@@ -87,9 +98,10 @@ def _train_and_log(dataset, dataset_path: Path, config: dict[str, Any], audit, p
         "cv": report.cv_summary,
         "holdout": {k: v for k, v in report.holdout.items()},
         "baselines": {"cv": report.baseline_summary, "holdout": report.holdout_baselines},
+        "validity": logged.validity.to_json(),
     }
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    results.write_text(json.dumps(_finite(summary), indent=2, default=float) + "\n")
     cv, holdout = report.cv_summary, report.holdout
     majority = report.holdout_baselines["majority"]
     hold = report.holdout_baselines["buy_and_hold"]
@@ -101,6 +113,18 @@ def _train_and_log(dataset, dataset_path: Path, config: dict[str, Any], audit, p
         f"  holdout AUC {holdout['roc_auc']:.3f}, accuracy {holdout['accuracy']:.3f} "
         f"(majority {majority['accuracy']:.3f}), Sharpe {holdout['backtest_sharpe']:.2f} "
         f"(buy and hold {hold['backtest_sharpe']:.2f}), IC {holdout['information_coefficient']:.3f}\n"
+        f"{logged.validity.summary()}\n"
         f"  {verdict}: {decision.reason}\n"
         f"  results: {results}"
     )
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a statistic (PBO of one path, MinTRL of a losing strategy) is null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,24 +21,31 @@ import click
 @click.option("--cv", "cv_method", type=click.Choice(["purged_kfold", "cpcv"]),
               help="Validation method to audit, as `train --cv` (train refuses folds not audited).")  # fmt: skip
 @click.option("--n-splits", type=int, help="Folds (purged_kfold) or groups (cpcv), as `train --n-splits`.")
+@click.option("--run", "run",
+              help="Audit what a training run used: its MLflow run id, or the results JSON `train` wrote. The folds "
+                   "it recorded (method, n_splits, embargo, CLI overrides included) and the preprocessing fitted "
+                   "in each are audited; the report goes to DATASET/leakage_report_run_<id>.json and to the "
+                   "run.")  # fmt: skip
 def verify_leakage(
     dataset_path: Path, config_path: Path | None, sample: int, skip_rebuild: bool, cv_method: str | None,
-    n_splits: int | None,
+    n_splits: int | None, run: str | None,
 ) -> None:  # fmt: skip
     """Prove the training set and its validation saw no future data.
 
-    Recomputes from the offline store: features of sampled rows (from OHLCV cut at the joined bar), the
-    point-in-time join, every label, the hold-out purge and embargo, the scaler's training-only fit,
-    every cross-validation fold, the warm-up, and a rebuild's fingerprint. Prints one line per check,
-    writes DATASET/leakage_report.json and exits 1 naming the failed checks. `train` trains only on a
-    dataset whose report passed for its fingerprint and for the folds the run will use.
+    Recomputes from the offline store with the audit's own references (sharing no code with the builder,
+    labeller, splitters or indicator engine): features of sampled rows (from OHLCV cut at the joined bar),
+    the point-in-time join, every label, the hold-out purge and embargo, every cross-validation fold, the
+    warm-up, and a rebuild's fingerprint; with --run, the folds and fitted preprocessing of that training
+    run. Prints one line per check, writes DATASET/leakage_report.json and exits 1 naming the failed
+    checks. `train` trains only on a dataset whose report passed for its fingerprint and for the folds the
+    run will use.
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
     from training.dataset.offline_bars import load_bars
-    from training.errors import CheckFailed
+    from training.errors import CheckFailed, InputError
     from training.leakage.audit import audit_config, run_audit
-    from training.leakage.check_reproducibility import rebuild
+    from training.leakage.audited_code import rebuild
     from training.leakage.panel import BarHistory
     from training.leakage.report import format_text, write_json
 
@@ -48,7 +57,10 @@ def verify_leakage(
     refuse_contradicting_dataset(config_path, dataset.metadata["config"])  # audit_config takes the dataset's
     config = audit_config(dataset, config_path)
     if cv_method or n_splits is not None:
+        if run:
+            raise InputError("--run audits the folds the run used: --cv and --n-splits do not apply")
         config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
+    record = _run_record(run) if run else None
     loaded = time.perf_counter()
     progress(f"reading the OHLCV bars of {len(dataset.metadata['symbols'])} symbol(s)")
     bars = BarHistory.of(load_bars(sorted(dataset.frame["symbol"].unique().tolist())))
@@ -59,6 +71,7 @@ def verify_leakage(
         bars,
         sample=sample,
         rebuild=None if skip_rebuild else lambda: rebuild(dataset.metadata, lambda m: progress(f"  {m}")),
+        record=record,
         path=dataset_path,
         progress=progress,
     )
@@ -68,8 +81,40 @@ def verify_leakage(
         **report.timings,
         "total": time.perf_counter() - started,
     }
-    written = write_json(report, dataset_path)
+    if record is None:
+        written = write_json(report, dataset_path)
+    else:
+        written = write_json(report, dataset_path, f"leakage_report_run_{record['run_id']}.json")
+        _log_to_run(record["run_id"], written)
     click.echo(format_text(report))
     click.echo(f"report: {written}")
     if report.failed:
         raise CheckFailed(f"leakage check(s) failed: {', '.join(report.failed)} (details in {written})")
+
+
+def _run_record(run: str) -> dict[str, Any]:
+    """The folds and fitted preprocessing a training run logged (``cv_splits.json``), with its run id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from training.errors import InputError
+    from training.infra import settings
+
+    path = Path(run)
+    if path.suffix == ".json" and path.exists():
+        run = str(json.loads(path.read_text()).get("run_id"))
+    mlflow.set_tracking_uri(settings.check_mlflow())
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run, artifact_path="cv_splits.json")
+    except MlflowException as error:
+        raise InputError(f"run {run} has no cv_splits.json in MLflow ({error.error_code}): train it again") from None
+    return {**json.loads(Path(local).read_text()), "run_id": run}
+
+
+def _log_to_run(run_id: str, report: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    client.log_artifact(run_id, str(report))
+    status = json.loads(report.read_text())["status"]
+    client.set_tag(run_id, "leakage_check_run", status)

@@ -5,7 +5,8 @@ Order matters for leakage-freedom, so each step only sees what it may:
 2. Feast joins each decision to the newest feature row at or before it (never a later bar);
 3. labels read only bars D+1..D+h; decisions without a full horizon are dropped;
 4. the warm-up (derived from the indicator table) and any non-finite feature drop a row, never a guess;
-5. weights and the scaler are computed within the rows they serve (training rows never see validation).
+5. weights are computed within the rows they serve (training rows never see validation). Nothing is fitted
+   here: the trainer fits its preprocessing inside each fold, where ``verify-leakage --run`` audits it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from training.config import Config
 from training.dataset import artifact
 from training.dataset.historical_features import describe_service, point_in_time_features
 from training.dataset.offline_bars import decision_mask, load_bars
-from training.dataset.scaler import fit_robust_scaler
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
 from training.labeling.sample_weights import weight_components
@@ -130,13 +130,11 @@ def build_dataset(
     samples["target"] = _target(samples, config)
     classes = _check_classes(samples["target"], "samples")
 
-    split = holdout_split(
-        samples["event_timestamp"], samples["t1"], bar_times=bars["event_timestamp"], **config["split"]
-    )
+    # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
+    split = holdout_split(samples["event_timestamp"], samples["t1"], **config["split"])
     samples["split"] = split.role
     windows = samples[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
     weights = _weights(windows, bars, config["weights"], split.role)
-    scaler = fit_robust_scaler(features.loc[split.mask("train"), service.features])
     progress(f"split {split.counts()}; weights {', '.join(c for c in weights.columns)}")
 
     del bars
@@ -166,7 +164,6 @@ def build_dataset(
         },
         "request": {"symbols": symbols, "start": str(start) if start else None, "end": str(end) if end else None},
         "split": split.summary(),
-        "scaler": scaler,
         "label_distribution": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
         "config": config,
         "build_seconds": round(time.perf_counter() - started, 2),

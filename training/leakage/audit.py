@@ -2,6 +2,9 @@
 
 Every check runs even after one fails, so a reviewer sees all violations at once; a check that cannot
 run (missing metadata, unreadable bars) counts as failed — an audit that could not look proves nothing.
+The folds audited are the configured splitter's, made as ``train`` makes them, or, given a training
+run's record (``verify-leakage --run``), the folds that run used, audited with the preprocessing it
+fitted in each (the ``preprocessing`` check, run-mode only).
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ from training.config import DATASET_SECTIONS, Config, load_config
 from training.dataset.artifact import Dataset
 from training.errors import ProjectError
 from training.leakage import (
+    audited_code,
     check_cv,
     check_features,
     check_holdout,
     check_labels,
     check_point_in_time,
+    check_preprocessing,
     check_reproducibility,
-    check_scaler,
     check_warmup,
 )
 from training.leakage.panel import BarHistory
 from training.leakage.result import CheckResult
 from training.leakage.sampling import DEFAULT_SAMPLE
-from training.validation.purged_cv import make_cv
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -40,11 +43,12 @@ CHECKS = (
     check_point_in_time.NAME,
     check_labels.NAME,
     check_holdout.NAME,
-    check_scaler.NAME,
     check_cv.NAME,
     check_warmup.NAME,
     check_reproducibility.NAME,
 )
+RUN_CHECKS = (*CHECKS, check_preprocessing.NAME)  # with a training run's record
+SplitterFactory = Callable[[Mapping[str, Any]], Any]
 # What the dataset was built with decides these sections; the trainer takes them from the dataset too.
 
 
@@ -124,26 +128,41 @@ def run_audit(
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
     rebuild: Callable[[], Dataset] | None = None,
-    make_splitter: check_cv.SplitterFactory = make_cv,
+    make_splitter: SplitterFactory | None = None,
+    record: Mapping[str, Any] | None = None,
     path: Path | None = None,
     progress: Progress = log.info,
 ) -> AuditReport:
     """All checks on ``dataset`` against ``bars`` (its symbols' adjusted OHLCV); ``rebuild=None`` skips
-    the rebuild half of the reproducibility check. ``config`` supplies the cross-validation to audit."""
-    cv_config: Mapping[str, Any] = config["cv"]
+    the rebuild half of the reproducibility check. ``config`` supplies the cross-validation to audit;
+    ``record`` (a run's ``cv_splits.json``) audits that run's folds and fitted preprocessing instead;
+    ``make_splitter`` audits another splitter (a test's leaky one)."""
+    cv_config: Mapping[str, Any] = record["cv"] if record is not None else config["cv"]
+
+    def cv_check() -> CheckResult:
+        if record is not None:
+            folds = [(f["train"], f["test"]) for f in record["folds"]]
+            return check_cv.check_cv(dataset, cv_config, folds, f"run {record.get('run_id', '?')}'s recorded folds")
+        if make_splitter is not None:
+            name, folds = audited_code.splitter_folds(dataset, make_splitter(cv_config))
+        else:
+            name, folds = audited_code.configured_folds(dataset, cv_config)
+        return check_cv.check_cv(dataset, cv_config, folds, name)
+
     steps: dict[str, Callable[[], CheckResult]] = {
         check_features.NAME: lambda: check_features.check_features(dataset, bars, sample, seed),
         check_point_in_time.NAME: lambda: check_point_in_time.check_point_in_time(dataset, bars),
         check_labels.NAME: lambda: check_labels.check_labels(dataset, bars),
-        check_holdout.NAME: lambda: check_holdout.check_holdout(dataset, bars),
-        check_scaler.NAME: lambda: check_scaler.check_scaler(dataset),
-        check_cv.NAME: lambda: check_cv.check_cv(dataset, cv_config, make_splitter),
+        check_holdout.NAME: lambda: check_holdout.check_holdout(dataset),
+        check_cv.NAME: cv_check,
         check_warmup.NAME: lambda: check_warmup.check_warmup(dataset, bars),
         check_reproducibility.NAME: lambda: check_reproducibility.check_reproducibility(dataset, rebuild),
     }
+    if record is not None:
+        steps[check_preprocessing.NAME] = lambda: check_preprocessing.check_preprocessing(dataset, record)
     started = time.perf_counter()
     results = []
-    for name in CHECKS:
+    for name in RUN_CHECKS if record is not None else CHECKS:
         if name == check_reproducibility.NAME and rebuild is not None:
             progress(f"{name}: rebuilding the dataset from the same inputs (the slow step)")
         else:
@@ -152,4 +171,6 @@ def run_audit(
     timings = {c.name: c.seconds for c in results}
     timings["checks_total"] = time.perf_counter() - started
     used = {"cv": dict(cv_config), "split": config["split"], "labels": config["labels"], "sample": sample, "seed": seed}
+    if record is not None:
+        used["run_id"] = record.get("run_id")
     return AuditReport(dataset=_describe(dataset, path), config=used, checks=results, timings=timings)

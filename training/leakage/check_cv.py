@@ -1,75 +1,73 @@
-"""Cross-validation: every fold of the configured splitter is purged and embargoed.
+"""Cross-validation: every fold the trainer uses (or a run used) is disjoint, purged and embargoed.
 
-The training rows are arranged exactly as :func:`training.model.trainer.train` arranges them (sorted by
-(event_timestamp, symbol), ``t1`` a Series indexed by t0, no ``bar_times``), the splitter is made the same
-way, and each (train, test) split must pass
-:func:`training.validation.split_invariants.check_split`. The splitter factory
-is a parameter so a test can hand in a leaky one (e.g. sklearn's ``KFold``) and watch this check fail; the
-event times reach ``split`` only if the splitter requests them (scikit-learn's metadata requests), as
-``cross_validate`` would route them.
+The folds are positions into the dataset's training rows sorted by (event_timestamp, symbol), as the
+trainer arranges them. They come from outside this module: the configured splitter run the trainer's
+way (:mod:`training.leakage.audited_code`, the code under audit), or the splits a training run recorded
+(``verify-leakage --run``). Each is verified with the audit's own rules (:mod:`training.leakage.ref_splits`):
+no training row is scored, no training label window [t0, t1] overlaps a test block's [min t0, max t1],
+and no training row starts within the embargo after a test block's max t1, counted on the dataset's
+bar calendar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.metadata_routing import get_routing_for_object
 
 from training.dataset.artifact import Dataset
+from training.leakage.panel import calendar, ns
+from training.leakage.ref_splits import embargo_bars, fold_violations
 from training.leakage.result import CheckResult
-from training.validation import split_invariants
-from training.validation.purged_cv import make_cv
 
 NAME = "cv"
-SplitterFactory = Callable[[Mapping[str, Any]], Any]
-
-
-def split_metadata(splitter: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``metadata`` that ``splitter.split`` requests (none for a plain ``KFold``)."""
-    return {name: metadata[name] for name in get_routing_for_object(splitter).consumes("split", list(metadata))}
+Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
 def training_rows(dataset: Dataset) -> pd.DataFrame:
     """The rows the trainer cross-validates, in its order."""
-    rows = dataset.rows("train")
+    rows = dataset.frame[dataset.frame["split"].astype(str) == "train"]
     return rows.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 
-def check_cv(dataset: Dataset, cv: Mapping[str, Any], make_splitter: SplitterFactory = make_cv) -> CheckResult:
+def check_cv(dataset: Dataset, cv: Mapping[str, Any], folds: Folds, splitter: str = "") -> CheckResult:
     rows = training_rows(dataset)
-    t0, t1 = rows["event_timestamp"], rows["t1"]
-    splitter = make_splitter(cv)
-    metadata = split_metadata(splitter, {"t1": pd.Series(t1.to_numpy(), index=t0)})
+    t0, t1 = ns(rows["event_timestamp"]), ns(rows["t1"])
+    bars_of = calendar(dataset.frame)
     embargo = float(cv["embargo"])
-    folds, offending, problems = [], [], []
-    for index, (train, test) in enumerate(splitter.split(rows[dataset.features], **metadata)):
-        train, test = np.asarray(train), np.asarray(test)
-        fold = {"fold": index, "train": len(train), "test": len(test), "dropped": len(rows) - len(train) - len(test)}
-        folds.append(fold)
-        try:
-            split_invariants.check_split(t0, t1, train, test, embargo)
-        except split_invariants.LeakageError as error:
-            problems.append(f"fold {index}: {error.invariant} ({len(error.rows)} training rows)")
-            bad = rows.iloc[error.rows][["symbol", "event_timestamp", "t1"]]
-            offending.append(bad.assign(fold=index, problem=error.invariant))
+    n_embargo = embargo_bars(embargo, len(bars_of))
+    per_fold, offending, problems = [], [], []
+    for index, (train, test) in enumerate(folds):
+        train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
+        per_fold.append({"fold": index, "train": len(train), "test": len(test),
+                         "dropped": len(rows) - len(train) - len(test)})  # fmt: skip
+        if len(test) == 0:
+            problems.append(f"fold {index}: empty test set")
+            continue
+        for invariant, bad in fold_violations(t0, t1, train, test, n_embargo, bars_of).items():
+            if len(bad):
+                problems.append(f"fold {index}: {invariant} ({len(bad)} training rows)")
+                part = rows.iloc[bad][["symbol", "event_timestamp", "t1"]]
+                offending.append(part.assign(fold=index, problem=invariant))
     table = pd.concat(offending, ignore_index=True) if offending else pd.DataFrame()
     counts = {
         "method": cv.get("method"),
-        "splitter": type(splitter).__name__,
+        "splitter": splitter,
         "training_rows": len(rows),
-        "folds": len(folds),
-        "failing_folds": len(problems),
+        "folds": len(per_fold),
+        "failing_folds": len({p.split(":")[0] for p in problems}),
         "embargo": embargo,
-        "per_fold": folds,
+        "embargo_bars": n_embargo,
+        "calendar_bars": len(bars_of),
+        "per_fold": per_fold,
     }
     description = (
-        f"{len(folds)} folds of {type(splitter).__name__} over {len(rows):,} training rows: "
-        f"no training label overlaps a test block, embargo {embargo:g} after each"
+        f"{len(per_fold)} folds of {splitter or cv.get('method')} over {len(rows):,} training rows: "
+        f"no training label overlaps a test block, embargo {n_embargo} bars ({embargo:g} of {len(bars_of)}) after each"
     )
-    if not folds:
+    if not per_fold:
         problems.append("the splitter yielded no folds")
-    message = f"{len(problems)} of {len(folds)} folds leak: {', '.join(problems)}" if problems else ""
+    message = f"{counts['failing_folds']} of {len(per_fold)} folds leak: {', '.join(problems)}" if problems else ""
     return CheckResult.verdict(NAME, description, counts, table, message)

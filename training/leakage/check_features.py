@@ -1,9 +1,11 @@
 """Features: recompute every feature of sampled rows from OHLCV cut at the joined bar, and compare.
 
-For a row joined to bar B (its ``feature_timestamp``), the indicators are recomputed with
-``compute_symbol`` on the symbol's adjusted bars up to and including B — nothing after B is given to
-TA-Lib — and turned into the model's forms with ``scale_free_forms``. Equality proves each stored value
-is a function of bars <= B only, without trusting that the indicator code is causal. That B itself is
+For a row joined to bar B (its ``feature_timestamp``), the indicators are recomputed by the audit's own
+direct TA-Lib calls (:mod:`training.leakage.ref_indicators`, not the project's indicator engine or its
+scale-free code) on the symbol's adjusted bars up to and including B — nothing after B is given to
+TA-Lib. Equality proves each stored value is a function of bars <= B only, without trusting that the
+indicator code is causal. The rows are a seeded sample (:mod:`training.leakage.sampling`, 300 by default,
+each symbol's first and last rows always in): each recomputation runs TA-Lib over the whole history. That B itself is
 not after the decision (and is the newest bar at or before it) is the point-in-time check's job; the two
 together prove no feature saw a bar after its decision.
 """
@@ -14,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
-from training.indicators.compute import compute_symbol, input_columns
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS
-from training.indicators.scale_free import scale_free_forms
 from training.leakage.panel import RTOL, BarHistory, mismatch, ns, relative_error
+from training.leakage.ref_indicators import values_at_last_bar
 from training.leakage.result import CheckResult
 from training.leakage.sampling import DEFAULT_SAMPLE, stratified_sample
 
@@ -33,11 +34,8 @@ def known_features() -> set[str]:
 
 def recompute(history: dict[str, np.ndarray], features: list[str]) -> dict[str, float]:
     """Every feature's value at the last bar of ``history`` (one symbol's adjusted bars, oldest first)."""
-    values = compute_symbol(history)
-    last: dict[str, list[float]] = {name: [float(v[-1])] for name, v in values.items()}
-    last.update({column: [float(history[column][-1])] for column in REFERENCE_COLUMNS})
-    forms = scale_free_forms(last)
-    return {name: forms[name][0] if name in forms else last[name][0] for name in features}
+    values = values_at_last_bar(history)
+    return {name: values[name] for name in features}
 
 
 def check_features(dataset: Dataset, bars: BarHistory, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> CheckResult:
@@ -54,7 +52,7 @@ def check_features(dataset: Dataset, bars: BarHistory, sample: int = DEFAULT_SAM
     symbols = rows["symbol"].to_numpy()
     joined = ns(rows["feature_timestamp"])
     through = bars.count_before(symbols, joined, inclusive=True)  # bars up to and including the joined bar
-    columns = input_columns()
+    columns = ("open", "high", "low", "close", "volume")
     stored = rows[features].to_numpy(dtype=np.float64)
     expected = np.full_like(stored, np.nan)
     missing_bar = np.zeros(len(rows), dtype=bool)

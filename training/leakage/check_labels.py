@@ -1,10 +1,9 @@
-"""Labels: recompute every row's label, t1, ret and barriers from the prices with the dataset's label config.
+"""Labels: recompute every row's label, t1, ret, barriers and next_ret with the audit's own per-event loop.
 
-``triple_barrier_labels`` reads only bars D+1 .. D+h after the decision D; a row whose stored outcome
-differs was labelled with other bars (one too many, a later horizon) or other settings than the metadata
-claims, and a row it does not return has no full horizon (its D+h does not exist): both are failures.
-``next_ret`` (close D+1 / close D - 1, the backtest's return) and ``target`` (derived from the label) are
-checked the same way.
+:mod:`training.leakage.ref_labels` reads only bars D+1 .. D+h after the decision D and shares no code with
+the builder's vectorised labeller; a row whose stored outcome differs was labelled with other bars (one too
+many, one too few) or other settings than the metadata claims, and a row it does not return has no full
+horizon (its D+h does not exist): both are failures. ``target`` (derived from the label) is checked too.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
-from training.labeling.triple_barrier import LabelParams, triple_barrier_labels
 from training.leakage.panel import BarHistory, mismatch, ns
+from training.leakage.ref_labels import DEFAULTS, label_symbol
 from training.leakage.result import CheckResult
 
 NAME = "labels"
@@ -22,28 +21,30 @@ EXACT = ("t1", "label", "barrier", "target")
 NUMERIC = ("ret", "upper", "lower", "next_ret")
 
 
-def expected_labels(bars: BarHistory, labels: dict, target_kind: str) -> pd.DataFrame:
-    """symbol, key (t0 in ns) and every label column as the config defines them."""
-    frame = bars.bars
-    out = triple_barrier_labels(frame, labels)
-    close = frame["close"].to_numpy(dtype=np.float64)
-    next_close = frame.groupby("symbol", sort=False)["close"].shift(-1).to_numpy(dtype=np.float64)
-    out["key"] = ns(out.pop("t0"))
-    out["t1"] = ns(out["t1"])
-    out["barrier"] = out["barrier"].astype(str)
-    by_bar = pd.DataFrame({"symbol": frame["symbol"].to_numpy(), "key": bars.ts, "next_ret": next_close / close - 1.0})
-    out = out.merge(by_bar, on=["symbol", "key"], how="left", validate="one_to_one")
-    out["target"] = (out["label"] == 1).astype(np.int64) if target_kind == "binary" else out["label"].astype(np.int64)
+def expected_labels(bars: BarHistory, symbols: list[str], labels: dict, target_kind: str) -> pd.DataFrame:
+    """symbol, key (t0 in ns) and every label column, per the reference loop, for ``symbols``."""
+    parts = []
+    for symbol in symbols:
+        start, end = bars.span(symbol)
+        frame = bars.bars.iloc[start:end]
+        price = {c: frame[c].to_numpy(dtype=np.float64) for c in ("high", "low", "close")}
+        rows = label_symbol(bars.ts[start:end], price["high"], price["low"], price["close"], labels)
+        parts.append(pd.DataFrame(rows, columns=["t0", "t1", "label", "barrier", "ret", "upper", "lower", "next_ret"])
+                     .assign(symbol=symbol))  # fmt: skip
+    out = pd.concat(parts, ignore_index=True).rename(columns={"t0": "key"})
+    out["key"], out["t1"] = out["key"].astype(np.int64), out["t1"].astype(np.int64)
+    out["label"] = out["label"].astype(np.int64)
+    out["target"] = (out["label"] == 1).astype(np.int64) if target_kind == "binary" else out["label"]
     return out
 
 
 def check_labels(dataset: Dataset, bars: BarHistory) -> CheckResult:
     frame = dataset.frame
     config = dataset.metadata["config"]
-    params = LabelParams.from_config(config["labels"])
+    params = {**DEFAULTS, **config["labels"]}
     stored = pd.DataFrame(
         {
-            "symbol": frame["symbol"].to_numpy(),
+            "symbol": frame["symbol"].astype(str).to_numpy(),
             "key": ns(frame["event_timestamp"]),
             "t1": ns(frame["t1"]),
             "label": frame["label"].to_numpy(dtype=np.int64),
@@ -52,8 +53,7 @@ def check_labels(dataset: Dataset, bars: BarHistory) -> CheckResult:
             **{c: frame[c].to_numpy(dtype=np.float64) for c in NUMERIC},
         }
     )
-    expected = expected_labels(bars, config["labels"], config["target"])
-    # Row of `expected` for each stored row (positions, so no column is upcast to float by a merge).
+    expected = expected_labels(bars, sorted(stored["symbol"].unique()), config["labels"], config["target"])
     expected["position"] = np.arange(len(expected))
     where = stored[["symbol", "key"]].merge(expected[["symbol", "key", "position"]], on=["symbol", "key"], how="left")
     no_horizon = where["position"].isna().to_numpy()
@@ -74,7 +74,8 @@ def check_labels(dataset: Dataset, bars: BarHistory) -> CheckResult:
             offending.append(part.assign(problem=f"{column} differs from the recomputed label"))
     if no_horizon.any():
         part = stored.loc[no_horizon, ["symbol", "key"]].assign(column="horizon", dataset=None, recomputed=None)
-        offending.append(part.assign(problem=f"no full horizon: bar D+{params.horizon} (or the entry bar) is missing"))
+        problem = f"no full horizon: bar D+{params['horizon']} (or the entry bar) is missing"
+        offending.append(part.assign(problem=problem))
     table = pd.concat(offending, ignore_index=True) if offending else pd.DataFrame()
     if len(table):
         table = table.sort_values(["key", "symbol"], kind="stable")
@@ -87,12 +88,12 @@ def check_labels(dataset: Dataset, bars: BarHistory) -> CheckResult:
         **{f"{c}_differs": n for c, n in differs.items()},
     }
     setting = (
-        f"pt={params.profit_taking:g}, sl={params.stop_loss:g}, h={params.horizon}, {params.barriers} barriers, "
-        f"touch={params.touch}"
+        f"pt={params['profit_taking']:g}, sl={params['stop_loss']:g}, h={params['horizon']}, "
+        f"{params['barriers']} barriers, touch={params['touch']}"
     )
     return CheckResult.verdict(
         NAME,
-        f"{len(frame):,} rows: label, t1, ret, barrier recomputed from prices in (t0, t1] ({setting})",
+        f"{len(frame):,} rows: label, t1, ret, barrier recomputed by a per-event loop over (t0, t1] ({setting})",
         counts,
         table,
         total=len(row_keys),

@@ -2,15 +2,14 @@
 
 The first half catches an artifact edited after its build; the second (a full rebuild through Feast with
 the dataset's own configuration and request) catches a builder whose output depends on anything but its
-inputs, and rows that the offline data no longer supports. The rebuild is the slow part and can be skipped;
+inputs, and rows that the offline data no longer supports (the rebuild itself is
+:func:`training.leakage.audited_code.rebuild`, handed in). The rebuild is the slow part and can be skipped;
 the check then reports ``skipped`` unless the stored rows already fail the first half.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,23 +20,6 @@ from training.leakage.result import CheckResult
 
 NAME = "reproducibility"
 KEYS = ["symbol", "event_timestamp"]
-
-
-def rebuild(metadata: dict[str, Any], progress: Callable[[str], None] = lambda message: None) -> Dataset:
-    """Build the dataset again from its own configuration and request, through Feast (imported here only)."""
-    from training.dataset.builder import build_dataset
-    from training.feast_store.repository import feature_store
-
-    request = metadata.get("request") or {}
-    start, end = request.get("start"), request.get("end")
-    return build_dataset(
-        metadata["config"],
-        feature_store(),
-        symbols=request.get("symbols"),
-        start=date.fromisoformat(start) if start else None,
-        end=date.fromisoformat(end) if end else None,
-        progress=progress,
-    )
 
 
 def _equal(a: pd.Series, b: pd.Series) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Warm-up: every feature is finite, and no sample sits before its symbol's derived warm-up bar.
 
 A NaN or inf feature means an indicator was read inside its lookback (or divided by zero); a sample at
-bar index < ``warmup_bars()`` of its symbol's history was kept although some indicator was not yet
-defined there. The warm-up is derived from the indicator table, never read from the dataset, so a dataset
-stamped with a shorter warm-up fails too.
+bar index < the warm-up of its symbol's history was kept although some indicator was not yet defined
+there. The warm-up is measured by the audit's own TA-Lib calls (the first bar at which every indicator is
+finite, :func:`training.leakage.ref_indicators.measured_warmup`), never read from the dataset or the
+builder, so a dataset stamped with a shorter warm-up fails too.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
-from training.indicators.definitions import warmup_bars
 from training.leakage.panel import BarHistory, ns
+from training.leakage.ref_indicators import measured_warmup
 from training.leakage.result import CheckResult
 
 NAME = "warmup"
@@ -21,7 +22,7 @@ NAME = "warmup"
 
 def check_warmup(dataset: Dataset, bars: BarHistory) -> CheckResult:
     frame, features = dataset.frame, dataset.features
-    warmup = warmup_bars()
+    warmup = measured_warmup()
     values = frame[features].to_numpy(dtype=np.float64)
     nonfinite = ~np.isfinite(values)
     symbols = frame["symbol"].to_numpy()
@@ -40,7 +41,7 @@ def check_warmup(dataset: Dataset, bars: BarHistory) -> CheckResult:
     )
     offending["event_timestamp"] = pd.to_datetime(offending["event_timestamp"], utc=True)
     stamped = dataset.metadata.get("warmup_bars")
-    message = f"metadata says warm-up {stamped} bars, the indicator table derives {warmup}" if stamped != warmup else ""
+    message = f"metadata says warm-up {stamped} bars, TA-Lib's outputs need {warmup}" if stamped != warmup else ""
     counts = {
         "rows": len(frame),
         "warmup_bars": warmup,

@@ -1,4 +1,4 @@
-"""Bars indexed per symbol, and the value comparison every recomputing check shares.
+"""Bars indexed per symbol, the dataset's bar calendar, and the value comparison every recomputing check shares.
 
 Every check locates dataset rows in their symbol's bar history (how many bars lie before a decision,
 which bar is the newest at or before it); doing it one way, here, keeps the checks consistent.
@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.validation.split_invariants import to_ns
-
 RTOL = 1e-9  # recomputed values must agree to this relative error (TA-Lib's tolerance in the SPEC)
 MISSING = np.iinfo(np.int64).min  # NaT as int64
 
@@ -23,6 +21,11 @@ def ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     if index.tz is not None:
         index = index.tz_convert("UTC")
     return index.as_unit("ns").asi8
+
+
+def calendar(frame: pd.DataFrame) -> np.ndarray:
+    """The embargo's bar calendar (:mod:`training.leakage.ref_splits`): distinct t0 and t1 of all rows, in ns."""
+    return np.unique(np.concatenate([ns(frame["event_timestamp"]), ns(frame["t1"])]))
 
 
 def mismatch(expected: np.ndarray, actual: np.ndarray, rtol: float = RTOL) -> np.ndarray:
@@ -53,7 +56,10 @@ class BarHistory:
         starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]]) if len(symbols) else np.array([], int)
         ends = np.r_[starts[1:], len(symbols)]
         spans = {str(symbols[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
-        return cls(bars=ordered, ts=to_ns(ordered["event_timestamp"], "bar event_timestamp"), spans=spans)
+        stamps = ns(ordered["event_timestamp"])
+        if (stamps == MISSING).any():
+            raise ValueError(f"{int((stamps == MISSING).sum())} bars have no event_timestamp")
+        return cls(bars=ordered, ts=stamps, spans=spans)
 
     @property
     def bar_times(self) -> pd.Series:

@@ -57,10 +57,10 @@ def format_text(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
-def write_json(report: AuditReport, folder: Path) -> Path:
-    """``folder/leakage_report.json``, replaced atomically."""
-    target = Path(folder) / REPORT_FILE
-    fd, staging = tempfile.mkstemp(prefix=f".{REPORT_FILE}.", dir=folder)
+def write_json(report: AuditReport, folder: Path, name: str = REPORT_FILE) -> Path:
+    """``folder/leakage_report.json`` (or ``name``), replaced atomically."""
+    target = Path(folder) / name
+    fd, staging = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(report.to_json(), handle, indent=2, allow_nan=False)

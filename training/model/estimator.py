@@ -55,6 +55,8 @@ class FittedModel:
     fit_rows: int
     early_stopping_rows: int
     purged_rows: int
+    fit_positions: np.ndarray  # rows (of those given) the scaler and the trees were fitted on
+    early_stopping_positions: np.ndarray  # rows early stopping watched
 
 
 def early_stopping_slice(t0: np.ndarray, t1: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,4 +103,4 @@ def fit_with_early_stopping(
     )
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
-    return FittedModel(pipeline, best, len(fit), len(watch), len(X) - len(fit) - len(watch))
+    return FittedModel(pipeline, best, len(fit), len(watch), len(X) - len(fit) - len(watch), fit, watch)

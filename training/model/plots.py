@@ -89,3 +89,35 @@ def equity(report: TrainingReport, path: Path, cost_bps: float) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def pbo_logits(logits: np.ndarray, pbo: float, basis: str, path: Path) -> Path:
+    """CSCV's logit distribution: mass at or left of 0 is the probability of backtest overfitting."""
+    plt, fig, ax = _figure()
+    if len(logits):
+        ax.hist(logits, bins=min(50, max(10, len(logits) // 20)), color="#3b6ea8", alpha=0.85)
+    ax.axvline(0.0, color="#b03a2e", linestyle="--", label=f"PBO = {pbo:.2f}")
+    ax.set_xlabel("logit of the in-sample winner's out-of-sample relative rank")
+    ax.set_ylabel("combinations")
+    ax.set_title(f"CSCV over {basis}" if len(logits) else f"PBO not computable: {basis}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def path_sharpes(sharpes: list[float], holdout: float, path: Path) -> Path:
+    """Annualised Sharpe ratio of every out-of-sample backtest path, beside the hold-out's."""
+    plt, fig, ax = _figure()
+    ax.hist(sharpes, bins=max(5, min(30, len(sharpes))), color="#3b6ea8", alpha=0.85, label="CV paths")
+    ax.axvline(holdout, color="#b03a2e", linestyle="--", label=f"hold-out {holdout:.2f}")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("annualised Sharpe ratio")
+    ax.set_ylabel("paths")
+    ax.set_title("Out-of-sample Sharpe ratio by backtest path")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -36,6 +36,7 @@ class LoggedRun:
     registered_model: str
     version: str
     tracking_uri: str
+    validity: Any = None  # training.model.overfitting.Assessment
 
 
 def _flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +121,10 @@ def audit_tags(audit: Audit) -> dict[str, str]:
     return tags
 
 
-def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config, audit: Audit) -> LoggedRun:
+def log_run(
+    report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config, audit: Audit,
+    trials: int | None = None,
+) -> LoggedRun:
     """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the registered model.
 
     Every run registers a model version; whether it becomes ``champion`` is decided by
@@ -131,10 +135,13 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
+    from training.model import overfitting
+
     uri = settings.check_mlflow()
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment(mlflow, config["mlflow"]["experiment"])
     meta = dataset.metadata
+    validity = overfitting.assess(report, config, MlflowClient(), experiment_id, meta["fingerprint"], trials)
     run_name = config["mlflow"]["run_name"].format(
         feature_service=meta["feature_service"],
         horizon=config["labels"]["horizon"],
@@ -149,6 +156,7 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         "git_dirty": str(dirty).lower(),
         "dataset_fingerprint": meta["fingerprint"],
         "target": config["target"],
+        "config_hash": overfitting.config_hash(config),
         **audit_tags(audit),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
@@ -171,10 +179,14 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         if len(report.classes) == 2:
             (tn, fp), (fn, tp) = report.holdout["confusion_matrix"]
             summary.update({"holdout/tn": tn, "holdout/fp": fp, "holdout/fn": fn, "holdout/tp": tp})
+        summary.update(validity.metrics())
         mlflow.log_metrics(summary)
 
         with tempfile.TemporaryDirectory() as folder:
             _write_artifacts(Path(folder), report, dataset, dataset_path, config)
+            overfitting.write_artifacts(validity, report, Path(folder))
+            splits = report.splits_record(meta["fingerprint"], config["cv"])
+            (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
         example = report.holdout_rows[report.features].head(5)
@@ -190,6 +202,7 @@ def log_run(report: TrainingReport, dataset: Dataset, dataset_path: Path, config
         registered_model=config["mlflow"]["registered_model"],
         version=version,
         tracking_uri=uri,
+        validity=validity,
     )
 
 

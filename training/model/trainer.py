@@ -20,7 +20,7 @@ from training.config import Config
 from training.dataset.artifact import Dataset
 from training.errors import InputError
 from training.labeling.sample_weights import class_balance
-from training.model.backtest import Backtest
+from training.model.backtest import BARS_PER_YEAR, Backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, summarise
 from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
@@ -38,6 +38,8 @@ class Fold:
     baselines: dict[str, dict[str, Any]]
     test_positions: np.ndarray = field(repr=False)
     proba: np.ndarray = field(repr=False)
+    train_positions: np.ndarray = field(repr=False, default_factory=lambda: np.array([], dtype=np.int64))
+    fitted: FittedModel | None = field(repr=False, default=None)
 
 
 @dataclass
@@ -57,6 +59,36 @@ class TrainingReport:
     cv_splitter: Any = field(repr=False)
     cv_targets: np.ndarray = field(repr=False)
     path_sharpes: list[float] = field(default_factory=list)
+    path_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # OOS daily returns, a column per path
+    calendar_bars: int = 0
+
+    def splits_record(self, fingerprint: str, cv: Config) -> dict[str, Any]:
+        """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
+
+        def fitted(model: FittedModel, rows: np.ndarray) -> dict[str, Any]:
+            scaler = model.pipeline.named_steps["scaler"]
+            return {
+                "fit": rows[model.fit_positions].tolist(),
+                "early_stopping": rows[model.early_stopping_positions].tolist(),
+                "scaler": {"type": type(scaler).__name__, "center": scaler.center_.tolist(),
+                           "scale": scaler.scale_.tolist()},
+            }  # fmt: skip
+
+        everything = np.arange(len(self.cv_targets))
+        return {
+            "rows": "the dataset's train rows sorted by (event_timestamp, symbol); positions are 0-based",
+            "dataset_fingerprint": fingerprint,
+            "cv": dict(cv),
+            "calendar_bars": self.calendar_bars,
+            "features": self.features,
+            "folds": [
+                {"fold": f.index, "train": f.train_positions.tolist(), "test": f.test_positions.tolist(),
+                 **fitted(f.fitted, f.train_positions)}
+                for f in self.folds
+                if f.fitted is not None
+            ],
+            "final": fitted(self.final, everything),
+        }
 
     def feature_importance(self) -> pd.DataFrame:
         model = self.final.pipeline.named_steps["model"]
@@ -86,6 +118,27 @@ def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndar
     return weight * (len(weight) / weight.sum())
 
 
+def training_rows(dataset: Dataset) -> pd.DataFrame:
+    """The rows cross-validated and fitted: the dataset's ``train`` rows sorted by (event_timestamp, symbol)."""
+    return dataset.rows("train").sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def bar_calendar(dataset: Dataset) -> pd.DatetimeIndex:
+    """The embargo's calendar, one for hold-out and CV: distinct t0 and t1 of all the dataset's rows."""
+    frame = dataset.frame
+    return pd.DatetimeIndex(pd.concat([frame["event_timestamp"], frame["t1"]]).unique()).sort_values()
+
+
+def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """The configured splitter and its (train, test) positions over :func:`training_rows`, embargo counted on
+    :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits."""
+    rows = training_rows(dataset)
+    splitter = make_cv(cv)
+    label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])  # t1 indexed by t0
+    splits = splitter.split(rows[dataset.features], t1=label_times, bar_times=bar_calendar(dataset))
+    return splitter, [(np.asarray(a), np.asarray(b)) for a, b in splits]
+
+
 def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = log.info) -> TrainingReport:
     """Cross-validate, fit and evaluate the baseline on a built dataset; nothing is logged here.
 
@@ -95,7 +148,7 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     Trivial baselines are scored on the same folds so every metric has something to beat.
     """
     features = dataset.features
-    rows = dataset.rows("train").sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
+    rows = training_rows(dataset)
     holdout_rows = dataset.rows("validation").reset_index(drop=True)
     if rows.empty or holdout_rows.empty:
         raise InputError("the dataset needs both training and validation rows; rebuild it with a longer period")
@@ -108,10 +161,9 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     balance = bool(config["weights"]["class_balance"])
     cost = float(config["backtest"]["cost_bps"])
 
-    splitter = make_cv(config["cv"])
-    label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])  # t1 indexed by t0
+    splitter, splits = cv_splits(dataset, config["cv"])
     folds: list[Fold] = []
-    for index, (train_idx, test_idx) in enumerate(splitter.split(X, t1=label_times)):
+    for index, (train_idx, test_idx) in enumerate(splits):
         fitted = fit_with_early_stopping(
             X.iloc[train_idx],
             y[train_idx],
@@ -125,14 +177,15 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
         metrics, _ = score(test, proba, classes, cost)
         metrics["best_iteration"] = fitted.best_iteration
         fold = Fold(index, len(train_idx), len(test_idx), fitted.best_iteration, metrics,
-                    baselines(y[train_idx], test, classes, cost), test_idx, proba)  # fmt: skip
+                    baselines(y[train_idx], test, classes, cost), test_idx, proba, train_idx, fitted)  # fmt: skip
         folds.append(fold)
         progress(
             f"fold {index}: {len(train_idx):,} train / {len(test_idx):,} test rows, AUC {metrics['roc_auc']:.3f}, "
             f"best iteration {fitted.best_iteration}"
         )
 
-    path_sharpes = _cpcv_path_sharpes(splitter, rows, folds, classes, cost)
+    path_returns = _path_returns(splitter, rows, folds, classes, cost)
+    path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
     final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"])
     holdout_proba = final.pipeline.predict_proba(holdout_rows[features])
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
@@ -157,20 +210,39 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
         cv_splitter=splitter,
         cv_targets=y,
         path_sharpes=path_sharpes,
+        path_returns=path_returns,
+        calendar_bars=len(bar_calendar(dataset)),
     )
 
 
-def _cpcv_path_sharpes(splitter: Any, rows: pd.DataFrame, folds: list[Fold], classes: list[int], cost: float):
-    """CPCV only: stitch each backtest path from the splits that test its folds; Sharpe per path."""
+def _path_returns(
+    splitter: Any, rows: pd.DataFrame, folds: list[Fold], classes: list[int], cost: float
+) -> pd.DataFrame:
+    """Out-of-sample daily returns of every backtest path: CPCV's paths, or the K folds' test sets as one path."""
     if not isinstance(splitter, CombinatorialPurgedKFold):
-        return []
+        proba = np.zeros((len(rows), len(classes)))
+        for fold in folds:
+            proba[fold.test_positions] = fold.proba
+        return pd.DataFrame({"path_0": score(rows, proba, classes, cost)[1].daily})
     fold_ids = splitter.fold_ids(rows["event_timestamp"])
-    sharpes = []
-    for path in splitter.backtest_paths():
+    paths = {}
+    for number, path in enumerate(splitter.backtest_paths()):
         proba = np.zeros((len(rows), len(classes)))
         for cv_fold, split in enumerate(path):
             fold = folds[int(split)]
             mine = fold_ids[fold.test_positions] == cv_fold
             proba[fold.test_positions[mine]] = fold.proba[mine]
-        sharpes.append(score(rows, proba, classes, cost)[1].sharpe)
-    return sharpes
+        paths[f"path_{number}"] = score(rows, proba, classes, cost)[1].daily
+    return pd.DataFrame(paths)
+
+
+def _cpcv_path_sharpes(splitter: Any, path_returns: pd.DataFrame) -> list[float]:
+    """CPCV only: the annualised Sharpe ratio of each backtest path (as the backtest computes it)."""
+    if not isinstance(splitter, CombinatorialPurgedKFold):
+        return []
+    out = []
+    for column in path_returns:
+        daily = path_returns[column].dropna()
+        std = float(daily.std(ddof=1)) if len(daily) > 1 else 0.0
+        out.append(float(daily.mean() / std * np.sqrt(BARS_PER_YEAR)) if std > 0 else 0.0)
+    return out

@@ -6,7 +6,13 @@ property tests, the splitters' canary tests and the ``verify-leakage`` audit sha
 
 Bar positions are counted on a bar calendar: the sorted distinct timestamps of ``bar_times`` when given,
 else of ``t0`` and ``t1`` together (every decision bar and every label end). An embargo fraction f over a
-calendar of n bars is ``ceil(f * n)`` bars, and at least one bar whenever f > 0.
+calendar of n bars is ``ceil(f * n)`` bars (f * n rounded to 9 decimals first, so 0.07 * 100 is 7 bars, not
+8), and at least one bar whenever f > 0.
+
+One embargo for the whole project: the calendar is the distinct t0 and t1 of *all* the dataset's rows.
+The builder's hold-out split sees every sample, so it counts on that calendar with ``bar_times=None``;
+the trainer's cross-validation sees only the training rows, so it passes that calendar as ``bar_times``
+(``training.model.trainer.bar_calendar``). "1 % of the bars" is therefore the same number of bars in both.
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""The one module of the audit that runs the code under audit: to obtain its output, never to check it.
+
+The checks recompute everything with the audit's own references (``ref_*`` modules) and import nothing
+from the builder, labels, weights, splitters, indicator engine or Feast store; a test parses their
+imports to keep it so. But an audit of the folds ``train`` will use needs those folds, and the rebuild
+half of the reproducibility check needs a rebuild: both come from here, made exactly as the trainer and
+the builder make them, and are then judged by code that shares nothing with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.dataset.artifact import Dataset
+
+
+def configured_folds(dataset: Dataset, cv: Mapping[str, Any]) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """The splitter ``config["cv"]`` makes and its folds, run as ``train`` runs it (the same function)."""
+    from training.model.trainer import cv_splits
+
+    splitter, folds = cv_splits(dataset, dict(cv))
+    return type(splitter).__name__, folds
+
+
+def splitter_folds(dataset: Dataset, splitter: Any) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Folds of any scikit-learn splitter over the training rows, event times routed only if it asks for
+    them (as ``cross_validate`` would): how a test hands in a leaky splitter such as ``KFold``."""
+    from sklearn.utils.metadata_routing import get_routing_for_object
+
+    from training.model.trainer import bar_calendar, training_rows
+
+    rows = training_rows(dataset)
+    label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])
+    offered = {"t1": label_times, "bar_times": bar_calendar(dataset)}
+    wanted = get_routing_for_object(splitter).consumes("split", list(offered))
+    folds = splitter.split(rows[dataset.features], **{k: offered[k] for k in wanted})
+    return type(splitter).__name__, [(np.asarray(a), np.asarray(b)) for a, b in folds]
+
+
+def rebuild(metadata: dict[str, Any], progress: Callable[[str], None] = lambda message: None) -> Dataset:
+    """Build the dataset again from its own configuration and request, through Feast (imported here only)."""
+    from training.dataset.builder import build_dataset
+    from training.feast_store.repository import feature_store
+
+    request = metadata.get("request") or {}
+    start, end = request.get("start"), request.get("end")
+    return build_dataset(
+        metadata["config"],
+        feature_store(),
+        symbols=request.get("symbols"),
+        start=date.fromisoformat(start) if start else None,
+        end=date.fromisoformat(end) if end else None,
+        progress=progress,
+    )
