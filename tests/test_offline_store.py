@@ -400,8 +400,7 @@ def test_to_sql_and_persist(stores, tables):
 def test_feature_store_yaml_selects_this_store(isolated_services):
     from feast.repo_config import load_repo_config
 
-    settings.export_feast_environment()
-    config = load_repo_config(settings.FEATURE_REPO, settings.FEATURE_REPO / "feature_store.yaml")
+    config = load_repo_config(settings.FEATURE_REPO, settings.write_feast_yaml())
     assert config.offline_store.type == CLASS_PATH
     assert type(config.offline_store).__name__ == "AsOfPostgreSQLOfflineStoreConfig"
 

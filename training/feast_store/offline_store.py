@@ -41,7 +41,7 @@ from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from psycopg import sql
-from pydantic import StrictStr
+from pydantic import StrictStr, model_validator
 
 from training.feast_store import pit_join, pit_sql
 from training.feast_store.plan import (
@@ -71,6 +71,15 @@ class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
 
     type: Literal["training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
     work_mem: StrictStr | None = "64MB"
+    password: StrictStr | None = None  # type: ignore[assignment]  # unset: libpq reads PGPASSWORD or ~/.pgpass
+    resolved_for: StrictStr | None = None  # set in a resolved feature_store.yaml: the stores it was resolved for
+
+    @model_validator(mode="after")
+    def _still_resolved_for_this_environment(self) -> AsOfPostgreSQLOfflineStoreConfig:
+        from training.feast_store.repository import check_resolved_for
+
+        check_resolved_for(self.resolved_for)
+        return self
 
 
 def connect(config: PostgreSQLConfig) -> psycopg.Connection:

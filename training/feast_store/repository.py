@@ -1,26 +1,107 @@
 """The project's Feast FeatureStore, built from feature_repo/ with connections from training.infra.settings.
 
+The committed ``feature_store.template.yaml`` is resolved by the settings module into ``feature_store.yaml``
+(git-ignored), which Feast's own CLI reads; the offline store's config checks, for every Feast command and
+every FeatureStore, that a resolved file still matches the environment (:func:`check_resolved_for`).
 Importing Feast takes seconds, so only commands that need it import this module.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.errors import ProjectError
 from training.infra import settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
 
 def feature_store() -> FeatureStore:
-    """A FeatureStore on feature_repo/, after checking PostgreSQL and Redis answer (one-line errors)."""
+    """A FeatureStore on feature_repo/, after checking PostgreSQL and Redis answer (one-line errors).
+
+    Also rewrites the resolved feature_store.yaml, so Feast's own CLI finds it current after any command.
+    """
     settings.check_postgres()
     settings.check_redis()
     settings.export_feast_environment()
+    settings.write_feast_yaml()
     for noisy in ("feast", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(settings.FEATURE_REPO))
+    return FeatureStore(repo_path=str(settings.FEATURE_REPO), config=repo_config())
+
+
+def repo_config() -> RepoConfig:
+    """The resolved feature_store.yaml as Feast reads it (variables expanded), but from memory: a command never
+    reads a file that a concurrent command with another environment (a test session) has just rewritten."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    config = RepoConfig(**yaml.safe_load(os.path.expandvars(settings.feast_yaml_text())))
+    config.repo_path = settings.FEATURE_REPO
+    return config
+
+
+def check_resolved_for(resolved_for: str | None) -> None:
+    """Refuse a resolved feature_store.yaml that no longer matches the environment, in one line.
+
+    Resolving the environment starts the embedded PostgreSQL when PGHOST is unset, so Feast's own commands
+    find it running. Under Feast's CLI a stale file (other stores, or an older template) is rewritten and the
+    command stops: run it again. A config built in code (no ``resolved_for``) names its own stores.
+    """
+    if resolved_for is None:
+        return
+    import click
+
+    files = _feast_cli_files()
+    try:
+        current = settings.feast_target()
+        _check_redis_password()
+        if files is None:
+            if resolved_for != current:
+                raise ProjectError(
+                    f"feature_store.yaml was resolved for {resolved_for}, but the environment says {current}: "
+                    "any `feast` command in feature_repo/ or project command rewrites it"
+                )
+            return
+        path, template = files
+        if path.read_text() == settings.feast_yaml_text(template):
+            return
+        settings.write_feast_yaml(path, template)
+    except ProjectError as exc:
+        if files is None:
+            raise
+        raise click.ClickException(str(exc)) from None
+    before, after = resolved_for.split(", "), current.split(", ")
+    pairs = zip(before, after, strict=True) if len(before) == len(after) else [(resolved_for, current)]
+    changed = [f"{old} -> {new}" for old, new in pairs if old != new]
+    why = f"was resolved for {'; '.join(changed)}" if changed else f"was older than {template.name}"
+    raise click.ClickException(f"{path} {why}: rewritten for this environment, run the command again")
+
+
+def _feast_cli_files() -> tuple[Path, Path] | None:
+    """(resolved file, template) when Feast's own CLI is loading a repository of this project, else None."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    found = context.obj if context is not None else None
+    if not isinstance(found, dict) or "FS_YAML_FILE" not in found or "CHDIR" not in found:
+        return None
+    path, template = Path(found["FS_YAML_FILE"]), Path(found["CHDIR"]) / settings.FEAST_TEMPLATE
+    return (path, template) if path.is_file() and template.is_file() else None
+
+
+def _check_redis_password() -> None:
+    """Feast expands ``${REDIS_PASSWORD}`` in the file; REDIS_URL's own password never reaches Feast's CLI."""
+    redis = settings.redis()
+    if redis is not None and redis.password and os.environ.get("REDIS_PASSWORD") != redis.password:
+        raise ProjectError(
+            "REDIS_URL has a password, which feature_store.yaml never holds: "
+            "export the same password as REDIS_PASSWORD for Feast's own commands"
+        )

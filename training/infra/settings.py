@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from training.errors import ServiceUnavailable
 
@@ -151,10 +152,11 @@ class RedisSettings:
     ssl: bool
 
     def feast_connection_string(self) -> str:
-        """Feast's own Redis format: ``host:port,db=N[,password=...][,ssl=true]``."""
+        """Feast's own Redis format, ``host:port,db=N[,password=${REDIS_PASSWORD}][,ssl=true]``: the password
+        stays a variable that Feast expands when it reads feature_store.yaml, so the file never holds it."""
         parts = [f"{self.host}:{self.port}", f"db={self.db}"]
         if self.password:
-            parts.append(f"password={self.password}")
+            parts.append("password=${REDIS_PASSWORD}")
         if self.ssl:
             parts.append("ssl=true")
         return ",".join(parts)
@@ -227,26 +229,81 @@ def feast_project() -> str:
     return os.environ.get("FEAST_PROJECT") or "ohlcv_features"
 
 
-def feast_environment() -> dict[str, str]:
-    """Variables that feature_store.yaml expands; exported before Feast reads the file."""
-    pg = postgres()
-    return {
-        "PGHOST": pg.host,
-        "PGPORT": str(pg.port),
-        "PGUSER": pg.user,
-        "PGPASSWORD": pg.password,
-        "PGDATABASE": pg.dbname,
-        "PGSSLMODE": pg.sslmode,
-        "FEAST_PROJECT": feast_project(),
-        # A YAML flow mapping, so one variable can switch the store type without editing the file.
-        "FEAST_ONLINE_STORE": json.dumps(online_store_config()),
-        "FEAST_USAGE": "False",
+FEAST_TEMPLATE = "feature_store.template.yaml"
+_SLOT = re.compile(r"\{\{ *(\w+) *\}\}")
+
+
+def feast_target() -> str:
+    """Everything a resolved feature_store.yaml points at, in one line: equal lines, same stores.
+
+    Resolving starts the embedded PostgreSQL when PGHOST is unset, so Feast's own commands find it running.
+    """
+    pg, store = postgres(), online_store_config()
+    online = f"SQLite {store['path']}" if store["type"] == "sqlite" else f"Redis {store['connection_string']}"
+    return f"{pg.describe()} (sslmode {pg.sslmode}), project {feast_project()}, online store {online}"
+
+
+def feast_yaml_path() -> Path:
+    """Where project commands write the resolved feature_store.yaml: in feature_repo/ for the default state, so
+    `feast` run there reads it; in OHLCV_STATE_DIR when that is set (a test session never rewrites the user's)."""
+    if os.environ.get("OHLCV_STATE_DIR"):
+        return state_dir() / "feature_store.yaml"
+    return FEATURE_REPO / "feature_store.yaml"
+
+
+def feast_yaml_text(template: Path | None = None) -> str:
+    """The template with its ``{{ slot }}`` names filled from the environment, as YAML scalars.
+
+    No password is filled in: libpq reads PGPASSWORD (or ~/.pgpass) itself, and Redis's stays
+    ``${REDIS_PASSWORD}``, which Feast expands from the environment when it reads the file.
+    """
+    template = template or FEATURE_REPO / FEAST_TEMPLATE
+    pg, target = postgres(), feast_target()
+    query = urlencode({"host": pg.host, "port": pg.port, "sslmode": pg.sslmode})
+    values = {
+        "project": json.dumps(feast_project()),
+        "registry_path": json.dumps(f"postgresql+psycopg://{quote(pg.user, safe='')}@/{quote(pg.dbname)}?{query}"),
+        "pg_host": json.dumps(pg.host),
+        "pg_port": str(pg.port),
+        "pg_database": json.dumps(pg.dbname),
+        "pg_user": json.dumps(pg.user),
+        "pg_sslmode": json.dumps(pg.sslmode),
+        "online_store": json.dumps(online_store_config()),  # a JSON object is a YAML flow mapping
+        "resolved_for": json.dumps(target),
     }
+
+    def fill(match: re.Match[str]) -> str:
+        if match[1] not in values:
+            raise ServiceUnavailable(f"{template} names an unknown setting {{{{ {match[1]} }}}}")
+        return values[match[1]]
+
+    header = (
+        f"# Resolved from {template.name} by training/infra/settings.py for:\n#   {target}\n"
+        "# Do not edit: project commands rewrite it, and Feast's CLI rewrites it (and stops) when the environment\n"
+        "# has changed since. No password is written here (libpq reads PGPASSWORD; Redis's is ${REDIS_PASSWORD}).\n"
+    )
+    lines = template.read_text().splitlines(keepends=True)
+    body = "".join(lines[next(i for i, line in enumerate(lines) if not line.startswith("#")) :])  # not its own header
+    return header + _SLOT.sub(fill, body)
+
+
+def write_feast_yaml(path: Path | None = None, template: Path | None = None) -> Path:
+    """Write the resolved feature_store.yaml (atomically, and only when its text changes); returns its path."""
+    path = path or feast_yaml_path()
+    text = feast_yaml_text(template)
+    if not path.exists() or path.read_text() != text:
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)
+    return path
 
 
 def export_feast_environment() -> None:
-    """Make this process (and its children) see the resolved connection settings."""
-    os.environ.update(feast_environment())
+    """The variables Feast expands in the resolved file, for this process and the Feast CLI it runs."""
+    os.environ["FEAST_USAGE"] = "False"
+    settings = redis()
+    if settings is not None and settings.password:
+        os.environ["REDIS_PASSWORD"] = settings.password
 
 
 def mlflow_tracking_uri() -> str:
