@@ -10,7 +10,7 @@ CONFIG ?=
 CONFIG_OPT := $(if $(CONFIG),--config $(CONFIG),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench docs lint ingest features apply materialize dataset verify fit predict services check-online clean
+.PHONY: help install train test bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,11 @@ test: install ## Run the test suite against real PostgreSQL, Redis/SQLite and ML
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks
+
+# SIZES="2000x2500 5000x5000" (default; beside a 500x2520 reference), or BARS=5000000 (BARS/2500 x 2500); QUICK=1
+BENCH_SCALE_OPTS := $(foreach s,$(SIZES),--size $(s)) $(if $(BARS),--bars $(BARS),) $(if $(QUICK),--quick,)
+bench-scale: install ## Every step as its own process on a synthetic universe: wall, peak RSS, µs/bar (BARS=N)
+	$(PY) -m benchmarks.bench_scale $(BENCH_SCALE_OPTS)
 
 docs: install ## Regenerate the README's feature list from the indicator definition table
 	$(PY) -m training.readme

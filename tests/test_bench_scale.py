@@ -1,0 +1,55 @@
+"""The scale benchmark's harness at a tiny size, so it cannot rot between the runs that matter (issue 12)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.csv as pa_csv
+
+from benchmarks.universe import COLUMNS, write_universe
+from training.infra import settings
+
+
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "benchmarks.bench_scale", "--results", str(tmp_path), "--reference", "none", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=settings.PROJECT_ROOT, timeout=300)
+
+
+def _rows(markdown: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("| ") and not line.startswith("| size")]  # fmt: skip
+
+
+def test_universe_is_seeded_and_ohlc_consistent(tmp_path):
+    first = write_universe(tmp_path / "a.csv.gz", symbols=7, days=50, seed=3, chunk_bars=100)
+    second = write_universe(tmp_path / "b.csv.gz", symbols=7, days=50, seed=3, chunk_bars=10_000)
+    a, b = (pa_csv.read_csv(u.path).to_pandas() for u in (first, second))
+    assert list(a.columns) == list(COLUMNS) and len(a) == 350 and a["Ticker"].nunique() == 7
+    assert a.equals(b)  # the chunk size does not change the data
+    assert (a["Low"] > 0).all() and (a["Volume"] > 0).all()
+    assert (a["Low"] <= a[["Open", "Close"]].min(axis=1)).all()
+    assert (a[["Open", "Close"]].max(axis=1) <= a["High"]).all()
+    assert (pd.to_datetime(a["Date"]).dt.weekday < 5).all()
+
+
+def test_a_row_per_step_with_its_peak_memory(tmp_path):
+    result = _bench(tmp_path, "--symbols", "6", "--days", "120", "--steps", "ingest,compute-features")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _rows((tmp_path / "scale.md").read_text())
+    assert [row[2] for row in rows] == ["ingest", "compute-features"]
+    for row in rows:
+        assert row[1] == "720" and row[-1] == "0"
+        assert float(row[6].split()[0]) > 0  # peak RSS
+        assert float(row[3]) > 0  # wall seconds
+
+
+def test_a_failed_step_stops_the_run_and_shows_its_stderr(tmp_path):
+    # compute-features before ingest: an empty database, which the command refuses.
+    result = _bench(tmp_path, "--symbols", "2", "--days", "60", "--steps", "compute-features,ingest")
+    assert result.returncode == 1
+    text = (tmp_path / "scale.md").read_text()
+    assert [row[2] for row in _rows(text)] == ["compute-features"]
+    assert "**compute-features failed at 120 bars**" in text
