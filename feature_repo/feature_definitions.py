@@ -20,7 +20,7 @@ from feast.value_type import ValueType
 
 from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS, Family, by_family
-from training.infra.schema import FEATURE_SOURCE_QUERY
+from training.infra.schema import AUDIT_VIEW, FEATURE_SOURCE_QUERY, VIEW_BAR_FIELDS
 
 symbol = Entity(
     name="symbol",
@@ -31,7 +31,8 @@ symbol = Entity(
 
 # One row per (symbol, bar) stamped at the bar's session close. `bar_timestamp` repeats the row's own
 # event timestamp as a value, so every joined row carries the time it describes: the audit checks it is
-# never after the entity timestamp, and online serving reports how old the features are.
+# never after the entity timestamp, and online serving reports how old the features are. The other views
+# carry the same stamp as `<view>_bar_timestamp`, so serving can tell a row mixing two bars.
 technical_indicators_source = PostgreSQLSource(
     name="technical_indicators_source",
     query=FEATURE_SOURCE_QUERY,
@@ -48,6 +49,14 @@ BAR_TTL = timedelta(days=7)
 AUDIT_FIELD = Field(name=AUDIT_FEATURE, dtype=UnixTimestamp, description="event timestamp of the joined bar")
 
 
+def _bar_field(family: Family) -> Field:
+    """The view's own copy of its bar's timestamp: serving refuses a row whose views describe different bars.
+
+    Not in the model's service (its inputs and the dataset stay as they were): predict reads it beside it.
+    """
+    return Field(name=VIEW_BAR_FIELDS[family], dtype=UnixTimestamp, description=f"event timestamp of the {family} bar")
+
+
 def _family_view(family: Family) -> FeatureView:
     schema = [Field(name=i.name, dtype=Float64, description=i.description) for i in by_family(family)]
     schema += [
@@ -55,8 +64,7 @@ def _family_view(family: Family) -> FeatureView:
         for column, owner in REFERENCE_COLUMNS.items()
         if owner == family
     ]
-    if family == "price_action":
-        schema.append(AUDIT_FIELD)
+    schema.append(AUDIT_FIELD if family == AUDIT_VIEW else _bar_field(family))
     return FeatureView(
         name=family,
         entities=[symbol],

@@ -185,9 +185,31 @@ def empty_store(isolated_services, monkeypatch):
     monkeypatch.setenv("FEAST_PROJECT", SCRATCH)
     connection = db.connect(autocommit=True)
     for table in ("market_data.ohlcv_daily", "features.technical_indicators"):
-        connection.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        _drop_table(connection, table)
     yield connection
     connection.close()
+
+
+# TimescaleDB's background worker runs policy_compression() on these tables; a DROP racing it deadlocks.
+_TIMESCALE_JOBS = """
+SELECT job_id FROM timescaledb_information.jobs
+WHERE format('%%I.%%I', hypertable_schema, hypertable_name) = %s
+"""
+
+
+def _drop_table(connection: psycopg.Connection, table: str, attempts: int = 5) -> None:
+    """DROP TABLE, after deleting the table's TimescaleDB jobs (none on plain PostgreSQL); retried on a deadlock."""
+    for attempt in range(attempts):
+        try:
+            if connection.execute("SELECT to_regclass('timescaledb_information.jobs')").fetchone()[0]:
+                for (job,) in connection.execute(_TIMESCALE_JOBS, (table,)).fetchall():
+                    connection.execute("SELECT delete_job(%s)", (job,))
+            connection.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(scope="session")

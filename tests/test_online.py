@@ -8,6 +8,11 @@ real features the way the trainer does; the session's real `mlflow server` serve
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -317,3 +322,137 @@ def test_serve_answers_get_predict_like_the_predict_command(materialized, regist
         assert status == 404 and "unknown symbol ZZZZ" in body["detail"]
         status, body = get("/predict/IBM?as_of=2013-06-03")
         assert status == 409 and "stale" in body["detail"]
+
+
+# --- issue 18: views that disagree, stores that stay silent -------------------------------------------
+
+
+def test_predict_refuses_a_row_whose_views_describe_different_bars(materialized, registered, store):
+    """A materialize stopped between views: one view holds a newer bar, the others the previous one."""
+    from training.infra.schema import VIEW_BAR_FIELDS
+    from training.serving.online_store import latest_offline_rows
+
+    row = latest_offline_rows(["IBM"]).reset_index(drop=True)
+    momentum = ["symbol", "event_timestamp", "created_timestamp"]
+    momentum += [f.name for f in store.get_feature_view("momentum").features]
+    assert VIEW_BAR_FIELDS["momentum"] in momentum
+    newer = row[momentum].copy()
+    for column in ("event_timestamp", VIEW_BAR_FIELDS["momentum"]):
+        newer[column] += pd.Timedelta(days=1)  # the next bar, written for this view only
+    newer["roc_1"] += 1.0
+    store.write_to_online_store("momentum", newer)
+    try:
+        result = run_cli("predict", "--symbol", "IBM")
+        assert result.exit_code == 2, result.output
+        assert "online features of IBM mix bars across feature views" in result.output
+        assert "momentum: 2013-" in result.output and "price_action, trend, volatility, volume: 2013-" in result.output
+        assert "python -m training materialize" in result.output
+        with http_app(create_app_for(store)) as get:
+            status, body = get("/predict/IBM")
+        assert status == 409 and "mix bars" in body["detail"]
+        checked = run_cli("check-online", "--symbols", "IBM")
+        assert checked.exit_code == 1 and "momentum:momentum_bar_timestamp" in checked.output
+    finally:  # materialize rewrites every symbol's newest offline row, even over a newer stamp
+        assert run_cli("materialize").exit_code == 0
+    assert run_cli("check-online").exit_code == 0
+    assert predict_json("--symbol", "IBM")["bar_timestamp"] == row.loc[0, "event_timestamp"].isoformat()
+
+
+def create_app_for(store):
+    from training.commands.serve import create_app
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+
+    return create_app(Predictor(store, load_model()))
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    held, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def timed(get, path: str) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    status, body = get(path)
+    return status, body, time.monotonic() - started
+
+
+def store_moved_to(redis_url: str, monkeypatch):
+    """A fresh FeatureStore of this project whose Redis is now ``redis_url`` (as if it went away after start-up).
+
+    Built while the real Redis answers (feature_store() checks it), then pointed elsewhere before its first read.
+    """
+    from training.feast_store.repository import feature_store
+    from training.infra import settings
+
+    fresh = feature_store()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    fresh.config.online_store.connection_string = settings.online_store_config()["connection_string"]
+    return fresh
+
+
+def test_serve_answers_503_naming_a_silent_redis_within_the_timeout(materialized, registered, monkeypatch):
+    monkeypatch.setenv("OHLCV_SERVICE_TIMEOUT", "1")
+    with silent_server() as port:
+        silent = store_moved_to(f"redis://127.0.0.1:{port}/0", monkeypatch)
+        with http_app(create_app_for(silent)) as get:
+            status, body, seconds = timed(get, "/health")
+            assert status == 200 and seconds < 0.5 and body["model"].startswith(MODEL)
+            for path in ("/predict/IBM", "/ready", "/predict/AAPL"):  # the second stays bounded too
+                status, body, seconds = timed(get, path)
+                assert status == 503, body
+                assert body["service"] == "Redis" and f"127.0.0.1:{port}" in body["detail"]
+                assert "did not answer within 1 s" in body["detail"] and "REDIS_URL" in body["detail"]
+                assert seconds < 2.5, f"{path} took {seconds:.2f} s"
+            status, body, seconds = timed(get, "/health")
+            assert status == 200 and seconds < 0.5
+
+
+def test_serve_answers_503_naming_a_silent_postgresql_within_the_timeout(materialized, registered, store, monkeypatch):
+    monkeypatch.setenv("OHLCV_SERVICE_TIMEOUT", "1")
+    app = create_app_for(store)
+    with http_app(app) as get:
+        status, body = get("/ready")
+        assert status == 200 and body["ready"] is True
+        assert set(body["services"]) in ({"Redis", "PostgreSQL"}, {"SQLite online store", "PostgreSQL"})
+        with silent_server() as port:
+            monkeypatch.setenv("PGHOST", "127.0.0.1")
+            monkeypatch.setenv("PGPORT", str(port))  # PostgreSQL went silent after start-up
+            for path in ("/predict/IBM", "/ready", "/predict/ZZZZ"):
+                status, body, seconds = timed(get, path)
+                assert status == 503, body
+                assert body["service"] == "PostgreSQL" and "did not answer within 1 s" in body["detail"]
+                assert seconds < 2.5, f"{path} took {seconds:.2f} s"
+            status, body, seconds = timed(get, "/health")
+            assert status == 200 and seconds < 0.5
+
+
+def test_serve_answers_503_naming_a_redis_that_refuses(materialized, registered, monkeypatch):
+    monkeypatch.setenv("OHLCV_SERVICE_TIMEOUT", "2")
+    refusing = store_moved_to(f"redis://127.0.0.1:{free_port()}/0", monkeypatch)
+    with http_app(create_app_for(refusing)) as get:
+        status, body, seconds = timed(get, "/predict/IBM")
+    assert status == 503 and body["service"] == "Redis" and seconds < 3.5, (status, body, seconds)

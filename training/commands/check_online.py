@@ -26,23 +26,30 @@ def check_online(symbols: list[str] | None) -> None:
         result = "MISSING online" if c.missing else "ok" if c.ok else f"{len(c.mismatches)} mismatch(es)"
         online = str(c.online_bar) if c.online_bar else "-"
         click.echo(f"{c.symbol:<8} {online:<26} {c.offline_bar!s:<26} {c.checked:>8}  {result}")
-    for c in checks:
+    failed = [c for c in checks if not c.ok]
+    for c in failed[:SHOWN]:  # the values of the first few; the table above counts every symbol's
         for ref, online, offline in c.mismatches:
             click.echo(f"  {c.symbol} {ref}: online {_show(online)} != offline {_show(offline)}")
-    failed = [c for c in checks if not c.ok]
     if failed:
-        parts = [
-            f"{c.symbol} missing online" if c.missing else f"{c.symbol} {', '.join(r for r, _, _ in c.mismatches)}"
-            for c in failed
-        ]
-        # Feast's Redis store skips a write unless its event timestamp is newer than the stored one, so a bar
-        # corrected in place (same timestamp, new created_timestamp) keeps its old values online.
-        raise CheckFailed(
-            f"online store differs from the newest offline rows: {'; '.join(parts)} "
-            "(run `python -m training materialize`; with Redis, a bar corrected under the same timestamp is not "
-            "rewritten by it)"
-        )
+        raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
     click.echo(f"online store matches the newest offline row of {len(checks)} symbol(s)")
+
+
+SHOWN = 5
+
+
+def summary(failed: list) -> str:
+    """A count and the first few symbols with what differs: one short line, whatever the universe's size."""
+    parts = [f"{c.symbol} {_what(c)}" for c in failed[:SHOWN]]
+    more = f", and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
+    return f"{len(failed)} symbol(s): {'; '.join(parts)}{more} (run `python -m training materialize`)"
+
+
+def _what(check) -> str:
+    if check.missing:
+        return "missing online"
+    refs = [ref for ref, _, _ in check.mismatches]
+    return ", ".join(refs[:3]) + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
 
 
 def _show(value: object) -> str:

@@ -14,7 +14,9 @@ def materialize(views: str | None) -> None:
 
     The bundled data ends in 2013, so a window ending "now" would load nothing. The window spans the
     whole offline table, and Feast keeps only the newest row of each symbol, so a symbol whose data
-    stopped early is served its own latest bar. Re-running it rewrites the same values.
+    stopped early is served its own latest bar. Every symbol's newest row is rewritten, even under the same
+    event time, so a bar corrected in place reaches the online store (Feast's Redis store skips such writes
+    otherwise), and a run stopped between views is repaired by the next one.
     """
     from training.serving.online_store import materialize_latest
 

@@ -15,17 +15,32 @@ if TYPE_CHECKING:
 
 
 def create_app(predictor: Predictor) -> FastAPI:
-    """GET /predict/{symbol}[?as_of=...] -> the prediction as JSON; 404 unknown or not online, 409 stale."""
-    from fastapi import FastAPI, HTTPException
+    """GET /predict/{symbol}[?as_of=...] -> the prediction as JSON; 404 unknown or not online, 409 stale or mixed,
+    422 unusable, 503 naming the store that failed or stayed silent past OHLCV_SERVICE_TIMEOUT.
 
-    from training.errors import InputError, ProjectError
+    GET /health answers from memory (the process is up, the model loaded); GET /ready reads both stores.
+    The handlers are plain functions, so FastAPI runs them in its thread pool and the event loop never waits
+    on a store; every store call inside is bounded (:mod:`training.serving.bounded`).
+    """
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+
+    from training.errors import InputError, ServiceUnavailable
     from training.serving.scorer import StaleFeatures, SymbolNotServed, parse_as_of
 
     app = FastAPI(title="ohlcv predict", description=f"{predictor.model.label} on {predictor.model.feature_service}")
 
-    # async: requests run one at a time on the event loop, so the Feast store is never shared across threads.
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "service": getattr(exc, "service", "unknown")}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # JSON, never a plain-text 500
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return JSONResponse({"detail": f"{type(exc).__name__}: {first}"}, status_code=500)
+
     @app.get("/predict/{symbol}")
-    async def predict(symbol: str, as_of: str | None = None) -> dict:
+    def predict(symbol: str, as_of: str | None = None) -> dict:
         try:
             return predictor.predict(symbol, parse_as_of(as_of) if as_of else None).as_dict()
         except SymbolNotServed as exc:
@@ -34,12 +49,14 @@ def create_app(predictor: Predictor) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
-        except ProjectError as exc:  # a service went away after start-up
-            raise HTTPException(503, str(exc)) from None
 
     @app.get("/health")
     async def health() -> dict:
-        return {"model": predictor.model.label, "feature_service": predictor.model.feature_service}
+        return {"status": "ok", "model": predictor.model.label, "feature_service": predictor.model.feature_service}
+
+    @app.get("/ready")
+    def ready() -> dict:
+        return {"ready": True, "services": predictor.ready()}
 
     return app
 
@@ -52,7 +69,10 @@ def create_app(predictor: Predictor) -> FastAPI:
 def serve(host: str, port: int, model_uri: str | None, trust_pickle: bool) -> None:
     """Serve GET /predict/{symbol}?as_of=... over HTTP: the same answer as `predict --json`.
 
-    The model and the Feast store are loaded once at start-up; freshness is judged as in `predict`.
+    The model and the Feast store are loaded once at start-up; freshness is judged as in `predict`. Every call
+    to Redis or PostgreSQL is bounded by OHLCV_SERVICE_TIMEOUT (default 2 s): past it, or when a store is
+    down, the answer is 503 with a JSON body naming the store. GET /health says the process is up (no store
+    is read); GET /ready reads both stores.
     """
     import uvicorn
 

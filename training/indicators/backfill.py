@@ -1,4 +1,4 @@
-"""Backfill ``features.technical_indicators`` from ``market_data.ohlcv_daily``: one transaction, COPY, upsert.
+"""Backfill ``features.technical_indicators`` from ``market_data.ohlcv_daily``: one transaction, COPY, a read, writes.
 
 Indicators are computed from adjusted bars (``COALESCE(adj_*, raw)``), one row per bar. Rows inside a
 feature's warm-up are stored with NULL for that feature rather than dropped: the table stays one row
@@ -8,7 +8,9 @@ any NULL feature, exactly as the SPEC's warm-up rule says.
 Incremental by default: per symbol, only bars from the first *stale* bar on are written — a bar with
 no feature row yet (new bars, or older history ingested later) or whose stored reference values
 (adjusted close, volume, high/low, close/open) no longer match the bar (a vendor correction). ``--full``
-rewrites every bar. Either way the upsert leaves identical rows alone, created_timestamp included.
+recomputes every bar. Either way a read first decides which computed rows are new or changed, and only those
+are written: identical rows are left alone, created_timestamp included (no row version, no TimescaleDB
+decompression).
 
 Why incremental runs still read a symbol's *whole* history: EMA, RSI, ATR and MACD are recursive in
 TA-Lib and seeded at the first bar of the series, so a value computed from a short tail differs from
@@ -120,34 +122,71 @@ def _query(text: str) -> psycopg.sql.Composed:
     return sql.SQL(text).format(adjusted=sql.SQL(ADJUSTED_BAR_COLUMNS), **tables)
 
 
-def _upsert_sql() -> psycopg.sql.Composed:
-    """INSERT from the stage; an existing row is updated (and re-stamped) only when a value differs."""
+def _write_sql() -> tuple[psycopg.sql.Composed, psycopg.sql.Composed, psycopg.sql.Composed]:
+    """A read that classifies every staged row (new / changed / identical), then an UPDATE and an INSERT.
+
+    No ``INSERT ... ON CONFLICT``: TimescaleDB decompresses every compressed batch such a statement checks,
+    even when nothing changes, and PostgreSQL locks (writes ``xmax`` on) every row it skips. The read does
+    neither; identical rows are never touched, created_timestamp included.
+    """
     from psycopg import sql
 
     values = [sql.Identifier(c) for c in STORED_VALUES]
-    listed = sql.SQL(", ").join(values)
-    return sql.SQL(
+    table = db.qualified(FEATURES_TABLE)
+    plan = sql.SQL(
         """
-        WITH written AS (
-            INSERT INTO {table} AS t (symbol, event_timestamp, created_timestamp, {listed})
-            SELECT symbol, event_timestamp, now(), {listed} FROM features_stage
-            ON CONFLICT (symbol, event_timestamp) DO UPDATE SET {assign}, created_timestamp = EXCLUDED.created_timestamp
-            WHERE ({old}) IS DISTINCT FROM ({new})
-            RETURNING (xmax = 0) AS inserted
-        )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+        CREATE TEMP TABLE features_plan ON COMMIT DROP AS
+        SELECT s.*, t.symbol IS NULL AS new
+        FROM features_stage s LEFT JOIN {table} t USING (symbol, event_timestamp)
+        WHERE t.symbol IS NULL OR ({old}) IS DISTINCT FROM ({staged})
         """
     ).format(
-        table=db.qualified(FEATURES_TABLE),
-        listed=listed,
-        assign=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(v) for v in values),
+        table=table,
         old=sql.SQL(", ").join(sql.SQL("t.{}").format(v) for v in values),
-        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(v) for v in values),
+        staged=sql.SQL(", ").join(sql.SQL("s.{}").format(v) for v in values),
     )
+    # Constant symbol and stamp bounds let TimescaleDB decompress only the batches the changed rows are in.
+    update = sql.SQL(
+        """
+        UPDATE {table} t SET ({listed}, created_timestamp) = ({planned}, now())
+        FROM features_plan p
+        WHERE NOT p.new AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp
+          AND t.symbol = ANY(%s::text[]) AND t.event_timestamp BETWEEN %s AND %s
+        """
+    ).format(
+        table=table,
+        listed=sql.SQL(", ").join(values),
+        planned=sql.SQL(", ").join(sql.SQL("p.{}").format(v) for v in values),
+    )
+    insert = sql.SQL(
+        "INSERT INTO {table} (symbol, event_timestamp, created_timestamp, {listed}) "
+        "SELECT symbol, event_timestamp, now(), {listed} FROM features_plan WHERE new"
+    ).format(table=table, listed=sql.SQL(", ").join(values))
+    return plan, update, insert
+
+
+_PLAN_COUNTS = """
+SELECT count(*) FILTER (WHERE new), count(*) FILTER (WHERE NOT new),
+       array_agg(DISTINCT symbol) FILTER (WHERE NOT new),
+       min(event_timestamp) FILTER (WHERE NOT new), max(event_timestamp) FILTER (WHERE NOT new)
+FROM features_plan
+"""
+
+
+def _write_rows(conn: psycopg.Connection) -> tuple[int, int]:
+    """Write the staged rows that are new or changed; (inserted, updated). A no-op run writes nothing."""
+    plan, update, insert = _write_sql()
+    conn.execute(plan)
+    inserted, updated, symbols, first, last = conn.execute(_PLAN_COUNTS).fetchone()
+    if updated:
+        conn.execute(update, (symbols, first, last))
+    if inserted:
+        conn.execute(insert)
+    return inserted, updated
 
 
 def _stage_sql() -> psycopg.sql.Composed:
-    """An empty temporary table shaped like the rows we write (no created_timestamp: the upsert sets it)."""
+    """An empty temporary table shaped like the rows we write (no created_timestamp: the write sets it)."""
     from psycopg import sql
 
     return sql.SQL(
@@ -158,7 +197,7 @@ def _stage_sql() -> psycopg.sql.Composed:
 
 @dataclass(frozen=True)
 class FeaturesResult:
-    rows: int  # feature rows computed and offered to the upsert
+    rows: int  # feature rows computed and compared with the stored ones
     inserted: int
     updated: int
     symbols: int  # symbols with at least one row computed
@@ -246,7 +285,7 @@ def compute_features(
     full: bool = False,
     progress: bool = False,
 ) -> FeaturesResult:
-    """Compute and upsert feature rows for ``symbols`` (all when None) whose trade date is in [start, end].
+    """Compute feature rows of ``symbols`` (all when None) in [start, end]; write the new or changed ones.
 
     History before ``start`` is read for the warm-up and the recursive indicators; bars after ``end``
     are not read at all (no feature at t reads a bar after t). Nothing is written unless every step
@@ -266,7 +305,8 @@ def compute_features(
         log.debug("computed %d feature rows of %d symbol(s)", len(rows), rows["symbol"].nunique())
         conn.execute(_stage_sql())
         db.copy_in(conn, "features_stage", rows[["symbol", "event_timestamp", *STORED_VALUES]])
-        inserted, updated = conn.execute(_upsert_sql()).fetchone()
+        conn.execute("ANALYZE features_stage")
+        inserted, updated = _write_rows(conn)
     return FeaturesResult(
         rows=len(rows),
         inserted=inserted,

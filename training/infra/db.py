@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from training.infra import settings
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
     import psycopg
+
+log = logging.getLogger(__name__)
 
 
 def connect(dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
@@ -38,9 +42,91 @@ def transaction() -> Iterator[psycopg.Connection]:
         conn.close()
 
 
+@dataclass(frozen=True)
+class TimescaleFacts:
+    """What the catalog says about TimescaleDB on this server, for this role and database."""
+
+    offered: bool  # pg_available_extensions lists it (its files are installed)
+    created: bool  # pg_extension has it in this database
+    preloaded: bool | None  # its loader is in shared_preload_libraries (None: this role cannot tell)
+    may_create: bool  # superuser, or a trusted extension and CREATE on this database
+    role: str = ""
+
+
+NOT_OFFERED = "the server does not offer the timescaledb extension: plain tables"
+
+
+@dataclass(frozen=True)
+class TimescaleDecision:
+    use: bool
+    reason: str  # why not, or what is used: one line for the log
+
+
+def decide_timescaledb(facts: TimescaleFacts) -> TimescaleDecision:
+    """Hypertables only when TimescaleDB is loaded and usable: an unloaded one kills the connection (FATAL)."""
+    if not facts.offered and not facts.created:
+        return TimescaleDecision(False, NOT_OFFERED)
+    if facts.preloaded is False:
+        return TimescaleDecision(
+            False,
+            "timescaledb is installed but not in shared_preload_libraries (CREATE EXTENSION would fail with "
+            "FATAL): plain tables; add it there and restart PostgreSQL to get hypertables",
+        )
+    if facts.created:
+        return TimescaleDecision(True, "timescaledb is loaded and created in this database: hypertables")
+    if facts.preloaded is None:
+        return TimescaleDecision(
+            False,
+            f"role {facts.role} cannot see shared_preload_libraries, so whether timescaledb is loaded is unknown: "
+            "plain tables; a superuser can run CREATE EXTENSION timescaledb to get hypertables",
+        )
+    if not facts.may_create:
+        return TimescaleDecision(
+            False,
+            f"timescaledb is loaded but role {facts.role} may not create the extension: plain tables; a superuser "
+            "can run CREATE EXTENSION timescaledb in this database to get hypertables",
+        )
+    return TimescaleDecision(True, "timescaledb is loaded and may be created: hypertables")
+
+
+# The loader defines timescaledb.max_background_workers (a postmaster setting) only when it is preloaded;
+# shared_preload_libraries itself is visible to superusers and pg_read_all_settings only.
+_TIMESCALE_FACTS = """
+SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
+       (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'),
+       EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers' AND vartype = 'integer'),
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+       coalesce((SELECT trusted FROM pg_available_extension_versions v JOIN pg_available_extensions a
+                 ON a.name = v.name AND a.default_version = v.version WHERE v.name = 'timescaledb'), false)
+           AND has_database_privilege(current_database(), 'CREATE'),
+       current_user
+"""
+
+
+def timescale_facts(conn: psycopg.Connection) -> TimescaleFacts:
+    offered, created, libraries, loader_settings, superuser, trusted_create, role = conn.execute(
+        _TIMESCALE_FACTS
+    ).fetchone()
+    if libraries is not None:
+        preloaded: bool | None = "timescaledb" in [name.strip().strip('"') for name in libraries.split(",")]
+    else:
+        preloaded = True if loader_settings else None
+    return TimescaleFacts(offered, created, preloaded, bool(superuser) or trusted_create, role)
+
+
+_told: set[str] = set()
+
+
 def timescaledb_available(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return row is not None
+    """Whether to make hypertables here; the reason is logged once per process (a WARNING when unusable)."""
+    facts = timescale_facts(conn)
+    decision = decide_timescaledb(facts)
+    if decision.reason not in _told:
+        _told.add(decision.reason)
+        level = logging.DEBUG if decision.reason == NOT_OFFERED else logging.INFO if decision.use else logging.WARNING
+        log.log(level, "TimescaleDB: %s", decision.reason)
+    return decision.use
 
 
 def qualified(table: str) -> psycopg.sql.Composed:

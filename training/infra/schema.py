@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from training.contract import AUDIT_FEATURE
-from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
+from training.indicators.definitions import FAMILIES, FEATURE_NAMES, REFERENCE_COLUMNS
 from training.infra.db import timescaledb_available
 
 if TYPE_CHECKING:
@@ -13,9 +14,18 @@ if TYPE_CHECKING:
 
 OHLCV_TABLE = "market_data.ohlcv_daily"
 FEATURES_TABLE = "features.technical_indicators"
-# The Feast source of every feature view: each row also carries its own event timestamp as a value
-# (AUDIT_FEATURE), so a joined or served row says which bar it describes.
-FEATURE_SOURCE_QUERY = f"SELECT *, event_timestamp AS {AUDIT_FEATURE} FROM {FEATURES_TABLE}"
+# Every feature view carries its bar's own event timestamp as a value, so a served row says which bar each
+# view describes (a materialize stopped between views leaves them disagreeing, and serving refuses that).
+# Feast needs feature names unique across views: the audit view keeps AUDIT_FEATURE, which the model's
+# service serves and the dataset keeps as feature_timestamp; the others get `<view>_bar_timestamp`.
+AUDIT_VIEW = "price_action"
+VIEW_BAR_FIELDS = {family: AUDIT_FEATURE if family == AUDIT_VIEW else f"{family}_bar_timestamp" for family in FAMILIES}
+# The Feast source of every feature view: each row plus its event timestamp under each view's name.
+FEATURE_SOURCE_QUERY = (
+    "SELECT *, "
+    + ", ".join(f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values())
+    + f" FROM {FEATURES_TABLE}"
+)
 
 # Raw bars as traded plus their split/dividend-adjusted versions (NULL when the input had no adjusted
 # close). One bar per (symbol, trade_date) is kept by training.ingestion.upsert (a read, then delete/update/insert
@@ -62,20 +72,95 @@ CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
 """
 
 
+@dataclass(frozen=True)
+class Compression:
+    """A hypertable's compression settings as TimescaleDB reports them."""
+
+    enabled: bool
+    segmentby: tuple[str, ...] = ()
+    orderby: tuple[str, ...] = ()  # column names, " DESC" appended when descending
+
+
+# Daily bars: segments per symbol, ordered by time, so reading one symbol's history decompresses its batches only.
+WANTED_COMPRESSION = Compression(True, ("symbol",), ("event_timestamp",))
+CHUNK_INTERVAL = "365 days"
+COMPRESS_AFTER = "730 days"
+
+
+def compression_to_apply(current: Compression | None) -> bool:
+    """Whether ``ALTER TABLE ... SET (timescaledb.compress ...)`` must run: only when the settings differ.
+
+    Re-applying identical settings fails on TimescaleDB before 2.14 once chunks are compressed.
+    """
+    return current != WANTED_COMPRESSION
+
+
+def parse_orderby(text: str | None) -> tuple[str, ...]:
+    """``"event_timestamp, x DESC NULLS LAST"`` -> ("event_timestamp", "x DESC"): defaults dropped."""
+    columns = []
+    for part in (text or "").split(","):
+        words = part.strip().strip('"').split()
+        if not words:
+            continue
+        descending = "DESC" in (w.upper() for w in words[1:])
+        columns.append(words[0].strip('"') + (" DESC" if descending else ""))
+    return tuple(columns)
+
+
+def read_compression(conn: psycopg.Connection, table: str) -> Compression | None:
+    """The hypertable's compression settings (None: not a hypertable yet); a read, never a write."""
+    schema, name = table.split(".")
+    row = conn.execute(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables "
+        "WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, name),
+    ).fetchone()
+    if row is None:
+        return None
+    if not row[0]:
+        return Compression(False)
+    if conn.execute("SELECT to_regclass('timescaledb_information.hypertable_compression_settings')").fetchone()[0]:
+        found = conn.execute(  # TimescaleDB >= 2.14
+            "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+            "WHERE hypertable = %s::regclass",
+            (table,),
+        ).fetchone()
+        segmentby, orderby = found or (None, None)
+        return Compression(True, parse_orderby(segmentby), parse_orderby(orderby))
+    rows = conn.execute(  # older releases: one row per column
+        "SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc "
+        "FROM timescaledb_information.compression_settings WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, name),
+    ).fetchall()
+    segments = tuple(r[0] for r in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1]))
+    ordered = sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])
+    return Compression(True, segments, tuple(r[0] + ("" if r[3] else " DESC") for r in ordered))
+
+
 def _hypertable(conn: psycopg.Connection, table: str) -> None:
-    """Daily bars: one-year chunks, compressed per symbol once they are old enough not to be rewritten."""
-    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    """Daily bars: one-year chunks, compressed per symbol once they are old enough not to be rewritten.
+
+    Every step reads first and changes only what differs, so a routine run never rewrites compression settings.
+    """
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()[0]:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    current = read_compression(conn, table)
+    if current is None:
+        conn.execute(
+            "SELECT create_hypertable(%s, 'event_timestamp', chunk_time_interval => %s::interval, "
+            "migrate_data => TRUE)",
+            (table, CHUNK_INTERVAL),
+        )
+        current = read_compression(conn, table)
+    if compression_to_apply(current):
+        segmentby, orderby = ", ".join(WANTED_COMPRESSION.segmentby), ", ".join(WANTED_COMPRESSION.orderby)
+        conn.execute(
+            f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = '{segmentby}', "
+            f"timescaledb.compress_orderby = '{orderby}')"
+        )
     conn.execute(
-        "SELECT create_hypertable(%s, 'event_timestamp', chunk_time_interval => INTERVAL '365 days', "
-        "if_not_exists => TRUE, migrate_data => TRUE)",
-        (table,),
-    )
-    conn.execute(
-        f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', "
-        "timescaledb.compress_orderby = 'event_timestamp')"
-    )
-    conn.execute(
-        "SELECT add_compression_policy(%s, compress_after => INTERVAL '730 days', if_not_exists => TRUE)", (table,)
+        "SELECT add_compression_policy(%s, compress_after => %s::interval, if_not_exists => TRUE)",
+        (table, COMPRESS_AFTER),
     )
 
 

@@ -26,6 +26,18 @@ FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 CONNECT_TIMEOUT_SECONDS = 3
 
 
+def service_timeout_seconds() -> float:
+    """OHLCV_SERVICE_TIMEOUT: seconds `serve` and `predict` wait for any one call to Redis or PostgreSQL (default 2)."""
+    text = os.environ.get("OHLCV_SERVICE_TIMEOUT") or "2"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 600:
+        raise ServiceUnavailable(f"OHLCV_SERVICE_TIMEOUT must be a number of seconds in (0, 600], got {text!r}")
+    return seconds
+
+
 def state_dir() -> Path:
     """Folder for local state of the embedded default (online store, MLflow); git-ignored."""
     path = Path(os.environ.get("OHLCV_STATE_DIR") or PROJECT_ROOT / ".state")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,7 +13,7 @@ from training.contract import AUDIT_FEATURE, normalise_symbols
 from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
 from training.infra import db, settings
-from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE
+from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE, VIEW_BAR_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,8 +53,32 @@ def registered_views(store: FeatureStore) -> list[str]:
     return names
 
 
+@contextmanager
+def _overwriting(store: FeatureStore) -> Iterator[None]:
+    """Let this materialize overwrite rows whose event time is not newer than the stored one.
+
+    Feast's Redis store skips such writes, so a bar corrected in place (same stamp, new values) would keep
+    its old values online forever. The window always ends at the newest offline bar and Feast pulls the
+    newest row of each symbol, so what is written is exactly the newest offline row: overwriting is safe.
+    (SQLite's store always overwrites.)
+    """
+    config = store.config.online_store
+    if not hasattr(config, "skip_dedup"):
+        yield
+        return
+    before = config.skip_dedup
+    config.skip_dedup = True
+    try:
+        yield
+    finally:
+        config.skip_dedup = before
+
+
 def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
-    """Materialize [oldest bar, newest bar] so Feast writes each symbol's newest row to the online store."""
+    """Materialize [oldest bar, newest bar] so Feast writes each symbol's newest row to the online store.
+
+    Every symbol's row is rewritten, even under the same event time: corrections reach the online store.
+    """
     from training.feast_store.repository import feature_store
 
     store = feature_store()
@@ -63,7 +89,8 @@ def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
     unknown = sorted(set(selected) - set(known))
     if unknown:
         raise InputError(f"unknown feature view(s): {', '.join(unknown)}; known: {', '.join(known)} (run feast apply?)")
-    store.materialize(start_date=start, end_date=end, feature_views=selected)
+    with _overwriting(store):
+        store.materialize(start_date=start, end_date=end, feature_views=selected)
     return MaterializeWindow(start, end, selected, settings.online_store_config()["type"])
 
 
@@ -122,7 +149,7 @@ def latest_offline_rows(symbols: list[str]) -> pd.DataFrame:
     """The newest feature row of each symbol: exactly what materialize loads into the online store."""
     with db.connect() as conn:
         frame = db.copy_out(
-            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", AUDIT_FEATURE]
+            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", *VIEW_BAR_FIELDS.values()]
         )
     return frame.set_index("symbol", drop=False)
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from training.contract import AUDIT_FEATURE, DEFAULT_EXCHANGE_TZ, normalise_symbol
 from training.dataset.offline_bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
-from training.infra import db
-from training.infra.schema import FEATURES_TABLE, OHLCV_TABLE
+from training.infra import db, settings
+from training.infra.schema import FEATURES_TABLE, OHLCV_TABLE, VIEW_BAR_FIELDS
+from training.serving.bounded import Store
 from training.serving.model_loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ class StaleFeatures(ProjectError):
 
 class SymbolNotServed(InputError):
     """The symbol has no online features: unknown everywhere, or known offline but not materialized."""
+
+
+class MixedBars(StaleFeatures):
+    """The views of one online row describe different bars (a materialize stopped between views)."""
 
 
 class UnusableFeatures(InputError):
@@ -111,11 +116,24 @@ class Predictor:
         if AUDIT_FEATURE not in served:
             raise InputError(f"feature service {model.feature_service!r} does not serve {AUDIT_FEATURE}")
         self.ttl = _service_ttl(store, self.service)
+        views = _source_views(store, self.service)
+        # Each view's own bar timestamp, read in the same call as the service's features (not model inputs).
+        self.bar_fields = {view: VIEW_BAR_FIELDS[view] for view in sorted(views) if view in VIEW_BAR_FIELDS}
+        served_refs = [f"{p.name_to_use()}:{f.name}" for p in self.service.feature_view_projections for f in p.features]
+        self.refs = list(dict.fromkeys([*served_refs, *(f"{v}:{f}" for v, f in self.bar_fields.items())]))
+        seconds = settings.service_timeout_seconds()
+        self.online, self.offline = _online_store(store, seconds), _offline_store(seconds)
 
     def read(self, symbol: str) -> dict[str, Any]:
-        """The service's online features of one symbol (None values when the symbol is not online)."""
-        response = self.store.get_online_features(features=self.service, entity_rows=[{"symbol": symbol}])
+        """The service's online features of one symbol and each view's bar (None when the symbol is not online)."""
+        response = self.online.call(self.store.get_online_features, self.refs, [{"symbol": symbol}])
         return {name: values[0] for name, values in response.to_dict().items()}
+
+    def ready(self) -> dict[str, str]:
+        """One read from each store, bounded like every other call: {service: where} when both answer."""
+        self.read("__READY__")
+        self.offline.call(_select_one)
+        return {self.online.service: self.online.where, self.offline.service: self.offline.where}
 
     def score(self, row: dict[str, Any]) -> tuple[Any, dict[str, float]]:
         """predict_proba on one row, columns in the signature's order."""
@@ -131,7 +149,7 @@ class Predictor:
         row = self.read(symbol)
         bar = row.get(AUDIT_FEATURE)
         if bar is None:
-            known = known_symbols()
+            known = self.offline.call(known_symbols)
             if symbol in known:
                 raise SymbolNotServed(f"no online features for {symbol}: run `{MATERIALIZE}` to load its newest bar")
             raise SymbolNotServed(
@@ -142,9 +160,10 @@ class Predictor:
         if as_of is not None:
             reference, what = as_of, "--as-of"
         else:
-            reference, what = newest_offline_bar(symbol) or bar, "newest offline bar"
+            reference, what = self.offline.call(newest_offline_bar, symbol) or bar, "newest offline bar"
             if reference > bar:
                 notes.append(f"the offline store has a newer bar of {symbol} ({reference}): run `{MATERIALIZE}`")
+        _check_one_bar(symbol, {view: row.get(field) for view, field in self.bar_fields.items()})
         _check_fresh(symbol, bar, reference, what, self.ttl)
         features = {name: row[name] for name in self.model.inputs}
         _check_usable(symbol, bar, features)
@@ -167,9 +186,9 @@ class Predictor:
         )
 
 
-def _service_ttl(store: FeatureStore, service) -> timedelta | None:
-    """The smallest TTL of the feature views the service reads, directly or through on-demand views."""
-    views = {view.name: view for view in store.list_feature_views()}
+def _source_views(store: FeatureStore, service) -> set[str]:
+    """The feature views the service reads, directly or through on-demand views."""
+    views = {view.name for view in store.list_feature_views()}
     names = set()
     for projection in service.feature_view_projections:
         if projection.name in views:
@@ -177,8 +196,49 @@ def _service_ttl(store: FeatureStore, service) -> timedelta | None:
         else:
             odfv = store.get_on_demand_feature_view(projection.name)
             names.update(p.name for p in odfv.source_feature_view_projections.values())
-    ttls = [views[name].ttl for name in names if name in views and views[name].ttl]
+    return names
+
+
+def _service_ttl(store: FeatureStore, service) -> timedelta | None:
+    """The smallest TTL of the feature views the service reads, directly or through on-demand views."""
+    views = {view.name: view for view in store.list_feature_views()}
+    ttls = [views[name].ttl for name in _source_views(store, service) if name in views and views[name].ttl]
     return min(ttls) if ttls else None
+
+
+def _online_store(store: FeatureStore, seconds: float) -> Store:
+    """The online store as a bounded :class:`Store`; Redis also gets socket timeouts, so a stuck read ends."""
+    config = store.config.online_store
+    redis = settings.redis()
+    if getattr(config, "type", "") != "redis" or redis is None:
+        return Store("SQLite online store", "the SQLite online store", "REDIS_URL (unset: SQLite)", seconds)
+    if "socket_timeout" not in config.connection_string:  # before Feast creates its client on the first read
+        config.connection_string += f",socket_timeout={seconds},socket_connect_timeout={seconds}"
+    return Store("Redis", redis.describe(), "REDIS_URL", seconds)
+
+
+def _offline_store(seconds: float) -> Store:
+    pg = settings.postgres()
+    hint = "PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGSSLMODE"
+    return Store("PostgreSQL", pg.describe(), hint, seconds)
+
+
+def _select_one() -> None:
+    with db.connect() as conn:
+        conn.execute("SELECT 1").fetchone()
+
+
+def _check_one_bar(symbol: str, bars: dict[str, Any]) -> None:
+    """Refuse a row whose views describe different bars (or some none): a materialize stopped between views."""
+    groups: dict[str, list[str]] = {}
+    for view, bar in bars.items():
+        groups.setdefault("nothing" if bar is None else str(bar), []).append(view)
+    if len(groups) > 1:
+        described = "; ".join(f"{', '.join(views)}: {bar}" for bar, views in sorted(groups.items()))
+        raise MixedBars(
+            f"online features of {symbol} mix bars across feature views ({described}); a materialize was "
+            f"interrupted between views: run `{MATERIALIZE}`"
+        )
 
 
 def unusable_inputs(features: dict[str, Any]) -> list[str]:

@@ -1,0 +1,83 @@
+"""A corrected bar reaches the online store (issue 18, item 5), on the scratch database and its own Feast project.
+
+Feast's Redis store skips a write whose event time is not newer than the stored one, so a bar corrected in
+place (same stamp, new values) used to keep its old values online while materialize exited 0.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.conftest import BUNDLED_DATA, SCRATCH, run_cli, run_module
+from tests.test_online import log_model, model_inputs, offline_model_rows, predict_json
+
+
+def ok(*args: str) -> str:
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def scratch_online(empty_store, tmp_path, monkeypatch):
+    """Bundled bars and features in the scratch database, its Feast project applied and materialized, a model."""
+    from training.feast_store.repository import feature_store
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("OHLCV_STATE_DIR", str(tmp_path))
+    ok("ingest", str(BUNDLED_DATA))
+    ok("compute-features")
+    run_module("feast", "apply")
+    ok("materialize")
+    store = feature_store()
+    log_model(model_inputs(store))
+    yield store
+    store._get_provider().teardown_infra(SCRATCH, store.list_feature_views(), store.list_entities())
+
+
+def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_online, empty_store, bundled_raw, write_csv):
+    """Also: check-online's failure is one short line (a count and the first few), and materialize repairs it."""
+    inputs = model_inputs(scratch_online)
+    assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
+    before = predict_json("--symbol", "AAPL")
+
+    last = bundled_raw[bundled_raw["Ticker"] == "AAPL"].tail(1).copy()
+    close, adjusted = float(last["Close"].iloc[0]), float(last["Adj Close"].iloc[0])
+    corrected = (float(last["High"].iloc[0]) + float(last["Low"].iloc[0])) / 2
+    assert corrected != close
+    last["Close"], last["Adj Close"] = repr(corrected), repr(corrected * adjusted / close)
+    assert "0 inserted, 1 updated" in ok("ingest", str(write_csv(last, "corrected.csv")))
+    assert "0 inserted, 1 updated" in ok("compute-features")  # only the corrected bar's row changes
+    ok("materialize")
+
+    checked = ok("check-online")
+    assert "matches the newest offline row of 5 symbol(s)" in checked
+    after = predict_json("--symbol", "AAPL")
+    assert after["bar_timestamp"] == before["bar_timestamp"]  # the same bar, corrected in place
+    expected = offline_model_rows(inputs, latest=True).loc["AAPL", inputs]
+    for name in inputs:
+        assert after["features"][name] == pytest.approx(float(expected[name]), rel=1e-12, nan_ok=True), name
+    assert after["features"]["close_open_ratio"] != before["features"]["close_open_ratio"]
+    assert after["features"]["roc_1"] != before["features"]["roc_1"]
+    stamp = pd.Timestamp(after["bar_timestamp"])
+    assert stamp == offline_model_rows([], latest=True).loc["AAPL", "event_timestamp"]
+    _check_online_fails_in_one_short_line(empty_store)
+
+
+def _check_online_fails_in_one_short_line(conn) -> None:
+    from training.commands.check_online import SHOWN
+
+    conn.execute(  # every symbol's newest row corrected offline, nothing materialized since
+        "UPDATE features.technical_indicators f SET roc_1 = roc_1 + 1 FROM (SELECT symbol, max(event_timestamp) "
+        "AS last FROM features.technical_indicators GROUP BY symbol) n WHERE f.symbol = n.symbol "
+        "AND f.event_timestamp = n.last"
+    )
+    result = run_cli("check-online")
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and len(error[0]) < 400, error
+    assert "for 5 symbol(s): AAPL momentum:roc_1" in error[0] and "python -m training materialize" in error[0]
+    assert SHOWN == 5
+    ok("materialize")
+    ok("check-online")
