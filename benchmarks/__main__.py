@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 
 RESULTS = Path(__file__).parent / "results"
+# Run only when named (or by their own make target): the full scale run takes hours, not minutes.
+NAMED_ONLY = ("bench_scale",)
 
 
 def _modules() -> list[str]:
@@ -39,8 +41,8 @@ def _kept_rows(rerun: list[str], quick: bool) -> list[dict]:
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run of every benchmark in seconds.")
 @click.argument("names", nargs=-1)
 def main(quick: bool, names: tuple[str, ...]) -> None:
-    """Run benchmarks (all, or those whose module name contains one of NAMES)."""
-    selected = [m for m in _modules() if not names or any(n in m for n in names)]
+    """Run benchmarks (all but the scale run, or those whose module name contains one of NAMES)."""
+    selected = [m for m in _modules() if any(n in m for n in names) or (not names and m not in NAMED_ONLY)]
     rows = []
     for name in selected:
         click.echo(f"== {name}", err=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_module
 from training.dataset import artifact
 from training.indicators.definitions import warmup_bars
 
@@ -157,6 +157,26 @@ def test_too_short_a_history_is_refused(empty_store, write_csv, bundled_raw, tmp
     assert result.exit_code == 2
     assert "too little history: FB has 30 bars" in result.output
     assert "need at least 39 bars" in result.output
+
+
+def test_bars_newer_than_their_features_are_refused_until_compute_features(
+    empty_store, write_csv, bundled_raw, tmp_path
+):
+    """A decision on a bar without its own feature row would be joined to the previous bar's features."""
+    ibm = bundled_raw[bundled_raw["Ticker"] == "IBM"]
+    assert run_cli("ingest", str(write_csv(ibm.head(300), "old.csv"))).exit_code == 0
+    assert run_cli("compute-features").exit_code == 0
+    run_module("feast", "apply")  # the scratch project's views, so the build reaches the bars check
+    assert run_cli("ingest", str(write_csv(ibm.head(302), "new.csv"))).exit_code == 0  # two new bars
+    out = tmp_path / "out"
+    result = run_cli("build-dataset", "--symbols", "IBM", "--out", str(out))
+    assert result.exit_code == 2
+    assert f"2 bar(s) of 1 symbol(s) have no feature row yet (IBM from {ibm['Date'].iloc[300]})" in result.output
+    assert "run `python -m training compute-features`" in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [result.output.splitlines()[-1]]
+    assert "Traceback" not in result.output and not out.exists()
+    assert run_cli("compute-features").exit_code == 0
+    assert run_cli("build-dataset", "--symbols", "IBM", "--out", str(out)).exit_code == 0
 
 
 def test_a_failed_rebuild_leaves_the_previous_artifact_intact(built, tmp_path):

@@ -30,10 +30,11 @@ def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
         progress=True,
     )
     mode = "full recompute" if result.full else "incremental"
+    removed = f", {result.removed} removed (their bar was deleted or re-stamped)" if result.removed else ""
     if not result.rows:
-        click.echo(f"features.technical_indicators: up to date, nothing to compute ({mode})")
+        click.echo(f"features.technical_indicators: up to date, nothing to compute ({mode}){removed}")
         return
     click.echo(
         f"features.technical_indicators: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
-        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged"
+        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged{removed}"
     )

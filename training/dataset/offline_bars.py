@@ -31,6 +31,17 @@ SELECT s FROM unnest(%s::text[]) AS s
 WHERE NOT EXISTS (SELECT 1 FROM {FEATURES_TABLE} AS f WHERE f.symbol = s)
 ORDER BY 1
 """
+# Bars with no feature row at their own stamp: new bars (or re-stamped ones) that compute-features has not
+# seen yet. Feast would join such a decision to the previous bar's features within the TTL, silently.
+_BARS_WITHOUT_FEATURE_ROW = f"""
+SELECT b.symbol, count(*), min(b.trade_date)
+FROM {OHLCV_TABLE} AS b
+WHERE b.symbol = ANY(%s::text[])
+  AND NOT EXISTS (
+      SELECT 1 FROM {FEATURES_TABLE} AS f WHERE f.symbol = b.symbol AND f.event_timestamp = b.event_timestamp
+  )
+GROUP BY b.symbol ORDER BY b.symbol
+"""
 
 
 def name_some(names: Sequence[str], limit: int = NAMED) -> str:
@@ -68,10 +79,20 @@ def require_features(symbols: Sequence[str]) -> None:
         if conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0] is None:
             raise InputError(f"{FEATURES_TABLE} does not exist: run `{COMPUTE_FEATURES}` first")
         missing = [row[0] for row in conn.execute(_WITHOUT_FEATURES, (list(symbols),))]
+        behind: list[tuple[str, int, object]] = []
+        if not missing:
+            behind = conn.execute(_BARS_WITHOUT_FEATURE_ROW, (list(symbols),)).fetchall()
     if missing:
         raise InputError(
             f"no features for {len(missing):,} symbol(s) ({name_some(missing)}) in {FEATURES_TABLE}: "
             f"run `{COMPUTE_FEATURES}` first"
+        )
+    if behind:
+        bars = sum(count for _, count, _ in behind)
+        first = ", ".join(f"{symbol} from {since}" for symbol, _, since in behind[:NAMED])
+        raise InputError(
+            f"{bars:,} bar(s) of {len(behind):,} symbol(s) have no feature row yet ({first}"
+            f"{f' and {len(behind) - NAMED:,} more' if len(behind) > NAMED else ''}): run `{COMPUTE_FEATURES}`"
         )
 
 
