@@ -57,36 +57,40 @@ def check_resolved_for(resolved_for: str | None) -> None:
     """
     if resolved_for is None:
         return
-    import click
-
     files = _feast_cli_files()
     try:
-        current = settings.feast_target()
-        _check_redis_password()
-        if files is None:
-            if resolved_for != current:
-                raise ProjectError(
-                    f"feature_store.yaml was resolved for {resolved_for}, but the environment says {current}: "
-                    "any `feast` command in feature_repo/ or project command rewrites it"
-                )
-            return
-        path, template = files
-        if path.read_text() == settings.feast_yaml_text(template):
-            return
-        settings.write_feast_yaml(path, template)
+        _check_resolved(resolved_for, files)
     except ProjectError as exc:
         if files is None:
             raise
-        raise click.ClickException(str(exc)) from None
+        import click
+
+        raise click.ClickException(str(exc)) from None  # Feast's CLI prints it on one line and exits 1
+
+
+def _check_resolved(resolved_for: str, files: tuple[Path, Path | None] | None) -> None:
+    current = settings.feast_target()
+    _check_redis_password()
+    path, template = files or (None, None)
+    if path is None or template is None:  # not Feast's CLI, or no template to rewrite the file from
+        if resolved_for != current:
+            raise ProjectError(
+                f"feature_store.yaml was resolved for {resolved_for}, but the environment says {current}: "
+                "`python -m training feast plan` rewrites feature_repo/feature_store.yaml"
+            )
+        return
+    if path.read_text() == settings.feast_yaml_text(template):
+        return
+    settings.write_feast_yaml(path, template)
     before, after = resolved_for.split(", "), current.split(", ")
     pairs = zip(before, after, strict=True) if len(before) == len(after) else [(resolved_for, current)]
     changed = [f"{old} -> {new}" for old, new in pairs if old != new]
     why = f"was resolved for {'; '.join(changed)}" if changed else f"was older than {template.name}"
-    raise click.ClickException(f"{path} {why}: rewritten for this environment, run the command again")
+    raise ProjectError(f"{path} {why}: rewritten for this environment, run the command again")
 
 
-def _feast_cli_files() -> tuple[Path, Path] | None:
-    """(resolved file, template) when Feast's own CLI is loading a repository of this project, else None."""
+def _feast_cli_files() -> tuple[Path, Path | None] | None:
+    """(resolved file, its template if the repository has one) when Feast's own CLI is loading, else None."""
     import click
 
     context = click.get_current_context(silent=True)
@@ -94,7 +98,7 @@ def _feast_cli_files() -> tuple[Path, Path] | None:
     if not isinstance(found, dict) or "FS_YAML_FILE" not in found or "CHDIR" not in found:
         return None
     path, template = Path(found["FS_YAML_FILE"]), Path(found["CHDIR"]) / settings.FEAST_TEMPLATE
-    return (path, template) if path.is_file() and template.is_file() else None
+    return path, template if template.is_file() and path.is_file() else None
 
 
 def _check_redis_password() -> None:
