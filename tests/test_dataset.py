@@ -173,7 +173,8 @@ def test_bars_newer_than_their_features_are_refused_until_compute_features(
     assert result.exit_code == 2
     assert f"2 bar(s) of 1 symbol(s) have no feature row yet (IBM from {ibm['Date'].iloc[300]})" in result.output
     assert "run `python -m training compute-features`" in result.output
-    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [result.output.splitlines()[-1]]
+    lines = result.output.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
     assert "Traceback" not in result.output and not out.exists()
     assert run_cli("compute-features").exit_code == 0
     assert run_cli("build-dataset", "--symbols", "IBM", "--out", str(out)).exit_code == 0
