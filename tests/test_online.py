@@ -401,17 +401,19 @@ def timed(get, path: str) -> tuple[int, dict, float]:
 
 
 def store_moved_to(redis_url: str, monkeypatch):
-    """A fresh FeatureStore of this project whose Redis is now ``redis_url`` (as if it went away after start-up).
+    """A FeatureStore of this project whose online store is the Redis at ``redis_url`` (silent or refusing).
 
-    Built while the real Redis answers (feature_store() checks it), then pointed elsewhere before its first read.
+    Built from the project's own config without feature_store()'s up-front Redis check, as if Redis went away
+    after start-up; with REDIS_URL set, the settings (and the scorer's messages) name Redis whatever the
+    session's own online store is.
     """
-    from training.feast_store.repository import feature_store
+    from feast import FeatureStore
+
+    from training.feast_store.repository import repo_config
     from training.infra import settings
 
-    fresh = feature_store()
     monkeypatch.setenv("REDIS_URL", redis_url)
-    fresh.config.online_store.connection_string = settings.online_store_config()["connection_string"]
-    return fresh
+    return FeatureStore(repo_path=str(settings.FEATURE_REPO), config=repo_config())
 
 
 def test_serve_answers_503_naming_a_silent_redis_within_the_timeout(materialized, registered, monkeypatch):
