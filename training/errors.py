@@ -7,6 +7,10 @@ traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+NAMED = 5  # names an error shows before it counts the rest
+
 
 class ProjectError(Exception):
     """A failure with a message that tells the user what to change."""
@@ -28,3 +32,9 @@ class CheckFailed(ProjectError):
     """An audit (leakage report, online/offline consistency) found a violation."""
 
     exit_code = 1
+
+
+def name_some(names: Sequence[str], limit: int = NAMED) -> str:
+    """A few names, then the count of the rest: a message about 5,000 symbols stays one readable line."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit:,} more"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from training.commands.options import symbols_option
+from training.contract import MATERIALIZE
 
 
 @click.command("check-online")
@@ -42,7 +43,7 @@ def summary(failed: list) -> str:
     """A count and the first few symbols with what differs: one short line, whatever the universe's size."""
     parts = [f"{c.symbol} {_what(c)}" for c in failed[:SHOWN]]
     more = f", and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
-    return f"{len(failed)} symbol(s): {'; '.join(parts)}{more} (run `python -m training materialize`)"
+    return f"{len(failed)} symbol(s): {'; '.join(parts)}{more} (run `{MATERIALIZE}`)"
 
 
 def _what(check) -> str:

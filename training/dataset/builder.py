@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import Config
+from training.contract import COMPUTE_FEATURES
 from training.dataset import artifact
 from training.dataset.historical_features import describe_service, point_in_time_features
 from training.dataset.offline_bars import decision_mask, load_bars
@@ -120,7 +121,7 @@ def build_dataset(
     finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
     nonfinite = int((~finite).sum())
     if not finite.any():
-        raise InputError("every decision has a missing feature: run `python -m training compute-features`")
+        raise InputError(f"every decision has a missing feature: run `{COMPUTE_FEATURES}`")
     # One reordering copy of each part (rows in time order, symbols within a date), not a merge and a sort.
     keep = np.flatnonzero(finite)
     order = keep[np.lexsort((candidates["symbol"].to_numpy()[keep], candidates["event_timestamp"].to_numpy()[keep]))]

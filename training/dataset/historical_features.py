@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.contract import AUDIT_FEATURE
+from training.contract import AUDIT_FEATURE, FEAST_APPLY
 from training.dataset.offline_bars import require_features
 from training.errors import InputError
 
@@ -36,7 +36,7 @@ def describe_service(store, name: str) -> ServiceFeatures:
         service = store.get_feature_service(name)
     except FeatureServiceNotFoundException:
         known = (
-            ", ".join(s.name for s in store.list_feature_services()) or "none (run `python -m training feast apply`)"
+            ", ".join(s.name for s in store.list_feature_services()) or f"none (run `{FEAST_APPLY}`)"
         )
         raise InputError(f"unknown feature service {name!r}; known: {known}") from None
     names = [f.name for projection in service.feature_view_projections for f in projection.features]

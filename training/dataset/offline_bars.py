@@ -8,13 +8,10 @@ from datetime import date
 
 import pandas as pd
 
-from training.contract import normalise_symbols
-from training.errors import InputError
+from training.contract import COMPUTE_FEATURES, normalise_symbols
+from training.errors import NAMED, InputError, name_some
 from training.infra import db
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
-
-COMPUTE_FEATURES = "python -m training compute-features"
-NAMED = 5  # symbols an error names before it counts the rest
 
 # Indicators and labels are computed on split/dividend-adjusted prices where the input had them.
 _ADJUSTED_BARS = f"""
@@ -42,12 +39,6 @@ WHERE b.symbol = ANY(%s::text[])
   )
 GROUP BY b.symbol ORDER BY b.symbol
 """
-
-
-def name_some(names: Sequence[str], limit: int = NAMED) -> str:
-    """A few names, then the count of the rest: a message about 5,000 symbols stays one readable line."""
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit:,} more"
 
 
 def describe_known(known: Sequence[str], wanted: Sequence[str] = ()) -> str:
@@ -89,10 +80,9 @@ def require_features(symbols: Sequence[str]) -> None:
         )
     if behind:
         bars = sum(count for _, count, _ in behind)
-        first = ", ".join(f"{symbol} from {since}" for symbol, _, since in behind[:NAMED])
+        first = name_some([f"{symbol} from {since}" for symbol, _, since in behind])
         raise InputError(
-            f"{bars:,} bar(s) of {len(behind):,} symbol(s) have no feature row yet ({first}"
-            f"{f' and {len(behind) - NAMED:,} more' if len(behind) > NAMED else ''}): run `{COMPUTE_FEATURES}`"
+            f"{bars:,} bar(s) of {len(behind):,} symbol(s) have no feature row yet ({first}): run `{COMPUTE_FEATURES}`"
         )
 
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from training.contract import normalise_symbols
-from training.errors import InputError
+from training.errors import InputError, name_some
 from training.indicators.compute import compute_panel
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.infra import db
@@ -227,11 +227,11 @@ def _validate(conn: psycopg.Connection, symbols: list[str] | None, start: date |
     if symbols:
         unknown = [row[0] for row in conn.execute(_query(_UNKNOWN_SYMBOLS), (symbols,))]
         if unknown:
-            raise InputError(f"unknown symbol(s) {', '.join(unknown)}: no bars in {OHLCV_TABLE}")
+            raise InputError(f"unknown symbol(s) {name_some(unknown)}: no bars in {OHLCV_TABLE}")
     if start or end:
         params = {"symbols": symbols, "start": start, "end": end}
         if not conn.execute(_query(_ANY_BAR_IN_RANGE), params).fetchone()[0]:
-            which = ", ".join(symbols) if symbols else "any symbol"
+            which = name_some(symbols) if symbols else "any symbol"
             raise InputError(f"empty date range: no bars {_window(start, end)} for {which}")
 
 
@@ -291,8 +291,7 @@ def compute_features(
     are not read at all (no feature at t reads a bar after t). Nothing is written unless every step
     succeeds.
     """
-    wanted = normalise_symbols(symbols) if symbols else None
-    wanted = wanted or None
+    wanted = normalise_symbols(symbols or ()) or None
     with db.transaction() as conn:
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         _validate(conn, wanted, start, end)

@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from training.errors import InputError
+from training.errors import InputError, name_some
 from training.infra import db
 from training.infra.schema import OHLCV_TABLE, ensure_ohlcv_table
 
@@ -47,7 +47,6 @@ STORED_COLUMNS = (
 _VALUE_COLUMNS = STORED_COLUMNS[2:]
 _RAW = ("open", "high", "low", "close", "volume")
 _ADJUSTED = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
-MAX_NAMED_SYMBOLS = 5
 # One key for every ingest into the table (pg_advisory_xact_lock takes a bigint).
 INGEST_LOCK_KEY = zlib.crc32(f"ingest {OHLCV_TABLE}".encode())
 
@@ -157,11 +156,10 @@ def _refuse_mixed_adjustment(conn: psycopg.Connection) -> None:
     mixed = conn.execute(_MIXED).fetchall()
     if not mixed:
         return
-    named = ", ".join(f"{s} ({a} adjusted, {r} raw)" for s, a, r in mixed[:MAX_NAMED_SYMBOLS])
-    more = f" and {len(mixed) - MAX_NAMED_SYMBOLS} more" if len(mixed) > MAX_NAMED_SYMBOLS else ""
+    named = name_some([f"{s} ({a} adjusted, {r} raw)" for s, a, r in mixed])
     raise InputError(
         f"this load would leave {len(mixed)} symbol(s) with a mix of split/dividend-adjusted and raw bars: "
-        f"{named}{more}; indicators would jump where the series switch. Load a file with the adjusted close for "
+        f"{named}; indicators would jump where the series switch. Load a file with the adjusted close for "
         "those bars, or give --allow-mixed-adjustment to store them anyway"
     )
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from training.contract import AUDIT_FEATURE, normalise_symbols
+from training.contract import AUDIT_FEATURE, COMPUTE_FEATURES, FEAST_APPLY, normalise_symbols
 from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
 from training.infra import db, settings
@@ -38,11 +38,10 @@ def offline_time_range() -> tuple[datetime, datetime]:
             else None
         )
     if not row or row[0] is None:
-        raise InputError(f"{FEATURES_TABLE} is empty: run `python -m training compute-features` first")
+        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
     return row[0], row[1]
 
 
-FEAST_APPLY = "python -m training feast apply"
 
 
 def registered_views(store: FeatureStore) -> list[str]:

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from training.contract import AUDIT_FEATURE, DEFAULT_EXCHANGE_TZ, normalise_symbol
+from training.contract import (
+    AUDIT_FEATURE,
+    COMPUTE_FEATURES,
+    DEFAULT_EXCHANGE_TZ,
+    FEAST_APPLY,
+    MATERIALIZE,
+    normalise_symbol,
+)
 from training.dataset.offline_bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
 from training.infra import db, settings
@@ -23,7 +30,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-MATERIALIZE = "python -m training materialize"
 
 
 class StaleFeatures(ProjectError):
@@ -104,7 +110,7 @@ class Predictor:
         except FeatureServiceNotFoundException:
             raise InputError(
                 f"feature service {model.feature_service!r} of model {model.uri} is not registered in Feast "
-                f"project {store.project}: run `python -m training feast apply`"
+                f"project {store.project}: run `{FEAST_APPLY}`"
             ) from None
         served = [f.name for p in self.service.feature_view_projections for f in p.features]
         missing = [name for name in model.inputs if name not in served]
@@ -269,7 +275,7 @@ def _check_fresh(symbol: str, bar: datetime, reference: datetime, what: str, ttl
     if ttl is not None and reference - bar > ttl:
         raise StaleFeatures(
             f"online features of {symbol} are stale: bar of {bar} is {reference - bar} older than {what} "
-            f"{reference}, beyond the feature views' TTL of {ttl} (run `python -m training compute-features` and "
+            f"{reference}, beyond the feature views' TTL of {ttl} (run `{COMPUTE_FEATURES}` and "
             f"`{MATERIALIZE}` after new bars arrive)"
         )
 
