@@ -21,10 +21,7 @@ def feast(args: tuple[str, ...]) -> None:
     """
     from training.infra import settings
 
-    settings.check_postgres()
-    settings.check_redis()
-    settings.export_feast_environment()
-    resolved = settings.write_feast_yaml()
+    resolved = settings.prepare_feast()
     executable = Path(sys.executable).with_name("feast")
     program = str(executable) if executable.exists() else shutil.which("feast")
     if program is None:

@@ -37,7 +37,6 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     moment = parse_as_of(as_of) if as_of else None
     settings.check_postgres()
     settings.check_redis()
-    settings.check_mlflow()
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor

@@ -77,11 +77,9 @@ def serve(host: str, port: int, model_uri: str | None, trust_pickle: bool) -> No
     import uvicorn
 
     from training.feast_store.repository import feature_store
-    from training.infra import settings
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
 
-    settings.check_mlflow()
     model = load_model(model_uri, trust_pickle=trust_pickle)  # refused before Feast's seconds-long import
     predictor = Predictor(feature_store(), model)
     click.echo(f"serving {predictor.model.label} on http://{host}:{port}/predict/{{symbol}}")

@@ -26,10 +26,7 @@ def feature_store() -> FeatureStore:
 
     Also rewrites the resolved feature_store.yaml, so Feast's own CLI finds it current after any command.
     """
-    settings.check_postgres()
-    settings.check_redis()
-    settings.export_feast_environment()
-    settings.write_feast_yaml()
+    settings.prepare_feast()
     for noisy in ("feast", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from feast import FeatureStore

@@ -310,6 +310,17 @@ def write_feast_yaml(path: Path | None = None, template: Path | None = None) -> 
     return path
 
 
+def prepare_feast() -> Path:
+    """Check PostgreSQL and Redis answer, export what Feast expands, and write the resolved feature_store.yaml.
+
+    What every way into Feast does first: the project's FeatureStore and ``python -m training feast``.
+    """
+    check_postgres()
+    check_redis()
+    export_feast_environment()
+    return write_feast_yaml()
+
+
 def export_feast_environment() -> None:
     """The variables Feast expands in the resolved file, for this process and the Feast CLI it runs."""
     os.environ["FEAST_USAGE"] = "False"

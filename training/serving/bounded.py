@@ -17,20 +17,20 @@ from training.errors import ServiceUnavailable
 T = TypeVar("T")
 
 
-class ServiceTimeout(ServiceUnavailable):
+class StoreUnavailable(ServiceUnavailable):
+    """A store failed a bounded call; ``service`` names it for the 503 body."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class ServiceTimeout(StoreUnavailable):
     """A store did not answer within the configured timeout."""
 
-    def __init__(self, service: str, message: str) -> None:
-        super().__init__(message)
-        self.service = service
 
-
-class StoreDown(ServiceUnavailable):
+class StoreDown(StoreUnavailable):
     """A store refused or dropped the connection."""
-
-    def __init__(self, service: str, message: str) -> None:
-        super().__init__(message)
-        self.service = service
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
