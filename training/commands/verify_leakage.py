@@ -85,7 +85,7 @@ def verify_leakage(
         written = write_json(report, dataset_path)
     else:
         written = write_json(report, dataset_path, f"leakage_report_run_{record['run_id']}.json")
-        _log_to_run(record["run_id"], written)
+        _log_to_run(record["run_id"], written, report.status)
     click.echo(format_text(report))
     click.echo(f"report: {written}")
     if report.failed:
@@ -111,10 +111,9 @@ def _run_record(run: str) -> dict[str, Any]:
     return {**json.loads(Path(local).read_text()), "run_id": run}
 
 
-def _log_to_run(run_id: str, report: Path) -> None:
+def _log_to_run(run_id: str, report: Path, status: str) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     client.log_artifact(run_id, str(report))
-    status = json.loads(report.read_text())["status"]
     client.set_tag(run_id, "leakage_check_run", status)

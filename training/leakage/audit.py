@@ -49,7 +49,6 @@ CHECKS = (
 )
 RUN_CHECKS = (*CHECKS, check_preprocessing.NAME)  # with a training run's record
 SplitterFactory = Callable[[Mapping[str, Any]], Any]
-# What the dataset was built with decides these sections; the trainer takes them from the dataset too.
 
 
 def audit_config(dataset: Dataset, config_path: Path | None = None) -> Config:

@@ -23,7 +23,9 @@ from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, summarise
+from training.validation import split_invariants
 from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
+from training.validation.split_invariants import to_ns
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +125,10 @@ def training_rows(dataset: Dataset) -> pd.DataFrame:
     return dataset.rows("train").sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 
-def bar_calendar(dataset: Dataset) -> pd.DatetimeIndex:
-    """The embargo's calendar, one for hold-out and CV: distinct t0 and t1 of all the dataset's rows."""
+def bar_calendar(dataset: Dataset) -> np.ndarray:
+    """The embargo's calendar, one for hold-out and CV: distinct t0 and t1 of all the dataset's rows (int64 ns)."""
     frame = dataset.frame
-    return pd.DatetimeIndex(pd.concat([frame["event_timestamp"], frame["t1"]]).unique()).sort_values()
+    return split_invariants.bar_calendar(to_ns(frame["event_timestamp"]), to_ns(frame["t1"]))
 
 
 def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
