@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from training.errors import ServiceUnavailable
+from training.errors import InputError, ServiceUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
@@ -36,6 +36,22 @@ def service_timeout_seconds() -> float:
     if not 0 < seconds <= 600:
         raise ServiceUnavailable(f"OHLCV_SERVICE_TIMEOUT must be a number of seconds in (0, 600], got {text!r}")
     return seconds
+
+
+def partition_bars() -> int:
+    """OHLCV_PARTITION_BARS: bars per symbol partition, the unit every per-symbol step holds in memory.
+
+    The default (500,000 daily bars, about 200 symbols of 10 years) keeps a partition's working set well
+    under 1 GB in every step; a symbol longer than the budget forms a partition of its own.
+    """
+    text = os.environ.get("OHLCV_PARTITION_BARS") or "500000"
+    try:
+        bars = int(text)
+    except ValueError:
+        bars = 0
+    if bars < 1:
+        raise InputError(f"OHLCV_PARTITION_BARS must be a whole number of bars >= 1, got {text!r}")
+    return bars
 
 
 def state_dir() -> Path:
