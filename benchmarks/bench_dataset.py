@@ -71,12 +71,10 @@ def worker(kind: str, out: str) -> dict[str, float]:
     store = feature_store()
     start = time.perf_counter()
     if kind == "build":
-        from training.dataset import artifact
         from training.dataset.builder import build_dataset
 
-        dataset = build_dataset(load_config(), store, progress=lambda message: None)
-        artifact.save(dataset, Path(out))
-        rows = len(dataset.frame)
+        dataset = build_dataset(load_config(), store, Path(out), progress=lambda message: None)
+        rows = dataset.n_rows
     else:
         from training.dataset.historical_features import describe_service, point_in_time_features
         from training.dataset.offline_bars import load_bars

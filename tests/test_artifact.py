@@ -90,7 +90,7 @@ def test_an_audited_dataset_and_an_empty_folder_may_be_replaced(bundled_dataset,
     (empty / artifact.REPORT_FILE).write_text("{}")  # verify-leakage's report of the previous build
     (empty / f".{artifact.REPORT_FILE}.abc123").write_text("")  # and its staging file, from a killed audit
     artifact.save(dataset, empty)
-    assert sorted(p.name for p in empty.iterdir()) == [artifact.DATA_FILE, artifact.METADATA_FILE]  # report gone
+    assert sorted(p.name for p in empty.iterdir()) == [artifact.METADATA_FILE, artifact.part_name(0)]  # report gone
 
 
 def test_refused_by_save_too(bundled_dataset, tmp_path):
@@ -113,7 +113,7 @@ def _dead_pid() -> int:
 def _staging(parent: Path, name: str, files: dict[str, str] | None = None) -> Path:
     folder = parent / name
     folder.mkdir()
-    for file, text in (files or {artifact.DATA_FILE: "PAR1 half written"}).items():
+    for file, text in (files or {artifact.part_name(0): "PAR1 half written"}).items():
         (folder / file).write_text(text)
     return folder
 
@@ -177,10 +177,10 @@ def _edit_metadata(folder: Path, edit) -> None:
         (lambda f: _edit_metadata(f, lambda m: m.pop("features") and m.pop("config")), "lacks features, config"),
         (lambda f: _edit_metadata(f, lambda m: m.update(features="close")), "features must be a non-empty list"),
         (lambda f: _edit_metadata(f, lambda m: m["config"].pop("labels")), "config lacks one of data, features"),
-        (lambda f: _edit_metadata(f, lambda m: m.update(format_version=9)), "dataset format 9 is not 1"),
+        (lambda f: _edit_metadata(f, lambda m: m.update(format_version=9)), "format 9 (written by an earlier version)"),
         (lambda f: _edit_metadata(f, lambda m: m["features"].append("nope")), "lacks column(s) nope that"),
-        (lambda f: _truncate(f / artifact.DATA_FILE), "dataset.parquet cannot be read (truncated or corrupt?)"),
-        (lambda f: (f / artifact.DATA_FILE).write_bytes(b"PAR1" + b"\0" * 64), "cannot be read (truncated or corrupt"),
+        (lambda f: _truncate(f / artifact.part_name(0)), "part-00000.parquet cannot be read (truncated or corrupt?"),
+        (lambda f: (f / artifact.part_name(0)).write_bytes(b"PAR1" + b"\0" * 64), "cannot be read (truncated or"),
     ],
 )
 def test_a_broken_artifact_is_one_line_for_load_verify_and_train(copy, breakage, message):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import __future__
 
 import inspect
+import tempfile
 import textwrap
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -47,7 +49,8 @@ def mutant(module: ModuleType, qualname: str, old: str, new: str) -> Callable:
 def build() -> Dataset:
     from training.feast_store.repository import feature_store
 
-    return builder.build_dataset(load_config(None), feature_store(), symbols=SYMBOLS, start=START,
+    out = Path(tempfile.mkdtemp(prefix="mutant-")) / "dataset"
+    return builder.build_dataset(load_config(None), feature_store(), out, symbols=SYMBOLS, start=START,
                                  progress=lambda message: None)  # fmt: skip
 
 
@@ -75,9 +78,9 @@ def test_the_unmutated_code_passes(clean, bars):
 
 def labels_look_one_bar_further(monkeypatch):
     """The builder labels with horizon h + 1 while its config says h."""
-    bug = mutant(builder, "build_dataset", "triple_barrier_labels(bars, labels_config)",
-                 'triple_barrier_labels(bars, {**labels_config, "horizon": horizon + 1})')  # fmt: skip
-    monkeypatch.setattr(builder, "build_dataset", bug)
+    bug = mutant(builder, "_label_and_join", "triple_barrier_labels(bars, labels_config)",
+                 'triple_barrier_labels(bars, {**labels_config, "horizon": int(labels_config["horizon"]) + 1})')
+    monkeypatch.setattr(builder, "_label_and_join", bug)
 
 
 def t1_one_bar_early(monkeypatch):
@@ -88,8 +91,9 @@ def t1_one_bar_early(monkeypatch):
 
 
 def holdout_embargo_of_zero(monkeypatch):
-    bug = mutant(holdout_split, "holdout_split", "n_embargo = embargo_bars(embargo, len(calendar))", "n_embargo = 0")
-    monkeypatch.setattr(builder, "holdout_split", bug)
+    bug = mutant(holdout_split, "holdout_boundaries", "n_embargo = embargo_bars(embargo, len(calendar))",
+                 "n_embargo = 0")  # fmt: skip
+    monkeypatch.setattr(builder, "holdout_boundaries", bug)
 
 
 def warmup_one_bar_short(monkeypatch):

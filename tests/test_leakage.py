@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def test_the_feature_sample_is_stratified_seeded_and_keeps_each_symbols_first_an
 
 def test_the_clean_dataset_passes_every_check_including_a_rebuild(clean, bars):
     _, dataset = clean
-    report = audit(dataset, bars, rebuild=lambda: rebuild(dataset.metadata))
+    report = audit(dataset, bars, rebuild=lambda: rebuild(dataset.metadata, Path(tempfile.mkdtemp()) / "rebuilt"))
     assert [c.name for c in report.checks] == list(CHECKS)
     assert report.status == "passed", format_text(report)
     assert {c.status for c in report.checks} == {"passed"}
@@ -234,7 +235,7 @@ def test_a_changed_row_breaks_the_fingerprint(clean, bars):
     assert "edited after the build" in report.check("reproducibility").message
 
     restamped = as_built(frame, dataset.metadata, bars)  # a builder whose output is not its inputs'
-    report = audit(restamped, bars, rebuild=lambda: rebuild(dataset.metadata))
+    report = audit(restamped, bars, rebuild=lambda: rebuild(dataset.metadata, Path(tempfile.mkdtemp()) / "rebuilt"))
     assert report.failed == ["reproducibility"], format_text(report)
     differing = report.check("reproducibility").offending
     assert [(r["column"], r["event_timestamp"]) for r in differing] == [

@@ -74,7 +74,7 @@ def edited_copy(audited: Path, folder: Path) -> Path:
     shutil.copytree(audited, folder)
     frame = artifact.load(folder).frame
     frame["future_close"] = frame["next_ret"]
-    frame.to_parquet(folder / artifact.DATA_FILE, index=False)
+    frame.to_parquet(folder / artifact.part_name(0), index=False)
     meta = json.loads((folder / artifact.METADATA_FILE).read_text())
     meta["features"].append("future_close")
     (folder / artifact.METADATA_FILE).write_text(json.dumps(meta))

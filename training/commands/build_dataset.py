@@ -28,7 +28,8 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     """Build the training set from the offline store.
 
     One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
-    labels, sample weights and a purged, embargoed hold-out split. Writes OUT/dataset.parquet and
+    labels, sample weights and a purged, embargoed hold-out split. Works one partition of whole symbols
+    at a time (OHLCV_PARTITION_BARS bars), writing OUT/part-NNNNN.parquet per partition and
     OUT/metadata.json atomically: a failed build leaves OUT as it was. OUT must be new, empty or an
     earlier dataset: a folder holding anything else is refused before the build starts. Symbols and
     dates come from the options, else from the config file's `data` section (recorded in the metadata).
@@ -52,8 +53,7 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     artifact.check_target(out)  # before minutes of work, not after
     for left in artifact.remove_abandoned_staging(out):
         click.echo(f"  removed {left}, left behind by a build that was killed", err=True)
-    dataset = _build(config)
-    artifact.save(dataset, out)
+    dataset = _build(config, out)
     meta = dataset.metadata
     click.echo(
         f"{out}: {meta['rows']:,} samples of {len(meta['symbols'])} symbol(s), {len(meta['features'])} features, "
@@ -65,7 +65,7 @@ def _day(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
 
-def _build(config: dict):
+def _build(config: dict, out: Path):
     """The build over the request the configuration's `data` section holds (Feast imported only here)."""
     from training.dataset.builder import build_dataset as build
     from training.feast_store.repository import feature_store
@@ -74,6 +74,7 @@ def _build(config: dict):
     return build(
         config,
         feature_store(),
+        out,
         symbols=data["symbols"],
         start=date.fromisoformat(data["start"]) if data["start"] else None,
         end=date.fromisoformat(data["end"]) if data["end"] else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,21 @@ def verify_leakage(
     record = _run_record(run) if run else None
     loaded = time.perf_counter()
     progress(f"reading the OHLCV bars of {len(dataset.metadata['symbols'])} symbol(s)")
-    bars = BarHistory.of(load_bars(sorted(dataset.frame["symbol"].unique().tolist())))
+    bars = BarHistory.of(load_bars(dataset.metadata["symbols"]))
     bars_read = time.perf_counter()
-    report = run_audit(
-        dataset,
-        config,
-        bars,
-        sample=sample,
-        rebuild=None if skip_rebuild else lambda: rebuild(dataset.metadata, lambda m: progress(f"  {m}")),
-        record=record,
-        path=dataset_path,
-        progress=progress,
-    )
+    with tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch:
+        report = run_audit(
+            dataset,
+            config,
+            bars,
+            sample=sample,
+            rebuild=None
+            if skip_rebuild
+            else lambda: rebuild(dataset.metadata, Path(scratch) / "dataset", lambda m: progress(f"  {m}")),
+            record=record,
+            path=dataset_path,
+            progress=progress,
+        )
     report.timings = {
         "load_dataset": loaded - started,
         "load_bars": bars_read - loaded,

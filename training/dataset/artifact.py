@@ -1,7 +1,13 @@
-"""The dataset artifact: ``dataset.parquet`` plus ``metadata.json``, never pickle (loading a pickle runs code).
+"""The dataset artifact: a folder of Parquet part files plus ``metadata.json``, never pickle (a pickle runs code).
 
-The fingerprint hashes the rows and the configuration that produced them, so it changes when either
-changes and is equal when the same inputs are rebuilt. Writing goes to a hidden staging folder next to the
+Each part holds the rows of one symbol partition (whole symbols), sorted by (event_timestamp, symbol); the
+dataset's rows in order are the parts merged by event_timestamp (partitions are contiguous runs of the
+sorted symbols, so within a date the parts come in symbol order). Readers take a part at a time and only
+the columns they need; :attr:`Dataset.frame` (everything at once) is for small datasets and tests.
+
+The fingerprint hashes every row (values, in any order and partitioning: a sum of two 64-bit row hashes)
+and the configuration that produced them, so it changes when either changes and is equal when the same
+inputs are rebuilt, whatever the partition size. Writing goes to a hidden staging folder next to the
 target that is renamed into place, so a failed build leaves no partial artifact; the staging folder's name
 carries the host and process id of its build, so a later build can tell a killed build's leftovers from a
 build still running. A folder that holds anything but an artifact is never replaced.
@@ -18,7 +24,8 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +35,135 @@ import pandas as pd
 from training.config import DATASET_SECTIONS, fingerprint_text
 from training.errors import InputError
 
-DATA_FILE = "dataset.parquet"
 METADATA_FILE = "metadata.json"
 REPORT_FILE = "leakage_report.json"  # written beside the data by verify-leakage (training.leakage.report)
-FORMAT_VERSION = 1
+LEGACY_DATA_FILE = "dataset.parquet"  # format 1: every row in one file
+PART_FILE = re.compile(r"part-\d{5}\.parquet")
+STAGE_FILE = re.compile(r"\.stage-\d{5}\.parquet")  # a build's first-pass rows, only inside its staging folder
+FORMAT_VERSION = 2
 
 # Columns of every dataset besides the features; the order they are written in.
 ID_COLUMNS = ("symbol", "event_timestamp", "t1", "feature_timestamp")
 LABEL_COLUMNS = ("label", "target", "ret", "next_ret", "barrier", "weight", "split")
-REQUIRED_METADATA = ("format_version", "fingerprint", "features", "feature_service", "config", "symbols", "split")
-ARTIFACT_ENTRIES = frozenset({DATA_FILE, METADATA_FILE, REPORT_FILE})
+REQUIRED_METADATA = (
+    "format_version", "fingerprint", "features", "feature_service", "config", "symbols", "split", "parts",
+)  # fmt: skip
+ARTIFACT_ENTRIES = frozenset({LEGACY_DATA_FILE, METADATA_FILE, REPORT_FILE})
 SHOWN_ENTRIES = 5
 # Staging folders of builds without a process id in their name (written before it was added) count as
 # abandoned once this old; a build never takes a day.
 UNNAMED_STAGING_STALE_SECONDS = 24 * 3600
+_SECOND_HASH_KEY = "ohlcv-dataset-v2"  # 16 bytes: a second, independent 64-bit hash of every row
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+class RowDigest:
+    """An order-free digest of rows: their count and two wrapping sums of 64-bit row hashes.
+
+    Sums commute, so the digest of a dataset is the same whichever partition size wrote it and in
+    whichever order its parts are read. It detects changed, added and removed rows (2^-128-ish for
+    accidental collisions); it is not meant to resist a crafted collision.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.sums = [np.uint64(0), np.uint64(0)]
+        self.columns: list[str] | None = None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        columns = list(frame.columns)
+        if self.columns is None:
+            self.columns = columns
+        elif columns != self.columns:
+            raise ValueError(f"parts have different columns: {columns} vs {self.columns}")
+        with np.errstate(over="ignore"):
+            for i, key in enumerate((None, _SECOND_HASH_KEY)):
+                kwargs = {"hash_key": key} if key else {}
+                hashes = pd.util.hash_pandas_object(frame, index=False, **kwargs).to_numpy()
+                self.sums[i] = np.uint64(self.sums[i] + hashes.sum(dtype=np.uint64))
+        self.rows += len(frame)
+
+    def hexdigest(self, config: dict[str, Any], features: list[str]) -> str:
+        digest = hashlib.sha256()
+        digest.update(fingerprint_text(config).encode())
+        digest.update(json.dumps(features).encode())
+        digest.update(json.dumps(self.columns or []).encode())
+        digest.update(json.dumps([self.rows, *(int(s) for s in self.sums)]).encode())
+        return digest.hexdigest()
+
+
+def fingerprint(rows: pd.DataFrame | Dataset, config: dict[str, Any], features: list[str]) -> str:
+    """sha256 of the rows (as a multiset: order and partitioning do not matter), the features and the config."""
+    digest = RowDigest()
+    for part in rows.parts() if isinstance(rows, Dataset) else (rows,):
+        digest.add(part)
+    return digest.hexdigest(config, features)
 
 
 @dataclass
 class Dataset:
-    """Rows (one per decision) and the metadata that says how they were made."""
+    """Rows (one per decision) and the metadata that says how they were made.
 
-    frame: pd.DataFrame
+    On disk (``path`` set) rows are read a part at a time; in memory (``frame`` given, e.g. a test's
+    edited copy) the frame is the only part.
+    """
+
     metadata: dict[str, Any]
+    path: Path | None = None
+    frame_: pd.DataFrame | None = field(default=None, repr=False)
+
+    def __init__(self, metadata: dict[str, Any], path: Path | None = None, frame: pd.DataFrame | None = None):
+        if (path is None) == (frame is None):
+            raise ValueError("a Dataset is either on disk (path) or in memory (frame)")
+        self.metadata, self.path, self.frame_ = metadata, path, frame
 
     @property
     def features(self) -> list[str]:
         return list(self.metadata["features"])
 
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame_) if self.frame_ is not None else int(self.metadata["rows"])
+
+    def part_files(self) -> list[Path]:
+        return [] if self.path is None else [self.path / p["file"] for p in self.metadata["parts"]]
+
+    def parts(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The rows a part at a time (whole symbols, sorted by (event_timestamp, symbol)), only ``columns``."""
+        if self.frame_ is not None:
+            yield self.frame_ if columns is None else self.frame_[list(columns)]
+            return
+        for file in self.part_files():
+            yield _read_part(file, columns)
+
+    def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """``columns`` of every row in the dataset's order (event_timestamp, then symbol), as one frame."""
+        if self.frame_ is not None:
+            return self.frame_ if columns is None else self.frame_[list(columns)]
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "event_timestamp"]))
+        frames = list(self.parts(wanted))
+        if not frames:
+            return pd.DataFrame(columns=wanted or [])
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+        del frames
+        if len(self.metadata["parts"]) > 1:  # merge the parts: a stable sort on time keeps symbol order
+            order = np.argsort(frame["event_timestamp"].array.asi8, kind="stable")
+            frame = frame.take(order).reset_index(drop=True)
+        return frame if columns is None else frame[list(columns)]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every row and column at once: for small datasets and tests (cached)."""
+        if self.frame_ is None:
+            self.frame_ = self.read()
+        return self.frame_
+
     def rows(self, split: str) -> pd.DataFrame:
-        return self.frame[self.frame["split"] == split]
-
-
-def fingerprint(frame: pd.DataFrame, config: dict[str, Any], features: list[str]) -> str:
-    """sha256 of the rows (values and order), the feature list and the configuration."""
-    digest = hashlib.sha256()
-    digest.update(fingerprint_text(config).encode())
-    digest.update(json.dumps(features).encode())
-    digest.update(json.dumps(list(frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+        frame = self.frame
+        return frame[frame["split"] == split]
 
 
 def _json_default(value: Any) -> Any:
@@ -86,8 +183,15 @@ def _named(entries: list[str]) -> str:
 
 
 def _artifact_entry(entry: Path) -> bool:
-    """A file of an artifact, or the staging file of a leakage report whose audit was killed."""
-    return entry.is_file() and (entry.name in ARTIFACT_ENTRIES or entry.name.startswith(f".{REPORT_FILE}."))
+    """A file of an artifact (of this format or the last), a build's intermediate part, or the staging file of
+    a leakage report whose audit was killed."""
+    name = entry.name
+    return entry.is_file() and (
+        name in ARTIFACT_ENTRIES
+        or PART_FILE.fullmatch(name) is not None
+        or STAGE_FILE.fullmatch(name) is not None
+        or name.startswith(f".{REPORT_FILE}.")
+    )
 
 
 def check_target(out: Path) -> None:
@@ -162,29 +266,71 @@ def remove_abandoned_staging(out: Path) -> list[Path]:
     return removed
 
 
-def save(dataset: Dataset, out: Path) -> Path:
-    """Write atomically: a complete artifact appears at ``out`` or nothing changes there."""
-    out = Path(out)
-    check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out), dir=out.parent))
-    try:
-        dataset.frame.to_parquet(staging / DATA_FILE, index=False)
-        (staging / METADATA_FILE).write_text(json.dumps(dataset.metadata, indent=2, default=_json_default) + "\n")
-        check_target(out)  # nothing else was put there while the rows were written
-        if out.exists():
-            retired = out.with_name(f".{out.name}.old")
+class ArtifactWriter:
+    """Write an artifact part by part into a staging folder, then swap it into place in one rename.
+
+    Use as a context manager: leaving it by an exception removes the staging folder, so a failed build
+    leaves ``out`` as it was; :meth:`commit` writes ``metadata.json`` (with the parts and the fingerprint)
+    and swaps. A part is written as soon as its partition is done, so memory holds one partition.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        check_target(self.out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_staging(self.out)
+        self.staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(self.out), dir=self.out.parent))
+        self.parts: list[dict[str, Any]] = []
+        self.digest = RowDigest()
+
+    def __enter__(self) -> ArtifactWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def stage_path(self, index: int) -> Path:
+        """Where a build keeps a partition's intermediate rows between its passes (inside the staging folder)."""
+        return self.staging / f".stage-{index:05d}.parquet"
+
+    def write_part(self, frame: pd.DataFrame) -> None:
+        """Append the rows of one partition (sorted by (event_timestamp, symbol)) as the next part file."""
+        if frame.empty:
+            return
+        name = part_name(len(self.parts))
+        frame.to_parquet(self.staging / name, index=False)
+        self.digest.add(frame)
+        self.parts.append({"file": name, "rows": len(frame), "symbols": [frame["symbol"].min(), frame["symbol"].max()]})
+
+    def fingerprint(self, config: dict[str, Any], features: list[str]) -> str:
+        return self.digest.hexdigest(config, features)
+
+    def commit(self, metadata: dict[str, Any]) -> Path:
+        """Write ``metadata`` (``parts`` is set here) and move the artifact to ``out`` atomically."""
+        for leftover in self.staging.glob(".stage-*.parquet"):
+            leftover.unlink()
+        metadata = {**metadata, "parts": self.parts}
+        (self.staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n")
+        check_target(self.out)  # nothing else was put there while the rows were written
+        if self.out.exists():
+            retired = self.out.with_name(f".{self.out.name}.old")
             shutil.rmtree(retired, ignore_errors=True)
-            os.replace(out, retired)
-            os.replace(staging, out)
+            os.replace(self.out, retired)
+            os.replace(self.staging, self.out)
             shutil.rmtree(retired, ignore_errors=True)
         else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+            os.replace(self.staging, self.out)
+        return self.out
+
+
+def save(dataset: Dataset, out: Path) -> Path:
+    """Write an in-memory dataset (one part) atomically: a complete artifact appears at ``out`` or nothing changes."""
+    with ArtifactWriter(out) as writer:
+        for part in dataset.parts():
+            writer.write_part(part)
+        metadata = {**dataset.metadata, "fingerprint": writer.fingerprint(dataset.metadata["config"], dataset.features)}
+        return writer.commit(metadata)
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -207,7 +353,10 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InputError(f"{meta} must hold a JSON object; rebuild the dataset")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: dataset format {metadata.get('format_version')} is not {FORMAT_VERSION}; rebuild it")
+        raise InputError(
+            f"{path}: dataset format {metadata.get('format_version')} (written by an earlier version) is not "
+            f"{FORMAT_VERSION} (part files by symbol partition); rebuild it with `python -m training build-dataset`"
+        )
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise InputError(f"{meta} lacks {', '.join(missing)}; rebuild the dataset")
@@ -219,27 +368,43 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return metadata
 
 
-def _read_rows(path: Path, metadata: dict[str, Any]) -> pd.DataFrame:
+def _read_part(file: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     import pyarrow
 
-    data = path / DATA_FILE
     try:
-        frame = pd.read_parquet(data)
+        frame = pd.read_parquet(file, columns=None if columns is None else list(columns))
     except (pyarrow.ArrowException, OSError, ValueError) as exc:
-        raise InputError(f"{data} cannot be read (truncated or corrupt?): {_first_line(exc)}; rebuild it") from None
-    missing = [c for c in (*ID_COLUMNS, *LABEL_COLUMNS, *metadata["features"]) if c not in frame.columns]
-    if missing:
-        raise InputError(f"{data} lacks column(s) {_named(missing)} that {METADATA_FILE} promises; rebuild the dataset")
+        raise InputError(f"{file} cannot be read (truncated or corrupt?): {_first_line(exc)}; rebuild it") from None
     return frame
 
 
 def load(path: Path) -> Dataset:
-    """Read an artifact written by :func:`save`; one line naming the problem when the folder is not one."""
+    """Open an artifact written by :class:`ArtifactWriter` (rows are read later, a part at a time); one line
+    naming the problem when the folder is not one."""
     path = Path(path)
-    if not (path / DATA_FILE).exists() or not (path / METADATA_FILE).exists():
+    if not (path / METADATA_FILE).exists():
         raise InputError(
-            f"{path} is not a dataset (expected {DATA_FILE} and {METADATA_FILE}); "
+            f"{path} is not a dataset (expected {METADATA_FILE} and part files); "
             "build one with `python -m training build-dataset --out DIR`"
         )
     metadata = _read_metadata(path)
-    return Dataset(frame=_read_rows(path, metadata), metadata=metadata)
+    missing = [p["file"] for p in metadata["parts"] if not (path / str(p["file"])).is_file()]
+    if missing or not metadata["parts"]:
+        raise InputError(f"{path} lacks part file(s) {_named(missing) or '(none listed)'}; rebuild the dataset")
+    for part in metadata["parts"]:
+        _check_part(path / str(part["file"]), metadata)
+    return Dataset(metadata=metadata, path=path)
+
+
+def _check_part(file: Path, metadata: dict[str, Any]) -> None:
+    """A part's footer (cheap: no rows are read) is readable and has every promised column."""
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        columns = set(pq.read_schema(file).names)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        raise InputError(f"{file} cannot be read (truncated or corrupt?): {_first_line(exc)}; rebuild it") from None
+    missing = [c for c in (*ID_COLUMNS, *LABEL_COLUMNS, *metadata["features"]) if c not in columns]
+    if missing:
+        raise InputError(f"{file} lacks column(s) {_named(missing)} that {METADATA_FILE} promises; rebuild the dataset")

@@ -7,14 +7,27 @@ Order matters for leakage-freedom, so each step only sees what it may:
 4. the warm-up (derived from the indicator table) and any non-finite feature drop a row, never a guess;
 5. weights are computed within the rows they serve (training rows never see validation). Nothing is fitted
    here: the trainer fits its preprocessing inside each fold, where ``verify-leakage --run`` audits it.
+
+Memory holds one symbol partition (``OHLCV_PARTITION_BARS`` bars of whole symbols) at a time:
+- pass 1, per partition: labels, the point-in-time join and the finite-feature filter, staged to disk;
+  only the calendar (distinct decision dates and their sample counts, distinct t1) is kept;
+- the hold-out split's boundaries come from that calendar;
+- pass 2, per partition: roles, then the per-symbol weight components (uniqueness, return attribution),
+  gathering the per-date and per-class sums that time decay and class balance need;
+- pass 3 totals the weights (exactly), pass 4 writes each partition's part of the artifact.
+Every global quantity is accumulated in the order one panel would have used, so any partition size
+gives the same rows bit for bit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +36,27 @@ import pandas as pd
 from training.config import Config
 from training.contract import COMPUTE_FEATURES
 from training.dataset import artifact
-from training.dataset.historical_features import describe_service, point_in_time_features
-from training.dataset.offline_bars import decision_mask, load_bars
+from training.dataset.historical_features import ServiceFeatures, describe_service, point_in_time_features
+from training.dataset.offline_bars import check_range, checked_symbols, decision_mask, no_bars_in_range, read_bars
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
-from training.labeling.sample_weights import weight_components
+from training.infra import db
+from training.labeling.sample_weights import WeightStream
 from training.labeling.triple_barrier import triple_barrier_labels
-from training.validation.holdout_split import holdout_split
+from training.partitions import Partition, bar_counts, plan_partitions
+from training.validation.holdout_split import (
+    check_label_order,
+    holdout_boundaries,
+    split_summary,
+    timestamp_of,
+)
+from training.validation.split_invariants import bar_calendar
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+ROLES_WEIGHTED = ("train", "validation")  # purged and embargoed rows never train or score: weight 0
+_STAGED = ["symbol", "event_timestamp", "t1", "feature_timestamp", "label", "target", "ret", "next_ret", "barrier",
+           "upper", "lower"]  # fmt: skip
 
 
 def _bar_index(bars: pd.DataFrame) -> pd.Series:
@@ -40,20 +64,21 @@ def _bar_index(bars: pd.DataFrame) -> pd.Series:
     return bars.groupby("symbol", sort=False).cumcount()
 
 
-def _check_history(bars: pd.DataFrame, explicit: bool, horizon: int, warmup: int) -> pd.DataFrame:
+def _check_history(
+    counts: list[tuple[str, int]], explicit: bool, horizon: int, warmup: int
+) -> list[tuple[str, int]]:
     """Symbols too short for warm-up + horizon: an error when asked for by name, else left out (logged)."""
     needed = warmup + horizon + 1
-    counts = bars.groupby("symbol").size()
-    short = counts[counts < needed]
-    if len(short) and (explicit or len(short) == len(counts)):
-        detail = ", ".join(f"{s} has {n}" for s, n in short.items())
+    short = [(symbol, n) for symbol, n in counts if n < needed]
+    if short and (explicit or len(short) == len(counts)):
+        detail = ", ".join(f"{s} has {n}" for s, n in short)
         raise InputError(
             f"too little history: {detail} bars; the warm-up ({warmup} bars) and the label horizon "
             f"({horizon} bars) need at least {needed} bars per symbol"
         )
-    if len(short):
-        log.warning("left out (fewer than %d bars): %s", needed, ", ".join(short.index))
-    return bars[~bars["symbol"].isin(short.index)].reset_index(drop=True)
+    if short:
+        log.warning("left out (fewer than %d bars): %s", needed, ", ".join(s for s, _ in short))
+    return [(symbol, n) for symbol, n in counts if n >= needed]
 
 
 def _target(rows: pd.DataFrame, config: Config) -> pd.Series:
@@ -61,67 +86,84 @@ def _target(rows: pd.DataFrame, config: Config) -> pd.Series:
     return (rows["label"] == 1).astype(np.int8) if config["target"] == "binary" else rows["label"].astype(np.int8)
 
 
-def _check_classes(target: pd.Series, what: str) -> list[int]:
-    classes = sorted(int(c) for c in target.unique())
-    if len(classes) < 2:
+def _check_classes(classes: set[int], rows: int, what: str) -> list[int]:
+    ordered = sorted(int(c) for c in classes)
+    if len(ordered) < 2:
         raise InputError(
-            f"the {len(target)} {what} hold a single class ({classes[0] if classes else 'none'}); "
+            f"the {rows} {what} hold a single class ({ordered[0] if ordered else 'none'}); "
             "widen the barriers, the horizon or the date range"
         )
-    return classes
+    return ordered
 
 
-def _weights(samples: pd.DataFrame, bars: pd.DataFrame, options: dict[str, Any], roles: np.ndarray) -> pd.DataFrame:
-    """Weight components computed separately for training and validation rows (class shares, concurrency)."""
-    parts = []
-    for role in ("train", "validation"):
-        rows = samples[roles == role]
-        if len(rows):
-            parts.append(weight_components(rows, bars, options, classes=rows["target"]))
-    columns = pd.concat(parts).reindex(samples.index)
-    columns["weight"] = columns["weight"].fillna(0.0)  # purged and embargoed rows never train or score
-    return columns.rename(columns={c: f"w_{c}" for c in columns.columns if c != "weight"})
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.union1d(a, b) if len(a) else np.unique(b)
 
 
-def build_dataset(
-    config: Config,
-    store: Any,
-    symbols: list[str] | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    progress: Progress = log.info,
-) -> artifact.Dataset:
-    """The whole build in memory; :func:`training.dataset.artifact.save` writes it."""
-    started = time.perf_counter()
-    labels_config, horizon = config["labels"], int(config["labels"]["horizon"])
-    warmup = warmup_bars()
+@dataclass
+class Calendar:
+    """What pass 1 keeps of all partitions: small arrays and counts, never the rows."""
 
-    bars = load_bars(symbols)
-    bars = _check_history(bars, explicit=symbols is not None, horizon=horizon, warmup=warmup)
-    decisions = decision_mask(bars, start, end) & (_bar_index(bars) >= warmup)
-    progress(f"{len(bars):,} bars of {bars['symbol'].nunique()} symbols; warm-up {warmup} bars")
+    dates: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # distinct t0 (ns)
+    counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # samples per date
+    t1: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # distinct t1 (ns)
+    any_decision: bool = False
+    first_bar: date | None = None
+    last_bar: date | None = None
+    candidates: int = 0
+    candidate_classes: set[int] = field(default_factory=set)
+    classes: set[int] = field(default_factory=set)
+    rows: int = 0
+    nonfinite: int = 0
+    staged: list[int] = field(default_factory=list)  # partitions with at least one sample
+    tz: Any = None
 
+    def add_bars(self, bars: pd.DataFrame, decisions: pd.Series) -> None:
+        self.any_decision |= bool(decisions.any())
+        first, last = bars["trade_date"].min(), bars["trade_date"].max()
+        self.first_bar = first if self.first_bar is None else min(self.first_bar, first)
+        self.last_bar = last if self.last_bar is None else max(self.last_bar, last)
+
+    def add_samples(self, samples: pd.DataFrame) -> None:
+        t0 = samples["event_timestamp"].array.asi8
+        dates, counts = np.unique(t0, return_counts=True)
+        merged = _union(self.dates, dates)
+        total = np.zeros(len(merged), dtype=np.int64)
+        total[np.searchsorted(merged, self.dates)] += self.counts
+        total[np.searchsorted(merged, dates)] += counts
+        self.dates, self.counts = merged, total
+        self.t1 = _union(self.t1, np.unique(samples["t1"].array.asi8))
+        self.rows += len(samples)
+        self.classes |= set(samples["target"].unique().tolist())
+        self.tz = samples["event_timestamp"].dt.tz
+
+
+def _label_and_join(
+    conn, store: Any, service: ServiceFeatures, partition: Partition, config: Config, request: dict[str, Any],
+    calendar: Calendar,
+) -> pd.DataFrame | None:  # fmt: skip
+    """Pass 1 of one partition: its labelled decisions with finite point-in-time features, sorted by
+    (event_timestamp, symbol); None when the partition has none."""
+    labels_config, warmup = config["labels"], request["warmup"]
+    bars = read_bars(conn, list(partition.symbols))
+    decisions = decision_mask(bars, request["start"], request["end"]) & (_bar_index(bars) >= warmup)
+    calendar.add_bars(bars, decisions)
     labels = triple_barrier_labels(bars, labels_config).rename(columns={"t0": "event_timestamp"})
     # Return from D's close to D+1's close: the first bar of the label window, used by the daily backtest.
     bars["next_ret"] = bars.groupby("symbol", sort=False)["close"].shift(-1) / bars["close"] - 1.0
     candidates = bars.loc[decisions, ["symbol", "event_timestamp", "next_ret"]].merge(
         labels, on=["symbol", "event_timestamp"]
     )
-    del labels
+    del labels, bars
     if candidates.empty:
-        raise InputError(
-            f"no decision in range has a full label horizon of {horizon} bars after the {warmup}-bar warm-up; "
-            "widen the date range"
-        )
-    _check_classes(_target(candidates, config), "labelled decisions")
-    service = describe_service(store, config["features"]["feature_service"])
-    progress(f"{len(candidates):,} labelled decisions; joining {len(service.features)} features point-in-time")
-
+        return None
+    calendar.candidates += len(candidates)
+    calendar.candidate_classes |= set(_target(candidates, config).unique().tolist())
     features = point_in_time_features(store, candidates, service)
     finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
-    nonfinite = int((~finite).sum())
+    calendar.nonfinite += int((~finite).sum())
     if not finite.any():
-        raise InputError(f"every decision has a missing feature: run `{COMPUTE_FEATURES}`")
+        return None
     # One reordering copy of each part (rows in time order, symbols within a date), not a merge and a sort.
     keep = np.flatnonzero(finite)
     order = keep[np.lexsort((candidates["symbol"].to_numpy()[keep], candidates["event_timestamp"].to_numpy()[keep]))]
@@ -129,44 +171,179 @@ def build_dataset(
     features = features.take(order).reset_index(drop=True)
     del candidates
     samples["target"] = _target(samples, config)
-    classes = _check_classes(samples["target"], "samples")
-
-    # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
-    split = holdout_split(samples["event_timestamp"], samples["t1"], **config["split"])
-    samples["split"] = split.role
-    windows = samples[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
-    weights = _weights(windows, bars, config["weights"], split.role)
-    progress(f"split {split.counts()}; weights {', '.join(c for c in weights.columns)}")
-
-    del bars
+    check_label_order(samples["event_timestamp"].array.asi8, samples["t1"].array.asi8)
     samples["feature_timestamp"] = features["feature_timestamp"]
-    samples["weight"] = weights.pop("weight")
-    ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
-    columns = {c: samples.pop(c) for c in ordered} | dict(weights.items()) | dict(features[service.features].items())
-    del samples, features, weights
-    frame = pd.DataFrame(columns, copy=False)
-    del columns
-    metadata = {
-        "format_version": artifact.FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint": artifact.fingerprint(frame, config, service.features),
-        "feature_service": service.name,
-        "features": service.features,
-        "feature_ttl_seconds": service.ttl_seconds,
-        "warmup_bars": warmup,
-        "target": {"kind": config["target"], "classes": classes, "positive": "label == +1"},
-        "rows": len(frame),
-        "rows_by_split": split.counts(),
-        "rows_dropped_nonfinite": nonfinite,
-        "symbols": sorted(frame["symbol"].unique().tolist()),
-        "period": {
-            "first_t0": frame["event_timestamp"].min().isoformat(),
-            "last_t0": frame["event_timestamp"].max().isoformat(),
-        },
-        "request": {"symbols": symbols, "start": str(start) if start else None, "end": str(end) if end else None},
-        "split": split.summary(),
-        "label_distribution": {str(k): int(v) for k, v in frame["label"].value_counts().sort_index().items()},
-        "config": config,
-        "build_seconds": round(time.perf_counter() - started, 2),
-    }
-    return artifact.Dataset(frame=frame, metadata=metadata)
+    staged = pd.concat([samples[_STAGED], features[service.features]], axis=1)
+    calendar.add_samples(staged)
+    return staged
+
+
+def _window_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
+
+
+def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, roles: np.ndarray,
+                   streams: dict[str, WeightStream]) -> None:  # fmt: skip
+    """Pass 2 of one partition: per-symbol weight components of its training and validation rows, staged."""
+    staged = pd.read_parquet(writer.stage_path(partition.index), columns=["symbol", "event_timestamp", "t1", "label",
+                                                                          "target"])  # fmt: skip
+    bars = read_bars(conn, list(partition.symbols)) if any(s.needs_windows for s in streams.values()) else None
+    local = []
+    for role, stream in streams.items():
+        rows = _window_frame(staged[roles == role])
+        if len(rows):
+            local.append(stream.observe(rows, bars, classes=rows["target"]))
+    columns = pd.concat(local).reindex(staged.index) if local else pd.DataFrame(index=staged.index)
+    columns.to_parquet(_local_path(writer, partition), index=False)
+
+
+def _local_path(writer: artifact.ArtifactWriter, partition: Partition) -> Path:
+    return writer.stage_path(partition.index).with_name(f".stage-{partition.index:05d}-w.parquet")
+
+
+def _weights(writer: artifact.ArtifactWriter, partition: Partition, roles: np.ndarray, streams: dict[str, WeightStream],
+             staged: pd.DataFrame, rows: dict[str, int] | None) -> pd.DataFrame:  # fmt: skip
+    """Every weight component and ``weight`` of one partition's rows; with ``rows`` None, only add their
+    products to the streams' totals (pass 3)."""
+    local = pd.read_parquet(_local_path(writer, partition))
+    if local.shape[1] == 0:  # no per-symbol component enabled: Parquet kept no rows either
+        local = pd.DataFrame(index=staged.index)
+    out: list[pd.DataFrame] = []
+    for role, stream in streams.items():
+        mine = roles == role
+        if not mine.any():
+            continue
+        components = stream.components(local[mine], staged["event_timestamp"][mine], staged["target"][mine])
+        product = stream.product(components)
+        if rows is None:
+            stream.total.add(product)
+            continue
+        components["weight"] = stream.normalise(product, rows[role])
+        out.append(components)
+    if rows is None:
+        return pd.DataFrame()
+    names = [*next(iter(streams.values())).columns, "weight"]
+    columns = pd.concat(out).reindex(staged.index) if out else pd.DataFrame(np.nan, index=staged.index, columns=names)
+    columns["weight"] = columns["weight"].astype(np.float64).fillna(0.0)  # purged and embargoed rows: weight 0
+    return columns.rename(columns={c: f"w_{c}" for c in columns.columns if c != "weight"})
+
+
+def build_dataset(
+    config: Config,
+    store: Any,
+    out: Path,
+    symbols: list[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    progress: Progress = log.info,
+    partition_bars: int | None = None,
+) -> artifact.Dataset:
+    """Build the dataset partition by partition into the artifact folder ``out`` (atomically); returns it."""
+    from tqdm import tqdm
+
+    from training.infra.settings import partition_bars as default_budget
+
+    started = time.perf_counter()
+    horizon = int(config["labels"]["horizon"])
+    warmup = warmup_bars()
+    check_range(start, end)
+    wanted = checked_symbols(symbols)
+    with db.connect() as conn:
+        counts = _check_history(bar_counts(conn, wanted), explicit=symbols is not None, horizon=horizon, warmup=warmup)
+    partitions = plan_partitions(counts, partition_bars or default_budget())
+    service = describe_service(store, config["features"]["feature_service"])
+    progress(
+        f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s); "
+        f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
+    )
+    request = {"start": start, "end": end, "warmup": warmup}
+    bar = {"unit": "partition", "disable": None, "leave": False}
+    calendar = Calendar()
+    with artifact.ArtifactWriter(out) as writer, db.connect() as conn:
+        for partition in tqdm(partitions, desc="labels + features", **bar):
+            staged = _label_and_join(conn, store, service, partition, config, request, calendar)
+            if staged is not None:
+                staged.to_parquet(writer.stage_path(partition.index), index=False)
+                calendar.staged.append(partition.index)
+        _check_pass_one(calendar, start, end, horizon, warmup)
+        classes = _check_classes(calendar.classes, calendar.rows, "samples")
+        # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
+        bounds = holdout_boundaries(calendar.dates, calendar.counts, bar_calendar(calendar.dates, calendar.t1),
+                                    **config["split"])  # fmt: skip
+        streams = {role: WeightStream(config["weights"], calendar.dates) for role in ROLES_WEIGHTED}
+        staged_partitions = [p for p in partitions if p.index in calendar.staged]
+        role_counts: Counter[str] = Counter()
+        for partition in tqdm(staged_partitions, desc="weights", **bar):
+            t = pd.read_parquet(writer.stage_path(partition.index), columns=["event_timestamp", "t1"])
+            roles = bounds.roles(t["event_timestamp"].array.asi8, t["t1"].array.asi8)
+            role_counts.update(roles.tolist())
+            _local_weights(conn, writer, partition, roles, streams)
+        progress(f"{calendar.candidates:,} labelled decisions, {calendar.rows:,} samples; split {dict(role_counts)}")
+        if not role_counts["train"]:
+            raise InputError("every training sample was purged: the label horizon is too long for the training period")
+        for partition in staged_partitions:
+            staged = pd.read_parquet(writer.stage_path(partition.index), columns=["event_timestamp", "t1", "target"])
+            roles = bounds.roles(staged["event_timestamp"].array.asi8, staged["t1"].array.asi8)
+            _weights(writer, partition, roles, streams, staged, None)
+        symbols_out: list[str] = []
+        labels: Counter[int] = Counter()
+        for partition in tqdm(staged_partitions, desc="write", **bar):
+            staged = pd.read_parquet(writer.stage_path(partition.index))
+            roles = bounds.roles(staged["event_timestamp"].array.asi8, staged["t1"].array.asi8)
+            weights = _weights(writer, partition, roles, streams, staged, dict(role_counts))
+            staged["split"] = roles
+            staged["weight"] = weights.pop("weight")
+            ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
+            columns = {c: staged.pop(c) for c in ordered} | dict(weights.items())
+            columns |= dict(staged[service.features].items())
+            del staged, weights
+            frame = pd.DataFrame(columns, copy=False)
+            writer.write_part(frame)
+            symbols_out += pd.unique(frame["symbol"]).tolist()
+            labels.update(frame["label"].tolist())
+            del frame, columns
+        split_counts = {role: int(role_counts[role]) for role in ("train", "purged", "embargo", "validation")}
+        tz = calendar.tz
+        metadata = {
+            "format_version": artifact.FORMAT_VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "fingerprint": writer.fingerprint(config, service.features),
+            "feature_service": service.name,
+            "features": service.features,
+            "feature_ttl_seconds": service.ttl_seconds,
+            "warmup_bars": warmup,
+            "target": {"kind": config["target"], "classes": classes, "positive": "label == +1"},
+            "rows": calendar.rows,
+            "rows_by_split": split_counts,
+            "rows_dropped_nonfinite": calendar.nonfinite,
+            "symbols": sorted(symbols_out),
+            "period": {
+                "first_t0": timestamp_of(int(calendar.dates[0]), tz).isoformat(),
+                "last_t0": timestamp_of(int(calendar.dates[-1]), tz).isoformat(),
+            },
+            "request": {"symbols": symbols, "start": str(start) if start else None, "end": str(end) if end else None},
+            "split": split_summary(
+                timestamp_of(bounds.cutoff, tz), timestamp_of(bounds.validation_start, tz), bounds.embargo,
+                bounds.embargo_bars, bounds.n_bars, split_counts,
+            ),
+            "label_distribution": {str(k): int(v) for k, v in sorted(labels.items())},
+            "partitions": {"count": len(partitions), "bars_per_partition": partition_bars or default_budget()},
+            "config": config,
+            "build_seconds": round(time.perf_counter() - started, 2),
+        }
+        writer.commit(metadata)
+    return artifact.load(out)
+
+
+def _check_pass_one(calendar: Calendar, start: date | None, end: date | None, horizon: int, warmup: int) -> None:
+    """The refusals that need every partition: nothing in range, nothing labelled, one class, no finite row."""
+    if not calendar.any_decision and calendar.first_bar is not None and (start or end):
+        raise no_bars_in_range(start, end, calendar.first_bar, calendar.last_bar)
+    if not calendar.candidates:
+        raise InputError(
+            f"no decision in range has a full label horizon of {horizon} bars after the {warmup}-bar warm-up; "
+            "widen the date range"
+        )
+    _check_classes(calendar.candidate_classes, calendar.candidates, "labelled decisions")
+    if not calendar.rows:
+        raise InputError(f"every decision has a missing feature: run `{COMPUTE_FEATURES}`")

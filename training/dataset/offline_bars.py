@@ -93,34 +93,53 @@ def known_symbols() -> list[str]:
         return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {OHLCV_TABLE} ORDER BY 1")]
 
 
-def load_bars(symbols: list[str] | None = None) -> pd.DataFrame:
-    """Every adjusted bar of ``symbols`` (all symbols when None), sorted by (symbol, event_timestamp)."""
+def checked_symbols(symbols: list[str] | None) -> list[str] | None:
+    """``symbols`` normalised and sorted (None: every symbol), refused when unknown or when there are no bars."""
     known = known_symbols()
     if not known:
         raise InputError(f"{OHLCV_TABLE} is empty: run `python -m training ingest FILE` first")
-    if symbols is not None:
-        symbols = sorted(normalise_symbols(symbols))
-        unknown = [s for s in symbols if s not in known]
-        if unknown:
-            raise unknown_symbols_error(unknown, known)
-        if not symbols:
-            raise InputError("no symbols given")
-    with db.connect() as conn:
-        bars = db.copy_out(conn, _ADJUSTED_BARS, {"symbols": symbols}, parse_dates=["event_timestamp"])
+    if symbols is None:
+        return None
+    symbols = sorted(normalise_symbols(symbols))
+    unknown = [s for s in symbols if s not in known]
+    if unknown:
+        raise unknown_symbols_error(unknown, known)
+    if not symbols:
+        raise InputError("no symbols given")
+    return symbols
+
+
+def read_bars(conn, symbols: Sequence[str] | None) -> pd.DataFrame:
+    """The adjusted bars of ``symbols`` (all when None) as stored, sorted by (symbol, event_timestamp)."""
+    bars = db.copy_out(conn, _ADJUSTED_BARS, {"symbols": symbols}, parse_dates=["event_timestamp"])
     bars["trade_date"] = pd.to_datetime(bars["trade_date"]).dt.date
     return bars
 
 
-def decision_mask(bars: pd.DataFrame, start: date | None, end: date | None) -> pd.Series:
-    """Bars whose trading date lies in [start, end]: the decisions a dataset may contain."""
+def load_bars(symbols: list[str] | None = None) -> pd.DataFrame:
+    """Every adjusted bar of ``symbols`` (all symbols when None), sorted by (symbol, event_timestamp)."""
+    symbols = checked_symbols(symbols)
+    with db.connect() as conn:
+        return read_bars(conn, symbols)
+
+
+def check_range(start: date | None, end: date | None) -> None:
     if start is not None and end is not None and start > end:
         raise InputError(f"empty date range: start {start} is after end {end}")
+
+
+def decision_mask(bars: pd.DataFrame, start: date | None, end: date | None) -> pd.Series:
+    """Bars whose trading date lies in [start, end]: the decisions a dataset may contain (none is no error:
+    one partition of a universe may have none; :func:`no_bars_in_range` is the error for all of them)."""
+    check_range(start, end)
     mask = pd.Series(True, index=bars.index)
     if start is not None:
         mask &= bars["trade_date"] >= start
     if end is not None:
         mask &= bars["trade_date"] <= end
-    if not mask.any():
-        span = f"{bars['trade_date'].min()} .. {bars['trade_date'].max()}"
-        raise InputError(f"no bars between {start or 'the first bar'} and {end or 'the last bar'} (data spans {span})")
     return mask
+
+
+def no_bars_in_range(start: date | None, end: date | None, first: date, last: date) -> InputError:
+    span = f"data spans {first} .. {last}"
+    return InputError(f"no bars between {start or 'the first bar'} and {end or 'the last bar'} ({span})")

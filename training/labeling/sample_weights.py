@@ -5,13 +5,14 @@ the same symbol should weigh less (uniqueness), samples are further weighted by 
 can claim uniquely (return attribution), by recency (time decay) and by inverse class frequency (class
 balance). Concurrency is counted per symbol over bars: the window of a sample is its bars D+1 … t1.
 
-Everything is computed from per-bar cumulative sums over bar-index ranges; no loop over samples.
+Everything is vectorised over samples; the only loop runs over the steps of the longest window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -78,8 +79,15 @@ def label_windows(labels: pd.DataFrame, bars: pd.DataFrame) -> LabelWindows:
 
 
 def _window_sums(per_bar: np.ndarray, windows: LabelWindows) -> np.ndarray:
-    cumulative = np.r_[0.0, np.cumsum(per_bar)]
-    return cumulative[windows.end + 1] - cumulative[windows.start]
+    """Sum of ``per_bar`` over each window, bar after bar from its first: a window's sum depends only on its
+    own bars, so a partition of whole symbols gives the same sums as the whole panel (a difference of
+    panel-wide cumulative sums would carry the rounding of every bar before it)."""
+    total = np.zeros(len(windows.start))
+    last = len(per_bar) - 1
+    for step in range(int(windows.length.max()) if len(total) else 0):
+        inside = step < windows.length
+        total += np.where(inside, per_bar[np.minimum(windows.start + step, last)], 0.0)
+    return total
 
 
 def _inverse_concurrency(windows: LabelWindows) -> np.ndarray:
@@ -106,8 +114,7 @@ def time_decay(t0: Any, uniqueness: np.ndarray, oldest: float) -> np.ndarray:
     All samples of a date share one weight (the cumulative uniqueness up to and including that date), so
     the order of symbols within a date never matters.
     """
-    if not 0 < oldest <= 1:
-        raise InputError(f"weights.time_decay must be in (0, 1], got {oldest}")
+    _check_decay(oldest)
     if oldest == 1:
         return np.ones(len(uniqueness))
     dates, inverse = np.unique(pd.DatetimeIndex(t0).asi8, return_inverse=True)
@@ -115,10 +122,128 @@ def time_decay(t0: Any, uniqueness: np.ndarray, oldest: float) -> np.ndarray:
     return oldest + (1.0 - oldest) * cumulative[inverse] / cumulative[-1]
 
 
+def _check_decay(oldest: float) -> None:
+    if not 0 < oldest <= 1:
+        raise InputError(f"weights.time_decay must be in (0, 1], got {oldest}")
+
+
 def class_balance(classes: Any) -> np.ndarray:
     """Inverse class frequency, n / (n_classes * count(class)): every class carries the same total weight."""
     values, inverse, counts = np.unique(np.asarray(classes), return_inverse=True, return_counts=True)
     return len(inverse) / (len(values) * counts[inverse])
+
+
+class ExactSum:
+    """The correctly rounded sum of floats added in batches (as ``math.fsum``), whatever the batching.
+
+    Each float is an integer mantissa times a power of two; the mantissas are summed exactly per exponent in
+    Python integers. A weight normalised by this sum is the same whether the samples came in one panel or
+    in many partitions, which a floating-point running sum is not.
+    """
+
+    def __init__(self) -> None:
+        self._by_exponent: dict[int, int] = {}
+        self._finite = True
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            self._finite = False
+            return
+        mantissa, exponent = np.frexp(values)
+        whole = (mantissa * 2.0**53).astype(np.int64)  # exact: |mantissa| < 1 has 53 significant bits
+        for e in np.unique(exponent).tolist():
+            chosen = whole[exponent == e]
+            total = (int((chosen >> 32).sum()) << 32) + int((chosen & 0xFFFFFFFF).sum())
+            self._by_exponent[e] = self._by_exponent.get(e, 0) + total
+
+    def value(self) -> float:
+        if not self._finite:
+            return float("nan")
+        return float(sum((Fraction(m) * Fraction(2) ** (e - 53) for e, m in self._by_exponent.items()), Fraction(0)))
+
+
+class WeightStream:
+    """The weights of one set of samples (e.g. a dataset's training rows) computed partition by partition.
+
+    Uniqueness and return attribution are per symbol, so each partition computes its own
+    (:meth:`observe`); time decay (cumulative uniqueness per date), class balance (class counts) and the
+    normalising total need every partition, so they are gathered as small per-date and per-class arrays.
+    Feeding partitions of whole symbols in symbol order gives bit for bit what one call over all samples
+    gives: the per-date sums accumulate in the same order and the total is exact.
+    """
+
+    def __init__(self, weights: Mapping[str, Any], dates: np.ndarray) -> None:
+        unknown = sorted(set(weights) - set(COMPONENTS))
+        if unknown:
+            raise InputError(f"unknown weight options {unknown}; known: {', '.join(COMPONENTS)}")
+        self.options = weights
+        self.decay = float(weights.get("time_decay", 1.0))
+        _check_decay(self.decay)
+        self.dates = np.asarray(dates, dtype=np.int64)  # sorted distinct t0 (int64 ns) of every sample
+        self.uniqueness_by_date = np.zeros(len(self.dates))
+        self.class_counts: dict[Any, int] = {}
+        self.total = ExactSum()
+
+    @property
+    def columns(self) -> list[str]:
+        """The enabled components, in the order :meth:`components` returns them."""
+        enabled = [c for c in ("uniqueness", "return_attribution") if self.options.get(c)]
+        balance = ["class_balance"] if self.options.get("class_balance") else []
+        return enabled + ["time_decay"] * (self.decay != 1.0) + balance
+
+    @property
+    def needs_windows(self) -> bool:
+        return bool(self.options.get("uniqueness") or self.options.get("return_attribution") or self.decay != 1.0)
+
+    def observe(self, labels: pd.DataFrame, bars: pd.DataFrame, classes: Any = None) -> pd.DataFrame:
+        """The per-symbol components of one partition's samples (in the order they are given); gathers the
+        partition's share of the global ones. ``bars`` are the partition's bars the labels came from."""
+        out = pd.DataFrame(index=labels.index)
+        if len(labels) and self.needs_windows:
+            windows = label_windows(labels, bars)
+            uniqueness = average_uniqueness(windows)
+            if self.options.get("uniqueness"):
+                out["uniqueness"] = uniqueness
+            if self.options.get("return_attribution"):
+                out["return_attribution"] = return_attribution(windows, windows.panel.values(bars["close"]))
+            if self.decay != 1.0:
+                where = np.searchsorted(self.dates, pd.DatetimeIndex(labels["t0"]).asi8)
+                np.add.at(self.uniqueness_by_date, where, uniqueness)  # in row order, as bincount sums
+        if self.options.get("class_balance"):
+            if classes is None and "label" not in labels.columns:
+                raise InputError("class balance needs a label column or the classes to balance")
+            values, counts = np.unique(np.asarray(labels["label"] if classes is None else classes), return_counts=True)
+            for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+                self.class_counts[value] = self.class_counts.get(value, 0) + count
+        return out
+
+    def components(self, local: pd.DataFrame, t0: Any, classes: Any = None) -> pd.DataFrame:
+        """Every enabled component of samples :meth:`observe` saw (its output, their t0 and classes)."""
+        out = local.copy()
+        if self.decay != 1.0:
+            cumulative = np.cumsum(self.uniqueness_by_date)
+            where = np.searchsorted(self.dates, pd.DatetimeIndex(t0).asi8)
+            out["time_decay"] = self.decay + (1.0 - self.decay) * cumulative[where] / cumulative[-1]
+        if self.options.get("class_balance"):
+            n, k = sum(self.class_counts.values()), len(self.class_counts)
+            counts = np.array([self.class_counts[c] for c in np.asarray(classes).tolist()], dtype=np.int64)
+            out["class_balance"] = n / (k * counts)
+        return out
+
+    @staticmethod
+    def product(components: pd.DataFrame) -> np.ndarray:
+        return components.prod(axis=1).to_numpy() if components.shape[1] else np.ones(len(components))
+
+    def normalise(self, product: np.ndarray, rows: int) -> np.ndarray:
+        """``product`` scaled so that the weights of all ``rows`` samples (whose products were all added to
+        :attr:`total`) average 1."""
+        total = self.total.value()
+        if not (np.isfinite(total) and total > 0):
+            raise InputError(
+                "every sample weight is zero (e.g. return attribution on flat prices); disable a component"
+            )
+        return product * (rows / total)
 
 
 def weight_components(
@@ -128,34 +253,20 @@ def weight_components(
 
     ``labels`` has symbol, t0, t1 (and label); ``bars`` the symbol, event_timestamp, close the labels came
     from; ``weights`` is ``config["weights"]``; ``classes`` are the targets to balance (default: labels.label).
-    Concurrency counts the samples given, so pass the samples that will be trained on.
+    Concurrency counts the samples given, so pass the samples that will be trained on. One partition of
+    :class:`WeightStream`, so a universe weighted partition by partition gets the same numbers.
     """
-    unknown = sorted(set(weights) - set(COMPONENTS))
-    if unknown:
-        raise InputError(f"unknown weight options {unknown}; known: {', '.join(COMPONENTS)}")
-    out = pd.DataFrame(index=labels.index)
+    stream = WeightStream(weights, np.unique(pd.DatetimeIndex(labels["t0"]).asi8) if len(labels) else [])
     if len(labels) == 0:
+        out = pd.DataFrame(index=labels.index)
         out["weight"] = np.empty(0)
         return out
-    decay = float(weights.get("time_decay", 1.0))
-    if weights.get("uniqueness") or weights.get("return_attribution") or decay != 1.0:
-        windows = label_windows(labels, bars)
-        uniqueness = average_uniqueness(windows)
-        if weights.get("uniqueness"):
-            out["uniqueness"] = uniqueness
-        if weights.get("return_attribution"):
-            out["return_attribution"] = return_attribution(windows, windows.panel.values(bars["close"]))
-        if decay != 1.0:
-            out["time_decay"] = time_decay(labels["t0"], uniqueness, decay)
-    if weights.get("class_balance"):
-        if classes is None and "label" not in labels.columns:
-            raise InputError("class balance needs a label column or the classes to balance")
-        out["class_balance"] = class_balance(labels["label"] if classes is None else classes)
-    product = out.prod(axis=1).to_numpy() if out.shape[1] else np.ones(len(labels))
-    total = product.sum()
-    if not (np.isfinite(total) and total > 0):
-        raise InputError("every sample weight is zero (e.g. return attribution on flat prices); disable a component")
-    out["weight"] = product * (len(product) / total)
+    if classes is None and stream.options.get("class_balance"):
+        classes = labels["label"] if "label" in labels.columns else None
+    out = stream.components(stream.observe(labels, bars, classes), labels["t0"], classes)
+    product = stream.product(out)
+    stream.total.add(product)
+    out["weight"] = stream.normalise(product, len(product))
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,11 @@ def splitter_folds(dataset: Dataset, splitter: Any) -> tuple[str, list[tuple[np.
     return type(splitter).__name__, [(np.asarray(a), np.asarray(b)) for a, b in folds]
 
 
-def rebuild(metadata: dict[str, Any], progress: Callable[[str], None] = lambda message: None) -> Dataset:
-    """Build the dataset again from its own configuration and request, through Feast (imported here only)."""
+def rebuild(
+    metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None
+) -> Dataset:
+    """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
+    here only)."""
     from training.dataset.builder import build_dataset
     from training.feast_store.repository import feature_store
 
@@ -52,6 +56,7 @@ def rebuild(metadata: dict[str, Any], progress: Callable[[str], None] = lambda m
     return build_dataset(
         metadata["config"],
         feature_store(),
+        out,
         symbols=request.get("symbols"),
         start=date.fromisoformat(start) if start else None,
         end=date.fromisoformat(end) if end else None,

@@ -67,23 +67,78 @@ class HoldoutSplit:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description for dataset metadata and MLflow."""
-        return {
-            "cutoff": self.cutoff.isoformat(),
-            "validation_start": self.validation_start.isoformat(),
-            "embargo": self.embargo,
-            "embargo_bars": self.embargo_bars,
-            "n_bars": self.n_bars,
-            "rows": self.counts(),  # nested: the role "embargo" would overwrite the embargo fraction
-        }
+        return split_summary(self.cutoff, self.validation_start, self.embargo, self.embargo_bars, self.n_bars,
+                             self.counts())  # fmt: skip
 
     def check(self, t0: Any, t1: Any, bar_times: Any = None) -> None:
         """Re-verify the invariants from the data (raises :class:`~split_invariants.LeakageError`)."""
         check_holdout(t0, t1, self.train_idx, self.validation_idx, self.embargo, self.cutoff, bar_times)
 
 
-def _timestamp(ns: int, tz: Any) -> pd.Timestamp:
+def split_summary(
+    cutoff: pd.Timestamp, validation_start: pd.Timestamp, embargo: float, n_embargo: int, n_bars: int,
+    counts: dict[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    """The split as dataset metadata and MLflow record it."""
+    return {
+        "cutoff": cutoff.isoformat(),
+        "validation_start": validation_start.isoformat(),
+        "embargo": embargo,
+        "embargo_bars": n_embargo,
+        "n_bars": n_bars,
+        "rows": counts,  # nested: the role "embargo" would overwrite the embargo fraction
+    }
+
+
+def timestamp_of(ns: int, tz: Any) -> pd.Timestamp:
     stamp = pd.Timestamp(ns, tz="UTC")
     return stamp.tz_convert(tz) if tz is not None else stamp.tz_localize(None)
+
+
+@dataclass(frozen=True)
+class HoldoutBoundaries:
+    """The split's boundaries (int64 ns), decided from the calendar alone, applied to any rows later.
+
+    A universe's samples need not be in memory at once: the boundaries come from the distinct decision
+    dates and their sample counts (a small array), then :meth:`roles` labels each partition's rows.
+    """
+
+    cutoff: int
+    validation_start: int
+    embargo: float
+    embargo_bars: int
+    n_bars: int
+
+    def roles(self, t0_ns: np.ndarray, t1_ns: np.ndarray) -> np.ndarray:
+        """``train`` (t0 < T and t1 < T), ``purged`` (t0 < T <= t1), ``embargo`` or ``validation`` per row."""
+        role = np.full(len(t0_ns), "validation", dtype=object)
+        role[t0_ns < self.validation_start] = "embargo"
+        role[t0_ns < self.cutoff] = "purged"
+        role[(t0_ns < self.cutoff) & (t1_ns < self.cutoff)] = "train"
+        return role.astype(str)
+
+
+def check_label_order(t0_ns: np.ndarray, t1_ns: np.ndarray) -> None:
+    if (t1_ns <= t0_ns).any():
+        raise InputError(f"{int((t1_ns <= t0_ns).sum())} samples have t1 <= t0")
+
+
+def holdout_boundaries(
+    dates: np.ndarray, counts: np.ndarray, calendar: np.ndarray, train_fraction: float = 0.7, embargo: float = 0.01
+) -> HoldoutBoundaries:
+    """Cutoff and validation start from the sorted distinct decision dates, their sample counts and the bar
+    calendar (int64 ns); see :func:`holdout_split` for the rules."""
+    if not 0 < train_fraction < 1:
+        raise InputError(f"split.train_fraction must be between 0 and 1, got {train_fraction}")
+    if len(dates) < 2:
+        raise InputError(f"a time split needs samples on at least 2 dates, got {len(dates)}")
+    before = np.cumsum(counts)[:-1] / counts.sum()  # share of samples before dates[1:]
+    cutoff = int(dates[1 + int(np.argmin(np.abs(before - train_fraction)))])
+    n_embargo = embargo_bars(embargo, len(calendar))
+    position = int(np.searchsorted(calendar, cutoff)) + n_embargo
+    if position >= len(calendar) or calendar[position] > dates[-1]:
+        raise InputError(f"no validation samples remain after the cutoff and an embargo of {n_embargo} bars")
+    return HoldoutBoundaries(cutoff, int(calendar[position]), float(embargo), n_embargo, len(calendar))
 
 
 def holdout_split(
@@ -136,38 +191,20 @@ def holdout_split(
     The two samples before T whose 2-day labels end at or after T are purged; the 3 embargo bars
     (ceil(0.1 * 22)) separate training from validation.
     """
-    if not 0 < train_fraction < 1:
-        raise InputError(f"split.train_fraction must be between 0 and 1, got {train_fraction}")
     t0_ns, t1_ns = to_ns(t0, "t0"), to_ns(t1, "t1")
     if len(t0_ns) != len(t1_ns):
         raise InputError(f"t0 has {len(t0_ns)} rows but t1 has {len(t1_ns)}")
-    if (t1_ns <= t0_ns).any():
-        raise InputError(f"{int((t1_ns <= t0_ns).sum())} samples have t1 <= t0")
+    check_label_order(t0_ns, t1_ns)
     dates, counts = np.unique(t0_ns, return_counts=True)
-    if len(dates) < 2:
-        raise InputError(f"a time split needs samples on at least 2 dates, got {len(dates)}")
-    before = np.cumsum(counts)[:-1] / len(t0_ns)  # share of samples before dates[1:]
-    cutoff = int(dates[1 + int(np.argmin(np.abs(before - train_fraction)))])
-
-    calendar = bar_calendar(t0_ns, t1_ns, bar_times)
-    n_embargo = embargo_bars(embargo, len(calendar))
-    position = int(np.searchsorted(calendar, cutoff)) + n_embargo
-    if position >= len(calendar) or calendar[position] > t0_ns.max():
-        raise InputError(f"no validation samples remain after the cutoff and an embargo of {n_embargo} bars")
-    validation_start = int(calendar[position])
-
+    bounds = holdout_boundaries(dates, counts, bar_calendar(t0_ns, t1_ns, bar_times), train_fraction, embargo)
     tz = pd.DatetimeIndex(t0).tz
-    role = np.full(len(t0_ns), "validation", dtype=object)
-    role[t0_ns < validation_start] = "embargo"
-    role[t0_ns < cutoff] = "purged"
-    role[(t0_ns < cutoff) & (t1_ns < cutoff)] = "train"
     split = HoldoutSplit(
-        cutoff=_timestamp(cutoff, tz),
-        validation_start=_timestamp(validation_start, tz),
-        embargo=float(embargo),
-        embargo_bars=n_embargo,
-        n_bars=len(calendar),
-        role=role.astype(str),
+        cutoff=timestamp_of(bounds.cutoff, tz),
+        validation_start=timestamp_of(bounds.validation_start, tz),
+        embargo=bounds.embargo,
+        embargo_bars=bounds.embargo_bars,
+        n_bars=bounds.n_bars,
+        role=bounds.roles(t0_ns, t1_ns),
     )
     if not split.counts()["train"]:
         raise InputError("every training sample was purged: the label horizon is too long for the training period")
