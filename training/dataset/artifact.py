@@ -126,14 +126,14 @@ class Dataset:
 
     @property
     def n_rows(self) -> int:
-        return len(self.frame_) if self.frame_ is not None else int(self.metadata["rows"])
+        return len(self.frame_) if self.path is None else int(self.metadata["rows"])
 
     def part_files(self) -> list[Path]:
         return [] if self.path is None else [self.path / p["file"] for p in self.metadata["parts"]]
 
     def parts(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """The rows a part at a time (whole symbols, sorted by (event_timestamp, symbol)), only ``columns``."""
-        if self.frame_ is not None:
+        if self.path is None:
             yield self.frame_ if columns is None else self.frame_[list(columns)]
             return
         for file in self.part_files():
@@ -141,7 +141,7 @@ class Dataset:
 
     def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """``columns`` of every row in the dataset's order (event_timestamp, then symbol), as one frame."""
-        if self.frame_ is not None:
+        if self.path is None or (self.frame_ is not None and columns is None):
             return self.frame_ if columns is None else self.frame_[list(columns)]
         wanted = None if columns is None else list(dict.fromkeys([*columns, "event_timestamp"]))
         frames = list(self.parts(wanted))
@@ -156,7 +156,8 @@ class Dataset:
 
     @property
     def frame(self) -> pd.DataFrame:
-        """Every row and column at once: for small datasets and tests (cached)."""
+        """Every row and column at once: for small datasets and tests (cached; :meth:`parts` still reads the
+        files)."""
         if self.frame_ is None:
             self.frame_ = self.read()
         return self.frame_
