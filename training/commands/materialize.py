@@ -2,26 +2,166 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from feast import FeatureStore
+
+# Wide enough for any bar: the newest row of a symbol is wherever its data stops.
+EVER = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class Materialized:
+    views: list[str]  # the views written (none when the online store already held every newest row)
+    symbols: list[str]  # the symbols whose newest row was missing or different online, in any selected view
+    written: int  # symbols whose row Feast wrote: those, plus any other with a bar inside the window
+    start: datetime | None  # the window written, [start, end)
+    end: datetime | None
+    online_store: str
 
 
 @click.command()
 @click.option("--views", help="Comma-separated feature views (default: all).")
-def materialize(views: str | None) -> None:
-    """Materialize up to the newest bar in the offline store (not up to the wall clock).
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Rewrite the newest row of every symbol, without first reading what the online store holds.",
+)
+def materialize(views: str | None, full: bool) -> None:
+    """Make the online store serve the newest feature row of every symbol, writing only what changed.
 
-    The bundled data ends in 2013, so a window ending "now" would load nothing. The window spans the
-    whole offline table, and Feast keeps only the newest row of each symbol, so a symbol whose data
-    stopped early is served its own latest bar. Every symbol's newest row is rewritten, even under the same
-    event time, so a bar corrected in place reaches the online store (Feast's Redis store skips such writes
-    otherwise), and a run stopped between views is repaired by the next one.
+    The newest row of each symbol is read from the offline store (one index probe per symbol, whatever the
+    history) and compared with what the online store serves, value by value. Only views and symbols that
+    differ are written: a new bar, a bar corrected in place (same event time, new values), a symbol added
+    with older bars than the others, a view a stopped run never wrote, an online store that was emptied.
+    A second run with nothing new writes nothing. The window written is [oldest such newest bar, newest bar],
+    judged against the offline data, not the wall clock (the bundled data ends in 2013), so a symbol whose
+    data stopped early is served its own latest bar; a symbol with a bar inside that window is rewritten too.
+
+    --full skips the comparison and rewrites every symbol's newest row (overwriting rows with the same event
+    time, which Feast's Redis store would otherwise skip). `feast materialize-incremental END` remains
+    Feast's own: it writes the symbols with bars after the last materialized window, up to END.
     """
-    from training.serving.online_store import materialize_latest
-
-    window = materialize_latest(views.split(",") if views else None)
+    selected = views.split(",") if views else None
+    done = materialize_changed(selected, full=full)
+    if not done.views:
+        click.echo(
+            f"nothing to write: the {done.online_store} online store already serves the newest row of "
+            f"every symbol in {', '.join(selected or ['every view'])}"
+        )
+        return
+    assert done.start is not None and done.end is not None
     click.echo(
-        f"materialized {', '.join(window.views)}: rows up to {window.end - timedelta(microseconds=1)} "
-        f"(from {window.start}) into the {window.online_store} online store"
+        f"materialized {', '.join(done.views)}: {done.written} symbol(s) written ({len(done.symbols)} changed), "
+        f"rows from {done.start} up to {done.end - timedelta(microseconds=1)} into the {done.online_store} "
+        "online store"
     )
+
+
+def materialize_changed(views: list[str] | None = None, full: bool = False) -> Materialized:
+    """Write the newest row of the symbols whose online row differs from it (every symbol with ``full``)."""
+    from training.feast_store.repository import feature_store
+    from training.infra import settings
+    from training.serving.online_store import _overwriting
+
+    store = feature_store()
+    selected = _selected_views(store, views)
+    newest = newest_rows(store, selected)
+    stamps = newest.column("event_timestamp").to_pylist()
+    symbols = newest.column("symbol").to_pylist()
+    if full:
+        stale = {view: symbols for view in selected}
+    else:
+        stale = {view: found for view, found in changed_symbols(store, selected, newest).items() if found}
+    online = settings.online_store_config()["type"]
+    changed = sorted({s for found in stale.values() for s in found})
+    if not changed:
+        return Materialized([], [], 0, None, None, online)
+    at = dict(zip(symbols, stamps, strict=True))
+    start = min(at[s] for s in changed)
+    end = max(stamps) + timedelta(microseconds=1)
+    written = [view for view in selected if view in stale]
+    with _overwriting(store):  # a corrected bar keeps its event time: Redis would skip it otherwise
+        store.materialize(start_date=start, end_date=end, feature_views=written)
+    return Materialized(written, changed, sum(t >= start for t in stamps), start, end, online)
+
+
+def _selected_views(store: FeatureStore, views: list[str] | None) -> list[str]:
+    from training.errors import InputError
+    from training.serving.online_store import registered_views
+
+    known = registered_views(store)
+    unknown = sorted(set(views or known) - set(known))
+    if unknown:
+        raise InputError(f"unknown feature view(s): {', '.join(unknown)}; known: {', '.join(known)} (run feast apply?)")
+    return views or known
+
+
+def newest_rows(store: FeatureStore, views: list[str]) -> pa.Table:
+    """Each symbol's newest row (the views' features), by the offline store's latest-row pull, sorted by symbol.
+
+    Exactly the rows materialization writes; an empty or missing feature table stops with the command to run.
+    """
+    from training.contract import COMPUTE_FEATURES
+    from training.errors import InputError
+    from training.feast_store.offline_store import AsOfPostgreSQLOfflineStore, AsOfPostgreSQLOfflineStoreConfig
+    from training.infra import db
+    from training.infra.schema import FEATURES_TABLE
+
+    with db.connect() as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0]
+        rows = exists and conn.execute(f"SELECT EXISTS (SELECT FROM {FEATURES_TABLE})").fetchone()[0]
+    if not rows:
+        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
+    feature_views = [store.get_feature_view(name) for name in views]
+    sources = {view.batch_source.name: view.batch_source for view in feature_views}
+    if len(sources) != 1:
+        raise InputError(f"views {', '.join(views)} read {len(sources)} sources; materialize them one at a time")
+    source = next(iter(sources.values()))
+    features = list(dict.fromkeys(f.name for view in feature_views for f in view.features))
+    if not isinstance(store.config.offline_store, AsOfPostgreSQLOfflineStoreConfig):
+        raise InputError("materialize needs the project's offline store (training.feast_store.offline_store)")
+    table = AsOfPostgreSQLOfflineStore.pull_latest_from_table_or_query(
+        store.config,
+        source,
+        ["symbol"],
+        features,
+        source.timestamp_field,
+        source.created_timestamp_column or None,
+        *EVER,
+    ).to_arrow()
+    return table.sort_by("symbol")
+
+
+def changed_symbols(store: FeatureStore, views: list[str], newest: pa.Table) -> dict[str, list[str]]:
+    """For each view, the symbols whose online values are not exactly their newest offline row's."""
+    symbols = newest.column("symbol").to_pylist()
+    features = {name: [f.name for f in store.get_feature_view(name).features] for name in views}
+    refs = [f"{view}:{feature}" for view, names in features.items() for feature in names]
+    served = store.get_online_features(
+        features=refs, entity_rows=[{"symbol": s} for s in symbols], full_feature_names=True
+    ).to_dict()
+    offline: dict[str, list[Any]] = {name: newest.column(name).to_pylist() for name in newest.column_names}
+    return {
+        view: [
+            symbol
+            for row, symbol in enumerate(symbols)
+            if not all(_same(served[f"{view}__{name}"][row], offline[name][row]) for name in names)
+        ]
+        for view, names in features.items()
+    }
+
+
+def _same(online: Any, offline: Any) -> bool:
+    """check-online's equality; the pull's timestamps are naive UTC, the online store's aware."""
+    from training.serving.online_store import same_value
+
+    if isinstance(offline, datetime) and offline.tzinfo is None:
+        offline = offline.replace(tzinfo=UTC)
+    return same_value(online, offline)

@@ -1,8 +1,11 @@
 """Feast's PostgreSQL offline store with a point-in-time join that scales.
 
 Select it in feature_store.yaml with ``type: training.feast_store.offline_store.AsOfPostgreSQLOfflineStore``.
-Everything except ``get_historical_features`` (materialization, pulls, saved datasets, monitoring) is the
-stock store's. ``get_historical_features`` uploads the entity frame with COPY, joins with a sort-merge
+Everything except ``get_historical_features`` and ``pull_latest_from_table_or_query`` (full pulls, saved
+datasets, monitoring) is the stock store's. ``pull_latest_from_table_or_query`` (what materialization calls,
+with ``materialization.pull_latest_features``) picks each entity's newest row in SQL, probing the source's
+index once per key instead of ranking every row of the window: see :func:`latest_rows_query`.
+``get_historical_features`` uploads the entity frame with COPY, joins with a sort-merge
 (see :mod:`training.feast_store.pit_sql`) and streams results out in binary; the stock version uploads
 with ``executemany``, joins every entity row with every feature row of its key and reads with
 ``fetchall``, which takes minutes at 250 k entity rows. Requests the sort-merge cannot answer exactly
@@ -27,7 +30,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
-from feast.errors import FeastEntityDFMissingColumnsError
+from feast.data_source import DataSource
+from feast.errors import FeastEntityDFMissingColumnsError, ZeroColumnQueryResult
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
@@ -35,11 +39,13 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
     PostgreSQLOfflineStoreConfig,
     PostgreSQLRetrievalJob,
 )
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.utils.postgres.postgres_config import PostgreSQLConfig
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
+from feast.type_map import pg_type_code_to_arrow
 from psycopg import sql
 from pydantic import StrictStr, model_validator
 
@@ -172,8 +178,74 @@ class TableJob(PostgreSQLRetrievalJob):
         return self.table
 
 
+class LatestRowsJob(PostgreSQLRetrievalJob):
+    """The newest row of each entity, read with bound parameters; the result is typed as the stock job types it."""
+
+    def __init__(self, query: sql.Composed, params: dict[str, Any], config: RepoConfig):
+        @contextlib.contextmanager
+        def rendered() -> Iterator[str]:  # to_sql: the query with its parameters inlined, for reading only
+            with connect(config.offline_store) as conn:
+                yield psycopg.ClientCursor(conn).mogrify(query, params)
+
+        super().__init__(rendered, config, full_feature_names=False, on_demand_feature_views=None)
+        self.query, self.params = query, params
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        with connect(self.config.offline_store) as conn, conn.cursor() as cur:
+            conn.read_only = True
+            cur.execute(self.query, self.params)
+            if not cur.description:
+                raise ZeroColumnQueryResult(self.query.as_string(conn))
+            schema = pa.schema([(c.name, pg_type_code_to_arrow(c.type_code)) for c in cur.description])
+            rows = cur.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+        return pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)],
+                                    schema=schema)  # fmt: skip
+
+
 class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
-    """PostgreSQL offline store whose point-in-time join is a sort-merge: O((n + m) log(n + m))."""
+    """PostgreSQL offline store whose point-in-time join is a sort-merge: O((n + m) log(n + m)), and whose
+    latest-row pull reads one row per entity through the source's index."""
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        """The newest row of each entity with ``start_date <= timestamp_field <= end_date`` (both ends included,
+        as the stock store's BETWEEN), ties broken by ``created_timestamp_column`` descending.
+
+        The stock query ranks every row of the window with ``ROW_NUMBER()`` and the database returns one per
+        entity only after sorting them all; this one probes the source per entity key (see
+        :func:`latest_rows_query`). Entityless views and "all columns" pulls (``feature_name_columns`` empty)
+        keep the stock query.
+        """
+        if not join_key_columns or not feature_name_columns or not isinstance(data_source, PostgreSQLSource):
+            return PostgreSQLOfflineStore.pull_latest_from_table_or_query(
+                config,
+                data_source,
+                join_key_columns,
+                feature_name_columns,
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+        assert isinstance(config.offline_store, AsOfPostgreSQLOfflineStoreConfig)
+        # Literal % of the source's SQL doubled: the query is run with bound parameters.
+        source = sql.SQL(data_source.get_table_query_string().replace("%", "%%"))
+        timestamps = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+        params = {"start": start_date, "end": end_date}
+        with connect(config.offline_store) as conn:
+            conn.read_only = True
+            query = latest_rows_query(conn, source, join_key_columns, feature_name_columns, timestamps, params)
+        return LatestRowsJob(query, params, config)
 
     @staticmethod
     def get_historical_features(
@@ -227,6 +299,64 @@ class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                     ),
                 )
         assert_never(decision)
+
+
+def latest_rows_query(
+    conn: psycopg.Connection,
+    source: sql.Composable,
+    join_keys: list[str],
+    features: list[str],
+    timestamps: list[str],
+    params: dict[str, Any],
+) -> sql.Composed:
+    """The newest row per key in ``[%(start)s, %(end)s]``: the stock pull's columns, rows and order of ties.
+
+    With one join key, a skip scan: a recursive CTE walks the distinct keys (one index probe each, NULL
+    apart) and a LATERAL subquery takes each key's newest row in the window (one backward probe of an index
+    on (key, timestamp)), so the cost grows with the number of keys, not of rows. It is used only when
+    PostgreSQL plans it without a sequential scan (the source is, or flattens to, a table indexed that way);
+    otherwise, and with several keys, ``DISTINCT ON (keys) ... ORDER BY keys, timestamp DESC, created DESC``,
+    which gives the same rows after one sort of the window.
+    """
+    columns = [*join_keys, *features, *timestamps]
+    listed = sql.SQL(", ").join(sql.SQL("a.{}").format(sql.Identifier(c)) for c in columns)
+    newest_first = sql.SQL(", ").join(sql.SQL("a.{} DESC").format(sql.Identifier(t)) for t in timestamps)
+    window = sql.SQL("a.{} BETWEEN %(start)s::timestamptz AND %(end)s::timestamptz").format(
+        sql.Identifier(timestamps[0])
+    )
+    keys = sql.SQL(", ").join(sql.SQL("a.{}").format(sql.Identifier(k)) for k in join_keys)
+    distinct_on = sql.SQL(
+        "SELECT DISTINCT ON ({keys}) {listed} FROM {source} a WHERE {window} ORDER BY {keys}, {newest_first}"
+    ).format(keys=keys, listed=listed, source=source, window=window, newest_first=newest_first)
+    if len(join_keys) != 1:
+        return distinct_on
+    key = sql.Identifier(join_keys[0])
+    skip_scan = sql.SQL(
+        """WITH RECURSIVE keys AS (
+    (SELECT a.{key} AS k FROM {source} a WHERE a.{key} IS NOT NULL ORDER BY a.{key} LIMIT 1)
+    UNION ALL
+    SELECT (SELECT a.{key} FROM {source} a WHERE a.{key} > keys.k ORDER BY a.{key} LIMIT 1)
+    FROM keys WHERE keys.k IS NOT NULL
+)
+SELECT newest.* FROM keys CROSS JOIN LATERAL (
+    SELECT {listed} FROM {source} a WHERE a.{key} = keys.k AND {window} ORDER BY {newest_first} LIMIT 1
+) AS newest
+UNION ALL
+(SELECT {listed} FROM {source} a WHERE a.{key} IS NULL AND {window} ORDER BY {newest_first} LIMIT 1)"""
+    ).format(key=key, source=source, listed=listed, window=window, newest_first=newest_first)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(skip_scan), params)
+        plan = cur.fetchone()[0]
+    return distinct_on if _has_seq_scan(plan) else skip_scan
+
+
+def _has_seq_scan(node: Any) -> bool:
+    """Whether an EXPLAIN (FORMAT JSON) plan reads any relation sequentially."""
+    if isinstance(node, list):
+        return any(_has_seq_scan(n) for n in node)
+    if isinstance(node, dict):
+        return node.get("Node Type") == "Seq Scan" or any(_has_seq_scan(v) for v in node.values())
+    return False
 
 
 def decide(
