@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from training.contract import DEFAULT_EXCHANGE_TZ
 from training.errors import InputError
 from training.ingestion.bar_files import ON_INVALID, ColumnMap
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.ingestion.bar_files import CleanBars, DroppedReport
 
 DEFAULT_INVALID_REPORT = Path("artifacts") / "ingest_dropped.csv"
 
@@ -29,6 +37,14 @@ def _check_report_path(path: Path) -> None:
     existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise InputError(f"--invalid-report {path}: cannot write in {existing}")
+
+
+def _staged(cleaned: Iterable[CleanBars], report: DroppedReport | None) -> Iterator[pd.DataFrame]:
+    """Each chunk's bars for the stage, its dropped rows appended to the report as the chunk goes by."""
+    for chunk in cleaned:
+        if report is not None:
+            report.add(chunk.dropped)
+        yield chunk.bars
 
 
 @click.command()
@@ -99,14 +115,14 @@ def ingest(
     file writes nothing (with --on-invalid drop, implausible bars are skipped and reported). Re-ingesting
     the same file changes nothing.
     """
-    from training.ingestion.bar_files import clean_bars, read_table, write_report
-    from training.ingestion.upsert import upsert_bars
+    from training.ingestion.bar_files import DroppedReport, clean_chunks, read_chunks
+    from training.ingestion.upsert import upsert_chunks
 
     if on_invalid == "drop":
         _check_report_path(invalid_report)
     mapping = ColumnMap(**{name.removesuffix("_column"): value for name, value in columns.items()})
-    cleaned = clean_bars(
-        read_table(path),
+    cleaned = clean_chunks(
+        read_chunks(path),
         mapping,
         symbol=symbol,
         exchange_tz=exchange_tz,
@@ -115,12 +131,12 @@ def ingest(
         on_invalid=on_invalid,
         allow_weekends=allow_weekends,
     )
-    result = upsert_bars(cleaned.bars, allow_mixed_adjustment=allow_mixed_adjustment)
+    with DroppedReport(invalid_report) if on_invalid == "drop" else nullcontext() as report:
+        result = upsert_chunks(_staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
     restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
     click.echo(
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "
         f"{result.inserted} inserted, {result.updated} updated{restamped}, {result.unchanged} unchanged"
     )
-    if on_invalid == "drop":
-        write_report(cleaned.dropped, invalid_report)
-        click.echo(f"{len(cleaned.dropped)} implausible row(s) dropped, listed in {invalid_report}")
+    if report is not None:
+        click.echo(f"{report.rows} implausible row(s) dropped, listed in {invalid_report}")

@@ -7,28 +7,36 @@ Two kinds of bad rows. *Malformed* rows (unreadable values, dates, symbols, dupl
 file. *Implausible* bars (non-positive prices, high < low, open or close outside [low, high], weekend
 dates) follow a policy: refused by default, naming the lines, or dropped and reported with
 ``on_invalid="drop"``. A bar dated after the ingest time is always refused: it cannot have happened yet.
+
+A file is read and checked a chunk at a time (:data:`CHUNK_BYTES` of CSV text, :data:`CHUNK_ROWS` Parquet
+rows), so memory holds one chunk whatever the file's size; refusals still name lines of the whole file.
 """
 
 from __future__ import annotations
 
-import lzma
-import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.contract import DEFAULT_EXCHANGE_TZ
 from training.errors import InputError
 from training.ingestion.file_lines import line_numbers as _rows
-from training.ingestion.trade_dates import parse_dates, session_close
+from training.ingestion.trade_dates import DateReader, session_close
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 DEFAULT_SESSION_CLOSE = time(16, 0)
+# One chunk: a block of CSV text (decompressed), or a batch of Parquet rows. Text cells become Python strings,
+# ~10x their bytes in memory, so a 16 MB block (~250k bars) costs a few hundred MB while it is checked.
+CHUNK_BYTES = 16 << 20
+CHUNK_ROWS = 250_000
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".br")  # what pyarrow decompresses by the file's extension
 PRICE_COLUMNS = ("open", "high", "low", "close")
 # Canonical name -> spellings recognised without options (compared lower-case, without spaces/_/-).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,57 +72,84 @@ class ColumnMap:
 
 @dataclass(frozen=True)
 class CleanBars:
-    """Bars ready to store, and the implausible rows dropped under ``on_invalid="drop"`` (line, reason, row)."""
+    """One chunk's bars to stage, and the implausible rows dropped under ``on_invalid="drop"`` (line, reason, row).
+
+    ``bars`` holds every row of the chunk with its file ``line``; those dropped are marked ``dropped`` and
+    staged all the same, so a duplicate (symbol, date) is refused even when its twin is implausible.
+    """
 
     bars: pd.DataFrame
     dropped: pd.DataFrame
 
 
-class _NulGuard:
-    """A binary stream that refuses NUL bytes: pandas' CSV parser silently cuts a field at one."""
-
-    def __init__(self, stream: IO[bytes], path: Path) -> None:
-        self._stream, self._path, self._lines = stream, path, 1
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._stream.read(size)
-        at = chunk.find(b"\x00")
-        if at >= 0:
-            line = self._lines + chunk.count(b"\n", 0, at)
-            raise InputError(f"{self._path}: NUL byte at line {line}: a CSV file holds none (corrupt or binary file?)")
-        self._lines += chunk.count(b"\n")
-        return chunk
-
-    def __iter__(self):  # pandas checks for a file-like object by these attributes
-        return iter(self.read, b"")
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """CSV (optionally compressed) or Parquet, CSV columns as text so validation sees what was written."""
-    import pandas as pd
-
+def read_chunks(path: Path) -> Iterator[pd.DataFrame]:
+    """The file's rows a chunk at a time, in order; CSV (optionally compressed) columns as text so validation
+    sees what was written. The file is opened here, so an unreadable one is named before anything is loaded."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     suffixes = [s.lower() for s in path.suffixes]
+    parquet = ".parquet" in suffixes or ".pq" in suffixes
     try:
-        if ".parquet" in suffixes or ".pq" in suffixes:
-            return pd.read_parquet(path)
-        return _read_csv(path)
-    except (EOFError, zlib.error, lzma.LZMAError) as exc:
-        # click would turn an EOFError into a bare "Aborted!"
-        raise InputError(f"{path}: truncated or corrupt compressed file ({exc}); nothing was loaded") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot be read as CSV or Parquet ({exc})") from None
+        batches = _parquet_batches(path) if parquet else _csv_batches(path)
+    except (ValueError, OSError) as exc:
+        raise _unreadable(path, exc) from None
+    return _frames(batches, path, text=not parquet)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    import pandas as pd
-    from pandas.io.common import get_handle
+def _unreadable(path: Path, exc: ValueError | OSError) -> InputError:
+    """pyarrow's OSError for a compressed file is a truncated or corrupt stream; ValueError (ArrowInvalid) is a
+    malformed row, invalid UTF-8 or a bad Parquet page."""
+    if isinstance(exc, OSError) and path.suffix.lower() in _COMPRESSED:
+        return InputError(f"{path}: truncated or corrupt compressed file ({exc}); nothing was loaded")
+    return InputError(f"{path}: cannot be read as CSV or Parquet ({exc})")
 
-    with get_handle(path, "rb", compression="infer", is_text=False) as handles:
-        return pd.read_csv(
-            _NulGuard(handles.handle, path), dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8"
+
+def _frames(batches: Iterator[pa.RecordBatch], path: Path, text: bool) -> Iterator[pd.DataFrame]:
+    rows = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (ValueError, OSError) as exc:
+            raise _unreadable(path, exc) from None
+        if batch is None:
+            return
+        if text:
+            _refuse_nul(batch, path, rows)
+        rows += batch.num_rows
+        yield batch.to_pandas()
+
+
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """Every column as text: a type inferred from the first block would make a later block's bad value a
+    conversion error naming no line, instead of the validation's message."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    found = pa_csv.open_csv(str(path), read_options=pa_csv.ReadOptions(block_size=CHUNK_BYTES)).schema.names
+    names = [name.lstrip() for name in found]  # as pandas' skipinitialspace read them
+    return iter(
+        pa_csv.open_csv(
+            str(path),
+            read_options=pa_csv.ReadOptions(block_size=CHUNK_BYTES, column_names=names, skip_rows=1),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
+    )
+
+
+def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS)
+
+
+def _refuse_nul(batch: pa.RecordBatch, path: Path, first_row: int) -> None:
+    """A NUL byte in CSV text means a corrupt or binary file; name it as such, not as a strange value."""
+    import pyarrow.compute as pc
+
+    hits = [pc.index(pc.match_substring(column, "\x00"), True).as_py() for column in batch.columns]
+    if any(hit >= 0 for hit in hits):
+        line = min(hit for hit in hits if hit >= 0) + first_row + 2
+        raise InputError(f"{path}: NUL byte at line {line}: a CSV file holds none (corrupt or binary file?)")
 
 
 def _normalise(name: str) -> str:
@@ -149,22 +184,22 @@ def resolve_columns(found: list[str], mapping: ColumnMap, symbol: str | None) ->
     return resolved
 
 
-def _numeric(raw: pd.Series, column: str) -> np.ndarray:
+def _numeric(raw: pd.Series, column: str, first_row: int) -> np.ndarray:
     import pandas as pd
 
     text = raw.astype(str).str.strip()
     blank = (text.isin(_BLANKS) | raw.isna()).to_numpy()
     if blank.any():
-        raise InputError(f"missing value in column {column!r} at line(s) {_rows(blank)}")
+        raise InputError(f"missing value in column {column!r} at line(s) {_rows(blank, first_row)}")
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         example = text.to_numpy()[np.flatnonzero(bad)[0]]
-        raise InputError(f"non-numeric value in column {column!r} at line(s) {_rows(bad)}, e.g. {example!r}")
+        raise InputError(f"non-numeric value in column {column!r} at line(s) {_rows(bad, first_row)}, e.g. {example!r}")
     return values
 
 
-def _symbols(raw: pd.DataFrame, columns: dict[str, str], symbol: str | None) -> pd.Series:
+def _symbols(raw: pd.DataFrame, columns: dict[str, str], symbol: str | None, first_row: int) -> pd.Series:
     """Upper-cased symbols; a missing, control-character or over-long symbol refuses the file naming its lines."""
     import pandas as pd
 
@@ -178,16 +213,18 @@ def _symbols(raw: pd.DataFrame, columns: dict[str, str], symbol: str | None) -> 
     text = values.astype(str).str.strip()
     empty = missing | (text == "").to_numpy()
     if empty.any():
-        raise InputError(f"empty symbol in {where} at line(s) {_rows(empty)}")
+        raise InputError(f"empty symbol in {where} at line(s) {_rows(empty, first_row)}")
     control = text.str.contains(_CONTROL_CHARACTERS, regex=True).to_numpy()
     if control.any():
         example = text.to_numpy()[np.flatnonzero(control)[0]]
-        raise InputError(f"control character in symbol in {where} at line(s) {_rows(control)}, e.g. {example!r}")
+        raise InputError(
+            f"control character in symbol in {where} at line(s) {_rows(control, first_row)}, e.g. {example!r}"
+        )
     long = (text.str.len() > MAX_SYMBOL_LENGTH).to_numpy()
     if long.any():
         example = text.to_numpy()[np.flatnonzero(long)[0]]
         raise InputError(
-            f"symbol longer than {MAX_SYMBOL_LENGTH} characters in {where} at line(s) {_rows(long)}, "
+            f"symbol longer than {MAX_SYMBOL_LENGTH} characters in {where} at line(s) {_rows(long, first_row)}, "
             f"e.g. {example[:20]!r}... ({len(example)} characters)"
         )
     return text.str.upper()  # contract.normalise_symbol, vectorised (text is stripped above)
@@ -210,45 +247,71 @@ def _implausible(out: pd.DataFrame, columns: dict[str, str], allow_weekends: boo
     return {reason: mask for reason, mask in checks.items() if mask.any()}
 
 
-def _refuse_future(out: pd.DataFrame, now: datetime) -> None:
+def _refuse_future(out: pd.DataFrame, now: datetime, first_row: int) -> None:
     """A bar whose session close is after the ingest time cannot be known yet: always refused."""
     future = (out["event_timestamp"] > now).to_numpy()
     if future.any():
         first = out.loc[future].iloc[0]
         raise InputError(
-            f"bar(s) dated in the future at line(s) {_rows(future)}, e.g. {first.symbol} {first.trade_date} "
+            f"bar(s) dated in the future at line(s) {_rows(future, first_row)}, e.g. {first.symbol} {first.trade_date} "
             f"(its session close is after now, {now:%Y-%m-%d %H:%M} UTC): a bar is known only after its close"
         )
 
 
 def _apply_policy(
-    raw: pd.DataFrame, out: pd.DataFrame, problems: dict[str, np.ndarray], on_invalid: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(bars kept, report of dropped rows), or an InputError naming every kind of implausible bar."""
+    raw: pd.DataFrame, problems: dict[str, np.ndarray], on_invalid: str, first_row: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(mask of the rows dropped, report of them), or an InputError naming every kind of implausible bar."""
     import pandas as pd
 
     report_columns = ["line", "reason", *map(str, raw.columns)]
     if not problems:
-        return out, pd.DataFrame(columns=report_columns)
+        return np.zeros(len(raw), dtype=bool), pd.DataFrame(columns=report_columns)
     if on_invalid != "drop":
-        found = "; ".join(f"{reason} at line(s) {_rows(mask)}" for reason, mask in problems.items())
+        found = "; ".join(f"{reason} at line(s) {_rows(mask, first_row)}" for reason, mask in problems.items())
         raise InputError(
             f"implausible bar(s): {found}. Fix the file, or give --on-invalid drop to load the other rows "
             "and list the dropped ones in a report"
         )
     bad = np.logical_or.reduce(list(problems.values()))
-    if bad.all():
-        raise InputError(f"every row is implausible ({', '.join(problems)}): nothing to load")
     reasons = ["; ".join(reason for reason, mask in problems.items() if mask[i]) for i in np.flatnonzero(bad)]
     dropped = raw.loc[bad].astype(str).copy()
     dropped.columns = list(map(str, raw.columns))
     dropped.insert(0, "reason", reasons)
-    dropped.insert(0, "line", np.flatnonzero(bad) + 2)
-    return out.loc[~bad], dropped.reset_index(drop=True)[report_columns]
+    dropped.insert(0, "line", np.flatnonzero(bad) + first_row + 2)
+    return bad, dropped.reset_index(drop=True)[report_columns]
 
 
-def clean_bars(
-    raw: pd.DataFrame,
+def _typed(
+    raw: pd.DataFrame, columns: dict[str, str], symbol: str | None, dates: DateReader, first_row: int
+) -> pd.DataFrame:
+    """The chunk's symbols, trading dates, prices and volumes, and each row's file line; refuses malformed rows."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=raw.index)
+    out["symbol"] = _symbols(raw, columns, symbol, first_row)
+    days = dates(raw[columns["date"]], columns["date"], first_row)
+    out["trade_date"] = days.dt.date
+    out["trade_date_ts"] = days
+    for field_name in (*PRICE_COLUMNS, "volume", "adj_close"):
+        if field_name in columns:
+            out[field_name] = _numeric(raw[columns[field_name]], columns[field_name], first_row)
+    out["line"] = np.arange(len(raw)) + first_row + 2
+    return out
+
+
+def _adjusted(out: pd.DataFrame) -> pd.DataFrame:
+    """Adjusted open, high, low and volume by the file's adjustment factor (adj_close / close), when it has one."""
+    if "adj_close" in out:
+        factor = out["adj_close"] / out["close"]
+        for field_name in ("open", "high", "low"):
+            out[f"adj_{field_name}"] = out[field_name] * factor
+        out["adj_volume"] = out["volume"] / factor
+    return out
+
+
+def clean_chunks(
+    chunks: Iterable[pd.DataFrame],
     mapping: ColumnMap = ColumnMap(),
     symbol: str | None = None,
     exchange_tz: str = DEFAULT_EXCHANGE_TZ,
@@ -257,55 +320,72 @@ def clean_bars(
     on_invalid: str = "refuse",
     allow_weekends: bool = False,
     now: datetime | None = None,
-) -> CleanBars:
-    """Validate and normalise raw bars; every problem is an :class:`InputError` naming column and lines.
+) -> Iterator[CleanBars]:
+    """Validate and normalise a file's raw bars chunk by chunk; every problem is an :class:`InputError` naming
+    column and lines.
 
-    ``raw`` must have a default RangeIndex (row i is file line i + 2). ``now`` (tz-aware, default the
-    current time) is the ingest time no bar may close after.
+    ``chunks`` are the file's rows in order: row i of the file, counted across chunks, is line i + 2. What
+    spans the file holds across chunks: one column layout, one date format (``date_format``, or the one the
+    first chunk fits), at least one row, and under ``on_invalid="drop"`` at least one plausible bar. Duplicate
+    (symbol, date) rows are left to the stage, which holds the whole file
+    (:func:`~training.ingestion.upsert.upsert_chunks`). ``now`` (tz-aware, default the current time) is the
+    ingest time no bar may close after.
     """
-    import pandas as pd
-
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid must be one of {', '.join(ON_INVALID)}, not {on_invalid!r}")
-    if raw.empty:
+    now = now or datetime.now().astimezone()
+    dates = DateReader(date_format)
+    columns: dict[str, str] = {}
+    first_row, kept, kinds = 0, 0, dict[str, None]()  # kinds: every kind of implausible bar, in order
+    for raw in chunks:
+        if raw.empty:
+            continue
+        raw = raw.reset_index(drop=True)
+        columns = columns or resolve_columns([str(c) for c in raw.columns], mapping, symbol)
+        out = _typed(raw, columns, symbol, dates, first_row)
+        try:
+            out["event_timestamp"] = session_close(out["trade_date_ts"], exchange_tz, close_time)
+        except Exception as exc:  # unknown zone names come from zoneinfo with varied types
+            raise InputError(f"cannot stamp session closes in time zone {exchange_tz!r}: {exc}") from None
+        _refuse_future(out, now, first_row)
+        problems = _implausible(out, columns, allow_weekends)
+        out["dropped"], dropped = _apply_policy(raw, problems, on_invalid, first_row)
+        yield CleanBars(bars=_adjusted(out.drop(columns="trade_date_ts")), dropped=dropped)
+        first_row, kept, kinds = first_row + len(raw), kept + len(raw) - len(dropped), kinds | dict.fromkeys(problems)
+    if not first_row:
         raise InputError("the file holds no rows")
-    raw = raw.reset_index(drop=True)
-    columns = resolve_columns([str(c) for c in raw.columns], mapping, symbol)
-    out = pd.DataFrame(index=raw.index)
-    out["symbol"] = _symbols(raw, columns, symbol)
-    dates = parse_dates(raw[columns["date"]], columns["date"], date_format)
-    out["trade_date"] = dates.dt.date
-    out["trade_date_ts"] = dates
-    for field_name in (*PRICE_COLUMNS, "volume", "adj_close"):
-        if field_name in columns:
-            out[field_name] = _numeric(raw[columns[field_name]], columns[field_name])
-
-    duplicated = out.duplicated(["symbol", "trade_date"], keep=False).to_numpy()
-    if duplicated.any():
-        first = out.loc[duplicated].iloc[0]
-        raise InputError(
-            f"duplicate (symbol, date) rows at line(s) {_rows(duplicated)}, e.g. {first.symbol} {first.trade_date}"
-        )
-
-    try:
-        out["event_timestamp"] = session_close(dates, exchange_tz, close_time)
-    except Exception as exc:  # unknown zone names come from zoneinfo with varied types
-        raise InputError(f"cannot stamp session closes in time zone {exchange_tz!r}: {exc}") from None
-    _refuse_future(out, now or datetime.now().astimezone())
-    out, dropped = _apply_policy(raw, out, _implausible(out, columns, allow_weekends), on_invalid)
-    out = out.drop(columns="trade_date_ts")
-    if "adj_close" in out:
-        factor = out["adj_close"] / out["close"]
-        for field_name in ("open", "high", "low"):
-            out[f"adj_{field_name}"] = out[field_name] * factor
-        out["adj_volume"] = out["volume"] / factor
-    bars = out.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
-    return CleanBars(bars=bars, dropped=dropped)
+    if not kept:
+        raise InputError(f"every row is implausible ({', '.join(kinds)}): nothing to load")
 
 
-def write_report(dropped: pd.DataFrame, path: Path) -> None:
-    """The dropped rows as CSV, written whole (a temporary file renamed over ``path``) so a reader never sees half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    dropped.to_csv(partial, index=False)
-    partial.replace(path)
+def clean_bars(raw: pd.DataFrame, **options) -> CleanBars:
+    """:func:`clean_chunks` of a file read whole, as one chunk (``raw`` in file order)."""
+    (cleaned,) = clean_chunks([raw], **options)
+    return cleaned
+
+
+class DroppedReport:
+    """The rows dropped under ``on_invalid="drop"``, as CSV: appended chunk by chunk to a hidden partial file that
+    replaces ``path`` only when the block ends without error (after the load committed), so a reader never
+    sees half a report and a refused load leaves none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows = path, 0
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._started = False
+
+    def __enter__(self) -> DroppedReport:
+        return self
+
+    def add(self, dropped: pd.DataFrame) -> None:
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        dropped.to_csv(self._partial, mode="a" if self._started else "w", header=not self._started, index=False)
+        self._started = True
+        self.rows += len(dropped)
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None and self._started:
+            self._partial.replace(self.path)
+        else:
+            self._partial.unlink(missing_ok=True)

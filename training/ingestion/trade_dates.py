@@ -42,6 +42,7 @@ _DATE_AND_TIME = (
 )
 _TIME_DIRECTIVES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%c", "%X")
 
+
 def _parse_under(parts: pd.Series, date_format: str) -> pd.Series:
     import pandas as pd
 
@@ -92,39 +93,56 @@ def _choose_format(parts: pd.Series, weights: np.ndarray, column: str) -> str:
     return best
 
 
-def parse_dates(text: pd.Series, column: str, date_format: str | None = None) -> pd.Series:
-    """Trading dates (midnight, naive) from text, all under ONE format: ``date_format`` or the one that fits.
+class DateReader:
+    """A file's trading dates, chunk by chunk, all under ONE format: ``date_format``, else the one its first chunk fits.
 
     Why one format: parsing each value on its own reads 01/03/2000 as January 3 and 13/03/2000 as March 13
     in the same file, silently scrambling it. A midnight time and any UTC offset after the date are
-    accepted (the date as written is the trading date); another time of day is refused.
+    accepted (the date as written is the trading date); another time of day is refused. The format is
+    inferred from the first chunk only (memory holds one chunk); a later date it does not read refuses the
+    file naming its line, as a stray format in the first chunk does.
     """
-    import pandas as pd
 
-    if date_format is not None:
-        _check_format(date_format)
-    codes, uniques = pd.factorize(text.astype(str).str.strip())
-    split = pd.Series(uniques, dtype=object).str.extract(_DATE_AND_TIME)
-    parts = split["date"].fillna(pd.Series(uniques, dtype=object))
-    timed_unique = split["time"].notna() & ~split["time"].fillna("").str.fullmatch(r"[0:.]*")
-    timed = timed_unique.to_numpy()[codes]
-    if timed.any():
-        raise InputError(f"column {column!r} must hold trading dates, but line(s) {_rows(timed)} carry a time of day")
-    weights = np.bincount(codes, minlength=len(uniques))
-    chosen = date_format or _choose_format(parts, weights, column)
-    parsed = _parse_under(parts, chosen)
-    bad = parsed.isna().to_numpy()[codes]
-    if bad.any():
-        example = text.to_numpy()[np.flatnonzero(bad)[0]]
-        reason = (
-            f"it does not match --date-format {chosen}"
-            if date_format
-            else f"the other dates read as {chosen} and a file holds one date format (give --date-format otherwise)"
-        )
-        raise InputError(
-            f"unparseable date in column {column!r} at line(s) {_rows(bad)}, e.g. {str(example)!r}: {reason}"
-        )
-    return pd.Series(parsed.to_numpy()[codes], index=text.index).astype("datetime64[ns]")
+    def __init__(self, date_format: str | None = None) -> None:
+        if date_format is not None:
+            _check_format(date_format)
+        self.given = self.chosen = date_format
+
+    def __call__(self, text: pd.Series, column: str, first_row: int = 0) -> pd.Series:
+        """Dates (midnight, naive) of one chunk whose first row is the file's row ``first_row``."""
+        import pandas as pd
+
+        codes, uniques = pd.factorize(text.astype(str).str.strip())
+        split = pd.Series(uniques, dtype=object).str.extract(_DATE_AND_TIME)
+        parts = split["date"].fillna(pd.Series(uniques, dtype=object))
+        timed_unique = split["time"].notna() & ~split["time"].fillna("").str.fullmatch(r"[0:.]*")
+        timed = timed_unique.to_numpy()[codes]
+        if timed.any():
+            raise InputError(
+                f"column {column!r} must hold trading dates, but line(s) {_rows(timed, first_row)} carry a time of day"
+            )
+        if self.chosen is None:
+            self.chosen = _choose_format(parts, np.bincount(codes, minlength=len(uniques)), column)
+        parsed = _parse_under(parts, self.chosen)
+        bad = parsed.isna().to_numpy()[codes]
+        if bad.any():
+            example = text.to_numpy()[np.flatnonzero(bad)[0]]
+            reason = (
+                f"it does not match --date-format {self.chosen}"
+                if self.given
+                else f"the other dates read as {self.chosen} and a file holds one date format "
+                "(give --date-format otherwise)"
+            )
+            raise InputError(
+                f"unparseable date in column {column!r} at line(s) {_rows(bad, first_row)}, "
+                f"e.g. {str(example)!r}: {reason}"
+            )
+        return pd.Series(parsed.to_numpy()[codes], index=text.index).astype("datetime64[ns]")
+
+
+def parse_dates(text: pd.Series, column: str, date_format: str | None = None) -> pd.Series:
+    """Trading dates of a whole file's ``text``, under ONE format (see :class:`DateReader`)."""
+    return DateReader(date_format)(text, column)
 
 
 def session_close(dates: pd.Series, exchange_tz: str, close_time: time) -> pd.Series:

@@ -4,12 +4,15 @@ How a load decides what to write, and why:
 
 * Ingests are serialised by a transaction-level advisory lock taken before anything is read, so two
   concurrent loads see each other's result instead of racing (their outcome never depends on commit order).
-* The file is staged with COPY, then a single READ joins the stage to the table on (symbol, trade_date)
-  and classifies every bar: new, unchanged, changed (same stamp, other values) or re-stamped (stored at
-  another session close). Only then the writes run: DELETE the rows at an old stamp, UPDATE changed rows,
-  INSERT new and re-stamped ones. No ``INSERT ... ON CONFLICT``: TimescaleDB decompresses every compressed
-  chunk such a statement checks, and a hypertable cannot hold a unique index on (symbol, trade_date)
-  (it must include the time column). A re-ingest of the same file issues no write at all.
+* The file is staged with COPY a chunk at a time, as it is read and checked, inside the same transaction:
+  a refusal anywhere in the file, its last chunk included, writes nothing. Checks that span the file run on
+  the stage once it holds all of it (duplicate (symbol, date) rows, mixed adjustment). Then a single READ
+  joins the stage to the table on (symbol, trade_date) and classifies every bar: new, unchanged, changed
+  (same stamp, other values) or re-stamped (stored at another session close). Only then the writes run:
+  DELETE the rows at an old stamp, UPDATE changed rows, INSERT new and re-stamped ones. No
+  ``INSERT ... ON CONFLICT``: TimescaleDB decompresses every compressed chunk such a statement checks, and a
+  hypertable cannot hold a unique index on (symbol, trade_date) (it must include the time column). A
+  re-ingest of the same file issues no write at all.
 * A column absent from the file never erases stored values: a file without an adjusted close keeps each
   stored bar's adjustment factor (``adj_close / close``). A load that would leave a symbol with a mix
   of adjusted and raw bars is refused unless explicitly allowed: indicators would jump at the seam.
@@ -18,12 +21,14 @@ How a load decides what to write, and why:
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from training.errors import InputError, name_some
 from training.infra import db
 from training.infra.schema import OHLCV_TABLE, ensure_ohlcv_table
+from training.ingestion.file_lines import MAX_REPORTED_ROWS, name_lines
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +50,8 @@ STORED_COLUMNS = (
     "adj_volume",
 )
 _VALUE_COLUMNS = STORED_COLUMNS[2:]
+# The stage also keeps each bar's file line (to name duplicates) and whether --on-invalid drop dropped it.
+_STAGED_COLUMNS = (*STORED_COLUMNS, "line", "dropped")
 _RAW = ("open", "high", "low", "close", "volume")
 _ADJUSTED = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
 # One key for every ingest into the table (pg_advisory_xact_lock takes a bigint).
@@ -90,9 +97,19 @@ SELECT *, same_stamp AND ({", ".join(c for c in (*_RAW, *_ADJUSTED))})
 FROM merged
 """
 _COUNTS = """
-SELECT count(*) FILTER (WHERE NOT known), count(*) FILTER (WHERE restamped OR changed),
-       count(*) FILTER (WHERE restamped), count(*) FILTER (WHERE changed), count(*) FILTER (WHERE NOT same_stamp)
+SELECT count(*), count(DISTINCT symbol), count(*) FILTER (WHERE NOT known),
+       count(*) FILTER (WHERE restamped OR changed), count(*) FILTER (WHERE restamped),
+       count(*) FILTER (WHERE changed), count(*) FILTER (WHERE NOT same_stamp)
 FROM ohlcv_plan
+"""
+# Every row of a (symbol, trade_date) the file holds more than once, dropped rows included: a duplicate is
+# malformed whatever its twin. The first few by line, and how many in all.
+_DUPLICATES = """
+SELECT s.line, s.symbol, s.trade_date, count(*) OVER ()
+FROM ohlcv_stage s
+JOIN (SELECT symbol, trade_date FROM ohlcv_stage GROUP BY 1, 2 HAVING count(*) > 1) d USING (symbol, trade_date)
+ORDER BY s.line
+LIMIT %s
 """
 # Symbols the load would leave with both adjusted and raw bars: the merged file rows plus every stored bar
 # of the file's symbols on a date the file does not hold.
@@ -152,6 +169,24 @@ class IngestResult:
         return self.rows - self.inserted - self.updated
 
 
+def _refuse_duplicates(conn: psycopg.Connection) -> None:
+    """A unique index tells whether any (symbol, date) repeats: building it sorts the stage once, where a
+    hash aggregate over millions of keys spills to disk several times slower. The lines are looked up only
+    when it fails (in a savepoint, so the transaction goes on to say where)."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            conn.execute("CREATE UNIQUE INDEX ON ohlcv_stage (symbol, trade_date)")
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
+    twins = conn.execute(_DUPLICATES, (MAX_REPORTED_ROWS,)).fetchall()
+    _, symbol, day, total = twins[0]
+    lines = name_lines([line for line, *_ in twins], total)
+    raise InputError(f"duplicate (symbol, date) rows at line(s) {lines}, e.g. {symbol} {day}")
+
+
 def _refuse_mixed_adjustment(conn: psycopg.Connection) -> None:
     mixed = conn.execute(_MIXED).fetchall()
     if not mixed:
@@ -174,21 +209,31 @@ def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
         )
 
 
-def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> IngestResult:
-    """Write validated bars (see :func:`~training.ingestion.bar_files.clean_bars`) in one transaction.
+def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool = False) -> IngestResult:
+    """Stage validated bars chunk by chunk (see :func:`~training.ingestion.bar_files.clean_chunks`), then write
+    them, all in one transaction: an error raised while ``chunks`` is read rolls everything back.
 
     Rows identical to the stored ones are left alone (created_timestamp too), so ingesting the same file
     twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed.
     """
-    frame = bars.reindex(columns=list(STORED_COLUMNS))
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
         ensure_ohlcv_table(conn)
-        conn.execute(f"CREATE TEMP TABLE ohlcv_stage (LIKE {OHLCV_TABLE} INCLUDING DEFAULTS) ON COMMIT DROP")
-        db.copy_in(conn, "ohlcv_stage", frame)
+        conn.execute(
+            f"CREATE TEMP TABLE ohlcv_stage (LIKE {OHLCV_TABLE} INCLUDING DEFAULTS, line bigint, dropped boolean) "
+            "ON COMMIT DROP"
+        )
+        any_dropped = False
+        for bars in chunks:
+            staged = bars.reindex(columns=list(_STAGED_COLUMNS))
+            db.copy_in(conn, "ohlcv_stage", staged)
+            any_dropped = any_dropped or bool(staged["dropped"].any())
+        _refuse_duplicates(conn)
+        if any_dropped:
+            conn.execute("DELETE FROM ohlcv_stage WHERE dropped")
         conn.execute("ANALYZE ohlcv_stage")
         conn.execute(_PLAN)
-        inserted, updated, restamped, changed, to_insert = conn.execute(_COUNTS).fetchone()
+        rows, symbols, inserted, updated, restamped, changed, to_insert = conn.execute(_COUNTS).fetchone()
         if not allow_mixed_adjustment:
             _refuse_mixed_adjustment(conn)
         if to_insert:
@@ -199,10 +244,9 @@ def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> Ing
             conn.execute(_UPDATE_CHANGED, conn.execute(_UPDATE_BOUNDS).fetchone())
         if to_insert:
             conn.execute(_INSERT_NEW)
-    return IngestResult(
-        rows=len(frame),
-        inserted=inserted,
-        updated=updated,
-        symbols=frame["symbol"].nunique(),
-        restamped=restamped,
-    )
+    return IngestResult(rows=rows, inserted=inserted, updated=updated, symbols=symbols, restamped=restamped)
+
+
+def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> IngestResult:
+    """:func:`upsert_chunks` of bars held whole (see :func:`~training.ingestion.bar_files.clean_bars`)."""
+    return upsert_chunks([bars], allow_mixed_adjustment)
