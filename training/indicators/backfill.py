@@ -1,5 +1,10 @@
 """Backfill ``features.technical_indicators`` from ``market_data.ohlcv_daily``: one transaction, COPY, a read, writes.
 
+Memory is bounded by symbol partitions (:mod:`training.partitions`, ``OHLCV_PARTITION_BARS`` bars each):
+one partition's bars are read, its rows computed and COPYed into a temporary table on the server, then
+dropped before the next; the new or changed rows are written from that table once, at the end, in the
+same transaction. Symbols never straddle partitions, so the rows equal those of one big partition.
+
 Indicators are computed from adjusted bars (``COALESCE(adj_*, raw)``), one row per bar. Rows inside a
 feature's warm-up are stored with NULL for that feature rather than dropped: the table stays one row
 per bar (so "which bars have features" is never ambiguous), and the dataset builder drops rows with
@@ -53,7 +58,7 @@ from training.contract import normalise_symbols
 from training.errors import InputError, name_some
 from training.indicators.compute import compute_panel
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.infra import db
+from training.infra import db, settings
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
 from training.panels import symbol_runs
 
@@ -64,7 +69,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORED_VALUES: tuple[str, ...] = (*FEATURE_NAMES, *REFERENCE_COLUMNS)
-CHUNK_BARS = 250_000  # bars per compute_panel call: bounds memory and paces the progress bar
 
 # Bars as the indicators see them (adjusted where an adjusted close exists), the first stale bar of
 # every symbol, and whether each bar's row is to be written. COLLATE "C" orders symbols as Python
@@ -235,36 +239,40 @@ def _validate(conn: psycopg.Connection, symbols: list[str] | None, start: date |
             raise InputError(f"empty date range: no bars {_window(start, end)} for {which}")
 
 
-def _compute_rows(bars: pd.DataFrame, write: np.ndarray, progress: bool) -> pd.DataFrame:
-    """Feature rows (plus reference columns) of the bars flagged for writing, computed on whole histories."""
-    import pandas as pd
-    from tqdm import tqdm
+def _compute_rows(bars: pd.DataFrame, write: np.ndarray) -> pd.DataFrame | None:
+    """Feature rows (plus reference columns) of the bars flagged for writing, computed on whole histories.
 
+    Only symbols with a bar to write are computed; None when there is none.
+    """
     starts, ends = symbol_runs(bars["symbol"].to_numpy())
     needed = np.add.reduceat(write, starts) > 0 if len(starts) else np.array([], dtype=bool)
-    starts, ends = starts[needed], ends[needed]
-    parts: list[pd.DataFrame] = []
-    with tqdm(total=len(starts), unit="symbol", desc="indicators", disable=None if progress else True) as bar:
-        first = 0
-        while first < len(starts):
-            last = first
-            while last + 1 < len(starts) and ends[last + 1] - starts[first] <= CHUNK_BARS:
-                last += 1
-            lo, hi = starts[first], ends[last]
-            chunk = bars.iloc[lo:hi]
-            features = compute_panel(chunk)
-            if not np.array_equal(features["event_timestamp"].array.asi8, chunk["event_timestamp"].array.asi8):
-                raise RuntimeError("compute_panel reordered the panel; the read query's order is wrong")
-            keep = write[lo:hi]
-            rows = features.loc[keep].reset_index(drop=True)
-            for column in REFERENCE_COLUMNS:
-                rows[column] = chunk[column].to_numpy()[keep]
-            parts.append(rows)
-            bar.update(last - first + 1)
-            first = last + 1
-    if not parts:
-        return pd.DataFrame(columns=["symbol", "event_timestamp", *STORED_VALUES])
-    return pd.concat(parts, ignore_index=True)
+    if not needed.any():
+        return None
+    if not needed.all():
+        kept = np.repeat(needed, ends - starts)
+        bars, write = bars.loc[kept].reset_index(drop=True), write[kept]
+    features = compute_panel(bars)
+    if not np.array_equal(features["event_timestamp"].array.asi8, bars["event_timestamp"].array.asi8):
+        raise RuntimeError("compute_panel reordered the panel; the read query's order is wrong")
+    rows = features.loc[write].reset_index(drop=True)
+    for column in REFERENCE_COLUMNS:
+        rows[column] = bars[column].to_numpy()[write]
+    return rows
+
+
+def _stage_partition(conn: psycopg.Connection, params: dict) -> tuple[int, int]:
+    """Read one partition's bars, COPY its rows to write into features_stage; (rows, symbols) staged.
+
+    Its frames are freed on return, before the next partition is read.
+    """
+    bars = db.copy_out(conn, _query(_READ_BARS), params, parse_dates=["event_timestamp"])  # type: ignore[arg-type]
+    write = bars.pop("to_write").astype(str).eq("t").to_numpy()
+    rows = _compute_rows(bars, write)
+    if rows is None:
+        return 0, 0
+    del bars
+    db.copy_in(conn, "features_stage", rows[["symbol", "event_timestamp", *STORED_VALUES]])
+    return len(rows), rows["symbol"].nunique()
 
 
 def _remove_orphans(conn: psycopg.Connection, symbols: list[str] | None) -> int:
@@ -284,33 +292,45 @@ def compute_features(
     end: date | None = None,
     full: bool = False,
     progress: bool = False,
+    partition_bars: int | None = None,
 ) -> FeaturesResult:
     """Compute feature rows of ``symbols`` (all when None) in [start, end]; write the new or changed ones.
 
     History before ``start`` is read for the warm-up and the recursive indicators; bars after ``end``
     are not read at all (no feature at t reads a bar after t). Nothing is written unless every step
-    succeeds.
+    succeeds. ``partition_bars`` bounds the bars held in memory at once (None: ``OHLCV_PARTITION_BARS``).
     """
+    from tqdm import tqdm
+
+    from training.partitions import symbol_partitions
+
     wanted = normalise_symbols(symbols or ()) or None
+    budget = partition_bars if partition_bars is not None else settings.partition_bars()
     with db.transaction() as conn:
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         _validate(conn, wanted, start, end)
         ensure_features_table(conn)
         removed = _remove_orphans(conn, wanted)
-        params = {"symbols": wanted, "start": start, "end": end, "full": full}
-        bars = db.copy_out(conn, _query(_READ_BARS), params, parse_dates=["event_timestamp"])  # type: ignore[arg-type]
-        write = bars.pop("to_write").astype(str).eq("t").to_numpy()
-        rows = _compute_rows(bars, write, progress)
-        log.debug("computed %d feature rows of %d symbol(s)", len(rows), rows["symbol"].nunique())
+        partitions = symbol_partitions(conn, wanted, budget)
+        total = sum(len(p.symbols) for p in partitions)
+        largest = max((p.bars for p in partitions), default=0)
+        log.debug("%d symbol(s) in %d partition(s) of <= %d bars (largest %d)", total, len(partitions), budget, largest)
         conn.execute(_stage_sql())
-        db.copy_in(conn, "features_stage", rows[["symbol", "event_timestamp", *STORED_VALUES]])
+        rows = computed = 0
+        with tqdm(total=total, unit="symbol", desc="indicators", disable=None if progress else True) as bar:
+            for partition in partitions:
+                params = {"symbols": list(partition.symbols), "start": start, "end": end, "full": full}
+                staged, staged_symbols = _stage_partition(conn, params)
+                rows, computed = rows + staged, computed + staged_symbols
+                bar.update(len(partition.symbols))
+        log.debug("computed %d feature rows of %d symbol(s)", rows, computed)
         conn.execute("ANALYZE features_stage")
         inserted, updated = _write_rows(conn)
     return FeaturesResult(
-        rows=len(rows),
+        rows=rows,
         inserted=inserted,
         updated=updated,
-        symbols=rows["symbol"].nunique(),
+        symbols=computed,
         full=full,
         removed=removed,
     )
