@@ -81,9 +81,10 @@ def registry_rows(project: str) -> dict[str, list[tuple]]:
 
 
 def newest_offline_bar() -> datetime:
-    from training.serving.online_store import offline_time_range
+    from training.infra import db
 
-    return offline_time_range()[1]
+    with db.connect() as conn:
+        return conn.execute("SELECT max(event_timestamp) FROM features.technical_indicators").fetchone()[0]
 
 
 def online_checks() -> list:

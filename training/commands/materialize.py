@@ -68,7 +68,7 @@ def materialize_changed(views: list[str] | None = None, full: bool = False) -> M
     """Write the newest row of the symbols whose online row differs from it (every symbol with ``full``)."""
     from training.feast_store.repository import feature_store
     from training.infra import settings
-    from training.serving.online_store import _overwriting
+    from training.serving.online_store import overwriting
 
     store = feature_store()
     selected = _selected_views(store, views)
@@ -87,7 +87,7 @@ def materialize_changed(views: list[str] | None = None, full: bool = False) -> M
     start = min(at[s] for s in changed)
     end = max(stamps) + timedelta(microseconds=1)
     written = [view for view in selected if view in stale]
-    with _overwriting(store):  # a corrected bar keeps its event time: Redis would skip it otherwise
+    with overwriting(store):  # a corrected bar keeps its event time: Redis would skip it otherwise
         store.materialize(start_date=start, end_date=end, feature_views=written)
     return Materialized(written, changed, sum(t >= start for t in stamps), start, end, online)
 

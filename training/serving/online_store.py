@@ -1,4 +1,4 @@
-"""The online side: materialization windows judged against the offline store, never the wall clock."""
+"""The online side: what materialize writes over, and whether the online store serves the newest offline rows."""
 
 from __future__ import annotations
 
@@ -6,42 +6,18 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from training.contract import AUDIT_FEATURE, COMPUTE_FEATURES, FEAST_APPLY, normalise_symbols
 from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
-from training.infra import db, settings
+from training.infra import db
 from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE, VIEW_BAR_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
-
-
-@dataclass(frozen=True)
-class MaterializeWindow:
-    start: datetime
-    end: datetime
-    views: list[str]
-    online_store: str
-
-
-def offline_time_range() -> tuple[datetime, datetime]:
-    """Oldest and newest bar in the feature table, or a clear error when there is nothing to serve."""
-    with db.connect() as conn:
-        exists = conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0]
-        row = (
-            conn.execute(f"SELECT min(event_timestamp), max(event_timestamp) FROM {FEATURES_TABLE}").fetchone()
-            if exists
-            else None
-        )
-    if not row or row[0] is None:
-        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
-    return row[0], row[1]
-
-
 
 
 def registered_views(store: FeatureStore) -> list[str]:
@@ -53,7 +29,7 @@ def registered_views(store: FeatureStore) -> list[str]:
 
 
 @contextmanager
-def _overwriting(store: FeatureStore) -> Iterator[None]:
+def overwriting(store: FeatureStore) -> Iterator[None]:
     """Let this materialize overwrite rows whose event time is not newer than the stored one.
 
     Feast's Redis store skips such writes, so a bar corrected in place (same stamp, new values) would keep
@@ -73,34 +49,29 @@ def _overwriting(store: FeatureStore) -> Iterator[None]:
         config.skip_dedup = before
 
 
-def materialize_latest(views: list[str] | None = None) -> MaterializeWindow:
-    """Materialize [oldest bar, newest bar] so Feast writes each symbol's newest row to the online store.
-
-    Every symbol's row is rewritten, even under the same event time: corrections reach the online store.
-    """
-    from training.feast_store.repository import feature_store
-
-    store = feature_store()
-    start, newest = offline_time_range()
-    end = newest + timedelta(microseconds=1)
-    known = registered_views(store)
-    selected = views or known
-    unknown = sorted(set(selected) - set(known))
-    if unknown:
-        raise InputError(f"unknown feature view(s): {', '.join(unknown)}; known: {', '.join(known)} (run feast apply?)")
-    with _overwriting(store):
-        store.materialize(start_date=start, end_date=end, feature_views=selected)
-    return MaterializeWindow(start, end, selected, settings.online_store_config()["type"])
-
-
 # --- online/offline consistency -------------------------------------------------------------------
 
-# The newest row of each symbol, as the Feast source (and so materialize) sees it.
+# The newest row of each symbol, as the Feast source (and so materialize) sees it: one probe of the
+# (symbol, event_timestamp) index per symbol, not a sort of every row (a universe has millions).
 _LATEST_OFFLINE = f"""
-SELECT DISTINCT ON (symbol) *
-FROM ({FEATURE_SOURCE_QUERY}) AS source
-WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-ORDER BY symbol, event_timestamp DESC, created_timestamp DESC
+SELECT newest.*
+FROM unnest(%(symbols)s::text[]) AS wanted(symbol)
+CROSS JOIN LATERAL (
+    SELECT * FROM ({FEATURE_SOURCE_QUERY}) AS source
+    WHERE source.symbol = wanted.symbol
+    ORDER BY source.event_timestamp DESC, source.created_timestamp DESC
+    LIMIT 1
+) AS newest
+"""
+# Distinct symbols of the feature table by a skip scan of its primary key (SELECT DISTINCT reads every row).
+_OFFLINE_SYMBOLS = f"""
+WITH RECURSIVE walk(symbol) AS (
+    (SELECT symbol FROM {FEATURES_TABLE} ORDER BY symbol LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.symbol FROM {FEATURES_TABLE} f WHERE f.symbol > walk.symbol ORDER BY f.symbol LIMIT 1)
+    FROM walk WHERE walk.symbol IS NOT NULL
+)
+SELECT symbol FROM walk WHERE symbol IS NOT NULL ORDER BY symbol
 """
 SCALE_FREE_VIEW = "scale_free_indicators"
 REL_TOLERANCE = 1e-12
@@ -127,9 +98,12 @@ class SymbolCheck:
 
 def offline_symbols() -> list[str]:
     """Symbols that have feature rows, or a clear error when the feature table is empty or absent."""
-    offline_time_range()  # raises with the command to run when there is nothing
     with db.connect() as conn:
-        return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {FEATURES_TABLE} ORDER BY 1")]
+        exists = conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0]
+        symbols = [row[0] for row in conn.execute(_OFFLINE_SYMBOLS)] if exists else []
+    if not symbols:
+        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
+    return symbols
 
 
 def resolve_symbols(symbols: list[str] | None) -> list[str]:
