@@ -189,7 +189,7 @@ def log_run(
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
-        example = report.holdout_rows[report.features].head(5)
+        example = report.input_example
         signature = infer_signature(example, report.final.pipeline.predict_proba(example))
         info = _log_model(mlflow, report, example, signature, config["mlflow"]["registered_model"])
     version = str(info.registered_model_version)

@@ -4,6 +4,10 @@ Only rows marked ``train`` in the dataset are cross-validated and fitted; ``vali
 once by the final model. Inside every fold the class-balance weight is recomputed from the fold's own
 training rows, the scaler is refitted (a Pipeline) and early stopping watches a purged slice of the
 fold's training rows, so nothing fitted ever sees the rows it is scored on.
+
+The rows are read once, a part at a time and only the columns training needs, into one float64 matrix
+(:class:`TrainingData`); every fold and the final fit take positions into it and LightGBM reads the rows
+it bins a batch at a time (:mod:`training.model.estimator`), so no fold copies the matrix.
 """
 
 from __future__ import annotations
@@ -56,13 +60,14 @@ class TrainingReport:
     holdout_baselines: dict[str, dict[str, Any]]
     holdout_backtest: Backtest
     holdout_buy_and_hold: Backtest
-    holdout_rows: pd.DataFrame = field(repr=False)
+    holdout_rows: pd.DataFrame = field(repr=False)  # the validation rows' META_COLUMNS, in the dataset's order
     holdout_proba: np.ndarray = field(repr=False)
     cv_splitter: Any = field(repr=False)
     cv_targets: np.ndarray = field(repr=False)
     path_sharpes: list[float] = field(default_factory=list)
     path_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # OOS daily returns, a column per path
     calendar_bars: int = 0
+    input_example: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # first hold-out rows' features
 
     def splits_record(self, fingerprint: str, cv: Config) -> dict[str, Any]:
         """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
@@ -108,10 +113,130 @@ class TrainingReport:
         )
 
 
-def _base_weight(rows: pd.DataFrame) -> np.ndarray:
-    """Product of the weight components that do not depend on class shares (uniqueness, returns, decay)."""
-    columns = [c for c in rows.columns if c.startswith("w_") and c != "w_class_balance"]
-    return rows[columns].prod(axis=1).to_numpy() if columns else np.ones(len(rows))
+META_COLUMNS = ("symbol", "event_timestamp", "t1", "target", "ret", "next_ret")  # what scoring reads per row
+WEIGHT_PREFIX = "w_"
+
+
+@dataclass
+class TrainingData:
+    """Everything a training run reads, built once from the dataset's parts: the one O(rows x features) array.
+
+    ``X`` (float64, C order) holds the ``train`` rows, sorted by (event_timestamp, symbol), then the
+    ``validation`` rows in the dataset's order; ``train`` and ``holdout`` carry the per-row columns scoring
+    needs (:data:`META_COLUMNS`), aligned with ``X[:n_train]`` and ``X[n_train:]``. Folds are index sets into
+    it; nothing copies it per fold.
+    """
+
+    features: list[str]
+    X: np.ndarray = field(repr=False)
+    train: pd.DataFrame = field(repr=False)
+    holdout: pd.DataFrame = field(repr=False)
+    base_weight: np.ndarray = field(repr=False)  # of the train rows
+    t0: np.ndarray = field(repr=False)  # train rows' event_timestamp, int64 ns
+    t1: np.ndarray = field(repr=False)  # train rows' t1, int64 ns
+    calendar: np.ndarray = field(repr=False)  # bar_calendar of every row of the dataset
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def holdout_positions(self) -> np.ndarray:
+        return np.arange(self.n_train, len(self.X))
+
+
+@dataclass
+class _Layout:
+    """Where each part's rows go, from a first pass over four narrow columns of every part."""
+
+    train_masks: list[np.ndarray]  # per part: rows of the split "train"
+    holdout_masks: list[np.ndarray]
+    train_order: np.ndarray  # the concatenated train rows -> (event_timestamp, symbol) order
+    holdout_order: np.ndarray  # the concatenated validation rows -> the dataset's order
+    t0: np.ndarray  # train rows, sorted, int64 ns
+    t1: np.ndarray
+    calendar: np.ndarray
+
+
+def _layout(dataset: Dataset) -> _Layout:
+    """The trainer's row order without reading a feature: the ``train`` rows sorted by (event_timestamp,
+    symbol) as a stable lexsort of int64 times and symbol codes (what a stable pandas sort of the rows on
+    both columns gives), and the ``validation`` rows in the dataset's order (as :meth:`Dataset.read`
+    merges the parts: a stable sort on time)."""
+    t0s, t1s, symbols, train_masks, holdout_masks = [], [], [], [], []
+    for part in dataset.parts(["event_timestamp", "t1", "symbol", "split"]):
+        t0s.append(to_ns(part["event_timestamp"], "event_timestamp"))
+        t1s.append(to_ns(part["t1"], "t1"))
+        symbols.append(pd.Categorical(part["symbol"]))
+        train_masks.append((part["split"] == "train").to_numpy())
+        holdout_masks.append((part["split"] == "validation").to_numpy())
+    t0, t1 = np.concatenate(t0s), np.concatenate(t1s)
+    calendar = split_invariants.bar_calendar(t0, t1)
+    categories = sorted(set().union(*(s.categories for s in symbols)))  # as Python (and pandas) sorts str
+    codes = np.concatenate([pd.Categorical(s, categories=categories).codes for s in symbols])
+    train, holdout = np.concatenate(train_masks), np.concatenate(holdout_masks)
+    train_order = np.lexsort((codes[train], t0[train]))
+    n_holdout = int(holdout.sum())
+    merged = len(train_masks) > 1 and dataset.frame_ is None
+    holdout_order = np.argsort(t0[holdout], kind="stable") if merged else np.arange(n_holdout)
+    return _Layout(train_masks, holdout_masks, train_order, holdout_order, t0[train][train_order],
+                   t1[train][train_order], calendar)  # fmt: skip
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))
+    return where
+
+
+def _columns(dataset: Dataset) -> list[str]:
+    if dataset.frame_ is not None:
+        return [str(c) for c in dataset.frame_.columns]
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(dataset.part_files()[0]).names)
+
+
+def load_training_data(dataset: Dataset) -> TrainingData:
+    """Read the dataset a part at a time, only the columns training needs, into preallocated arrays.
+
+    A first pass over (event_timestamp, t1, symbol, split) fixes where every row goes; the second reads
+    the features, scoring columns and weight components and writes each part's features straight into
+    their rows of ``X``, a column at a time. The base weight is the product of the weight components
+    that do not depend on class shares (uniqueness, returns, decay), as before.
+    """
+    features = dataset.features
+    layout = _layout(dataset)
+    weights = [c for c in _columns(dataset) if c.startswith(WEIGHT_PREFIX) and c != "w_class_balance"]
+    n_train, n_holdout = len(layout.train_order), len(layout.holdout_order)
+    X = np.empty((n_train + n_holdout, len(features)), dtype=np.float64)
+    train_to = _inverse(layout.train_order)
+    holdout_to = _inverse(layout.holdout_order) + n_train
+    train_meta: list[pd.DataFrame] = []
+    holdout_meta: list[pd.DataFrame] = []
+    base: list[np.ndarray] = []
+    done = {"train": 0, "holdout": 0}
+    columns = list(dict.fromkeys([*META_COLUMNS, *weights, *features]))
+    for index, part in enumerate(dataset.parts(columns)):
+        for split, mask, to, meta in (("train", layout.train_masks[index], train_to, train_meta),
+                                      ("holdout", layout.holdout_masks[index], holdout_to, holdout_meta)):  # fmt: skip
+            count = int(mask.sum())
+            rows = to[done[split] : done[split] + count]
+            done[split] += count
+            for j, name in enumerate(features):
+                X[rows, j] = part[name].to_numpy(dtype=np.float64)[mask]
+            meta.append(part.loc[mask, list(META_COLUMNS)])
+        train_rows = part.loc[layout.train_masks[index], weights]
+        base.append(train_rows.prod(axis=1).to_numpy() if weights else np.ones(len(train_rows)))
+        del part, train_rows
+
+    def ordered(frames: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return frame.take(order).reset_index(drop=True)
+
+    return TrainingData(features, X, ordered(train_meta, layout.train_order),
+                        ordered(holdout_meta, layout.holdout_order),
+                        np.concatenate(base)[layout.train_order], layout.t0, layout.t1, layout.calendar)  # fmt: skip
 
 
 def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndarray:
@@ -121,24 +246,32 @@ def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndar
 
 
 def training_rows(dataset: Dataset) -> pd.DataFrame:
-    """The rows cross-validated and fitted: the dataset's ``train`` rows sorted by (event_timestamp, symbol)."""
+    """The rows cross-validated and fitted: the dataset's ``train`` rows sorted by (event_timestamp, symbol).
+
+    Every column at once, for the audit and tests; training itself reads :func:`load_training_data`.
+    """
     return dataset.rows("train").sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 
 def bar_calendar(dataset: Dataset) -> np.ndarray:
     """The embargo's calendar, one for hold-out and CV: distinct t0 and t1 of all the dataset's rows (int64 ns)."""
-    frame = dataset.frame
-    return split_invariants.bar_calendar(to_ns(frame["event_timestamp"]), to_ns(frame["t1"]))
+    times = [np.unique(np.concatenate([to_ns(p["event_timestamp"]), to_ns(p["t1"])]))
+             for p in dataset.parts(["event_timestamp", "t1"])]  # fmt: skip
+    return split_invariants.bar_calendar(np.concatenate(times), np.array([], dtype=np.int64))
+
+
+def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
+    splitter = make_cv(cv)
+    label_times = pd.Series(pd.to_datetime(t1, utc=True), index=pd.to_datetime(t0, utc=True))  # t1 indexed by t0
+    splits = splitter.split(np.empty((len(t0), 0)), t1=label_times, bar_times=calendar)
+    return splitter, [(np.asarray(a), np.asarray(b)) for a, b in splits]
 
 
 def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """The configured splitter and its (train, test) positions over :func:`training_rows`, embargo counted on
-    :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits."""
-    rows = training_rows(dataset)
-    splitter = make_cv(cv)
-    label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])  # t1 indexed by t0
-    splits = splitter.split(rows[dataset.features], t1=label_times, bar_times=bar_calendar(dataset))
-    return splitter, [(np.asarray(a), np.asarray(b)) for a, b in splits]
+    :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads no feature)."""
+    layout = _layout(dataset)
+    return _splits(cv, layout.t0, layout.t1, layout.calendar)
 
 
 def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = log.info) -> TrainingReport:
@@ -147,35 +280,37 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     Only the dataset's ``train`` rows are cross-validated (purged K-fold or CPCV from ``config["cv"]``),
     each fold refitting the scaler, class-balance weights and early stopping on its own training rows;
     then one final fit on all training rows is scored on the untouched ``validation`` rows (the hold-out).
-    Trivial baselines are scored on the same folds so every metric has something to beat.
+    Trivial baselines are scored on the same folds so every metric has something to beat. The rows are
+    read once into one float64 matrix (:func:`load_training_data`); folds are positions into it.
     """
-    features = dataset.features
-    rows = training_rows(dataset)
-    holdout_rows = dataset.rows("validation").reset_index(drop=True)
+    data = load_training_data(dataset)
+    features, rows, holdout_rows, X = data.features, data.train, data.holdout, data.X
     if rows.empty or holdout_rows.empty:
         raise InputError("the dataset needs both training and validation rows; rebuild it with a longer period")
     classes = sorted(int(c) for c in rows["target"].unique())
     if len(classes) < 2:
         raise InputError(f"the training rows hold a single class ({classes[0]}); widen the barriers or the period")
-    X, y = rows[features], rows["target"].to_numpy()
-    t0, t1 = rows["event_timestamp"].to_numpy(), rows["t1"].to_numpy()
-    base = _base_weight(rows)
+    y = rows["target"].to_numpy()
+    t0, t1 = data.t0, data.t1
+    base = data.base_weight
     balance = bool(config["weights"]["class_balance"])
     cost = float(config["backtest"]["cost_bps"])
 
-    splitter, splits = cv_splits(dataset, config["cv"])
+    splitter, splits = _splits(config["cv"], t0, t1, data.calendar)
     folds: list[Fold] = []
     for index, (train_idx, test_idx) in enumerate(splits):
         fitted = fit_with_early_stopping(
-            X.iloc[train_idx],
+            X,
             y[train_idx],
             fold_weights(base[train_idx], y[train_idx], balance),
             t0[train_idx],
             t1[train_idx],
             config["model"],
+            rows=train_idx,
+            features=features,
         )
         test = rows.iloc[test_idx]
-        proba = fitted.pipeline.predict_proba(X.iloc[test_idx])
+        proba = fitted.predict_proba(X, test_idx, features)
         metrics, _ = score(test, proba, classes, cost)
         metrics["best_iteration"] = fitted.best_iteration
         fold = Fold(index, len(train_idx), len(test_idx), fitted.best_iteration, metrics,
@@ -188,8 +323,10 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
 
     path_returns = _path_returns(splitter, rows, folds, classes, cost)
     path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
-    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"])
-    holdout_proba = final.pipeline.predict_proba(holdout_rows[features])
+    everything = np.arange(data.n_train)
+    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"], rows=everything,
+                                    features=features)  # fmt: skip
+    holdout_proba = final.predict_proba(X, data.holdout_positions, features)
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
     holdout["best_iteration"] = final.best_iteration
     holdout_baselines = baselines(y, holdout_rows, classes, cost)
@@ -213,7 +350,8 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
         cv_targets=y,
         path_sharpes=path_sharpes,
         path_returns=path_returns,
-        calendar_bars=len(bar_calendar(dataset)),
+        calendar_bars=len(data.calendar),
+        input_example=pd.DataFrame(X[data.n_train : data.n_train + 5], columns=features),
     )
 
 

@@ -1,0 +1,146 @@
+"""Training without copies: the streamed matrix and fold fits give exactly what copied frames gave.
+
+The trainer reads the dataset's parts once into one float64 matrix and fits every fold on positions into
+it, LightGBM reading the scaled rows a batch at a time. Here that is checked bit for bit against the
+straightforward way (a Pipeline fitted on copied frames, as the trainer did before), and a dataset written
+in several parts against the same rows in one part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+from training.model.estimator import early_stopping_slice, fit_with_early_stopping, lgbm_params
+
+
+def _model(rounds: int = 40) -> dict:
+    from training.config import default_config
+
+    model = default_config()["model"]
+    model.update(num_boost_round=rounds, early_stopping_rounds=5, early_stopping_fraction=0.2)
+    return model
+
+
+def _copied_frames_fit(X: pd.DataFrame, y, weight, t0, t1, model):
+    """The reference: RobustScaler fitted on a copy of the fit rows, LGBMClassifier.fit on scaled copies.
+
+    The watched rows go in as ``eval_set``, whose labels LGBMClassifier encodes as it encodes ``y``; its
+    ``eval_X``/``eval_y`` (LightGBM 4.7) pass the labels raw, which for the multiclass target (-1, 0, +1)
+    scored early stopping against a class -1 that does not exist (the trainer used them until the fit
+    streamed; binary 0/1 labels encode to themselves, so binary models are unchanged).
+    """
+    import lightgbm
+    from lightgbm import LGBMClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    fit, watch = early_stopping_slice(t0, t1, model["early_stopping_fraction"])
+    scaler = RobustScaler().set_output(transform="pandas").fit(X.iloc[fit])
+    classifier = LGBMClassifier(**lgbm_params(model, len(np.unique(y))))
+    classifier.fit(scaler.transform(X.iloc[fit]), y[fit], sample_weight=weight[fit],
+                   eval_set=[(scaler.transform(X.iloc[watch]), y[watch])], eval_sample_weight=[weight[watch]],
+                   callbacks=[lightgbm.early_stopping(model["early_stopping_rounds"], verbose=False)])  # fmt: skip
+    return Pipeline([("scaler", scaler), ("model", classifier)])
+
+
+def _panel(seed: int, n_classes: int):
+    """Features with thousands of distinct values (more than max_bin, so binning has choices to make),
+    zeros among them, different scales and offsets."""
+    rng = np.random.default_rng(seed)
+    n_dates, n_symbols = 700, 4
+    t0 = np.repeat(np.arange(n_dates).astype("datetime64[D]"), n_symbols)
+    t1 = t0 + rng.integers(1, 6, len(t0)).astype("timedelta64[D]")
+    raw = rng.normal(size=(len(t0), 5)) * [1, 10, 0.01, 1000, 3] + [0, 5, -1, 300, 0]
+    raw[rng.random(raw.shape) < 0.05] = 0.0
+    X = pd.DataFrame(raw, columns=list("abcde"))
+    score = X["a"] + X["b"] / 10 + rng.normal(size=len(X))
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])) - (n_classes == 3)
+    return X, y.astype(int), t0, t1, rng.uniform(0.5, 2.0, len(X))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_fit_on_positions_into_the_matrix_equals_a_pipeline_fitted_on_copies(n_classes):
+    import skops.io
+
+    X, y, t0, t1, weight = _panel(7, n_classes)
+    rows = np.sort(np.random.default_rng(1).choice(len(X), size=2200, replace=False))  # a fold's train rows
+    test = np.setdiff1d(np.arange(len(X)), rows)
+    matrix = X.to_numpy()
+    before = matrix.copy()
+    streamed = fit_with_early_stopping(matrix, y[rows], weight[rows], t0[rows], t1[rows], _model(), rows=rows,
+                                       features=list(X.columns))  # fmt: skip
+    reference = _copied_frames_fit(X.iloc[rows], y[rows], weight[rows], t0[rows], t1[rows], _model())
+    np.testing.assert_array_equal(matrix, before)  # scaling a batch never writes into the matrix
+
+    ours, theirs = streamed.pipeline.named_steps["scaler"], reference.named_steps["scaler"]
+    np.testing.assert_array_equal(ours.center_, theirs.center_)
+    np.testing.assert_array_equal(ours.scale_, theirs.scale_)
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    ours, theirs = streamed.pipeline.named_steps["model"], reference.named_steps["model"]
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    assert ours.best_iteration_ == theirs.best_iteration_ and ours.booster_.num_trees() == theirs.booster_.num_trees()
+    assert ours.booster_.model_to_string() == theirs.booster_.model_to_string()
+    assert ours.evals_result_ == theirs.evals_result_ and ours.best_score_ == theirs.best_score_
+    expected = reference.predict_proba(X.iloc[test])
+    np.testing.assert_array_equal(streamed.predict_proba(matrix, test), expected)  # batched, from the matrix
+    np.testing.assert_array_equal(streamed.pipeline.predict_proba(X.iloc[test]), expected)  # as served
+    assert list(streamed.pipeline.named_steps["model"].feature_names_in_) == list(X.columns)
+    dumped = skops.io.get_untrusted_types(data=skops.io.dumps(streamed.pipeline))
+    assert dumped == skops.io.get_untrusted_types(data=skops.io.dumps(reference))
+
+
+def _digest(report) -> dict:
+    folds = [(f.index, f.train_positions.tolist(), f.test_positions.tolist(), f.best_iteration,
+              hashlib.sha256(np.ascontiguousarray(f.proba).tobytes()).hexdigest()) for f in report.folds]  # fmt: skip
+    return {
+        "cv": report.cv_summary,
+        "folds": folds,
+        "holdout": {k: v for k, v in report.holdout.items()},
+        "holdout_proba": hashlib.sha256(np.ascontiguousarray(report.holdout_proba).tobytes()).hexdigest(),
+        "path_returns": report.path_returns.to_dict(),
+        "calendar_bars": report.calendar_bars,
+        "final_fit": report.final.fit_positions.tolist(),
+    }
+
+
+def _config(dataset):
+    from training.config import DATASET_SECTIONS, load_config
+
+    config = load_config(None, {})
+    for section in DATASET_SECTIONS:
+        config[section] = dataset.metadata["config"][section]
+    return config
+
+
+def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset, tmp_path, monkeypatch):
+    from training.dataset import artifact
+    from training.model.trainer import cv_splits, load_training_data, train, training_rows
+
+    _, one = bundled_dataset
+    monkeypatch.setenv("OHLCV_PARTITION_BARS", "3000")  # whole symbols: the 5 bundled ones in 4 parts
+    result = run_cli("build-dataset", "--out", str(tmp_path / "parts"))
+    assert result.exit_code == 0, result.output
+    many = artifact.load(tmp_path / "parts")
+    assert len(one.metadata["parts"]) == 1 and len(many.metadata["parts"]) > 2
+    assert many.metadata["fingerprint"] == one.metadata["fingerprint"]
+
+    data = load_training_data(many)
+    rows = training_rows(one)  # the trainer's rows and order, the way it used to take them
+    np.testing.assert_array_equal(data.X[: data.n_train], rows[one.features].to_numpy(dtype=np.float64))
+    holdout = one.rows("validation")
+    np.testing.assert_array_equal(data.X[data.n_train :], holdout[one.features].to_numpy(dtype=np.float64))
+    assert data.X.flags["C_CONTIGUOUS"] and data.X.dtype == np.float64
+    for column in ("symbol", "event_timestamp", "t1", "target", "ret", "next_ret"):
+        pd.testing.assert_series_equal(data.train[column], rows[column], check_names=False)
+    for (a, b), (c, d) in zip(cv_splits(many, _config(many)["cv"])[1], cv_splits(one, _config(one)["cv"])[1],
+                              strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+    config = _config(one)
+    assert _digest(train(many, config, progress=lambda m: None)) == _digest(train(one, config, progress=lambda m: None))
