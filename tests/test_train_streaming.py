@@ -144,3 +144,20 @@ def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset
 
     config = _config(one)
     assert _digest(train(many, config, progress=lambda m: None)) == _digest(train(one, config, progress=lambda m: None))
+
+
+def test_the_bin_sample_of_streamed_rows_is_the_sample_of_the_matrix():
+    """Above bin_construct_sample_cnt rows LightGBM bins on a seeded sample; streamed rows sample the same rows."""
+    import lightgbm
+
+    from training.config import default_config
+    from training.model.estimator import _dataset_class, _params, _scaled_rows, fit_scaler
+
+    params = dict(_params(default_config()["model"], 2), subsample_for_bin=300)  # sampling from 5,000 rows
+    X = np.random.default_rng(0).normal(size=(5000, 3)) * [1, 1000, 0.1]
+    y = (X[:, 0] > 0).astype(float)
+    scaler = fit_scaler(X, np.arange(len(X)), list("abc"))
+    streamed = _dataset_class()(_scaled_rows(X, np.arange(len(X)), scaler), label=y, params=params)
+    matrix = lightgbm.Dataset((X - scaler.center_) / scaler.scale_, label=y, params=params)
+    trees = [lightgbm.train(params, data, 20).model_to_string() for data in (streamed, matrix)]
+    assert trees[0] == trees[1]
