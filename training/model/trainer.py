@@ -177,7 +177,7 @@ def _layout(dataset: Dataset) -> _Layout:
     train, holdout = np.concatenate(train_masks), np.concatenate(holdout_masks)
     train_order = np.lexsort((codes[train], t0[train]))
     n_holdout = int(holdout.sum())
-    merged = len(train_masks) > 1 and dataset.frame_ is None
+    merged = len(train_masks) > 1  # several part files: merged as Dataset.read merges them
     holdout_order = np.argsort(t0[holdout], kind="stable") if merged else np.arange(n_holdout)
     return _Layout(train_masks, holdout_masks, train_order, holdout_order, t0[train][train_order],
                    t1[train][train_order], calendar)  # fmt: skip
@@ -190,8 +190,8 @@ def _inverse(order: np.ndarray) -> np.ndarray:
 
 
 def _columns(dataset: Dataset) -> list[str]:
-    if dataset.frame_ is not None:
-        return [str(c) for c in dataset.frame_.columns]
+    if dataset.path is None:
+        return [str(c) for c in dataset.frame.columns]
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(dataset.part_files()[0]).names)
