@@ -138,35 +138,6 @@ def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
     return ScaledRows()
 
 
-def _dataset_class():
-    """lightgbm.Dataset, except that the bin-construction sample of a Sequence is drawn with the run's seed.
-
-    A Dataset built from rows a batch at a time samples ``bin_construct_sample_cnt`` rows in Python with
-    ``Dataset.get_params()``, which keeps dataset parameters only: ``seed`` is dropped and the sample is drawn
-    with ``data_random_seed`` 1, whereas a Dataset built from a matrix derives it from ``seed``. Above 200,000
-    fit rows the two would bin on different samples; asking for the indices with every parameter makes
-    them the same rows (the same C function, ``LGBM_SampleIndices``, as the matrix path's sampling).
-    """
-    import ctypes
-
-    import lightgbm
-    from lightgbm import basic
-
-    class Dataset(lightgbm.Dataset):
-        def _create_sample_indices(self, *, total_nrow: int) -> np.ndarray:
-            param_str = basic._param_dict_to_str(self.params)
-            sample_cnt = basic._get_sample_count(total_nrow, param_str)
-            indices = np.empty(sample_cnt, dtype=np.int32)
-            pointer, _, _ = basic._c_int_array(indices)
-            actual = ctypes.c_int32(0)
-            basic._safe_call(basic._LIB.LGBM_SampleIndices(ctypes.c_int32(total_nrow), basic._c_str(param_str),
-                                                           pointer, ctypes.byref(actual)))  # fmt: skip
-            assert actual.value == sample_cnt
-            return indices
-
-    return Dataset
-
-
 def _params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """What LGBMClassifier.fit passes to lightgbm.train for :func:`lgbm_params` (LightGBM 4's rules)."""
     params = dict(lgbm_params(model, n_classes))
@@ -176,6 +147,10 @@ def _params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
                   subsample_for_bin=200_000, metric=params["objective"], num_threads=1)  # fmt: skip
     if n_classes > 2:
         params["num_class"] = n_classes
+    # A Dataset read a batch at a time (a Sequence) draws its bin-construction sample in Python with the
+    # Dataset's own parameters, which leave ``seed`` out; naming the data seed makes that sample the one a
+    # matrix of the same rows gets (it matters above bin_construct_sample_cnt, 200,000 rows).
+    params["data_random_seed"] = params["random_state"]
     return params
 
 
@@ -238,7 +213,7 @@ def fit_with_early_stopping(
     encoder = _LGBMLabelEncoder().fit(y)
     label = encoder.transform(y)
     params = _params(model, n_classes)
-    train_set = _dataset_class()(_scaled_rows(X, rows[fit], scaler), label=label[fit], weight=weight[fit],
+    train_set = lightgbm.Dataset(_scaled_rows(X, rows[fit], scaler), label=label[fit], weight=weight[fit],
                                  feature_name=features, params=params)  # fmt: skip
     watched = lightgbm.Dataset(_scaled_rows(X, rows[watch], scaler), label=label[watch], weight=weight[watch],
                                reference=train_set, params=params)  # fmt: skip
