@@ -41,7 +41,7 @@ class Audit:
 
 def _fingerprint_finding(dataset: artifact.Dataset) -> str | None:
     stored = str(dataset.metadata.get("fingerprint"))
-    hashed = artifact.fingerprint(dataset.frame, dataset.metadata["config"], dataset.features)
+    hashed = artifact.fingerprint(dataset, dataset.metadata["config"], dataset.features)  # streams the parts
     if hashed == stored:
         return None
     return f"its rows hash to {hashed[:12]} but {artifact.METADATA_FILE} says {stored[:12]} (edited after the build?)"
