@@ -43,8 +43,9 @@ def verify_leakage(
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
-    from training.dataset.offline_bars import load_bars
+    from training.dataset.offline_bars import checked_symbols, read_bars
     from training.errors import CheckFailed, InputError
+    from training.infra import db
     from training.leakage.audit import audit_config, run_audit
     from training.leakage.audited_code import rebuild
     from training.leakage.panel import BarHistory
@@ -62,15 +63,18 @@ def verify_leakage(
             raise InputError("--run audits the folds the run used: --cv and --n-splits do not apply")
         config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
     record = _run_record(run) if run else None
+    checked_symbols(dataset.metadata["symbols"])  # the offline store still has them (else one clear error)
     loaded = time.perf_counter()
-    progress(f"reading the OHLCV bars of {len(dataset.metadata['symbols'])} symbol(s)")
-    bars = BarHistory.of(load_bars(dataset.metadata["symbols"]))
-    bars_read = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch:
+    progress(f"auditing {dataset.n_rows:,} rows of {len(dataset.metadata['symbols'])} symbol(s) in "
+             f"{len(dataset.metadata['parts'])} part(s), reading each part's bars from the offline store")  # fmt: skip
+    with (
+        db.connect(autocommit=True) as conn,  # no transaction held open through the rebuild
+        tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch,
+    ):
         report = run_audit(
             dataset,
             config,
-            bars,
+            lambda symbols: BarHistory.of(read_bars(conn, symbols)),
             sample=sample,
             rebuild=None
             if skip_rebuild
@@ -81,7 +85,6 @@ def verify_leakage(
         )
     report.timings = {
         "load_dataset": loaded - started,
-        "load_bars": bars_read - loaded,
         **report.timings,
         "total": time.perf_counter() - started,
     }

@@ -19,7 +19,6 @@ from typing import Any
 
 from training.config import DATASET_SECTIONS, Config, load_config
 from training.dataset.artifact import Dataset
-from training.errors import ProjectError
 from training.leakage import (
     audited_code,
     check_cv,
@@ -31,9 +30,9 @@ from training.leakage import (
     check_reproducibility,
     check_warmup,
 )
-from training.leakage.panel import BarHistory
 from training.leakage.result import CheckResult
 from training.leakage.sampling import DEFAULT_SAMPLE
+from training.leakage.stream import FAILURES, Bars, could_not_run, run_scans, symbol_counts
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -96,14 +95,14 @@ class AuditReport:
         }
 
 
-def _describe(dataset: Dataset, path: Path | None) -> dict[str, Any]:
+def _describe(dataset: Dataset, path: Path | None, symbols: list[str]) -> dict[str, Any]:
     meta = dataset.metadata
     return {
         "path": str(path) if path else None,
         "fingerprint": meta.get("fingerprint"),
         "created_at": meta.get("created_at"),
-        "rows": len(dataset.frame),
-        "symbols": sorted(dataset.frame["symbol"].unique().tolist()),
+        "rows": dataset.n_rows,
+        "symbols": symbols,
         "feature_service": meta.get("feature_service"),
         "features": len(dataset.features),
     }
@@ -113,8 +112,8 @@ def _run(name: str, run: Callable[[], CheckResult]) -> CheckResult:
     started = time.perf_counter()
     try:
         result = run()
-    except (ProjectError, ValueError, KeyError, TypeError) as error:
-        result = CheckResult(name=name, description="could not run", status="failed", message=f"could not run: {error}")
+    except FAILURES as error:
+        result = could_not_run(name, str(error))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -122,7 +121,7 @@ def _run(name: str, run: Callable[[], CheckResult]) -> CheckResult:
 def run_audit(
     dataset: Dataset,
     config: Config,
-    bars: BarHistory,
+    bars: Bars,
     *,
     sample: int = DEFAULT_SAMPLE,
     seed: int = 0,
@@ -132,44 +131,59 @@ def run_audit(
     path: Path | None = None,
     progress: Progress = log.info,
 ) -> AuditReport:
-    """All checks on ``dataset`` against ``bars`` (its symbols' adjusted OHLCV); ``rebuild=None`` skips
-    the rebuild half of the reproducibility check. ``config`` supplies the cross-validation to audit;
-    ``record`` (a run's ``cv_splits.json``) audits that run's folds and fitted preprocessing instead;
-    ``make_splitter`` audits another splitter (a test's leaky one)."""
+    """All checks on ``dataset`` against ``bars`` (its symbols' adjusted OHLCV: a :class:`BarHistory`, or a
+    function giving the bars of a partition's symbols); ``rebuild=None`` skips the rebuild half of the
+    reproducibility check. ``config`` supplies the cross-validation to audit; ``record`` (a run's
+    ``cv_splits.json``) audits that run's folds and fitted preprocessing instead; ``make_splitter`` audits
+    another splitter (a test's leaky one).
+
+    The per-row checks (features, point-in-time, labels, warm-up) run together, one symbol partition (a part
+    of the artifact, with its symbols' bars) at a time; the hold-out and cross-validation checks read four
+    columns of every row; the reproducibility check hashes the rows a part at a time."""
     cv_config: Mapping[str, Any] = record["cv"] if record is not None else config["cv"]
 
     def cv_check() -> CheckResult:
+        frame = dataset.read(check_cv.COLUMNS)  # read once for the folds and their check
         if record is not None:
             folds = [(f["train"], f["test"]) for f in record["folds"]]
-            return check_cv.check_cv(dataset, cv_config, folds, f"run {record.get('run_id', '?')}'s recorded folds")
+            label = f"run {record.get('run_id', '?')}'s recorded folds"
+            return check_cv.check_cv(dataset, cv_config, folds, label, frame=frame)
         if make_splitter is not None:
-            name, folds = audited_code.splitter_folds(dataset, make_splitter(cv_config))
+            name, folds = audited_code.splitter_folds(dataset, make_splitter(cv_config), frame)
         else:
-            name, folds = audited_code.configured_folds(dataset, cv_config)
-        return check_cv.check_cv(dataset, cv_config, folds, name)
+            name, folds = audited_code.configured_folds(dataset, cv_config, frame)
+        return check_cv.check_cv(dataset, cv_config, folds, name, frame=frame)
 
+    started = time.perf_counter()
+    progress("counting each symbol's rows (the feature sample's plan)")
+    counts = symbol_counts(dataset)
+    scans = [
+        check_features.FeatureScan(dataset, sample, seed, counts),
+        check_point_in_time.PointInTimeScan(dataset),
+        check_labels.LabelScan(dataset),
+        check_warmup.WarmupScan(dataset),
+    ]
+    streamed, stream_seconds = run_scans(dataset, bars, scans, progress)
     steps: dict[str, Callable[[], CheckResult]] = {
-        check_features.NAME: lambda: check_features.check_features(dataset, bars, sample, seed),
-        check_point_in_time.NAME: lambda: check_point_in_time.check_point_in_time(dataset, bars),
-        check_labels.NAME: lambda: check_labels.check_labels(dataset, bars),
         check_holdout.NAME: lambda: check_holdout.check_holdout(dataset),
         check_cv.NAME: cv_check,
-        check_warmup.NAME: lambda: check_warmup.check_warmup(dataset, bars),
         check_reproducibility.NAME: lambda: check_reproducibility.check_reproducibility(dataset, rebuild),
     }
     if record is not None:
         steps[check_preprocessing.NAME] = lambda: check_preprocessing.check_preprocessing(dataset, record)
-    started = time.perf_counter()
     results = []
     for name in RUN_CHECKS if record is not None else CHECKS:
+        if name in streamed:
+            results.append(streamed[name])
+            continue
         if name == check_reproducibility.NAME and rebuild is not None:
             progress(f"{name}: rebuilding the dataset from the same inputs (the slow step)")
         else:
             progress(f"{name} ...")
         results.append(_run(name, steps[name]))
-    timings = {c.name: c.seconds for c in results}
-    timings["checks_total"] = time.perf_counter() - started
+    timings = {"load_bars": stream_seconds["load_bars"], **{c.name: c.seconds for c in results}}
+    timings["checks_total"] = time.perf_counter() - started - stream_seconds["load_bars"]
     used = {"cv": dict(cv_config), "split": config["split"], "labels": config["labels"], "sample": sample, "seed": seed}
     if record is not None:
         used["run_id"] = record.get("run_id")
-    return AuditReport(dataset=_describe(dataset, path), config=used, checks=results, timings=timings)
+    return AuditReport(dataset=_describe(dataset, path, list(counts)), config=used, checks=results, timings=timings)

@@ -19,22 +19,37 @@ import pandas as pd
 
 from training.dataset.artifact import Dataset
 
+FOLD_COLUMNS = ("symbol", "event_timestamp", "t1", "split")
 
-def configured_folds(dataset: Dataset, cv: Mapping[str, Any]) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+
+def fold_view(dataset: Dataset, frame: pd.DataFrame | None = None) -> Dataset:
+    """The dataset with only the columns folds depend on (the rows' order, roles, t0 and t1; the features
+    matrix is passed to the splitter only for its length), so the folds of millions of rows fit in memory.
+    ``frame``: those columns already read."""
+    rows = dataset.read(FOLD_COLUMNS) if frame is None else frame
+    return Dataset(metadata={**dataset.metadata, "features": []}, frame=rows)
+
+
+def configured_folds(
+    dataset: Dataset, cv: Mapping[str, Any], frame: pd.DataFrame | None = None
+) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
     """The splitter ``config["cv"]`` makes and its folds, run as ``train`` runs it (the same function)."""
     from training.model.trainer import cv_splits
 
-    splitter, folds = cv_splits(dataset, dict(cv))
+    splitter, folds = cv_splits(fold_view(dataset, frame), dict(cv))
     return type(splitter).__name__, folds
 
 
-def splitter_folds(dataset: Dataset, splitter: Any) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+def splitter_folds(
+    dataset: Dataset, splitter: Any, frame: pd.DataFrame | None = None
+) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Folds of any scikit-learn splitter over the training rows, event times routed only if it asks for
     them (as ``cross_validate`` would): how a test hands in a leaky splitter such as ``KFold``."""
     from sklearn.utils.metadata_routing import get_routing_for_object
 
     from training.model.trainer import bar_calendar, training_rows
 
+    dataset = fold_view(dataset, frame)
     rows = training_rows(dataset)
     label_times = pd.Series(rows["t1"].to_numpy(), index=rows["event_timestamp"])
     offered = {"t1": label_times, "bar_times": bar_calendar(dataset)}
@@ -43,9 +58,7 @@ def splitter_folds(dataset: Dataset, splitter: Any) -> tuple[str, list[tuple[np.
     return type(splitter).__name__, [(np.asarray(a), np.asarray(b)) for a, b in folds]
 
 
-def rebuild(
-    metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None
-) -> Dataset:
+def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None) -> Dataset:
     """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
     here only)."""
     from training.dataset.builder import build_dataset

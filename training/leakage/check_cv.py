@@ -26,16 +26,26 @@ NAME = "cv"
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
-def training_rows(dataset: Dataset) -> pd.DataFrame:
-    """The rows the trainer cross-validates, in its order."""
-    rows = dataset.frame[dataset.frame["split"].astype(str) == "train"]
+COLUMNS = ("symbol", "event_timestamp", "t1", "split")  # all the folds depend on
+
+
+def training_rows(
+    dataset: Dataset, columns: Sequence[str] = COLUMNS, frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The rows the trainer cross-validates, in its order (``columns`` of them; ``frame``: those already read)."""
+    frame = dataset.read(list(dict.fromkeys([*COLUMNS, *columns]))) if frame is None else frame
+    rows = frame[frame["split"].astype(str) == "train"]
     return rows.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
 
 
-def check_cv(dataset: Dataset, cv: Mapping[str, Any], folds: Folds, splitter: str = "") -> CheckResult:
-    rows = training_rows(dataset)
+def check_cv(
+    dataset: Dataset, cv: Mapping[str, Any], folds: Folds, splitter: str = "", frame: pd.DataFrame | None = None
+) -> CheckResult:
+    """``frame``: the dataset's :data:`COLUMNS`, when the caller read them already."""
+    frame = dataset.read(COLUMNS) if frame is None else frame
+    rows = training_rows(dataset, frame=frame)
     t0, t1 = ns(rows["event_timestamp"]), ns(rows["t1"])
-    bars_of = calendar(dataset.frame)
+    bars_of = calendar(frame)
     embargo = float(cv["embargo"])
     n_embargo = embargo_bars(embargo, len(bars_of))
     per_fold, offending, problems = [], [], []

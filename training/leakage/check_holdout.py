@@ -18,6 +18,7 @@ from training.leakage.result import CheckResult
 
 NAME = "holdout"
 ROLES = ("train", "purged", "embargo", "validation")
+COLUMNS = ("symbol", "event_timestamp", "t1", "split")  # all this check reads of the rows
 
 
 def rows_at(frame: pd.DataFrame, positions: np.ndarray, problem: str) -> pd.DataFrame:
@@ -27,7 +28,7 @@ def rows_at(frame: pd.DataFrame, positions: np.ndarray, problem: str) -> pd.Data
 
 
 def check_holdout(dataset: Dataset, bars: object = None) -> CheckResult:
-    frame, meta = dataset.frame, dataset.metadata
+    frame, meta = dataset.read(COLUMNS), dataset.metadata
     embargo = float(meta["config"]["split"]["embargo"])
     cutoff = pd.Timestamp(meta["split"]["cutoff"])
     cut = int(ns(pd.Series([cutoff]))[0])

@@ -51,8 +51,8 @@ def _fold_problems(name: str, X: np.ndarray, fitted: Mapping[str, Any], train: n
 
 
 def check_preprocessing(dataset: Dataset, record: Mapping[str, Any]) -> CheckResult:
-    rows = training_rows(dataset)
     features = list(record.get("features") or dataset.features)
+    rows = training_rows(dataset, features)
     X = rows[features].to_numpy(dtype=np.float64)
     description = (
         f"{len(record.get('folds', []))} folds + the final fit of run {record.get('run_id', '?')}: scaler and early "

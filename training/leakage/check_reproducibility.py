@@ -17,6 +17,7 @@ import pandas as pd
 from training.dataset import artifact
 from training.dataset.artifact import Dataset
 from training.leakage.result import CheckResult
+from training.leakage.stream import Offending
 
 NAME = "reproducibility"
 KEYS = ["symbol", "event_timestamp"]
@@ -29,7 +30,8 @@ def _equal(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def diff_frames(stored: pd.DataFrame, rebuilt: pd.DataFrame) -> pd.DataFrame:
-    """Where two datasets differ: rows present in one only, and (row, column) values that differ."""
+    """Where two sets of rows differ: rows present in one only, and (row, column) values that differ (the
+    order of the rows does not matter, as it does not to the fingerprint)."""
     if list(stored.columns) != list(rebuilt.columns):
         return pd.DataFrame([{"problem": f"columns differ: {list(stored.columns)} vs {list(rebuilt.columns)}"}])
     both = stored.merge(rebuilt, on=KEYS, how="outer", suffixes=("", "_rebuilt"), indicator=True)
@@ -42,16 +44,67 @@ def diff_frames(stored: pd.DataFrame, rebuilt: pd.DataFrame) -> pd.DataFrame:
         bad = ~_equal(common[column], common[f"{column}_rebuilt"])
         rows = common.loc[bad, [*KEYS, column, f"{column}_rebuilt"]]
         out.append(rows.set_axis([*KEYS, "stored", "rebuilt"], axis=1).assign(column=column, problem="value differs"))
-    table = pd.concat(out, ignore_index=True).sort_values(KEYS, kind="stable")
-    if table.empty and not stored[KEYS].equals(rebuilt[KEYS]):
-        table = pd.DataFrame([{"problem": "same rows and values in a different order"}])
-    return table
+    return pd.concat(out, ignore_index=True).sort_values(KEYS, kind="stable")
+
+
+Range = tuple[str | None, str | None]  # symbols s with lo < s <= hi; None: unbounded
+
+
+def symbol_groups(dataset: Dataset) -> list[Range]:
+    """The dataset's parts as ranges of symbols that together cover every symbol: part i (whole symbols,
+    [first_i, last_i]) is in (last_{i-1}, last_i], the last part's range is open above; one range when
+    the dataset is in memory."""
+    if dataset.path is None:
+        return [(None, None)]
+    lasts = [str(p["symbols"][1]) for p in dataset.metadata["parts"]]
+    return [(lasts[i - 1] if i else None, lasts[i] if i < len(lasts) - 1 else None) for i in range(len(lasts))]
+
+
+def rows_in(dataset: Dataset, group: Range) -> pd.DataFrame:
+    """The dataset's rows whose symbol lies in ``group``, reading only the parts that can hold them."""
+    lo, hi = group
+    if dataset.path is None:
+        frame = dataset.read()
+        symbol = frame["symbol"].astype(str)
+        keep = (symbol > lo if lo is not None else True) & (symbol <= hi if hi is not None else True)
+        return frame[keep] if lo is not None or hi is not None else frame
+    filters = ([("symbol", ">", lo)] if lo is not None else []) + ([("symbol", "<=", hi)] if hi is not None else [])
+    frames = []
+    for part in dataset.metadata["parts"]:
+        first, last = (str(s) for s in part["symbols"])
+        if (lo is not None and last <= lo) or (hi is not None and first > hi):
+            continue
+        frames.append(pd.read_parquet(dataset.path / part["file"], filters=filters or None))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
+
+
+def diff_datasets(stored: Dataset, rebuilt: Dataset) -> tuple[pd.DataFrame, int]:
+    """The first differences (rows in the report's order) and how many, one group of symbols at a time: the
+    stored dataset's parts, each against the rebuild's rows of the same symbols (any partitioning)."""
+    found = Offending(KEYS)
+    for group in symbol_groups(stored):
+        mine, theirs = rows_in(stored, group), rows_in(rebuilt, group)
+        if mine.empty and theirs.empty:
+            continue
+        if mine.empty or theirs.empty:  # no columns to compare: every row is on one side only
+            side = mine if len(mine) else theirs
+            where = "only in the stored dataset" if len(mine) else "only in the rebuild"
+            found.add(side[KEYS].assign(problem=f"row {where}"))
+            continue
+        table = diff_frames(mine, theirs)
+        if "symbol" not in table.columns:  # the columns differ: one message says it all
+            return table, len(table)
+        found.add(table)
+    return found.table(), found.total
 
 
 def check_reproducibility(dataset: Dataset, rebuild: Callable[[], Dataset] | None = None) -> CheckResult:
     meta = dataset.metadata
-    stored, hashed = meta.get("fingerprint"), artifact.fingerprint(dataset.frame, meta["config"], dataset.features)
-    counts = {"rows": len(dataset.frame), "stored_fingerprint": stored, "rows_fingerprint": hashed}
+    digest = artifact.RowDigest()
+    for part in dataset.parts():  # a part at a time
+        digest.add(part)
+    stored, hashed = meta.get("fingerprint"), digest.hexdigest(meta["config"], dataset.features)
+    counts = {"rows": digest.rows, "stored_fingerprint": stored, "rows_fingerprint": hashed}
     if hashed != stored:
         return CheckResult.verdict(
             NAME,
@@ -69,10 +122,10 @@ def check_reproducibility(dataset: Dataset, rebuild: Callable[[], Dataset] | Non
         )
     rebuilt = rebuild()
     fresh = rebuilt.metadata["fingerprint"]
-    counts.update({"rebuilt_fingerprint": fresh, "rebuilt_rows": len(rebuilt.frame)})
+    counts.update({"rebuilt_fingerprint": fresh, "rebuilt_rows": rebuilt.n_rows})
     description = "a rebuild from the same inputs (config, request, offline store) gives the same fingerprint"
     if fresh == stored:
         return CheckResult.verdict(NAME, description, counts)
-    table = diff_frames(dataset.frame, rebuilt.frame)
+    table, total = diff_datasets(dataset, rebuilt)
     message = f"the rebuild's fingerprint {fresh[:12]} differs from the stored {str(stored)[:12]}"
-    return CheckResult.verdict(NAME, description, counts, table, message)
+    return CheckResult.verdict(NAME, description, counts, table, message, total=total)
