@@ -20,7 +20,7 @@ import pandas as pd
 
 from training.dataset.artifact import Dataset
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS
-from training.leakage.panel import RTOL, BarHistory, mismatch, ns, relative_error
+from training.leakage.panel import RTOL, BarHistory, by_symbol, mismatch, ns, relative_error
 from training.leakage.ref_indicators import values_at_last_bar
 from training.leakage.result import CheckResult
 from training.leakage.sampling import DEFAULT_SAMPLE, allocate, sample_rows
@@ -72,10 +72,10 @@ class FeatureScan:
         stored = rows[features].to_numpy(dtype=np.float64)
         expected = np.full_like(stored, np.nan)
         missing_bar = np.zeros(len(rows), dtype=bool)
-        for symbol in np.unique(symbols):
-            start, end = bars.span(str(symbol))
+        for symbol, positions in by_symbol(symbols):
+            start, end = bars.span(symbol)
             arrays = {c: bars.bars[c].to_numpy(dtype=np.float64)[start:end] for c in columns}
-            for i in np.flatnonzero(symbols == symbol):
+            for i in positions:
                 n = int(through[i])
                 if n == 0 or bars.ts[start + n - 1] != joined[i]:
                     missing_bar[i] = True  # the joined bar is not a bar of this symbol

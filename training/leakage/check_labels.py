@@ -20,6 +20,9 @@ from training.leakage.stream import Bars, Offending, add_counts, run_one
 NAME = "labels"
 EXACT = ("t1", "label", "barrier", "target")
 NUMERIC = ("ret", "upper", "lower", "next_ret")
+# What the reference returns per decision, and as what it is compared.
+LABELLED = {"t0": np.int64, "t1": np.int64, "label": np.int64, "barrier": object, "ret": np.float64,
+            "upper": np.float64, "lower": np.float64, "next_ret": np.float64}  # fmt: skip
 
 
 def expected_labels(bars: BarHistory, symbols: list[str], labels: dict, target_kind: str) -> pd.DataFrame:
@@ -30,8 +33,8 @@ def expected_labels(bars: BarHistory, symbols: list[str], labels: dict, target_k
         frame = bars.bars.iloc[start:end]
         price = {c: frame[c].to_numpy(dtype=np.float64) for c in ("high", "low", "close")}
         rows = label_symbol(bars.ts[start:end], price["high"], price["low"], price["close"], labels)
-        parts.append(pd.DataFrame(rows, columns=["t0", "t1", "label", "barrier", "ret", "upper", "lower", "next_ret"])
-                     .assign(symbol=symbol))  # fmt: skip
+        columns = {c: np.fromiter((row[c] for row in rows), dtype, count=len(rows)) for c, dtype in LABELLED.items()}
+        parts.append(pd.DataFrame(columns).assign(symbol=symbol))
     out = pd.concat(parts, ignore_index=True).rename(columns={"t0": "key"})
     out["key"], out["t1"] = out["key"].astype(np.int64), out["t1"].astype(np.int64)
     out["label"] = out["label"].astype(np.int64)

@@ -50,11 +50,12 @@ class PointInTimeScan:
             "",
         )
         bad = problems != ""
+        picked = frame.iloc[np.flatnonzero(bad)]
         offending = pd.DataFrame(
             {
                 "symbol": symbols[bad],
-                "event_timestamp": frame["event_timestamp"].to_numpy()[bad],
-                "feature_timestamp": frame["feature_timestamp"].to_numpy()[bad],
+                "event_timestamp": picked["event_timestamp"].to_numpy(),
+                "feature_timestamp": picked["feature_timestamp"].to_numpy(),
                 "newest_bar": pd.to_datetime(np.where(newest[bad] == MISSING, np.nan, newest[bad]), utc=True),
                 "problem": problems[bad],
             }

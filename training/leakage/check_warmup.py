@@ -45,7 +45,7 @@ class WarmupScan:
         offending = pd.DataFrame(
             {
                 "symbol": symbols[bad],
-                "event_timestamp": frame["event_timestamp"].to_numpy()[bad],
+                "event_timestamp": frame["event_timestamp"].iloc[np.flatnonzero(bad)].to_numpy(),
                 "bars_before": before[bad],
                 "nonfinite_features": [", ".join(names[row]) for row in nonfinite[bad]],
                 "problem": np.where(early[bad], f"fewer than {warmup} bars of history", "non-finite feature"),

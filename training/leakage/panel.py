@@ -23,6 +23,16 @@ def ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     return index.as_unit("ns").asi8
 
 
+def by_symbol(symbols: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(symbol, its positions in ``symbols``, ascending) per distinct symbol, in symbol order: one sort, not a
+    scan of every row per symbol."""
+    codes, uniques = pd.factorize(np.asarray(symbols))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    names = [str(u) for u in uniques]
+    return [(names[k], order[bounds[k] : bounds[k + 1]]) for k in sorted(range(len(names)), key=names.__getitem__)]
+
+
 def calendar(frame: pd.DataFrame) -> np.ndarray:
     """The embargo's bar calendar (:mod:`training.leakage.ref_splits`): distinct t0 and t1 of all rows, in ns."""
     return np.unique(np.concatenate([ns(frame["event_timestamp"]), ns(frame["t1"])]))
@@ -72,9 +82,8 @@ class BarHistory:
         """Per row: bars of its symbol strictly before (or at or before, ``inclusive``) its stamp (int64 ns)."""
         counts = np.zeros(len(stamps), dtype=np.int64)
         side = "right" if inclusive else "left"
-        for symbol in np.unique(symbols):
-            rows = np.flatnonzero(symbols == symbol)
-            start, end = self.span(str(symbol))
+        for symbol, rows in by_symbol(symbols):
+            start, end = self.span(symbol)
             counts[rows] = np.searchsorted(self.ts[start:end], stamps[rows], side=side)
         return counts
 
@@ -82,8 +91,8 @@ class BarHistory:
         """Per row: timestamp (ns) of its symbol's newest bar at or before its stamp, :data:`MISSING` if none."""
         counts = self.count_before(symbols, stamps, inclusive=True)
         out = np.full(len(stamps), MISSING, dtype=np.int64)
-        for symbol in np.unique(symbols):
-            rows = np.flatnonzero((symbols == symbol) & (counts > 0))
-            start, _ = self.span(str(symbol))
+        for symbol, rows in by_symbol(symbols):
+            rows = rows[counts[rows] > 0]
+            start, _ = self.span(symbol)
             out[rows] = self.ts[start + counts[rows] - 1]
         return out

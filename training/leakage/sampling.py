@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from training.leakage.panel import by_symbol
+
 DEFAULT_SAMPLE = 300
 
 
@@ -47,10 +49,9 @@ def _generator(seed: int, symbol: str) -> np.random.Generator:
 def sample_rows(frame: pd.DataFrame, plan: Mapping[str, int], seed: int = 0) -> np.ndarray:
     """Sorted positions in ``frame`` (whole symbols; symbol, event_timestamp) of each symbol's ``plan`` rows:
     its first and last by time, and the rest drawn from the others with the symbol's own generator."""
-    symbols, stamps = frame["symbol"].astype(str).to_numpy(), frame["event_timestamp"].to_numpy()
+    stamps = pd.DatetimeIndex(frame["event_timestamp"]).asi8
     chosen: list[np.ndarray] = []
-    for symbol in sorted(set(symbols)):
-        rows = np.flatnonzero(symbols == symbol)
+    for symbol, rows in by_symbol(frame["symbol"].astype(str).to_numpy()):
         by_time = rows[np.argsort(stamps[rows], kind="stable")]
         wanted = int(plan.get(symbol, 0))
         if wanted >= len(by_time):
