@@ -156,6 +156,32 @@ def mlflow_server(tmp_path_factory):
     log.close()
 
 
+def scratch_repo_config(folder: Path, project: str, offline_store: str | None = None):
+    """A Feast RepoConfig of its own (registry and SQLite online store in ``folder``) on the session's
+    PostgreSQL, with the given offline store type (default: the project's; "postgres" for Feast's stock one)."""
+    from feast.repo_config import RepoConfig
+
+    from training.feast_store.offline_store import CLASS_PATH
+
+    pg = settings.postgres()
+    return RepoConfig(
+        project=project,
+        provider="local",
+        registry=str(folder / "registry.db"),
+        offline_store={
+            "type": offline_store or CLASS_PATH,
+            "host": pg.host,
+            "port": pg.port,
+            "database": pg.dbname,
+            "user": pg.user,
+            "password": pg.password,
+            "sslmode": pg.sslmode,
+        },
+        online_store={"type": "sqlite", "path": str(folder / "online.db")},
+        entity_key_serialization_version=3,
+    )
+
+
 @pytest.fixture(scope="session")
 def bundled_dataset(pipeline, tmp_path_factory):
     """The default panel dataset of the bundled data, built once: (folder, Dataset)."""

@@ -21,31 +21,15 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
 from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
-from tests.conftest import SESSION, run_cli, run_module
+from tests.conftest import SESSION, run_cli, run_module, scratch_repo_config
 from training.feast_store.offline_store import AsOfPostgreSQLOfflineStore
-from training.infra import db, settings
+from training.infra import db
 
 T0 = datetime(2020, 1, 1, 21, tzinfo=UTC)
 
 
 def _config(tmp_path) -> RepoConfig:
-    pg = settings.postgres()
-    return RepoConfig(
-        project="latest_pull",
-        provider="local",
-        registry=str(tmp_path / "registry.db"),
-        offline_store={
-            "type": "training.feast_store.offline_store.AsOfPostgreSQLOfflineStore",
-            "host": pg.host,
-            "port": pg.port,
-            "database": pg.dbname,
-            "user": pg.user,
-            "password": pg.password,
-            "sslmode": pg.sslmode,
-        },
-        online_store={"type": "sqlite", "path": str(tmp_path / "online.db")},
-        entity_key_serialization_version=3,
-    )
+    return scratch_repo_config(tmp_path, "latest_pull")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from feast import Entity, FeatureStore, FeatureView, Field, RepoConfig
+from feast import Entity, FeatureStore, FeatureView, Field
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLRetrievalJob
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
     PostgreSQLSource,
@@ -30,6 +30,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
+from tests.conftest import scratch_repo_config
 from training.feast_store import offline_store
 from training.feast_store.offline_store import CLASS_PATH, AsOfPostgreSQLOfflineStoreConfig, AsOfRetrievalJob
 from training.feast_store.plan import RetrievalPlan, Supported, Unsupported
@@ -205,24 +206,8 @@ def tables(isolated_services) -> dict[str, pd.DataFrame]:
 
 
 def _store(tmp_path_factory: pytest.TempPathFactory, store_type: str) -> FeatureStore:
-    pg = settings.postgres()
     folder = tmp_path_factory.mktemp(store_type.rsplit(".", 1)[-1])
-    config = RepoConfig(
-        project=settings.feast_project(),
-        provider="local",
-        registry=str(folder / "registry.db"),
-        offline_store={
-            "type": store_type,
-            "host": pg.host,
-            "port": pg.port,
-            "database": pg.dbname,
-            "user": pg.user,
-            "password": pg.password,
-            "sslmode": pg.sslmode,
-        },
-        online_store={"type": "sqlite", "path": str(folder / "online.db")},
-        entity_key_serialization_version=3,
-    )
+    config = scratch_repo_config(folder, settings.feast_project(), store_type)
     store = FeatureStore(config=config)
     store.apply(DEFINITIONS)
     return store
