@@ -178,6 +178,7 @@ def test_cpcv_is_refused_until_audited_then_logs_backtest_paths(bundled_dataset,
 def test_verify_leakage_run_audits_the_folds_and_preprocessing_the_run_used(local_run, audited, bundled_dataset):
     from training.dataset.offline_bars import load_bars
     from training.leakage import RUN_CHECKS, audit_config, run_audit
+    from training.leakage.check_preprocessing import recorded_positions
     from training.leakage.panel import BarHistory
 
     results = Path(audited).parent / "results_for_run_audit.json"
@@ -196,7 +197,9 @@ def test_verify_leakage_run_audits_the_folds_and_preprocessing_the_run_used(loca
     record = json.loads(Path(local).read_text())
     record["run_id"] = local_run["run_id"]
     fold = record["folds"][2]
-    fold["fit"] = sorted(fold["fit"] + fold["test"][:50])  # a scaler fitted on scored rows too
+    assert all(len(run) == 2 for run in fold["fit"])  # runs [first, last + 1): a few per fold
+    scored = recorded_positions(fold["test"])[:50]
+    fold["fit"] = sorted(recorded_positions(fold["fit"]).tolist() + scored.tolist())  # fitted on scored rows too
     _, dataset = bundled_dataset
     bars = BarHistory.of(load_bars(dataset.metadata["symbols"]))
     leaky = run_audit(dataset, audit_config(dataset), bars, sample=20, record=record, progress=lambda m: None)

@@ -9,7 +9,7 @@ scikit-learn does). The final model's scaler likewise, over the training rows on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,13 @@ from training.leakage.result import CheckResult
 NAME = "preprocessing"
 
 
+def recorded_positions(value: Sequence[Any]) -> np.ndarray:
+    """Positions as a run records them: runs ``[first, last + 1)``, or (runs before these) a plain list."""
+    if len(value) and isinstance(value[0], list | tuple):
+        return np.concatenate([np.arange(first, end, dtype=np.int64) for first, end in value])
+    return np.asarray(value, dtype=np.int64)
+
+
 def robust_parameters(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """RobustScaler's defaults, written out: center = median, scale = 75th - 25th percentile (0 -> 1)."""
     q25, median, q75 = np.percentile(X, [25, 50, 75], axis=0)
@@ -32,7 +39,7 @@ def robust_parameters(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _fold_problems(name: str, X: np.ndarray, fitted: Mapping[str, Any], train: np.ndarray | None,
                    test: np.ndarray) -> list[str]:  # fmt: skip
-    fit, watch = np.asarray(fitted["fit"], dtype=np.int64), np.asarray(fitted["early_stopping"], dtype=np.int64)
+    fit, watch = recorded_positions(fitted["fit"]), recorded_positions(fitted["early_stopping"])
     problems = []
     for label, rows in (("fit", fit), ("early-stopping", watch)):
         if len(np.intersect1d(rows, test)):
@@ -64,8 +71,8 @@ def check_preprocessing(dataset: Dataset, record: Mapping[str, Any]) -> CheckRes
                         f"not this one ({str(dataset.metadata.get('fingerprint'))[:12]})")  # fmt: skip
     else:
         for fold in record.get("folds", []):
-            test = np.asarray(fold["test"], dtype=np.int64)
-            problems += _fold_problems(f"fold {fold['fold']}", X, fold, np.asarray(fold["train"], dtype=np.int64), test)
+            test, train = recorded_positions(fold["test"]), recorded_positions(fold["train"])
+            problems += _fold_problems(f"fold {fold['fold']}", X, fold, train, test)
         problems += _fold_problems("final model", X, record["final"], None, np.array([], dtype=np.int64))
     counts = {"folds": len(record.get("folds", [])), "training_rows": len(rows), "features": len(features)}
     table = pd.DataFrame({"problem": problems})

@@ -48,6 +48,17 @@ class Fold:
     fitted: FittedModel | None = field(repr=False, default=None)
 
 
+def position_runs(positions: np.ndarray) -> list[list[int]]:
+    """Row positions as runs ``[first, last + 1)`` of consecutive positions, ascending: a fold's rows are a few
+    blocks of time, so a record of millions of rows stays a few kilobytes of JSON."""
+    positions = np.unique(np.asarray(positions, dtype=np.int64))
+    if not len(positions):
+        return []
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    starts, ends = positions[np.r_[0, breaks]], positions[np.r_[breaks - 1, len(positions) - 1]] + 1
+    return np.column_stack([starts, ends]).tolist()
+
+
 @dataclass
 class TrainingReport:
     classes: list[int]
@@ -75,21 +86,22 @@ class TrainingReport:
         def fitted(model: FittedModel, rows: np.ndarray) -> dict[str, Any]:
             scaler = model.pipeline.named_steps["scaler"]
             return {
-                "fit": rows[model.fit_positions].tolist(),
-                "early_stopping": rows[model.early_stopping_positions].tolist(),
+                "fit": position_runs(rows[model.fit_positions]),
+                "early_stopping": position_runs(rows[model.early_stopping_positions]),
                 "scaler": {"type": type(scaler).__name__, "center": scaler.center_.tolist(),
                            "scale": scaler.scale_.tolist()},
             }  # fmt: skip
 
         everything = np.arange(len(self.cv_targets))
         return {
-            "rows": "the dataset's train rows sorted by (event_timestamp, symbol); positions are 0-based",
+            "rows": "the dataset's train rows sorted by (event_timestamp, symbol); positions are 0-based, "
+            "written as runs [first, last + 1) of consecutive positions",
             "dataset_fingerprint": fingerprint,
             "cv": dict(cv),
             "calendar_bars": self.calendar_bars,
             "features": self.features,
             "folds": [
-                {"fold": f.index, "train": f.train_positions.tolist(), "test": f.test_positions.tolist(),
+                {"fold": f.index, "train": position_runs(f.train_positions), "test": position_runs(f.test_positions),
                  **fitted(f.fitted, f.train_positions)}
                 for f in self.folds
                 if f.fitted is not None
