@@ -108,20 +108,6 @@ def return_attribution(windows: LabelWindows, close: np.ndarray) -> np.ndarray:
     return np.abs(_window_sums(log_return * _inverse_concurrency(windows), windows))
 
 
-def time_decay(t0: Any, uniqueness: np.ndarray, oldest: float) -> np.ndarray:
-    """Piecewise-linear decay on cumulative uniqueness (AFML 4.11): newest date 1, oldest about ``oldest``.
-
-    All samples of a date share one weight (the cumulative uniqueness up to and including that date), so
-    the order of symbols within a date never matters.
-    """
-    _check_decay(oldest)
-    if oldest == 1:
-        return np.ones(len(uniqueness))
-    dates, inverse = np.unique(pd.DatetimeIndex(t0).asi8, return_inverse=True)
-    cumulative = np.cumsum(np.bincount(inverse, weights=uniqueness, minlength=len(dates)))
-    return oldest + (1.0 - oldest) * cumulative[inverse] / cumulative[-1]
-
-
 def _check_decay(oldest: float) -> None:
     if not 0 < oldest <= 1:
         raise InputError(f"weights.time_decay must be in (0, 1], got {oldest}")
@@ -222,6 +208,8 @@ class WeightStream:
         """Every enabled component of samples :meth:`observe` saw (its output, their t0 and classes)."""
         out = local.copy()
         if self.decay != 1.0:
+            # Piecewise-linear decay on cumulative uniqueness (AFML 4.11): newest date 1, oldest about ``decay``.
+            # All samples of a date share one weight, so the order of symbols within a date never matters.
             cumulative = np.cumsum(self.uniqueness_by_date)
             where = np.searchsorted(self.dates, pd.DatetimeIndex(t0).asi8)
             out["time_decay"] = self.decay + (1.0 - self.decay) * cumulative[where] / cumulative[-1]
