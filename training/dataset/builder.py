@@ -45,6 +45,7 @@ from training.labeling.sample_weights import WeightStream
 from training.labeling.triple_barrier import triple_barrier_labels
 from training.partitions import Partition, bar_counts, plan_partitions
 from training.validation.holdout_split import (
+    HoldoutBoundaries,
     check_label_order,
     holdout_boundaries,
     split_summary,
@@ -182,11 +183,17 @@ def _window_frame(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
 
 
-def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, roles: np.ndarray,
-                   streams: dict[str, WeightStream]) -> None:  # fmt: skip
-    """Pass 2 of one partition: per-symbol weight components of its training and validation rows, staged."""
+def _roles(bounds: HoldoutBoundaries, rows: pd.DataFrame) -> np.ndarray:
+    return bounds.roles(rows["event_timestamp"].array.asi8, rows["t1"].array.asi8)
+
+
+def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, bounds: HoldoutBoundaries,
+                   streams: dict[str, WeightStream]) -> np.ndarray:  # fmt: skip
+    """Pass 2 of one partition: per-symbol weight components of its training and validation rows, staged;
+    returns the rows' roles."""
     staged = pd.read_parquet(writer.stage_path(partition.index), columns=["symbol", "event_timestamp", "t1", "label",
                                                                           "target"])  # fmt: skip
+    roles = _roles(bounds, staged)
     bars = read_bars(conn, list(partition.symbols)) if any(s.needs_windows for s in streams.values()) else None
     local = []
     for role, stream in streams.items():
@@ -195,6 +202,7 @@ def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, 
             local.append(stream.observe(rows, bars, classes=rows["target"]))
     columns = pd.concat(local).reindex(staged.index) if local else pd.DataFrame(index=staged.index)
     columns.to_parquet(_local_path(writer, partition), index=False)
+    return roles
 
 
 def _local_path(writer: artifact.ArtifactWriter, partition: Partition) -> Path:
@@ -274,22 +282,19 @@ def build_dataset(
         staged_partitions = [p for p in partitions if p.index in calendar.staged]
         role_counts: Counter[str] = Counter()
         for partition in tqdm(staged_partitions, desc="weights", **bar):
-            t = pd.read_parquet(writer.stage_path(partition.index), columns=["event_timestamp", "t1"])
-            roles = bounds.roles(t["event_timestamp"].array.asi8, t["t1"].array.asi8)
-            role_counts.update(roles.tolist())
-            _local_weights(conn, writer, partition, roles, streams)
+            role_counts.update(_local_weights(conn, writer, partition, bounds, streams).tolist())
         progress(f"{calendar.candidates:,} labelled decisions, {calendar.rows:,} samples; split {dict(role_counts)}")
         if not role_counts["train"]:
             raise InputError("every training sample was purged: the label horizon is too long for the training period")
         for partition in staged_partitions:
             staged = pd.read_parquet(writer.stage_path(partition.index), columns=["event_timestamp", "t1", "target"])
-            roles = bounds.roles(staged["event_timestamp"].array.asi8, staged["t1"].array.asi8)
+            roles = _roles(bounds, staged)
             _weights(writer, partition, roles, streams, staged, None)
         symbols_out: list[str] = []
         labels: Counter[int] = Counter()
         for partition in tqdm(staged_partitions, desc="write", **bar):
             staged = pd.read_parquet(writer.stage_path(partition.index))
-            roles = bounds.roles(staged["event_timestamp"].array.asi8, staged["t1"].array.asi8)
+            roles = _roles(bounds, staged)
             weights = _weights(writer, partition, roles, streams, staged, dict(role_counts))
             staged["split"] = roles
             staged["weight"] = weights.pop("weight")
