@@ -88,9 +88,7 @@ def require_features(symbols: Sequence[str]) -> None:
 
 def known_symbols() -> list[str]:
     with db.connect() as conn:
-        if conn.execute("SELECT to_regclass(%s)", (OHLCV_TABLE,)).fetchone()[0] is None:
-            return []
-        return [row[0] for row in conn.execute(f"SELECT DISTINCT symbol FROM {OHLCV_TABLE} ORDER BY 1")]
+        return db.table_symbols(conn, OHLCV_TABLE)
 
 
 def checked_symbols(symbols: list[str] | None) -> list[str] | None:

@@ -136,6 +136,28 @@ def qualified(table: str) -> psycopg.sql.Composed:
     return sql.Identifier(*table.split("."))
 
 
+# Distinct symbols by a skip scan of the (symbol, ...) primary key: one index probe per symbol, where SELECT
+# DISTINCT reads every row (tens of millions in a universe).
+_SYMBOLS = """
+WITH RECURSIVE walk(symbol) AS (
+    (SELECT symbol FROM {table} ORDER BY symbol LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.symbol FROM {table} t WHERE t.symbol > walk.symbol ORDER BY t.symbol LIMIT 1)
+    FROM walk WHERE walk.symbol IS NOT NULL
+)
+SELECT symbol FROM walk WHERE symbol IS NOT NULL ORDER BY symbol
+"""
+
+
+def table_symbols(conn: psycopg.Connection, table: str) -> list[str]:
+    """The sorted distinct symbols of ``table`` (keyed by symbol first); none when the table does not exist."""
+    from psycopg import sql
+
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        return []
+    return [row[0] for row in conn.execute(sql.SQL(_SYMBOLS).format(table=qualified(table)))]
+
+
 def copy_in(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
     """Bulk-load ``frame`` into ``table`` with COPY; NaN/None become NULL, floats keep every digit.
 

@@ -63,16 +63,6 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) AS newest
 """
-# Distinct symbols of the feature table by a skip scan of its primary key (SELECT DISTINCT reads every row).
-_OFFLINE_SYMBOLS = f"""
-WITH RECURSIVE walk(symbol) AS (
-    (SELECT symbol FROM {FEATURES_TABLE} ORDER BY symbol LIMIT 1)
-    UNION ALL
-    SELECT (SELECT f.symbol FROM {FEATURES_TABLE} f WHERE f.symbol > walk.symbol ORDER BY f.symbol LIMIT 1)
-    FROM walk WHERE walk.symbol IS NOT NULL
-)
-SELECT symbol FROM walk WHERE symbol IS NOT NULL ORDER BY symbol
-"""
 SCALE_FREE_VIEW = "scale_free_indicators"
 REL_TOLERANCE = 1e-12
 
@@ -99,8 +89,7 @@ class SymbolCheck:
 def offline_symbols() -> list[str]:
     """Symbols that have feature rows, or a clear error when the feature table is empty or absent."""
     with db.connect() as conn:
-        exists = conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0]
-        symbols = [row[0] for row in conn.execute(_OFFLINE_SYMBOLS)] if exists else []
+        symbols = db.table_symbols(conn, FEATURES_TABLE)
     if not symbols:
         raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
     return symbols
