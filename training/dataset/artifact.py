@@ -25,7 +25,6 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +102,6 @@ def fingerprint(rows: pd.DataFrame | Dataset, config: dict[str, Any], features: 
     return digest.hexdigest(config, features)
 
 
-@dataclass
 class Dataset:
     """Rows (one per decision) and the metadata that says how they were made.
 
@@ -111,14 +109,11 @@ class Dataset:
     edited copy) the frame is the only part.
     """
 
-    metadata: dict[str, Any]
-    path: Path | None = None
-    frame_: pd.DataFrame | None = field(default=None, repr=False)
-
     def __init__(self, metadata: dict[str, Any], path: Path | None = None, frame: pd.DataFrame | None = None):
         if (path is None) == (frame is None):
             raise ValueError("a Dataset is either on disk (path) or in memory (frame)")
-        self.metadata, self.path, self.frame_ = metadata, path, frame
+        self.metadata, self.path = metadata, path
+        self._frame = frame  # in memory, or every row once .frame has read them
 
     @property
     def features(self) -> list[str]:
@@ -126,7 +121,7 @@ class Dataset:
 
     @property
     def n_rows(self) -> int:
-        return len(self.frame_) if self.path is None else int(self.metadata["rows"])
+        return len(self._frame) if self.path is None else int(self.metadata["rows"])
 
     def part_files(self) -> list[Path]:
         return [] if self.path is None else [self.path / p["file"] for p in self.metadata["parts"]]
@@ -134,15 +129,15 @@ class Dataset:
     def parts(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """The rows a part at a time (whole symbols, sorted by (event_timestamp, symbol)), only ``columns``."""
         if self.path is None:
-            yield self.frame_ if columns is None else self.frame_[list(columns)]
+            yield self._frame if columns is None else self._frame[list(columns)]
             return
         for file in self.part_files():
             yield _read_part(file, columns)
 
     def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """``columns`` of every row in the dataset's order (event_timestamp, then symbol), as one frame."""
-        if self.path is None or (self.frame_ is not None and columns is None):
-            return self.frame_ if columns is None else self.frame_[list(columns)]
+        if self.path is None or (self._frame is not None and columns is None):
+            return self._frame if columns is None else self._frame[list(columns)]
         wanted = None if columns is None else list(dict.fromkeys([*columns, "event_timestamp"]))
         frames = list(self.parts(wanted))
         if not frames:
@@ -158,9 +153,9 @@ class Dataset:
     def frame(self) -> pd.DataFrame:
         """Every row and column at once: for small datasets and tests (cached; :meth:`parts` still reads the
         files)."""
-        if self.frame_ is None:
-            self.frame_ = self.read()
-        return self.frame_
+        if self._frame is None:
+            self._frame = self.read()
+        return self._frame
 
     def rows(self, split: str) -> pd.DataFrame:
         frame = self.frame
