@@ -162,37 +162,50 @@ def _drop_abandoned(conninfo: str) -> None:
 
 
 @contextmanager
-def scratch_environment(work: Path, teardown_feast: bool) -> Iterator[dict[str, str]]:
-    """A fresh database on the configured PostgreSQL, its own Feast project and state; all dropped afterwards."""
+def scratch_environment(work: Path, teardown_feast: bool, keep: bool = False) -> Iterator[dict[str, str]]:
+    """A fresh database on the configured PostgreSQL, its own Feast project and state; all dropped afterwards.
+
+    With ``keep`` they stay, named in ``work/env.json``, and a later run in the same folder reuses them: so one
+    step can be measured again at 25M bars after a change without repeating the hour of steps before it.
+    """
     import psycopg
     from psycopg import sql
 
     from training.infra import settings
 
-    name = f"{DB_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:6]}"
     pg = settings.check_postgres()
     _drop_abandoned(pg.conninfo())
-    state = work / "state"
-    state.mkdir()
-    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {
-        **os.environ,
-        "PGDATABASE": name,
-        "FEAST_PROJECT": name,
-        "OHLCV_STATE_DIR": str(state),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
-    }
-    if pg.embedded:  # the children must find the same embedded server
-        env.setdefault("OHLCV_PGDATA", str(settings.embedded_pgdata()))
-    try:
-        yield env
-    finally:
-        if teardown_feast:  # removes the project's online rows (Redis keys) and registry; best effort
-            subprocess.run([sys.executable, "-m", "training", "feast", "teardown"], env=env, cwd=work,
-                           capture_output=True, timeout=300, check=False)  # fmt: skip
+    saved = work / "env.json"
+    if saved.exists():
+        scratch = json.loads(saved.read_text())
+    else:
+        # A kept database's name has no pid, so _drop_abandoned leaves it for the run that reuses it.
+        name = f"{DB_PREFIX}{'kept' if keep else os.getpid()}_{uuid.uuid4().hex[:6]}"
+        state = work / "state"
+        state.mkdir()
         with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        scratch = {
+            "PGDATABASE": name,
+            "FEAST_PROJECT": name,
+            "OHLCV_STATE_DIR": str(state),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+        }
+        if pg.embedded:  # the children must find the same embedded server
+            scratch["OHLCV_PGDATA"] = str(settings.embedded_pgdata())
+        if keep:
+            saved.write_text(json.dumps(scratch, indent=2))
+    try:
+        yield {**os.environ, **scratch}
+    finally:
+        if not keep:
+            if teardown_feast:  # removes the project's online rows (Redis keys) and registry; best effort
+                subprocess.run([sys.executable, "-m", "training", "feast", "teardown"], env={**os.environ, **scratch},
+                               cwd=work, capture_output=True, timeout=300, check=False)  # fmt: skip
+            with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(scratch["PGDATABASE"])))
+            saved.unlink(missing_ok=True)
 
 
 def generate(path: Path, symbols: int, days: int, seed: int, fmt: str) -> dict:
@@ -212,19 +225,40 @@ def launcher_floor_mb() -> float:
     return usage.ru_maxrss / 1024
 
 
+@contextmanager
+def size_folder(symbols: int, days: int, keep: Path | None) -> Iterator[Path]:
+    """A temporary folder, or ``keep/SYMBOLSxDAYS`` (kept; reused when it holds an earlier kept run)."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench_scale_") as folder:
+            yield Path(folder)
+        return
+    folder = keep / f"{symbols}x{days}"
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+
+
 def run_size(
-    symbols: int, days: int, steps: tuple[str, ...], max_rss_mb: float, fmt: str = "csv.gz", seed: int = 12
+    symbols: int, days: int, steps: tuple[str, ...], max_rss_mb: float, fmt: str = "csv.gz", seed: int = 12,
+    keep: Path | None = None,
 ) -> SizeRun:
-    """Generate the universe, then run the steps in order in a scratch environment; stop at the first failure."""
+    """Generate the universe, then run the steps in order in a scratch environment; stop at the first failure.
+
+    With ``keep``, a folder that already holds this size's kept run is reused: no new universe, same database.
+    """
     bars = symbols * days
-    with tempfile.TemporaryDirectory(prefix="bench_scale_") as folder:
-        work = Path(folder)
-        universe = generate(work / f"universe.{fmt}", symbols, days, seed, fmt)
-        click.echo(f"== {bars:,} bars: {universe['describe']}, generated in {universe['seconds']:.1f} s "
-                   f"(generator peak {universe['peak_mb']:.0f} MB)", err=True)  # fmt: skip
+    with size_folder(symbols, days, keep) as work:
+        described = work / "universe.json"
+        if keep is not None and described.exists():
+            universe = json.loads(described.read_text())
+            click.echo(f"== {bars:,} bars: reusing {work}", err=True)
+        else:
+            universe = generate(work / f"universe.{fmt}", symbols, days, seed, fmt)
+            described.write_text(json.dumps(universe))
+            click.echo(f"== {bars:,} bars: {universe['describe']}, generated in {universe['seconds']:.1f} s "
+                       f"(generator peak {universe['peak_mb']:.0f} MB)", err=True)  # fmt: skip
         values = {"file": str(work / f"universe.{fmt}"), "dataset": str(work / "dataset"), "work": str(work)}
         runs: list[StepRun] = []
-        with scratch_environment(work, teardown_feast="feast apply" in steps) as env:
+        with scratch_environment(work, teardown_feast="feast apply" in steps, keep=keep is not None) as env:
             for step in steps:
                 args = [part.format(**values) for part in STEPS[step]]
                 run = run_step(step, args, bars, env, work, max_rss_mb)
@@ -295,15 +329,16 @@ def measure(
     results: Path,
     max_rss_gb: float | None = None,
     fmt: str = "csv.gz",
+    keep: Path | None = None,
 ) -> tuple[list[SizeRun], SizeRun | None]:
     """Run the reference size and every size, write scale.md and scale.json to ``results``."""
     available_mb = _meminfo_mb("MemAvailable")
     max_rss_mb = max_rss_gb * 1024 if max_rss_gb else 0.8 * available_mb
     launcher_mb = launcher_floor_mb()
-    ref_run = run_size(*reference, steps, max_rss_mb, fmt) if reference else None
+    ref_run = run_size(*reference, steps, max_rss_mb, fmt, keep=keep) if reference else None
     runs: list[SizeRun] = []
     for symbols, days in sizes if not (ref_run and ref_run.failed) else []:  # a failure stops the whole run
-        runs.append(run_size(symbols, days, steps, max_rss_mb, fmt))
+        runs.append(run_size(symbols, days, steps, max_rss_mb, fmt, keep=keep))
         if runs[-1].failed:
             break
     meta = {
@@ -369,7 +404,11 @@ def run(quick: bool) -> list[Result]:
 @click.option("--max-rss-gb", type=float, help="Kill a step whose process tree passes this (default: 80% of free).")
 @click.option("--results", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for scale.md and scale.json.")  # fmt: skip
-def main(quick, sizes, symbols, days, bars, reference, steps, fmt, max_rss_gb, results) -> None:
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep each size's universe, database and artifacts in KEEP/SYMBOLSxDAYS; a later run with the "
+                   "same --keep reuses them (e.g. --steps train after a change). Drop them with "
+                   "`dropdb NAME` (named in env.json) and rm -r.")  # fmt: skip
+def main(quick, sizes, symbols, days, bars, reference, steps, fmt, max_rss_gb, results, keep) -> None:
     """Run every pipeline step as its own process on synthetic universes; exit 1 when a step fails."""
     chosen = [_size(s) for s in sizes]
     if symbols or days:
@@ -385,7 +424,7 @@ def main(quick, sizes, symbols, days, bars, reference, steps, fmt, max_rss_gb, r
     names = tuple(s.strip() for s in steps.split(",") if s.strip())
     if unknown := [s for s in names if s not in STEPS]:
         raise click.BadParameter(f"unknown steps {unknown}; known: {', '.join(STEPS)}")
-    runs, ref_run = measure(chosen, ref, names, results, max_rss_gb, fmt)
+    runs, ref_run = measure(chosen, ref, names, results, max_rss_gb, fmt, keep)
     click.echo((results / "scale.md").read_text())
     if any(r.failed for r in runs + ([ref_run] if ref_run else [])):
         sys.exit(1)

@@ -53,3 +53,24 @@ def test_a_failed_step_stops_the_run_and_shows_its_stderr(tmp_path):
     text = (tmp_path / "scale.md").read_text()
     assert [row[2] for row in _rows(text)] == ["compute-features"]
     assert "**compute-features failed at 120 bars**" in text
+
+
+def test_a_kept_run_is_reused_by_the_next_with_the_same_folder(tmp_path):
+    import json
+
+    import psycopg
+    from psycopg import sql
+
+    kept = tmp_path / "kept"
+    first = _bench(tmp_path, "--symbols", "3", "--days", "80", "--steps", "ingest", "--keep", str(kept))
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = json.loads((kept / "3x80" / "env.json").read_text())
+    try:
+        # compute-features alone succeeds only in the database the first run ingested into.
+        second = _bench(tmp_path, "--symbols", "3", "--days", "80", "--steps", "compute-features", "--keep", str(kept))
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert "reusing" in second.stderr and "generated in" not in second.stderr
+    finally:
+        with psycopg.connect(settings.check_postgres().conninfo(), autocommit=True) as admin:
+            kept_db = sql.Identifier(saved["PGDATABASE"])
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(kept_db))
