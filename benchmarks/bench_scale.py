@@ -203,8 +203,9 @@ def scratch_environment(work: Path, teardown_feast: bool, keep: bool = False) ->
                 subprocess.run([sys.executable, "-m", "training", "feast", "teardown"], env={**os.environ, **scratch},
                                cwd=work, capture_output=True, timeout=300, check=False)  # fmt: skip
             with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(scratch["PGDATABASE"])))
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch["PGDATABASE"]))
+                )
             saved.unlink(missing_ok=True)
 
 
@@ -238,7 +239,12 @@ def size_folder(symbols: int, days: int, keep: Path | None) -> Iterator[Path]:
 
 
 def run_size(
-    symbols: int, days: int, steps: tuple[str, ...], max_rss_mb: float, fmt: str = "csv.gz", seed: int = 12,
+    symbols: int,
+    days: int,
+    steps: tuple[str, ...],
+    max_rss_mb: float,
+    fmt: str = "csv.gz",
+    seed: int = 12,
     keep: Path | None = None,
 ) -> SizeRun:
     """Generate the universe, then run the steps in order in a scratch environment; stop at the first failure.
