@@ -161,3 +161,46 @@ def test_a_nul_byte_in_a_later_chunk_names_its_line(loaded, bundled_raw, tmp_pat
     assert path.stat().st_size > 4 * bar_files.CHUNK_BYTES  # line 151 is in the fifth chunk or later
     assert_refused(run("ingest", str(path)), "NUL byte at line 151")
     assert state(conn) == before
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("chunk_bytes", [7, 64, 2048, 1 << 20])
+def test_blocks_cut_at_newlines_give_the_rows_of_the_whole_file(sample, tmp_path, monkeypatch, newline, chunk_bytes):
+    """Blocks smaller than a line, a last line without its newline, CRLF: the rows (as text) of one read."""
+    import pyarrow.csv as pa_csv
+
+    path = tmp_path / "bars.csv"
+    path.write_bytes(sample.to_csv(index=False, lineterminator=newline).rstrip("\r\n").encode())
+    whole = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(
+        sample.columns, "string"))).to_pandas()  # fmt: skip
+    monkeypatch.setattr(bar_files, "CHUNK_BYTES", chunk_bytes)
+    chunks = list(bar_files.read_chunks(path))
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+    assert len(chunks) > 1 or chunk_bytes > path.stat().st_size
+
+
+def test_the_reader_reads_a_block_when_asked_not_ahead(sample, tmp_path, monkeypatch):
+    """pyarrow's streaming CSV reader reads ahead as fast as it decompresses (its memory grew with the file);
+    ours has read at most two blocks when it hands over the first chunk, whatever the file's length."""
+    import pyarrow as pa
+
+    opened = pa.input_stream
+    consumed = []
+
+    class Counting:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def read(self, size):
+            data = self.stream.read(size)
+            consumed.append(len(data))
+            return data
+
+    monkeypatch.setattr(pa, "input_stream", lambda where: Counting(opened(where)))
+    monkeypatch.setattr(bar_files, "CHUNK_BYTES", 4096)
+    path = tmp_path / "bars.csv.gz"
+    write(pd.concat([sample] * 60, ignore_index=True), path)  # about 1 MB of text
+    chunks = bar_files.read_chunks(path)
+    first = next(chunks)
+    assert len(first) > 0 and 0 < sum(consumed) <= 2 * 4096
+    assert sum(len(chunk) for chunk in chunks) + len(first) == 60 * len(sample)
