@@ -140,7 +140,7 @@ def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset
     np.testing.assert_array_equal(data.X[: data.n_train], rows[one.features].to_numpy(dtype=np.float64))
     holdout = one.rows("validation")
     np.testing.assert_array_equal(data.X[data.n_train :], holdout[one.features].to_numpy(dtype=np.float64))
-    assert data.X.flags["C_CONTIGUOUS"] and data.X.dtype == np.float64
+    assert data.X.dtype == np.float64 and data.X.shape == (data.n_train + len(holdout), len(one.features))
     for column in ("symbol", "event_timestamp", "t1", "target", "ret", "next_ret"):
         pd.testing.assert_series_equal(data.train[column], rows[column], check_names=False)
     for (a, b), (c, d) in zip(cv_splits(many, _config(many)["cv"])[1], cv_splits(one, _config(one)["cv"])[1],
@@ -176,3 +176,14 @@ def test_recorded_runs_give_back_the_positions(positions):
     assert all(first < end for first, end in runs) and all(a[1] < b[0] for a, b in itertools.pairwise(runs))
     np.testing.assert_array_equal(recorded_positions(runs), np.unique(np.array(positions, dtype=np.int64)))
     assert recorded_positions(np.unique(positions).tolist()).tolist() == sorted(set(positions))  # older records
+
+
+def test_the_training_times_are_views_of_the_rows_not_copies(bundled_dataset):
+    """At 25M samples every array held for the whole run counts: t0 and t1 share the rows' columns."""
+    from training.model.trainer import load_training_data
+
+    _, dataset = bundled_dataset
+    data = load_training_data(dataset)
+    with data.X:
+        assert np.shares_memory(data.t0, data.train["event_timestamp"].array._ndarray)
+        assert np.shares_memory(data.t1, data.train["t1"].array._ndarray)

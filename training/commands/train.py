@@ -47,8 +47,10 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     from training.dataset import artifact
     from training.errors import InputError
     from training.infra import settings
+    from training.infra.memory import return_freed_memory
     from training.model import promotion
 
+    return_freed_memory()  # each fold's arrays are freed back to the OS, not kept for the next fold
     if skip_audit and promote:
         raise InputError("--promote and --skip-audit exclude each other: a run that skips the audit is never promoted")
     settings.check_mlflow()  # fail in seconds, not after the training

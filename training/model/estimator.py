@@ -4,7 +4,8 @@ Early stopping watches a slice at the end of the training rows (by time) that is
 trees are fitted on, never the fold being scored. The scaler is fitted on the fitted rows only, so
 neither the early-stopping slice nor the scored fold leaks into preprocessing.
 
-Nothing here copies the training matrix: a fit takes the one float64 matrix of the run and the positions
+Nothing here copies the training matrix: a fit takes the one float64 matrix of the run (an array, or the
+:class:`~training.model.feature_matrix.FeatureMatrix` file a training run keeps it in) and the positions
 of its rows, computes the scaler's median and quartiles a column at a time over the fit rows, and hands
 LightGBM the scaled rows a batch at a time (a :class:`lightgbm.Sequence`), which it bins as it reads them.
 LightGBM sees exactly the values ``RobustScaler.transform`` would give it, so the trees are those a
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import InputError
+from training.model.position_runs import positions_of, runs_of
 
 PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy a prediction makes
 PUSH_BATCH_ROWS = 16_384  # rows scaled and handed to LightGBM's binning at a time
@@ -71,8 +73,16 @@ class FittedModel:
     fit_rows: int
     early_stopping_rows: int
     purged_rows: int
-    fit_positions: np.ndarray  # rows (of those given) the scaler and the trees were fitted on
-    early_stopping_positions: np.ndarray  # rows early stopping watched
+    fit_runs: np.ndarray  # runs_of(the rows, of those given, the scaler and the trees were fitted on)
+    early_stopping_runs: np.ndarray  # runs_of(the rows early stopping watched)
+
+    @property
+    def fit_positions(self) -> np.ndarray:
+        return positions_of(self.fit_runs)
+
+    @property
+    def early_stopping_positions(self) -> np.ndarray:
+        return positions_of(self.early_stopping_runs)
 
     def predict_proba(self, X: np.ndarray, rows: np.ndarray | None = None, features: list[str] | None = None):
         """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time
@@ -105,7 +115,7 @@ def fit_scaler(X: np.ndarray, rows: np.ndarray, features: list[str]):
     center = np.empty(X.shape[1])
     quartiles = np.empty((2, X.shape[1]))
     for j in range(X.shape[1]):
-        column = X[rows, j]
+        column = (X[:, j] if isinstance(X, np.ndarray) else X.column(j))[rows]
         center[j] = np.nanmedian(column)
         quartiles[:, j] = np.nanpercentile(column, (25.0, 75.0))
     scale = quartiles[1] - quartiles[0]
@@ -229,4 +239,5 @@ def fit_with_early_stopping(
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
-    return FittedModel(pipeline, best, len(fit), len(watch), len(rows) - len(fit) - len(watch), fit, watch)
+    return FittedModel(pipeline, best, len(fit), len(watch), len(rows) - len(fit) - len(watch), runs_of(fit),
+                       runs_of(watch))  # fmt: skip

@@ -6,8 +6,9 @@ training rows, the scaler is refitted (a Pipeline) and early stopping watches a 
 fold's training rows, so nothing fitted ever sees the rows it is scored on.
 
 The rows are read once, a part at a time and only the columns training needs, into one float64 matrix
-(:class:`TrainingData`); every fold and the final fit take positions into it and LightGBM reads the rows
-it bins a batch at a time (:mod:`training.model.estimator`), so no fold copies the matrix.
+kept in a scratch file (:class:`TrainingData`, :class:`~training.model.feature_matrix.FeatureMatrix`);
+every fold and the final fit take positions into it and LightGBM reads the rows it bins a batch at a time
+(:mod:`training.model.estimator`), so no fold copies the matrix and memory never holds all of it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, summarise
+from training.model.feature_matrix import FeatureMatrix
+from training.model.position_runs import positions_of, runs_of
 from training.validation import split_invariants
 from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
 from training.validation.split_invariants import to_ns
@@ -42,21 +45,23 @@ class Fold:
     best_iteration: int
     metrics: dict[str, Any]
     baselines: dict[str, dict[str, Any]]
-    test_positions: np.ndarray = field(repr=False)
-    proba: np.ndarray = field(repr=False)
-    train_positions: np.ndarray = field(repr=False, default_factory=lambda: np.array([], dtype=np.int64))
+    test_runs: np.ndarray = field(repr=False)  # runs_of(the scored positions): kept compact for the whole run
+    proba: np.ndarray = field(repr=False)  # aligned with test_positions
+    train_runs: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 2), dtype=np.int64))
     fitted: FittedModel | None = field(repr=False, default=None)
+
+    @property
+    def test_positions(self) -> np.ndarray:
+        return positions_of(self.test_runs)
+
+    @property
+    def train_positions(self) -> np.ndarray:
+        return positions_of(self.train_runs)
 
 
 def position_runs(positions: np.ndarray) -> list[list[int]]:
-    """Row positions as runs ``[first, last + 1)`` of consecutive positions, ascending: a fold's rows are a few
-    blocks of time, so a record of millions of rows stays a few kilobytes of JSON."""
-    positions = np.unique(np.asarray(positions, dtype=np.int64))
-    if not len(positions):
-        return []
-    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-    starts, ends = positions[np.r_[0, breaks]], positions[np.r_[breaks - 1, len(positions) - 1]] + 1
-    return np.column_stack([starts, ends]).tolist()
+    """Row positions as JSON: runs ``[first, last + 1)`` of consecutive positions, ascending."""
+    return runs_of(positions).tolist()
 
 
 @dataclass
@@ -101,8 +106,12 @@ class TrainingReport:
             "calendar_bars": self.calendar_bars,
             "features": self.features,
             "folds": [
-                {"fold": f.index, "train": position_runs(f.train_positions), "test": position_runs(f.test_positions),
-                 **fitted(f.fitted, f.train_positions)}
+                {
+                    "fold": f.index,
+                    "train": f.train_runs.tolist(),
+                    "test": f.test_runs.tolist(),
+                    **fitted(f.fitted, f.train_positions),
+                }
                 for f in self.folds
                 if f.fitted is not None
             ],
@@ -133,14 +142,14 @@ WEIGHT_PREFIX = "w_"
 class TrainingData:
     """Everything a training run reads, built once from the dataset's parts: the one O(rows x features) array.
 
-    ``X`` (float64, C order) holds the ``train`` rows, sorted by (event_timestamp, symbol), then the
-    ``validation`` rows in the dataset's order; ``train`` and ``holdout`` carry the per-row columns scoring
-    needs (:data:`META_COLUMNS`), aligned with ``X[:n_train]`` and ``X[n_train:]``. Folds are index sets into
-    it; nothing copies it per fold.
+    ``X`` (float64, kept in a scratch file: :class:`FeatureMatrix`) holds the ``train`` rows, sorted by
+    (event_timestamp, symbol), then the ``validation`` rows in the dataset's order; ``train`` and
+    ``holdout`` carry the per-row columns scoring needs (:data:`META_COLUMNS`), aligned with ``X[:n_train]``
+    and ``X[n_train:]``. Folds are index sets into it; nothing copies it per fold.
     """
 
     features: list[str]
-    X: np.ndarray = field(repr=False)
+    X: FeatureMatrix = field(repr=False)
     train: pd.DataFrame = field(repr=False)
     holdout: pd.DataFrame = field(repr=False)
     base_weight: np.ndarray = field(repr=False)  # of the train rows
@@ -210,34 +219,42 @@ def _columns(dataset: Dataset) -> list[str]:
 
 
 def load_training_data(dataset: Dataset) -> TrainingData:
-    """Read the dataset a part at a time, only the columns training needs, into preallocated arrays.
+    """Read the dataset a part at a time, only the columns training needs.
 
-    A first pass over (event_timestamp, t1, symbol, split) fixes where every row goes; the second reads
-    the features, scoring columns and weight components and writes each part's features straight into
-    their rows of ``X``, a column at a time. The base weight is the product of the weight components
-    that do not depend on class shares (uniqueness, returns, decay), as before.
+    A first pass over (event_timestamp, t1, symbol, split) fixes where every row goes. Then each feature
+    is read from every part into one column and written to ``X``'s scratch file (memory holds one column,
+    not the matrix), and a last pass reads the scoring columns and weight components. The base weight is
+    the product of the weight components that do not depend on class shares (uniqueness, returns, decay).
     """
     features = dataset.features
     layout = _layout(dataset)
     weights = [c for c in _columns(dataset) if c.startswith(WEIGHT_PREFIX) and c != "w_class_balance"]
     n_train, n_holdout = len(layout.train_order), len(layout.holdout_order)
-    X = np.empty((n_train + n_holdout, len(features)), dtype=np.float64)
     train_to = _inverse(layout.train_order)
     holdout_to = _inverse(layout.holdout_order) + n_train
+
+    def destinations(masks: list[np.ndarray], to: np.ndarray) -> list[np.ndarray]:
+        """Per part: the matrix rows its rows of one split go to."""
+        ends = np.cumsum([int(mask.sum()) for mask in masks])
+        return [to[end - int(mask.sum()) : end] for mask, end in zip(masks, ends, strict=True)]
+
+    train_rows_to = destinations(layout.train_masks, train_to)
+    holdout_rows_to = destinations(layout.holdout_masks, holdout_to)
+    X = FeatureMatrix(n_train + n_holdout, len(features))
+    for j, name in enumerate(features):  # a column at a time: memory holds one column, not the matrix
+        column = np.empty(n_train + n_holdout)
+        for index, part in enumerate(dataset.parts([name])):
+            values = part[name].to_numpy(dtype=np.float64)
+            column[train_rows_to[index]] = values[layout.train_masks[index]]
+            column[holdout_rows_to[index]] = values[layout.holdout_masks[index]]
+        X.write_column(j, column)
+        del column
     train_meta: list[pd.DataFrame] = []
     holdout_meta: list[pd.DataFrame] = []
     base: list[np.ndarray] = []
-    done = {"train": 0, "holdout": 0}
-    columns = list(dict.fromkeys([*META_COLUMNS, *weights, *features]))
-    for index, part in enumerate(dataset.parts(columns)):
-        for split, mask, to, meta in (("train", layout.train_masks[index], train_to, train_meta),
-                                      ("holdout", layout.holdout_masks[index], holdout_to, holdout_meta)):  # fmt: skip
-            count = int(mask.sum())
-            rows = to[done[split] : done[split] + count]
-            done[split] += count
-            for j, name in enumerate(features):
-                X[rows, j] = part[name].to_numpy(dtype=np.float64)[mask]
-            meta.append(part.loc[mask, list(META_COLUMNS)])
+    for index, part in enumerate(dataset.parts(list(dict.fromkeys([*META_COLUMNS, *weights])))):
+        train_meta.append(part.loc[layout.train_masks[index], list(META_COLUMNS)])
+        holdout_meta.append(part.loc[layout.holdout_masks[index], list(META_COLUMNS)])
         train_rows = part.loc[layout.train_masks[index], weights]
         base.append(train_rows.prod(axis=1).to_numpy() if weights else np.ones(len(train_rows)))
         del part, train_rows
@@ -246,9 +263,19 @@ def load_training_data(dataset: Dataset) -> TrainingData:
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         return frame.take(order).reset_index(drop=True)
 
-    return TrainingData(features, X, ordered(train_meta, layout.train_order),
-                        ordered(holdout_meta, layout.holdout_order),
-                        np.concatenate(base)[layout.train_order], layout.t0, layout.t1, layout.calendar)  # fmt: skip
+    train = ordered(train_meta, layout.train_order)
+    # t0 and t1 as views of the rows' own columns (the layout's copies go): 16 bytes a sample held once.
+    t0, t1 = _ns_view(train["event_timestamp"]), _ns_view(train["t1"])
+    if not (np.array_equal(t0, layout.t0) and np.array_equal(t1, layout.t1)):
+        raise AssertionError("the training rows are not in the layout's order")  # a bug here, not bad input
+    return TrainingData(features, X, train, ordered(holdout_meta, layout.holdout_order),
+                        np.concatenate(base)[layout.train_order], t0, t1, layout.calendar)  # fmt: skip
+
+
+def _ns_view(column: pd.Series) -> np.ndarray:
+    """A datetime column's int64 nanoseconds, as a view when it is stored in nanoseconds (it is, in parts)."""
+    values = column.array
+    return (values if values.unit == "ns" else values.as_unit("ns")).asi8
 
 
 def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndarray:
@@ -276,14 +303,15 @@ def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
     splitter = make_cv(cv)
     label_times = pd.Series(pd.to_datetime(t1, utc=True), index=pd.to_datetime(t0, utc=True))  # t1 indexed by t0
     splits = splitter.split(np.empty((len(t0), 0)), t1=label_times, bar_times=calendar)
-    return splitter, [(np.asarray(a), np.asarray(b)) for a, b in splits]
+    return splitter, ((np.asarray(a), np.asarray(b)) for a, b in splits)  # one fold's positions at a time
 
 
 def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """The configured splitter and its (train, test) positions over :func:`training_rows`, embargo counted on
     :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads no feature)."""
     layout = _layout(dataset)
-    return _splits(cv, layout.t0, layout.t1, layout.calendar)
+    splitter, splits = _splits(cv, layout.t0, layout.t1, layout.calendar)
+    return splitter, list(splits)
 
 
 def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = log.info) -> TrainingReport:
@@ -293,9 +321,14 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     each fold refitting the scaler, class-balance weights and early stopping on its own training rows;
     then one final fit on all training rows is scored on the untouched ``validation`` rows (the hold-out).
     Trivial baselines are scored on the same folds so every metric has something to beat. The rows are
-    read once into one float64 matrix (:func:`load_training_data`); folds are positions into it.
+    read once into one float64 matrix on disk (:func:`load_training_data`); folds are positions into it.
     """
     data = load_training_data(dataset)
+    with data.X:  # its scratch file goes when the run ends
+        return _cross_validate_and_fit(data, config, progress)
+
+
+def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callable[[str], None]) -> TrainingReport:
     features, rows, holdout_rows, X = data.features, data.train, data.holdout, data.X
     if rows.empty or holdout_rows.empty:
         raise InputError("the dataset needs both training and validation rows; rebuild it with a longer period")
@@ -326,7 +359,8 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
         metrics, _ = score(test, proba, classes, cost)
         metrics["best_iteration"] = fitted.best_iteration
         fold = Fold(index, len(train_idx), len(test_idx), fitted.best_iteration, metrics,
-                    baselines(y[train_idx], test, classes, cost), test_idx, proba, train_idx, fitted)  # fmt: skip
+                    baselines(y[train_idx], test, classes, cost), runs_of(test_idx), proba, runs_of(train_idx),
+                    fitted)  # fmt: skip
         folds.append(fold)
         progress(
             f"fold {index}: {len(train_idx):,} train / {len(test_idx):,} test rows, AUC {metrics['roc_auc']:.3f}, "
