@@ -301,7 +301,8 @@ def bar_calendar(dataset: Dataset) -> np.ndarray:
 
 def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
     splitter = make_cv(cv)
-    label_times = pd.Series(pd.to_datetime(t1, utc=True), index=pd.to_datetime(t0, utc=True))  # t1 indexed by t0
+    # t1 indexed by t0, as views of the int64 arrays (UTC, naive): the splitter reads them as int64 again.
+    label_times = pd.Series(t1.view("M8[ns]"), index=pd.DatetimeIndex(t0.view("M8[ns]"), copy=False), copy=False)
     splits = splitter.split(np.empty((len(t0), 0)), t1=label_times, bar_times=calendar)
     return splitter, ((np.asarray(a), np.asarray(b)) for a, b in splits)  # one fold's positions at a time
 

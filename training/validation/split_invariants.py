@@ -43,13 +43,16 @@ def to_ns(values: Any, name: str = "timestamps") -> np.ndarray:
     """Nanoseconds since the epoch (UTC for tz-aware input) as int64; NaT or non-times raise ValueError."""
     if isinstance(values, np.ndarray) and values.dtype == np.int64:
         return values
-    try:
-        index = pd.DatetimeIndex(values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be timestamps: {exc}") from None
-    if index.hasnans:
-        raise ValueError(f"{name} holds {int(index.isna().sum())} missing timestamps (NaT)")
-    return index.as_unit("ns").asi8
+    stamps = getattr(values, "array", None)  # a Series' or an Index's own array: read in place, not copied
+    if not (isinstance(stamps, pd.arrays.DatetimeArray) and stamps.unit == "ns"):
+        try:
+            stamps = pd.DatetimeIndex(values).as_unit("ns").array
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be timestamps: {exc}") from None
+    missing = int(stamps.isna().sum())
+    if missing:
+        raise ValueError(f"{name} holds {missing} missing timestamps (NaT)")
+    return stamps.asi8
 
 
 def bar_calendar(t0: np.ndarray, t1: np.ndarray, bar_times: Any = None) -> np.ndarray:
