@@ -146,7 +146,7 @@ def run_audit(
     def cv_check() -> CheckResult:
         frame = dataset.read(check_cv.COLUMNS)  # read once for the folds and their check
         if record is not None:
-            folds = [(recorded_positions(f["train"]), recorded_positions(f["test"])) for f in record["folds"]]
+            folds = ((recorded_positions(f["train"]), recorded_positions(f["test"])) for f in record["folds"])
             label = f"run {record.get('run_id', '?')}'s recorded folds"
             return check_cv.check_cv(dataset, cv_config, folds, label, frame=frame)
         if make_splitter is not None:

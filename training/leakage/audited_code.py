@@ -9,7 +9,7 @@ the builder make them, and are then judged by code that shares nothing with them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,17 +32,18 @@ def fold_view(dataset: Dataset, frame: pd.DataFrame | None = None) -> Dataset:
 
 def configured_folds(
     dataset: Dataset, cv: Mapping[str, Any], frame: pd.DataFrame | None = None
-) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """The splitter ``config["cv"]`` makes and its folds, run as ``train`` runs it (the same function)."""
-    from training.model.trainer import cv_splits
+) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The splitter ``config["cv"]`` makes and its folds, one at a time, run as ``train`` runs it (the same
+    function)."""
+    from training.model.trainer import iter_cv_splits
 
-    splitter, folds = cv_splits(fold_view(dataset, frame), dict(cv))
+    splitter, folds = iter_cv_splits(fold_view(dataset, frame), dict(cv))
     return type(splitter).__name__, folds
 
 
 def splitter_folds(
     dataset: Dataset, splitter: Any, frame: pd.DataFrame | None = None
-) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """Folds of any scikit-learn splitter over the training rows, event times routed only if it asks for
     them (as ``cross_validate`` would): how a test hands in a leaky splitter such as ``KFold``."""
     from sklearn.utils.metadata_routing import get_routing_for_object
@@ -55,7 +56,7 @@ def splitter_folds(
     offered = {"t1": label_times, "bar_times": bar_calendar(dataset)}
     wanted = get_routing_for_object(splitter).consumes("split", list(offered))
     folds = splitter.split(rows[dataset.features], **{k: offered[k] for k in wanted})
-    return type(splitter).__name__, [(np.asarray(a), np.asarray(b)) for a, b in folds]
+    return type(splitter).__name__, ((np.asarray(a), np.asarray(b)) for a, b in folds)
 
 
 def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None) -> Dataset:

@@ -11,7 +11,7 @@ bar calendar.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from training.leakage.ref_splits import embargo_bars, fold_violations
 from training.leakage.result import CheckResult
 
 NAME = "cv"
-Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+Folds = Iterable[tuple[np.ndarray, np.ndarray]]  # read once, in order: a generator keeps one fold in memory
 
 
 COLUMNS = ("symbol", "event_timestamp", "t1", "split")  # all the folds depend on

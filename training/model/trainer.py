@@ -14,7 +14,7 @@ every fold and the final fit take positions into it and LightGBM reads the rows 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,11 +314,17 @@ def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
     return splitter, ((np.asarray(a), np.asarray(b)) for a, b in splits)  # one fold's positions at a time
 
 
-def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
-    """The configured splitter and its (train, test) positions over :func:`training_rows`, embargo counted on
-    :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads no feature)."""
+def iter_cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The configured splitter and its (train, test) positions over :func:`training_rows`, a fold at a time,
+    embargo counted on :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads
+    no feature)."""
     layout = _layout(dataset)
-    splitter, splits = _splits(cv, layout.t0, layout.t1, layout.calendar)
+    return _splits(cv, layout.t0, layout.t1, layout.calendar)
+
+
+def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`iter_cv_splits` with every fold at once."""
+    splitter, splits = iter_cv_splits(dataset, cv)
     return splitter, list(splits)
 
 
