@@ -34,8 +34,12 @@ def training_rows(
 ) -> pd.DataFrame:
     """The rows the trainer cross-validates, in its order (``columns`` of them; ``frame``: those already read)."""
     frame = dataset.read(list(dict.fromkeys([*COLUMNS, *columns]))) if frame is None else frame
-    rows = frame[frame["split"].astype(str) == "train"]
-    return rows.sort_values(["event_timestamp", "symbol"], kind="stable").reset_index(drop=True)
+    train = np.flatnonzero(frame["split"].astype(str).to_numpy() == "train")
+    symbols = pd.factorize(frame["symbol"].to_numpy()[train], sort=True)[0]  # codes in str order
+    order = train[np.lexsort((symbols, ns(frame["event_timestamp"])[train]))]  # a stable (time, symbol) sort
+    del train, symbols
+    # Only the columns asked for, a column at a time: no sorted copy of the whole frame.
+    return pd.DataFrame({c: frame[c].array.take(order) for c in dict.fromkeys(columns)}, copy=False)
 
 
 def check_cv(
@@ -43,7 +47,7 @@ def check_cv(
 ) -> CheckResult:
     """``frame``: the dataset's :data:`COLUMNS`, when the caller read them already."""
     frame = dataset.read(COLUMNS) if frame is None else frame
-    rows = training_rows(dataset, frame=frame)
+    rows = training_rows(dataset, ["symbol", "event_timestamp", "t1"], frame=frame)
     t0, t1 = ns(rows["event_timestamp"]), ns(rows["t1"])
     bars_of = calendar(frame)
     embargo = float(cv["embargo"])

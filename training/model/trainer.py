@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import Config
-from training.dataset.artifact import Dataset
+from training.dataset.artifact import Dataset, stacked_in_order
 from training.errors import InputError
 from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest
@@ -259,24 +259,13 @@ def load_training_data(dataset: Dataset) -> TrainingData:
         base.append(train_rows.prod(axis=1).to_numpy() if weights else np.ones(len(train_rows)))
         del part, train_rows
 
-    train = _ordered(train_meta, layout.train_order)
+    train = stacked_in_order(train_meta, layout.train_order)
     # t0 and t1 as views of the rows' own columns (the layout's copies go): 16 bytes a sample held once.
     t0, t1 = _ns_view(train["event_timestamp"]), _ns_view(train["t1"])
     if not (np.array_equal(t0, layout.t0) and np.array_equal(t1, layout.t1)):
         raise AssertionError("the training rows are not in the layout's order")  # a bug here, not bad input
-    return TrainingData(features, X, train, _ordered(holdout_meta, layout.holdout_order),
+    return TrainingData(features, X, train, stacked_in_order(holdout_meta, layout.holdout_order),
                         np.concatenate(base)[layout.train_order], t0, t1, layout.calendar)  # fmt: skip
-
-
-def _ordered(frames: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
-    """The parts' rows, concatenated and put in ``order``, a column at a time: concatenating, taking and
-    re-indexing whole frames held three copies of every row at once (the peak of a 25M-sample run)."""
-    columns = {}
-    for name in frames[0].columns:
-        joined = frames[0][name] if len(frames) == 1 else pd.concat([f[name] for f in frames], ignore_index=True)
-        columns[name] = joined.array.take(order)
-        del joined
-    return pd.DataFrame(columns, copy=False)
 
 
 def _ns_view(column: pd.Series) -> np.ndarray:
