@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.conftest import run_cli
 from training.leakage.check_preprocessing import recorded_positions
 from training.model.estimator import early_stopping_slice, fit_with_early_stopping, lgbm_params
-from training.model.trainer import position_runs
+from training.model.position_runs import runs_of
 
 
 def _model(rounds: int = 40) -> dict:
@@ -172,7 +172,7 @@ def test_the_bin_sample_of_streamed_rows_is_the_sample_of_the_matrix():
 @given(st.lists(st.integers(min_value=0, max_value=300), max_size=200))
 def test_recorded_runs_give_back_the_positions(positions):
     """cv_splits.json stores fold rows as runs [first, last + 1); the audit reads back exactly those rows."""
-    runs = position_runs(np.array(positions, dtype=np.int64))
+    runs = runs_of(np.array(positions, dtype=np.int64)).tolist()
     assert all(first < end for first, end in runs) and all(a[1] < b[0] for a, b in itertools.pairwise(runs))
     np.testing.assert_array_equal(recorded_positions(runs), np.unique(np.array(positions, dtype=np.int64)))
     assert recorded_positions(np.unique(positions).tolist()).tolist() == sorted(set(positions))  # older records

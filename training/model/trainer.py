@@ -59,11 +59,6 @@ class Fold:
         return positions_of(self.train_runs)
 
 
-def position_runs(positions: np.ndarray) -> list[list[int]]:
-    """Row positions as JSON: runs ``[first, last + 1)`` of consecutive positions, ascending."""
-    return runs_of(positions).tolist()
-
-
 @dataclass
 class TrainingReport:
     classes: list[int]
@@ -91,8 +86,8 @@ class TrainingReport:
         def fitted(model: FittedModel, rows: np.ndarray) -> dict[str, Any]:
             scaler = model.pipeline.named_steps["scaler"]
             return {
-                "fit": position_runs(rows[model.fit_positions]),
-                "early_stopping": position_runs(rows[model.early_stopping_positions]),
+                "fit": runs_of(rows[model.fit_positions]).tolist(),
+                "early_stopping": runs_of(rows[model.early_stopping_positions]).tolist(),
                 "scaler": {"type": type(scaler).__name__, "center": scaler.center_.tolist(),
                            "scale": scaler.scale_.tolist()},
             }  # fmt: skip
@@ -260,18 +255,12 @@ def load_training_data(dataset: Dataset) -> TrainingData:
         del part, train_rows
 
     train = stacked_in_order(train_meta, layout.train_order)
-    # t0 and t1 as views of the rows' own columns (the layout's copies go): 16 bytes a sample held once.
-    t0, t1 = _ns_view(train["event_timestamp"]), _ns_view(train["t1"])
+    # t0 and t1 as views of the rows' own columns (to_ns reads nanosecond columns in place): held once.
+    t0, t1 = to_ns(train["event_timestamp"], "event_timestamp"), to_ns(train["t1"], "t1")
     if not (np.array_equal(t0, layout.t0) and np.array_equal(t1, layout.t1)):
         raise AssertionError("the training rows are not in the layout's order")  # a bug here, not bad input
     return TrainingData(features, X, train, stacked_in_order(holdout_meta, layout.holdout_order),
                         np.concatenate(base)[layout.train_order], t0, t1, layout.calendar)  # fmt: skip
-
-
-def _ns_view(column: pd.Series) -> np.ndarray:
-    """A datetime column's int64 nanoseconds, as a view when it is stored in nanoseconds (it is, in parts)."""
-    values = column.array
-    return (values if values.unit == "ns" else values.as_unit("ns")).asi8
 
 
 def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndarray:
