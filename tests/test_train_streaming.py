@@ -135,14 +135,26 @@ def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset
     assert len(one.metadata["parts"]) == 1 and len(many.metadata["parts"]) > 2
     assert many.metadata["fingerprint"] == one.metadata["fingerprint"]
 
+    # Parts read with symbol and split as Categoricals merge into the rows a plain read gives, as strings.
+    plain, coded = one.read(["symbol", "split", "t1"]), many.read(["symbol", "split", "t1"], ("symbol", "split"))
+    for column in ("symbol", "split"):
+        assert isinstance(coded[column].dtype, pd.CategoricalDtype)
+        assert list(coded[column].cat.categories) == sorted(plain[column].unique())
+    pd.testing.assert_frame_equal(coded.astype({"symbol": object, "split": object}), plain)
+
     data = load_training_data(many)
     rows = training_rows(one)  # the trainer's rows and order, the way it used to take them
     np.testing.assert_array_equal(data.X[: data.n_train], rows[one.features].to_numpy(dtype=np.float64))
     holdout = one.rows("validation")
     np.testing.assert_array_equal(data.X[data.n_train :], holdout[one.features].to_numpy(dtype=np.float64))
     assert data.X.dtype == np.float64 and data.X.shape == (data.n_train + len(holdout), len(one.features))
-    for column in ("symbol", "event_timestamp", "t1", "target", "ret", "next_ret"):
+    for column in ("event_timestamp", "t1", "target", "ret", "next_ret"):
         pd.testing.assert_series_equal(data.train[column], rows[column], check_names=False)
+    # The symbol is held as a Categorical (two bytes a row), its categories sorted so it sorts as the strings.
+    assert isinstance(data.train["symbol"].dtype, pd.CategoricalDtype)
+    categories = list(data.train["symbol"].cat.categories)
+    assert categories == sorted(categories) and set(rows["symbol"]) <= set(categories)
+    pd.testing.assert_series_equal(data.train["symbol"].astype(object), rows["symbol"], check_names=False)
     for (a, b), (c, d) in zip(cv_splits(many, _config(many)["cv"])[1], cv_splits(one, _config(one)["cv"])[1],
                               strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, c)

@@ -144,7 +144,7 @@ def run_audit(
     cv_config: Mapping[str, Any] = record["cv"] if record is not None else config["cv"]
 
     def cv_check() -> CheckResult:
-        frame = dataset.read(check_cv.COLUMNS)  # read once for the folds and their check
+        frame = check_cv.read_fold_columns(dataset)  # read once for the folds and their check
         if record is not None:
             folds = ((recorded_positions(f["train"]), recorded_positions(f["test"])) for f in record["folds"])
             label = f"run {record.get('run_id', '?')}'s recorded folds"

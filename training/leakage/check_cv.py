@@ -29,13 +29,19 @@ Folds = Iterable[tuple[np.ndarray, np.ndarray]]  # read once, in order: a genera
 COLUMNS = ("symbol", "event_timestamp", "t1", "split")  # all the folds depend on
 
 
+def read_fold_columns(dataset: Dataset, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """:data:`COLUMNS` (and ``columns``) of every row, symbol and split as Categoricals: 19 bytes a row, not 32."""
+    return dataset.read(list(dict.fromkeys([*COLUMNS, *columns])), categorical=("symbol", "split"))
+
+
 def training_rows(
     dataset: Dataset, columns: Sequence[str] = COLUMNS, frame: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """The rows the trainer cross-validates, in its order (``columns`` of them; ``frame``: those already read)."""
-    frame = dataset.read(list(dict.fromkeys([*COLUMNS, *columns]))) if frame is None else frame
-    train = np.flatnonzero(frame["split"].astype(str).to_numpy() == "train")
-    symbols = pd.factorize(frame["symbol"].to_numpy()[train], sort=True)[0]  # codes in str order
+    frame = read_fold_columns(dataset, columns) if frame is None else frame
+    train = np.flatnonzero((frame["split"] == "train").to_numpy())
+    # Codes in str order, from the column's own codes when it is a Categorical (no object array of 25M rows).
+    symbols = pd.factorize(frame["symbol"].array.take(train), sort=True)[0]
     order = train[np.lexsort((symbols, ns(frame["event_timestamp"])[train]))]  # a stable (time, symbol) sort
     del train, symbols
     # Only the columns asked for, a column at a time: no sorted copy of the whole frame.
@@ -46,7 +52,7 @@ def check_cv(
     dataset: Dataset, cv: Mapping[str, Any], folds: Folds, splitter: str = "", frame: pd.DataFrame | None = None
 ) -> CheckResult:
     """``frame``: the dataset's :data:`COLUMNS`, when the caller read them already."""
-    frame = dataset.read(COLUMNS) if frame is None else frame
+    frame = read_fold_columns(dataset) if frame is None else frame
     rows = training_rows(dataset, ["symbol", "event_timestamp", "t1"], frame=frame)
     t0, t1 = ns(rows["event_timestamp"]), ns(rows["t1"])
     bars_of = calendar(frame)

@@ -42,7 +42,7 @@ def backtest(symbol: pd.Series, t0: pd.Series, position: np.ndarray, next_ret: n
     # about 100 bytes a row.
     frame = pd.DataFrame({"symbol": symbol.array, "t0": t0.array, "position": position, "ret": next_ret})
     frame = frame.sort_values(["symbol", "t0"], kind="stable")
-    previous = frame.groupby("symbol", sort=False)["position"].shift(1).fillna(0.0)
+    previous = frame.groupby("symbol", sort=False, observed=True)["position"].shift(1).fillna(0.0)
     traded = (frame["position"] - previous).abs()
     frame["pnl"] = frame["position"] * frame["ret"] - traded * cost_bps / 1e4
     daily = frame.groupby("t0")["pnl"].mean().sort_index()
