@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.conftest import run_cli
 from training.leakage.check_preprocessing import recorded_positions
 from training.model.estimator import early_stopping_slice, fit_with_early_stopping, lgbm_params
-from training.model.position_runs import runs_of
+from training.model.position_runs import positions_of, runs_of, runs_within
 
 
 def _model(rounds: int = 40) -> dict:
@@ -188,6 +188,18 @@ def test_recorded_runs_give_back_the_positions(positions):
     assert all(first < end for first, end in runs) and all(a[1] < b[0] for a, b in itertools.pairwise(runs))
     np.testing.assert_array_equal(recorded_positions(runs), np.unique(np.array(positions, dtype=np.int64)))
     assert recorded_positions(np.unique(positions).tolist()).tolist() == sorted(set(positions))  # older records
+
+
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=120), st.data())
+def test_runs_within_runs_are_the_positions_they_pick(outer, data):
+    """A fit's rows are recorded as positions into its fold's rows, composed run by run: the same runs as
+    picking the positions out of arrays would give."""
+    outer_positions = np.unique(np.array(outer, dtype=np.int64))
+    picked = data.draw(st.lists(st.integers(0, max(len(outer_positions) - 1, 0)), max_size=80)) if len(outer) else []
+    inner = np.unique(np.array(picked, dtype=np.int64))
+    composed = runs_within(runs_of(outer_positions), runs_of(inner))
+    assert composed.tolist() == runs_of(outer_positions[inner]).tolist()
+    assert positions_of(composed).tolist() == outer_positions[inner].tolist()
 
 
 def test_the_training_times_are_views_of_the_rows_not_copies(bundled_dataset):

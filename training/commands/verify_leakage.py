@@ -46,6 +46,7 @@ def verify_leakage(
     from training.dataset.offline_bars import checked_symbols, read_bars
     from training.errors import CheckFailed, InputError
     from training.infra import db
+    from training.infra.memory import return_freed_memory
     from training.leakage.audit import audit_config, run_audit
     from training.leakage.audited_code import rebuild
     from training.leakage.panel import BarHistory
@@ -54,6 +55,7 @@ def verify_leakage(
     def progress(message: str) -> None:
         click.echo(f"  {message}", err=True)
 
+    return_freed_memory()  # the checks' all-row arrays go back to the OS before the rebuild, not kept as heap
     started = time.perf_counter()
     dataset = artifact.load(dataset_path)
     refuse_contradicting_dataset(config_path, dataset.metadata["config"])  # audit_config takes the dataset's

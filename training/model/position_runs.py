@@ -8,7 +8,9 @@ import numpy as np
 
 def runs_of(positions: np.ndarray) -> np.ndarray:
     """The distinct positions as ascending runs, shape ``(k, 2)``, int64."""
-    positions = np.unique(np.asarray(positions, dtype=np.int64))
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) > 1 and not (positions[1:] > positions[:-1]).all():  # fold positions come ascending
+        positions = np.unique(positions)
     if not len(positions):
         return np.empty((0, 2), dtype=np.int64)
     breaks = np.flatnonzero(np.diff(positions) != 1) + 1
@@ -27,3 +29,29 @@ def positions_of(runs: np.ndarray) -> np.ndarray:
     nonempty = lengths > 0
     steps[starts[nonempty]] = runs[nonempty, 0] - np.r_[0, runs[nonempty, 1][:-1] - 1]
     return np.cumsum(steps)
+
+
+def runs_within(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """``runs_of(positions_of(outer)[positions_of(inner)])`` without either array of positions: ``inner``
+    counts within the rows ``outer`` lists (a fit's rows within its fold's), a run at a time, so recording a
+    20M-row fold costs kilobytes instead of a few 160 MB arrays."""
+    outer = np.asarray(outer, dtype=np.int64).reshape(-1, 2)
+    inner = np.asarray(inner, dtype=np.int64).reshape(-1, 2)
+    offsets = np.r_[0, np.cumsum(outer[:, 1] - outer[:, 0])]  # index in the outer rows where each run starts
+    pieces = []
+    for first, end in inner:
+        k = int(np.searchsorted(offsets, first, side="right")) - 1
+        while first < end:
+            stop = min(end, int(offsets[k + 1]))
+            start_at = int(outer[k, 0]) + first - int(offsets[k])
+            pieces.append((start_at, start_at + stop - first))
+            first, k = stop, k + 1
+    if not pieces:
+        return np.empty((0, 2), dtype=np.int64)
+    merged = [list(pieces[0])]
+    for start, stop in pieces[1:]:  # runs of outer that touch merge into one
+        if start == merged[-1][1]:
+            merged[-1][1] = stop
+        else:
+            merged.append([start, stop])
+    return np.asarray(merged, dtype=np.int64)

@@ -29,7 +29,7 @@ from training.model.backtest import BARS_PER_YEAR, Backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, summarise
 from training.model.feature_matrix import FeatureMatrix
-from training.model.position_runs import positions_of, runs_of
+from training.model.position_runs import positions_of, runs_of, runs_within
 from training.validation import split_invariants
 from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
 from training.validation.split_invariants import to_ns
@@ -100,15 +100,16 @@ class TrainingReport:
         """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
 
         def fitted(model: FittedModel, rows: np.ndarray) -> dict[str, Any]:
+            """``rows``: runs of the positions the model's own positions count within."""
             scaler = model.pipeline.named_steps["scaler"]
             return {
-                "fit": runs_of(rows[model.fit_positions]).tolist(),
-                "early_stopping": runs_of(rows[model.early_stopping_positions]).tolist(),
+                "fit": runs_within(rows, model.fit_runs).tolist(),
+                "early_stopping": runs_within(rows, model.early_stopping_runs).tolist(),
                 "scaler": {"type": type(scaler).__name__, "center": scaler.center_.tolist(),
                            "scale": scaler.scale_.tolist()},
             }  # fmt: skip
 
-        everything = np.arange(len(self.cv_targets))
+        everything = np.array([[0, len(self.cv_targets)]], dtype=np.int64)
         return {
             "rows": "the dataset's train rows sorted by (event_timestamp, symbol); positions are 0-based, "
             "written as runs [first, last + 1) of consecutive positions",
@@ -121,7 +122,7 @@ class TrainingReport:
                     "fold": f.index,
                     "train": f.train_runs.tolist(),
                     "test": f.test_runs.tolist(),
-                    **fitted(f.fitted, f.train_positions),
+                    **fitted(f.fitted, f.train_runs),
                 }
                 for f in self.folds
                 if f.fitted is not None
