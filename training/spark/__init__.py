@@ -1,0 +1,1 @@
+"""The pipeline's steps on Apache Spark: the one-box kernels run inside Spark partitions of whole symbols."""
