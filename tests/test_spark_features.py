@@ -10,23 +10,23 @@ from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def spark_session():
+def spark():
     import os
 
-    from training.infra import spark
+    from training.infra.spark_session import session
 
-    os.environ.setdefault("SPARK_MASTER", "local[2]")
-    return spark.session()
+    os.environ.setdefault("SPARK_MASTER", "local[2]")  # the suite's Spark: two cores, as the machine has
+    return session()
 
 
-def test_spark_features_equal_the_stored_ones_bit_for_bit(pipeline, spark_session):
+def test_spark_features_equal_the_stored_ones_bit_for_bit(pipeline, spark):
     from training.dataset.offline_bars import load_bars
     from training.infra import db
     from training.infra.schema import FEATURES_TABLE
-    from training.spark.features import BAR_COLUMNS, compute_on_spark
+    from training.spark.spark_indicators import BAR_COLUMNS, compute_on_spark
 
     bars = load_bars()
-    frame = spark_session.createDataFrame(bars[list(BAR_COLUMNS)])
+    frame = spark.createDataFrame(bars[list(BAR_COLUMNS)])
     ours = compute_on_spark(frame).toPandas()
     ours["event_timestamp"] = pd.to_datetime(ours["event_timestamp"], utc=True)
     ours = ours.sort_values(["symbol", "event_timestamp"]).reset_index(drop=True)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from training.errors import ServiceUnavailable
-from training.infra import spark
+from training.infra import spark_session as spark
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ DATA_PATH = (
     "leakage",
     "model",
     "serving",
+    "spark",
     "commands",
     "infra",
 )
