@@ -406,17 +406,20 @@ def stacked_in_order(frames: list[pd.DataFrame], order: np.ndarray) -> pd.DataFr
     re-indexing whole frames held three copies of every row at once (the peak of a 25M-row read).
 
     Consumes ``frames``: each column leaves them once stacked, so a column held in a block of its own (a
-    datetime, a Categorical) is freed as the stacked one is made. Categoricals stay Categoricals, with the
-    union of the parts' categories, sorted."""
+    datetime, a Categorical) is freed as the stacked one is made. Categoricals whose parts hold different
+    categories (a column read as dictionaries: each part's symbols) become one with the union, sorted."""
     from pandas.api.types import union_categoricals
 
     columns = {}
     for name in list(frames[0].columns):
         pieces = [f[name] for f in frames]
-        if isinstance(pieces[0].dtype, pd.CategoricalDtype):
-            joined = union_categoricals(pieces, sort_categories=True) if len(pieces) > 1 else pieces[0].array
-        else:
+        same_dtype = all(piece.dtype == pieces[0].dtype for piece in pieces)
+        if len(pieces) == 1 or same_dtype:  # a stored Categorical keeps its categories' order, as pd.concat
             joined = pieces[0].array if len(pieces) == 1 else pd.concat(pieces, ignore_index=True).array
+        elif all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):  # read as dictionaries
+            joined = union_categoricals(pieces, sort_categories=True)
+        else:
+            joined = pd.concat(pieces, ignore_index=True).array
         del pieces
         for frame in frames:
             del frame[name]
