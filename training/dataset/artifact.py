@@ -413,13 +413,11 @@ def stacked_in_order(frames: list[pd.DataFrame], order: np.ndarray) -> pd.DataFr
     columns = {}
     for name in list(frames[0].columns):
         pieces = [f[name] for f in frames]
-        same_dtype = all(piece.dtype == pieces[0].dtype for piece in pieces)
-        if len(pieces) == 1 or same_dtype:  # a stored Categorical keeps its categories' order, as pd.concat
-            joined = pieces[0].array if len(pieces) == 1 else pd.concat(pieces, ignore_index=True).array
-        elif all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):  # read as dictionaries
+        dtypes = {piece.dtype for piece in pieces}
+        if len(dtypes) > 1 and all(isinstance(d, pd.CategoricalDtype) for d in dtypes):  # read as dictionaries
             joined = union_categoricals(pieces, sort_categories=True)
-        else:
-            joined = pd.concat(pieces, ignore_index=True).array
+        else:  # a stored Categorical keeps its categories' order, as pd.concat keeps it
+            joined = pieces[0].array if len(pieces) == 1 else pd.concat(pieces, ignore_index=True).array
         del pieces
         for frame in frames:
             del frame[name]
