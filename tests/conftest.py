@@ -193,6 +193,18 @@ def bundled_dataset(pipeline, tmp_path_factory):
     return out, artifact.load(out)
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """The suite's SparkSession: local[2] (the machine's cores) unless the environment names another master."""
+    from training.infra.spark_session import session
+
+    os.environ.setdefault("SPARK_MASTER", "local[2]")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no DNS lookup of the host name at start
+    spark = session()
+    spark.conf.set("spark.sql.shuffle.partitions", "4")  # the tests' tables are small: 200 tasks per shuffle idle
+    return spark
+
+
 @pytest.fixture
 def conn(isolated_services):
     from training.infra import db

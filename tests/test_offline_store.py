@@ -179,6 +179,11 @@ def _tables() -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def tables(isolated_services) -> dict[str, pd.DataFrame]:
+    return write_pit_tables()
+
+
+def write_pit_tables() -> dict[str, pd.DataFrame]:
+    """The feature tables in the session's PostgreSQL (schema ``pit``), and as frames."""
     frames = _tables()
     with db.connect(autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS pit CASCADE")

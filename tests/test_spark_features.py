@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-
-
-@pytest.fixture(scope="module")
-def spark():
-    import os
-
-    from training.infra.spark_session import session
-
-    os.environ.setdefault("SPARK_MASTER", "local[2]")  # the suite's Spark: two cores, as the machine has
-    return session()
 
 
 def test_spark_features_equal_the_stored_ones_bit_for_bit(pipeline, spark):
