@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from training.commands.options import engine_option
 from training.contract import DEFAULT_EXCHANGE_TZ
 from training.errors import InputError
 from training.ingestion.bar_files import ON_INVALID, ColumnMap
@@ -95,6 +96,7 @@ def _staged(cleaned: Iterable[CleanBars], report: DroppedReport | None) -> Itera
     help="Store the file even if a symbol would then hold both split/dividend-adjusted and raw bars "
     "(refused by default: indicators would jump where the series switch).",
 )
+@engine_option
 def ingest(
     path: Path,
     symbol: str | None,
@@ -105,9 +107,11 @@ def ingest(
     invalid_report: Path,
     allow_weekends: bool,
     allow_mixed_adjustment: bool,
+    engine: str,
     **columns: str | None,
 ) -> None:
-    """Validate PATH (CSV, CSV.GZ or Parquet) and upsert it into market_data.ohlcv_daily.
+    """Validate PATH (CSV, CSV.GZ or Parquet) and upsert it into market_data.ohlcv_daily (--engine spark: the
+    lake's bars table, same rules).
 
     One bar per (symbol, trading date), stamped at its session close in UTC: re-ingesting with another
     --session-close moves the bars to the new stamp (run compute-features afterwards). A column absent
@@ -132,7 +136,13 @@ def ingest(
         allow_weekends=allow_weekends,
     )
     with DroppedReport(invalid_report) if on_invalid == "drop" else nullcontext() as report:
-        result = upsert_chunks(_staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
+        if engine == "spark":
+            from training.infra.spark_session import session
+            from training.spark.lake_ingest import upsert_lake
+
+            result = upsert_lake(session(), _staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
+        else:
+            result = upsert_chunks(_staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
     restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
     click.echo(
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "

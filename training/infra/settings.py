@@ -54,6 +54,29 @@ def partition_bars() -> int:
     return bars
 
 
+ENGINES = ("postgres", "spark")
+
+
+def engine() -> str:
+    """OHLCV_ENGINE: where bars and features live and per-symbol work runs (default ``postgres``).
+
+    ``postgres``: tables in PostgreSQL/TimescaleDB, computed on this machine. ``spark``: Parquet tables in the
+    lake (OHLCV_LAKE), computed on Spark (see training/infra/spark_session.py for where Spark runs).
+    """
+    name = (os.environ.get("OHLCV_ENGINE") or "postgres").strip().lower()
+    if name not in ENGINES:
+        raise InputError(f"OHLCV_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
+    return name
+
+
+def lake_uri() -> str:
+    """OHLCV_LAKE: the lake's root, a folder or any URI Spark reads (``s3a://bucket/ohlcv``); default ``.lake/``."""
+    uri = (os.environ.get("OHLCV_LAKE") or str(PROJECT_ROOT / ".lake")).rstrip("/")
+    if "://" not in uri:
+        uri = str(Path(uri).resolve())
+    return uri
+
+
 def state_dir() -> Path:
     """Folder for local state of the embedded default (online store, MLflow); git-ignored."""
     path = Path(os.environ.get("OHLCV_STATE_DIR") or PROJECT_ROOT / ".state")

@@ -21,9 +21,9 @@ How a load decides what to write, and why:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.errors import InputError, name_some
 from training.infra import db
@@ -181,32 +181,44 @@ def _refuse_duplicates(conn: psycopg.Connection) -> None:
         return
     except psycopg.errors.UniqueViolation:
         pass
-    twins = conn.execute(_DUPLICATES, (MAX_REPORTED_ROWS,)).fetchall()
-    _, symbol, day, total = twins[0]
-    lines = name_lines([line for line, *_ in twins], total)
-    raise InputError(f"duplicate (symbol, date) rows at line(s) {lines}, e.g. {symbol} {day}")
+    raise duplicates_error(conn.execute(_DUPLICATES, (MAX_REPORTED_ROWS,)).fetchall())
 
 
 def _refuse_mixed_adjustment(conn: psycopg.Connection) -> None:
     mixed = conn.execute(_MIXED).fetchall()
-    if not mixed:
-        return
+    if mixed:
+        raise mixed_adjustment_error(mixed)
+
+
+def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
+    taken = conn.execute(_STAMP_TAKEN).fetchone()
+    if taken:
+        raise taken_stamp_error(*taken)
+
+
+# The refusals' messages, shared with the lake's load (training.spark.lake_ingest), which applies the same rules.
+def duplicates_error(twins: Sequence[Sequence[Any]]) -> InputError:
+    """``twins``: (line, symbol, trade_date, how many in all) of the first duplicated rows, by line."""
+    _, symbol, day, total = twins[0]
+    lines = name_lines([line for line, *_ in twins], total)
+    return InputError(f"duplicate (symbol, date) rows at line(s) {lines}, e.g. {symbol} {day}")
+
+
+def mixed_adjustment_error(mixed: Sequence[Sequence[Any]]) -> InputError:
+    """``mixed``: (symbol, adjusted bars, raw bars) of every symbol the load would leave mixed."""
     named = name_some([f"{s} ({a} adjusted, {r} raw)" for s, a, r in mixed])
-    raise InputError(
+    return InputError(
         f"this load would leave {len(mixed)} symbol(s) with a mix of split/dividend-adjusted and raw bars: "
         f"{named}; indicators would jump where the series switch. Load a file with the adjusted close for "
         "those bars, or give --allow-mixed-adjustment to store them anyway"
     )
 
 
-def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
-    taken = conn.execute(_STAMP_TAKEN).fetchone()
-    if taken:
-        symbol, day, other = taken
-        raise InputError(
-            f"the bar of {symbol} {day} would be stamped at the session close already stored for {symbol} {other}; "
-            "check --exchange-tz and --session-close"
-        )
+def taken_stamp_error(symbol: str, day: object, other: object) -> InputError:
+    return InputError(
+        f"the bar of {symbol} {day} would be stamped at the session close already stored for {symbol} {other}; "
+        "check --exchange-tz and --session-close"
+    )
 
 
 def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool = False) -> IngestResult:
