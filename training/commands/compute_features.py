@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from training.commands.options import symbols_option
+from training.commands.options import engine_option, symbols_option
 
 
 @click.command("compute-features")
@@ -12,14 +12,19 @@ from training.commands.options import symbols_option
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First trade date to write (YYYY-MM-DD).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last trade date to write (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Recompute every bar, not only bars without current feature rows.")
-def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
+@engine_option
+def compute_features(symbols: list[str] | None, start, end, full: bool, engine: str) -> None:
     """Compute the indicators from adjusted bars and upsert them into features.technical_indicators.
 
     Incremental by default: per symbol, only bars from the first one without a current feature row are
     written, yet always computed on the symbol's full history, so the values equal a full recompute.
     --start/--end restrict the rows written (earlier history is still read for the warm-up). One
-    transaction: bad input writes nothing, and re-running changes nothing.
+    transaction: bad input writes nothing, and re-running changes nothing. --engine spark computes the lake's
+    stale symbols on Spark into its features table, by the same rules.
     """
+    if engine == "spark":
+        _compute_in_lake(symbols, start, end, full)
+        return
     from training.indicators.backfill import compute_features as run
 
     result = run(
@@ -36,5 +41,25 @@ def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
         return
     click.echo(
         f"features.technical_indicators: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
+        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged{removed}"
+    )
+
+
+def _compute_in_lake(symbols: list[str] | None, start, end, full: bool) -> None:
+    from training.infra.settings import lake_uri
+    from training.infra.spark_session import describe, session
+    from training.spark.lake_features import compute_lake_features
+
+    click.echo(f"computing on {describe()}, lake {lake_uri()}")
+    result = compute_lake_features(
+        session(), symbols, start=start.date() if start else None, end=end.date() if end else None, full=full
+    )
+    mode = "full recompute" if result.full else "incremental"
+    removed = f", {result.removed} removed (their bar was deleted or re-stamped)" if result.removed else ""
+    if not result.rows and not result.removed:
+        click.echo(f"lake features: up to date, nothing to compute ({mode})")
+        return
+    click.echo(
+        f"lake features: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
         f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged{removed}"
     )
