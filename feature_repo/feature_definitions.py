@@ -10,7 +10,7 @@ service, so they share every transformation.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feast import Entity, FeatureService, FeatureView, Field
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -20,7 +20,11 @@ from feast.value_type import ValueType
 
 from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS, Family, by_family
-from training.infra.schema import AUDIT_VIEW, FEATURE_SOURCE_QUERY, VIEW_BAR_FIELDS
+from training.infra import settings
+from training.infra.schema import AUDIT_VIEW, VIEW_BAR_FIELDS, feature_source_query
+
+if TYPE_CHECKING:
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
 symbol = Entity(
     name="symbol",
@@ -29,17 +33,35 @@ symbol = Entity(
     description="Exchange ticker, upper case (AAPL, MSFT, ...)",
 )
 
+
 # One row per (symbol, bar) stamped at the bar's session close. `bar_timestamp` repeats the row's own
 # event timestamp as a value, so every joined row carries the time it describes: the audit checks it is
 # never after the entity timestamp, and online serving reports how old the features are. The other views
 # carry the same stamp as `<view>_bar_timestamp`, so serving can tell a row mixing two bars.
-technical_indicators_source = PostgreSQLSource(
-    name="technical_indicators_source",
-    query=FEATURE_SOURCE_QUERY,
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-    description="features.technical_indicators, written by `python -m training compute-features`",
-)
+def _features_source() -> PostgreSQLSource | SparkSource:
+    """The profile's feature table (OHLCV_ENGINE): PostgreSQL's, or the lake's Parquet read by Spark."""
+    if settings.engine() == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        from training.spark.lake import FEATURES, table_uri
+
+        return SparkSource(
+            name="technical_indicators_source",
+            query=feature_source_query(f"parquet.`{table_uri(FEATURES)}`"),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created_timestamp",
+            description="the lake's features table, written by `python -m training compute-features --engine spark`",
+        )
+    return PostgreSQLSource(
+        name="technical_indicators_source",
+        query=feature_source_query(),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description="features.technical_indicators, written by `python -m training compute-features`",
+    )
+
+
+technical_indicators_source = _features_source()
 
 # Daily bars are 1 day apart on trading days, 3 over a weekend, 4 over a long holiday weekend, and 7
 # across the longest NYSE closure of recent decades (2001-09-10 close to the 2001-09-17 session). Seven

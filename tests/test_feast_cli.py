@@ -126,9 +126,9 @@ def wait_http(process: subprocess.Popen, url: str, timeout: float = 300) -> None
 @pytest.fixture(scope="module")
 def cli_session(pipeline, tmp_path_factory) -> Session:
     repo = tmp_path_factory.mktemp("feature_repo_copy")
-    for name in (settings.FEAST_TEMPLATE, "feature_definitions.py", ".feastignore"):
+    for name in (settings.feast_template(), "feature_definitions.py", ".feastignore"):
         shutil.copy(settings.FEATURE_REPO / name, repo / name)
-    resolved, template = repo / "feature_store.yaml", repo / settings.FEAST_TEMPLATE
+    resolved, template = repo / "feature_store.yaml", repo / settings.feast_template()
     with pytest.MonkeyPatch.context() as patch:  # a file resolved for another database and project
         patch.setenv("PGDATABASE", "some_other_database")
         patch.setenv("FEAST_PROJECT", f"{PROJECT}_old")
@@ -171,7 +171,7 @@ def test_a_stale_resolved_file_is_rewritten_and_the_command_stops_in_one_line(cl
     assert "NAME" not in cli_session.stale.stdout  # it stopped before listing anything
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEAST_PROJECT", PROJECT)
-        expected = settings.feast_yaml_text(cli_session.repo / settings.FEAST_TEMPLATE)
+        expected = settings.feast_yaml_text(cli_session.repo / settings.feast_template())
     assert (cli_session.repo / "feature_store.yaml").read_text() == expected
 
 

@@ -3,6 +3,8 @@ recomputes only what went stale, and writes nothing when nothing did."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,6 +55,16 @@ def in_lake(lake, monkeypatch):
     return lake
 
 
+@pytest.fixture
+def lake_copy(lake, tmp_path, monkeypatch):
+    """A copy of the module's lake, for a test that changes it."""
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    monkeypatch.setenv("OHLCV_LAKE", str(copy))
+    monkeypatch.setenv("OHLCV_ENGINE", "spark")
+    return copy
+
+
 def test_lake_features_equal_the_postgres_job_bit_for_bit(lake):
     ours = _lake_features(lake)
     with db.connect() as conn:
@@ -71,8 +83,8 @@ def test_an_up_to_date_lake_writes_nothing(in_lake):
     assert _files(in_lake) == files
 
 
-def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(in_lake, bundled_raw, write_csv):
-    before = _lake_features(in_lake)
+def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(lake_copy, bundled_raw, write_csv):
+    before = _lake_features(lake_copy)
     ibm = bundled_raw[bundled_raw["Ticker"] == "IBM"].iloc[[500]].copy()
     midpoint = (float(ibm["Low"].iloc[0]) + float(ibm["High"].iloc[0])) / 2
     assert midpoint != float(ibm["Close"].iloc[0])
@@ -80,7 +92,7 @@ def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(
     assert "1 updated" in _ok("ingest", str(write_csv(ibm, "ibm.csv")))
     output = _ok("compute-features")
     assert "of 1 symbol(s) computed (incremental)" in output and "0 inserted" in output
-    after = _lake_features(in_lake)
+    after = _lake_features(lake_copy)
     others = before["symbol"] != "IBM"
     pd.testing.assert_frame_equal(after[others.to_numpy()], before[others], check_exact=True)  # created kept too
     changed = (after[list(VALUES)].fillna(-1) != before[list(VALUES)].fillna(-1)).any(axis=1)
@@ -92,3 +104,37 @@ def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(
 def test_unknown_symbols_are_refused_naming_them(in_lake):
     result = CliRunner().invoke(cli, ["compute-features", "--symbols", "IBM,NOPE"], catch_exceptions=False)
     assert result.exit_code == 2 and "NOPE" in result.output and "IBM" not in result.output.split(":")[-1]
+
+
+def test_the_lake_profile_serves_the_postgres_profiles_training_rows(in_lake, pipeline, monkeypatch):
+    """feature_definitions.py on the lake (SparkSource, the Spark sort-merge store) answers the model's service
+    exactly as on PostgreSQL: same columns, same values, for rows at bars, between bars and before any bar."""
+    from tests.conftest import run_module
+    from training.contract import DEFAULT_FEATURE_SERVICE
+    from training.feast_store.repository import feature_store
+    from training.feast_store.spark_offline_store import AsOfSparkRetrievalJob
+
+    rng = np.random.default_rng(5)
+    bars = _lake_features(in_lake)[["symbol", "event_timestamp"]]
+    picked = bars.iloc[rng.choice(len(bars), 400, replace=False)].reset_index(drop=True)
+    shifts = pd.to_timedelta(rng.choice([0, 3_600, -60, 5 * 86_400, -40 * 365 * 86_400], len(picked)), unit="s")
+    entity = picked.assign(event_timestamp=picked["event_timestamp"] + shifts)
+
+    def rows(store) -> tuple[object, pd.DataFrame]:
+        job = store.get_historical_features(entity, features=store.get_feature_service(DEFAULT_FEATURE_SERVICE))
+        frame = job.to_df()
+        for name in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[name].dtype):
+                frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
+        return job, frame.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
+
+    monkeypatch.setenv("FEAST_PROJECT", f"{pipeline}_lake")  # its own registry (in the lake) and online keys
+    run_module("feast", "apply")
+    lake_job, on_lake = rows(feature_store())
+    assert isinstance(lake_job, AsOfSparkRetrievalJob)
+    monkeypatch.setenv("OHLCV_ENGINE", "postgres")
+    monkeypatch.setenv("FEAST_PROJECT", pipeline)
+    _, on_postgres = rows(feature_store())
+    pd.testing.assert_frame_equal(on_lake, on_postgres[list(on_lake.columns)], check_exact=True, check_dtype=False)
+    assert list(on_lake.columns) == list(on_postgres.columns)
+    assert 0 < on_lake["rsi_14"].notna().sum() < len(on_lake)  # matched rows, and rows before any bar

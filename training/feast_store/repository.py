@@ -94,7 +94,7 @@ def _feast_cli_files() -> tuple[Path, Path | None] | None:
     found = context.obj if context is not None else None
     if not isinstance(found, dict) or "FS_YAML_FILE" not in found or "CHDIR" not in found:
         return None
-    path, template = Path(found["FS_YAML_FILE"]), Path(found["CHDIR"]) / settings.FEAST_TEMPLATE
+    path, template = Path(found["FS_YAML_FILE"]), Path(found["CHDIR"]) / settings.feast_template()
     return path, template if template.is_file() and path.is_file() else None
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 import pandas as pd
+from feast.data_source import DataSource
 from feast.errors import FeastEntityDFMissingColumnsError
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores import offline_utils
@@ -36,6 +37,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.type_map import spark_schema_to_np_dtypes
+from pydantic import StrictStr, model_validator
 
 from training.feast_store.plan import JoinGroup, Unsupported, join_groups
 from training.spark import asof_join
@@ -52,6 +54,14 @@ class AsOfSparkOfflineStoreConfig(SparkOfflineStoreConfig):
     """The stock Spark store's settings (``spark_conf``, ``staging_location``, ...) under this store's type."""
 
     type: Literal["training.feast_store.spark_offline_store.AsOfSparkOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
+    resolved_for: StrictStr | None = None  # set in a resolved feature_store.yaml: the stores it was resolved for
+
+    @model_validator(mode="after")
+    def _still_resolved_for_this_environment(self) -> AsOfSparkOfflineStoreConfig:
+        from training.feast_store.repository import check_resolved_for
+
+        check_resolved_for(self.resolved_for)
+        return self
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,33 @@ class AsOfSparkRetrievalJob(SparkRetrievalJob):
 
 class AsOfSparkOfflineStore(SparkOfflineStore):
     """Spark offline store whose point-in-time join is a sort-merge within join keys."""
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        """The stock pull, in the project's session (UTC, Arrow; see training.infra.spark_session): Feast would
+        otherwise start a bare session of its own when materialization is the first Spark work of a process."""
+        from training.infra.spark_session import session
+
+        session()
+        return SparkOfflineStore.pull_latest_from_table_or_query(
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+        )
 
     @staticmethod
     def get_historical_features(

@@ -20,12 +20,17 @@ FEATURES_TABLE = "features.technical_indicators"
 # service serves and the dataset keeps as feature_timestamp; the others get `<view>_bar_timestamp`.
 AUDIT_VIEW = "price_action"
 VIEW_BAR_FIELDS = {family: AUDIT_FEATURE if family == AUDIT_VIEW else f"{family}_bar_timestamp" for family in FAMILIES}
-# The Feast source of every feature view: each row plus its event timestamp under each view's name.
-FEATURE_SOURCE_QUERY = (
-    "SELECT *, "
-    + ", ".join(f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values())
-    + f" FROM {FEATURES_TABLE}"
-)
+
+
+def feature_source_query(table: str = FEATURES_TABLE) -> str:
+    """The Feast source of every feature view: each row plus its event timestamp under each view's name
+    (``table``: the PostgreSQL table, or the lake's as Spark SQL names it)."""
+    return (
+        "SELECT *, " + ", ".join(f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values()) + f" FROM {table}"
+    )
+
+
+FEATURE_SOURCE_QUERY = feature_source_query()
 
 # Raw bars as traded plus their split/dividend-adjusted versions (NULL when the input had no adjusted
 # close). One bar per (symbol, trade_date) is kept by training.ingestion.upsert (a read, then delete/update/insert

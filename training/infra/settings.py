@@ -280,17 +280,26 @@ def feast_project() -> str:
     return os.environ.get("FEAST_PROJECT") or "ohlcv_features"
 
 
-FEAST_TEMPLATE = "feature_store.template.yaml"
+FEAST_TEMPLATES = {"postgres": "feature_store.template.yaml", "spark": "feature_store.spark.template.yaml"}
 _SLOT = re.compile(r"\{\{ *(\w+) *\}\}")
+
+
+def feast_template() -> str:
+    """The template of this profile's feature_store.yaml (PostgreSQL stores, or the lake on Spark)."""
+    return FEAST_TEMPLATES[engine()]
 
 
 def feast_target() -> str:
     """Everything a resolved feature_store.yaml points at, in one line: equal lines, same stores.
 
-    Resolving starts the embedded PostgreSQL when PGHOST is unset, so Feast's own commands find it running.
+    Resolving starts the embedded PostgreSQL when PGHOST is unset (PostgreSQL profile), so Feast's own
+    commands find it running.
     """
-    pg, store = postgres(), online_store_config()
+    store = online_store_config()
     online = f"SQLite {store['path']}" if store["type"] == "sqlite" else f"Redis {store['connection_string']}"
+    if engine() == "spark":
+        return f"lake {lake_uri()} on Spark, project {feast_project()}, online store {online}"
+    pg = postgres()
     return f"{pg.describe()} (sslmode {pg.sslmode}), project {feast_project()}, online store {online}"
 
 
@@ -308,20 +317,26 @@ def feast_yaml_text(template: Path | None = None) -> str:
     No password is filled in: libpq reads PGPASSWORD (or ~/.pgpass) itself, and Redis's stays
     ``${REDIS_PASSWORD}``, which Feast expands from the environment when it reads the file.
     """
-    template = template or FEATURE_REPO / FEAST_TEMPLATE
-    pg, target = postgres(), feast_target()
-    query = urlencode({"host": pg.host, "port": pg.port, "sslmode": pg.sslmode})
+    template = template or FEATURE_REPO / feast_template()
+    target = feast_target()
     values = {
         "project": json.dumps(feast_project()),
-        "registry_path": json.dumps(f"postgresql+psycopg://{quote(pg.user, safe='')}@/{quote(pg.dbname)}?{query}"),
-        "pg_host": json.dumps(pg.host),
-        "pg_port": str(pg.port),
-        "pg_database": json.dumps(pg.dbname),
-        "pg_user": json.dumps(pg.user),
-        "pg_sslmode": json.dumps(pg.sslmode),
         "online_store": json.dumps(online_store_config()),  # a JSON object is a YAML flow mapping
         "resolved_for": json.dumps(target),
     }
+    if engine() == "spark":
+        values["lake_registry"] = json.dumps(f"{lake_uri()}/registry.db")
+    else:
+        pg = postgres()
+        query = urlencode({"host": pg.host, "port": pg.port, "sslmode": pg.sslmode})
+        values |= {
+            "registry_path": json.dumps(f"postgresql+psycopg://{quote(pg.user, safe='')}@/{quote(pg.dbname)}?{query}"),
+            "pg_host": json.dumps(pg.host),
+            "pg_port": str(pg.port),
+            "pg_database": json.dumps(pg.dbname),
+            "pg_user": json.dumps(pg.user),
+            "pg_sslmode": json.dumps(pg.sslmode),
+        }
 
     def fill(match: re.Match[str]) -> str:
         if match[1] not in values:
@@ -350,11 +365,13 @@ def write_feast_yaml(path: Path | None = None, template: Path | None = None) -> 
 
 
 def prepare_feast() -> Path:
-    """Check PostgreSQL and Redis answer, export what Feast expands, and write the resolved feature_store.yaml.
+    """Check PostgreSQL (its profile) and Redis answer, export what Feast expands, and write the resolved
+    feature_store.yaml.
 
     What every way into Feast does first: the project's FeatureStore and ``python -m training feast``.
     """
-    check_postgres()
+    if engine() == "postgres":
+        check_postgres()
     check_redis()
     export_feast_environment()
     return write_feast_yaml()

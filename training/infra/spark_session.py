@@ -12,6 +12,7 @@ naming it, within seconds, before PySpark would print a page of JVM output or wa
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
+LOG4J = Path(__file__).resolve().parents[1] / "spark" / "log4j2.properties"
 CONNECT_PORT = 15002  # Spark Connect's default
 PROBE_SECONDS = 3
 # What a run of ours needs whatever the cluster: UTC session time (timestamps are UTC instants everywhere in
@@ -119,11 +121,14 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
         from pyspark.sql import SparkSession
     except ImportError:  # a broken install, not a setting: say how to repair it
         raise ServiceUnavailable("pyspark is not installed in this environment; run `make install`") from None
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO line at exit is not ours to show
     builder = SparkSession.builder.appName(app_name)
     if remote:
         builder = builder.remote(remote)
-    elif os.environ.get("SPARK_MASTER"):
-        builder = builder.master(os.environ["SPARK_MASTER"])
+    else:
+        if os.environ.get("SPARK_MASTER"):
+            builder = builder.master(os.environ["SPARK_MASTER"])
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J}")
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
     try:
