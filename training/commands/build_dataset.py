@@ -34,6 +34,10 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     earlier dataset: a folder holding anything else is refused before the build starts. Symbols and
     dates come from the options, else from the config file's `data` section (recorded in the metadata).
     """
+    from training.infra.settings import require_postgres_engine
+
+    require_postgres_engine("build-dataset")
+
     from training.config import load_config
     from training.dataset import artifact
 

@@ -48,6 +48,10 @@ def materialize(views: str | None, full: bool) -> None:
     time, which Feast's Redis store would otherwise skip). `feast materialize-incremental END` remains
     Feast's own: it writes the symbols with bars after the last materialized window, up to END.
     """
+    from training.infra.settings import require_postgres_engine
+
+    require_postgres_engine("materialize")
+
     selected = views.split(",") if views else None
     done = materialize_changed(selected, full=full)
     if not done.views:

@@ -35,7 +35,8 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     from training.serving.scorer import parse_as_of
 
     moment = parse_as_of(as_of) if as_of else None
-    settings.check_postgres()
+    if settings.engine() == "postgres":  # the registry; the lake profile keeps it in the lake
+        settings.check_postgres()
     settings.check_redis()
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model

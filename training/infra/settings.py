@@ -69,6 +69,15 @@ def engine() -> str:
     return name
 
 
+def require_postgres_engine(command: str) -> None:
+    """Refuse, in one line, a command that does not run on the lake profile yet (issue 13 brings them)."""
+    if engine() != "postgres":
+        raise InputError(
+            f"{command} reads PostgreSQL's tables and does not run on OHLCV_ENGINE={engine()} yet; the lake profile "
+            "covers ingest, compute-features and Feast's historical retrieval so far (unset OHLCV_ENGINE)"
+        )
+
+
 def lake_uri() -> str:
     """OHLCV_LAKE: the lake's root, a folder or any URI Spark reads (``s3a://bucket/ohlcv``); default ``.lake/``."""
     uri = (os.environ.get("OHLCV_LAKE") or str(PROJECT_ROOT / ".lake")).rstrip("/")
