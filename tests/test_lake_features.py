@@ -132,6 +132,10 @@ def test_the_lake_profile_serves_the_postgres_profiles_training_rows(in_lake, pi
     run_module("feast", "apply")
     lake_job, on_lake = rows(feature_store())
     assert isinstance(lake_job, AsOfSparkRetrievalJob)
+    # The online store of the lake's project serves exactly each symbol's newest lake row; a second run writes nothing.
+    assert "5 symbol(s) written (5 changed)" in _ok("materialize")
+    assert "nothing to write" in _ok("materialize")
+    assert "online store matches the newest offline row of 5 symbol(s)" in _ok("check-online")
     monkeypatch.setenv("OHLCV_ENGINE", "postgres")
     monkeypatch.setenv("FEAST_PROJECT", pipeline)
     _, on_postgres = rows(feature_store())

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from feast import Entity, FeatureStore, FeatureView, Field
+from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLRetrievalJob
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
     PostgreSQLSource,
@@ -59,57 +60,50 @@ other_source = PostgreSQLSource(
 venue_source = PostgreSQLSource(
     name="venue_source", table="pit.venue_bars", timestamp_field="event_timestamp", created_timestamp_column="created"
 )
-fv_a = FeatureView(
-    name="fv_a",
-    entities=[symbol],
-    ttl=TTL_A,
-    schema=[
-        Field(name="f_a", dtype=Float64),
-        Field(name="f_b", dtype=Float64),
-        Field(name="bar_timestamp", dtype=UnixTimestamp),
-    ],
-    source=bars_source,
-)
-fv_b = FeatureView(
-    name="fv_b", entities=[symbol], ttl=TTL_A, schema=[Field(name="f_c", dtype=Float64)], source=bars_source
-)
-fv_c = FeatureView(
-    name="fv_c", entities=[symbol], ttl=None, schema=[Field(name="x", dtype=Float64)], source=other_source
-)
-fv_d = FeatureView(
-    name="fv_d", entities=[symbol], ttl=TTL_D, schema=[Field(name="f_d", dtype=Float64)], source=bars_source
-)
-fv_v = FeatureView(
-    name="fv_v", entities=[symbol, venue], ttl=TTL_A, schema=[Field(name="v", dtype=Float64)], source=venue_source
-)
 
 
-@on_demand_feature_view(sources=[fv_a], schema=[Field(name="a_plus_b", dtype=Float64)], mode="python")
-def odfv_python(inputs: dict[str, Any]) -> dict[str, Any]:
-    a = np.asarray(inputs["f_a"], dtype=np.float64)
-    b = np.asarray(inputs["f_b"], dtype=np.float64)
-    return {"a_plus_b": (a + b).tolist()}
+def definitions(bars_source: DataSource, other_source: DataSource, venue_source: DataSource) -> list[Any]:
+    """These tests' entities, views and on-demand views over the given sources (PostgreSQL's here, Spark's in
+    tests/test_spark_offline_store.py): both stores answer the same requests."""
+    fv_a = FeatureView(
+        name="fv_a",
+        entities=[symbol],
+        ttl=TTL_A,
+        schema=[
+            Field(name="f_a", dtype=Float64),
+            Field(name="f_b", dtype=Float64),
+            Field(name="bar_timestamp", dtype=UnixTimestamp),
+        ],
+        source=bars_source,
+    )
+    fv_b = FeatureView(
+        name="fv_b", entities=[symbol], ttl=TTL_A, schema=[Field(name="f_c", dtype=Float64)], source=bars_source
+    )
+    fv_c = FeatureView(
+        name="fv_c", entities=[symbol], ttl=None, schema=[Field(name="x", dtype=Float64)], source=other_source
+    )
+    fv_d = FeatureView(
+        name="fv_d", entities=[symbol], ttl=TTL_D, schema=[Field(name="f_d", dtype=Float64)], source=bars_source
+    )
+    fv_v = FeatureView(
+        name="fv_v", entities=[symbol, venue], ttl=TTL_A, schema=[Field(name="v", dtype=Float64)], source=venue_source
+    )
+
+    @on_demand_feature_view(sources=[fv_a], schema=[Field(name="a_plus_b", dtype=Float64)], mode="python")
+    def odfv_python(inputs: dict[str, Any]) -> dict[str, Any]:
+        a = np.asarray(inputs["f_a"], dtype=np.float64)
+        b = np.asarray(inputs["f_b"], dtype=np.float64)
+        return {"a_plus_b": (a + b).tolist()}
+
+    @on_demand_feature_view(sources=[fv_b], schema=[Field(name="c_twice", dtype=Float64)], mode="pandas")
+    def odfv_pandas(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"c_twice": frame["f_c"] * 2.0})
+
+    views = [fv_a, fv_b, fv_c, fv_d, fv_v, odfv_python, odfv_pandas]
+    return [symbol, venue, bars_source, other_source, venue_source, *views]
 
 
-@on_demand_feature_view(sources=[fv_b], schema=[Field(name="c_twice", dtype=Float64)], mode="pandas")
-def odfv_pandas(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"c_twice": frame["f_c"] * 2.0})
-
-
-DEFINITIONS = [
-    symbol,
-    venue,
-    bars_source,
-    other_source,
-    venue_source,
-    fv_a,
-    fv_b,
-    fv_c,
-    fv_d,
-    fv_v,
-    odfv_python,
-    odfv_pandas,
-]
+DEFINITIONS = definitions(bars_source, other_source, venue_source)
 FEATURES = [
     "fv_a:f_a",
     "fv_a:f_b",

@@ -15,28 +15,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from feast import FeatureStore, FeatureView, Field
+from feast import FeatureStore
 from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkRetrievalJob
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-from feast.on_demand_feature_view import on_demand_feature_view
 from feast.repo_config import RepoConfig
-from feast.types import Float64, UnixTimestamp
 
 from tests.test_offline_store import (
     FEATURES,
-    TTL_A,
-    TTL_D,
     _entity_frame,
     _reference,
     _sorted,
     _store,
-    symbol,
-    venue,
+    definitions,
     write_pit_tables,
 )
 from training.feast_store import spark_offline_store
@@ -104,38 +98,7 @@ def _definitions(lake: Path) -> list[Any]:
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
     )
-    fv_a = FeatureView(
-        name="fv_a",
-        entities=[symbol],
-        ttl=TTL_A,
-        schema=[
-            Field(name="f_a", dtype=Float64),
-            Field(name="f_b", dtype=Float64),
-            Field(name="bar_timestamp", dtype=UnixTimestamp),
-        ],
-        source=bars_source,
-    )
-    fv_b = FeatureView(name="fv_b", entities=[symbol], ttl=TTL_A, schema=[Field(name="f_c", dtype=Float64)],
-                       source=bars_source)  # fmt: skip
-    fv_c = FeatureView(name="fv_c", entities=[symbol], ttl=None, schema=[Field(name="x", dtype=Float64)],
-                       source=other_source)  # fmt: skip
-    fv_d = FeatureView(name="fv_d", entities=[symbol], ttl=TTL_D, schema=[Field(name="f_d", dtype=Float64)],
-                       source=bars_source)  # fmt: skip
-    fv_v = FeatureView(name="fv_v", entities=[symbol, venue], ttl=TTL_A, schema=[Field(name="v", dtype=Float64)],
-                       source=venue_source)  # fmt: skip
-
-    @on_demand_feature_view(sources=[fv_a], schema=[Field(name="a_plus_b", dtype=Float64)], mode="python")
-    def odfv_python(inputs: dict[str, Any]) -> dict[str, Any]:
-        a = np.asarray(inputs["f_a"], dtype=np.float64)
-        b = np.asarray(inputs["f_b"], dtype=np.float64)
-        return {"a_plus_b": (a + b).tolist()}
-
-    @on_demand_feature_view(sources=[fv_b], schema=[Field(name="c_twice", dtype=Float64)], mode="pandas")
-    def odfv_pandas(frame: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({"c_twice": frame["f_c"] * 2.0})
-
-    views = [fv_a, fv_b, fv_c, fv_d, fv_v, odfv_python, odfv_pandas]
-    return [symbol, venue, bars_source, other_source, venue_source, *views]
+    return definitions(bars_source, other_source, venue_source)
 
 
 def _spark_store(folder: Path, lake: Path, store_type: str) -> FeatureStore:

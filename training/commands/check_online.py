@@ -17,10 +17,6 @@ def check_online(symbols: list[str] | None) -> None:
     from the offline row), must equal the offline value (exactly or within 1e-12 relative; missing
     values equal each other). A symbol with nothing online fails too: run `materialize`.
     """
-    from training.infra.settings import require_postgres_engine
-
-    require_postgres_engine("check-online")
-
     from training.errors import CheckFailed
     from training.feast_store.repository import feature_store
     from training.serving.online_store import check_online as run

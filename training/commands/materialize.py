@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from feast import FeatureStore
 
-# Wide enough for any bar: the newest row of a symbol is wherever its data stops.
-EVER = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
+# Wide enough for any daily bar; year 1800, not 1: Feast's Spark store writes the bounds into SQL as text without
+# zero padding ("1-01-02"), which Spark cannot parse.
+EVER = (datetime(1800, 1, 1, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,6 @@ def materialize(views: str | None, full: bool) -> None:
     time, which Feast's Redis store would otherwise skip). `feast materialize-incremental END` remains
     Feast's own: it writes the symbols with bars after the last materialized window, up to END.
     """
-    from training.infra.settings import require_postgres_engine
-
-    require_postgres_engine("materialize")
-
     selected = views.split(",") if views else None
     done = materialize_changed(selected, full=full)
     if not done.views:
@@ -112,35 +109,43 @@ def newest_rows(store: FeatureStore, views: list[str]) -> pa.Table:
 
     Exactly the rows materialization writes; an empty or missing feature table stops with the command to run.
     """
-    from training.contract import COMPUTE_FEATURES
     from training.errors import InputError
-    from training.feast_store.offline_store import AsOfPostgreSQLOfflineStore, AsOfPostgreSQLOfflineStoreConfig
-    from training.infra import db
-    from training.infra.schema import FEATURES_TABLE
+    from training.serving.online_store import offline_symbols
 
-    with db.connect() as conn:
-        exists = conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0]
-        rows = exists and conn.execute(f"SELECT EXISTS (SELECT FROM {FEATURES_TABLE})").fetchone()[0]
-    if not rows:
-        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
+    offline_symbols()  # an empty or missing feature table: one line naming the command to run
     feature_views = [store.get_feature_view(name) for name in views]
     sources = {view.batch_source.name: view.batch_source for view in feature_views}
     if len(sources) != 1:
         raise InputError(f"views {', '.join(views)} read {len(sources)} sources; materialize them one at a time")
     source = next(iter(sources.values()))
     features = list(dict.fromkeys(f.name for view in feature_views for f in view.features))
-    if not isinstance(store.config.offline_store, AsOfPostgreSQLOfflineStoreConfig):
-        raise InputError("materialize needs the project's offline store (training.feast_store.offline_store)")
-    table = AsOfPostgreSQLOfflineStore.pull_latest_from_table_or_query(
-        store.config,
-        source,
-        ["symbol"],
-        features,
-        source.timestamp_field,
-        source.created_timestamp_column or None,
-        *EVER,
-    ).to_arrow()
+    table = (
+        _offline_store_class(store)
+        .pull_latest_from_table_or_query(
+            store.config,
+            source,
+            ["symbol"],
+            features,
+            source.timestamp_field,
+            source.created_timestamp_column or None,
+            *EVER,
+        )
+        .to_arrow()
+    )
     return table.sort_by("symbol")
+
+
+def _offline_store_class(store: FeatureStore):
+    """The project's offline store of this profile: its latest-row pull is what materialization runs."""
+    from training.errors import InputError
+    from training.feast_store.offline_store import AsOfPostgreSQLOfflineStore, AsOfPostgreSQLOfflineStoreConfig
+    from training.feast_store.spark_offline_store import AsOfSparkOfflineStore, AsOfSparkOfflineStoreConfig
+
+    if isinstance(store.config.offline_store, AsOfPostgreSQLOfflineStoreConfig):
+        return AsOfPostgreSQLOfflineStore
+    if isinstance(store.config.offline_store, AsOfSparkOfflineStoreConfig):
+        return AsOfSparkOfflineStore
+    raise InputError("materialize needs one of the project's offline stores (training.feast_store)")
 
 
 def changed_symbols(store: FeatureStore, views: list[str], newest: pa.Table) -> dict[str, list[str]]:

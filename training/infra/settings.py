@@ -74,7 +74,8 @@ def require_postgres_engine(command: str) -> None:
     if engine() != "postgres":
         raise InputError(
             f"{command} reads PostgreSQL's tables and does not run on OHLCV_ENGINE={engine()} yet; the lake profile "
-            "covers ingest, compute-features and Feast's historical retrieval so far (unset OHLCV_ENGINE)"
+            "covers ingest, compute-features, Feast's historical retrieval, materialize and check-online so far "
+            "(unset OHLCV_ENGINE)"
         )
 
 

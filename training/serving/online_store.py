@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from training.contract import AUDIT_FEATURE, COMPUTE_FEATURES, FEAST_APPLY, normalise_symbols
 from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
-from training.infra import db
+from training.infra import db, settings
 from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE, VIEW_BAR_FIELDS
 
 if TYPE_CHECKING:
@@ -88,10 +88,16 @@ class SymbolCheck:
 
 def offline_symbols() -> list[str]:
     """Symbols that have feature rows, or a clear error when the feature table is empty or absent."""
-    with db.connect() as conn:
-        symbols = db.table_symbols(conn, FEATURES_TABLE)
+    if settings.engine() == "spark":
+        from training.infra.spark_session import session
+        from training.spark.lake_features import feature_symbols
+
+        symbols, table = feature_symbols(session()), f"the lake's features table ({settings.lake_uri()})"
+    else:
+        with db.connect() as conn:
+            symbols, table = db.table_symbols(conn, FEATURES_TABLE), FEATURES_TABLE
     if not symbols:
-        raise InputError(f"{FEATURES_TABLE} is empty: run `{COMPUTE_FEATURES}` first")
+        raise InputError(f"{table} is empty: run `{COMPUTE_FEATURES}` first")
     return symbols
 
 
@@ -109,6 +115,11 @@ def resolve_symbols(symbols: list[str] | None) -> list[str]:
 
 def latest_offline_rows(symbols: list[str]) -> pd.DataFrame:
     """The newest feature row of each symbol: exactly what materialize loads into the online store."""
+    if settings.engine() == "spark":
+        from training.infra.spark_session import session
+        from training.spark.lake_features import latest_feature_rows
+
+        return latest_feature_rows(session(), symbols).set_index("symbol", drop=False)
     with db.connect() as conn:
         frame = db.copy_out(
             conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", *VIEW_BAR_FIELDS.values()]

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 
-
 class StaleFeatures(ProjectError):
     """The online row is older than the feature views' TTL allows at the reference time (or after it)."""
 

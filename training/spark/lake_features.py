@@ -21,6 +21,7 @@ from training.spark import lake
 from training.spark.spark_indicators import compute_on_spark
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import SparkSession
 
 STORED_VALUES = (*FEATURE_NAMES, *REFERENCE_COLUMNS)
@@ -125,3 +126,29 @@ def _refuse_unknown(asked: list[str], found: set[str]) -> None:
     unknown = [s for s in asked if s not in found]
     if unknown:
         raise InputError(f"no bars in the lake for {len(unknown)} symbol(s): {name_some(unknown)}")
+
+
+def feature_symbols(spark: SparkSession) -> list[str]:
+    """The sorted distinct symbols of the lake's features table (none when it was never written)."""
+    rows = lake.read_table(spark, lake.FEATURES, FEATURE_SCHEMA).select("symbol").distinct().collect()
+    return sorted(r[0] for r in rows)
+
+
+def latest_feature_rows(spark: SparkSession, symbols: list[str]) -> pd.DataFrame:
+    """The newest row of each symbol as the Feast source sees it (what materialize loads online), ties broken by
+    the newest created_timestamp, as the PostgreSQL profile's read and Feast's pull break them."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from training.infra.schema import feature_source_query
+
+    source = spark.sql(feature_source_query(f"parquet.`{lake.table_uri(lake.FEATURES)}`")).drop(lake.BUCKET)
+    newest_first = Window.partitionBy("symbol").orderBy(F.desc("event_timestamp"), F.desc("created_timestamp"))
+    rows = source.where(F.col("symbol").isin(symbols)).withColumn("_rank", F.row_number().over(newest_first))
+    import pandas as pd
+
+    frame = rows.where("_rank = 1").drop("_rank").toPandas()
+    for name in frame.columns:  # Spark hands timestamps back naive, in its session's zone (UTC)
+        if pd.api.types.is_datetime64_any_dtype(frame[name].dtype):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+    return frame
