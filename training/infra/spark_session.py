@@ -114,6 +114,9 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
         check_remote(remote)
     else:
         check_java()
+        # Local and client-mode drivers hold collected results and co-grouped batches: Spark's 1 GB default
+        # heap ran out at 250 k entity rows. spark-defaults.conf or PYSPARK_SUBMIT_ARGS still win over this.
+        os.environ.setdefault("SPARK_DRIVER_MEMORY", "4g")
         # The Python workers must run this interpreter (its numpy, TA-Lib and project code), not `python3`.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
