@@ -43,11 +43,11 @@ def _features_source() -> PostgreSQLSource | SparkSource:
     if settings.engine() == "spark":
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
-        from training.spark.lake import FEATURES, table_uri
+        from training.spark.lake import features_source_query
 
         return SparkSource(
             name="technical_indicators_source",
-            query=feature_source_query(f"parquet.`{table_uri(FEATURES)}`"),
+            query=features_source_query(),
             timestamp_field="event_timestamp",
             created_timestamp_column="created_timestamp",
             description="the lake's features table, written by `python -m training compute-features --engine spark`",

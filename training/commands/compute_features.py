@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from training.commands.options import engine_option, symbols_option
+
+if TYPE_CHECKING:
+    from training.indicators.backfill import FeaturesResult
 
 
 @click.command("compute-features")
@@ -22,44 +27,27 @@ def compute_features(symbols: list[str] | None, start, end, full: bool, engine: 
     transaction: bad input writes nothing, and re-running changes nothing. --engine spark computes the lake's
     stale symbols on Spark into its features table, by the same rules.
     """
+    first, last = (start.date() if start else None), (end.date() if end else None)
     if engine == "spark":
-        _compute_in_lake(symbols, start, end, full)
+        from training.infra.settings import lake_uri
+        from training.infra.spark_session import describe, session
+        from training.spark.lake_features import compute_lake_features
+
+        click.echo(f"computing on {describe()}, lake {lake_uri()}")
+        _report("lake features", compute_lake_features(session(), symbols, start=first, end=last, full=full))
         return
     from training.indicators.backfill import compute_features as run
 
-    result = run(
-        symbols,
-        start=start.date() if start else None,
-        end=end.date() if end else None,
-        full=full,
-        progress=True,
-    )
+    _report("features.technical_indicators", run(symbols, start=first, end=last, full=full, progress=True))
+
+
+def _report(table: str, result: FeaturesResult) -> None:
     mode = "full recompute" if result.full else "incremental"
     removed = f", {result.removed} removed (their bar was deleted or re-stamped)" if result.removed else ""
     if not result.rows:
-        click.echo(f"features.technical_indicators: up to date, nothing to compute ({mode}){removed}")
+        click.echo(f"{table}: up to date, nothing to compute ({mode}){removed}")
         return
     click.echo(
-        f"features.technical_indicators: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
-        f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged{removed}"
-    )
-
-
-def _compute_in_lake(symbols: list[str] | None, start, end, full: bool) -> None:
-    from training.infra.settings import lake_uri
-    from training.infra.spark_session import describe, session
-    from training.spark.lake_features import compute_lake_features
-
-    click.echo(f"computing on {describe()}, lake {lake_uri()}")
-    result = compute_lake_features(
-        session(), symbols, start=start.date() if start else None, end=end.date() if end else None, full=full
-    )
-    mode = "full recompute" if result.full else "incremental"
-    removed = f", {result.removed} removed (their bar was deleted or re-stamped)" if result.removed else ""
-    if not result.rows and not result.removed:
-        click.echo(f"lake features: up to date, nothing to compute ({mode})")
-        return
-    click.echo(
-        f"lake features: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
+        f"{table}: {result.rows} rows of {result.symbols} symbol(s) computed ({mode}): "
         f"{result.inserted} inserted, {result.updated} updated, {result.unchanged} unchanged{removed}"
     )

@@ -42,6 +42,13 @@ def table_uri(name: str) -> str:
     return f"{settings.lake_uri()}/{name}"
 
 
+def features_source_query() -> str:
+    """The Feast source of the lake's feature views: the PostgreSQL profile's query over the lake's table."""
+    from training.infra.schema import feature_source_query
+
+    return feature_source_query(f"parquet.`{table_uri(FEATURES)}`")
+
+
 def bucket_of(symbol: Column) -> Column:
     """The bucket of a symbol: a stable hash (Spark's xxhash64, the same on every engine and run)."""
     from pyspark.sql import functions as F
@@ -57,7 +64,7 @@ def read_table(spark: SparkSession, name: str, schema: str) -> DataFrame:
     return spark.read.parquet(uri).drop(BUCKET)
 
 
-def replace_buckets(spark: SparkSession, rows: DataFrame, name: str) -> None:
+def replace_buckets(rows: DataFrame, name: str) -> None:
     """Write ``rows`` as the whole content of every bucket they fall in; other buckets are left as they are.
 
     ``rows`` must not read the table itself (stage them first, see :func:`staged`).

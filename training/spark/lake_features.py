@@ -11,11 +11,11 @@ are rewritten, from rows staged first (:mod:`training.spark.lake`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from training.errors import InputError, name_some
+from training.indicators.backfill import FeaturesResult
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.spark import lake
 from training.spark.spark_indicators import compute_on_spark
@@ -63,27 +63,13 @@ WHERE NOT ((:start IS NULL OR c.trade_date >= :start) AND (:end IS NULL OR c.tra
 """
 
 
-@dataclass(frozen=True)
-class LakeFeaturesResult:
-    rows: int  # computed rows written or compared (inside the date range)
-    symbols: int
-    inserted: int
-    updated: int
-    removed: int
-    full: bool
-
-    @property
-    def unchanged(self) -> int:
-        return self.rows - self.inserted - self.updated
-
-
 def compute_lake_features(
     spark: SparkSession,
     symbols: list[str] | None = None,
     start: date | None = None,
     end: date | None = None,
     full: bool = False,
-) -> LakeFeaturesResult:
+) -> FeaturesResult:
     """Recompute the stale symbols' feature rows and replace their buckets; see the module docstring."""
     from pyspark.sql import functions as F
 
@@ -118,8 +104,8 @@ def compute_lake_features(
             kept = stored.where(lake.bucket_of(stored["symbol"]).isin([r[0] for r in touched.collect()]))
             kept = kept.join(stale, "symbol", "left_anti")
             after = kept.unionByName(new_rows.drop("inserted", "updated", "in_range"))
-            lake.replace_buckets(spark, lake.staged(spark, after, f"{work}/after"), lake.FEATURES)
-    return LakeFeaturesResult(rows, n_symbols, inserted, updated, removed, full)
+            lake.replace_buckets(lake.staged(spark, after, f"{work}/after"), lake.FEATURES)
+    return FeaturesResult(rows=rows, inserted=inserted, updated=updated, symbols=n_symbols, full=full, removed=removed)
 
 
 def _refuse_unknown(asked: list[str], found: set[str]) -> None:
@@ -140,9 +126,7 @@ def latest_feature_rows(spark: SparkSession, symbols: list[str]) -> pd.DataFrame
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from training.infra.schema import feature_source_query
-
-    source = spark.sql(feature_source_query(f"parquet.`{lake.table_uri(lake.FEATURES)}`")).drop(lake.BUCKET)
+    source = spark.sql(lake.features_source_query()).drop(lake.BUCKET)
     newest_first = Window.partitionBy("symbol").orderBy(F.desc("event_timestamp"), F.desc("created_timestamp"))
     rows = source.where(F.col("symbol").isin(symbols)).withColumn("_rank", F.row_number().over(newest_first))
     import pandas as pd

@@ -30,7 +30,7 @@ from training.spark import lake
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 _RAW = ("open", "high", "low", "close", "volume")
 _ADJUSTED = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
@@ -134,7 +134,7 @@ def upsert_lake(
             _refuse_taken_stamps(spark)
         if inserted or updated:
             after = spark.sql(_AFTER, args={"now": datetime.now(UTC)})
-            lake.replace_buckets(spark, lake.staged(spark, after, f"{work}/after"), lake.BARS)
+            lake.replace_buckets(lake.staged(spark, after, f"{work}/after"), lake.BARS)
     return IngestResult(rows=rows, inserted=inserted, updated=updated, symbols=symbols, restamped=restamped)
 
 
@@ -154,8 +154,3 @@ def _refuse_taken_stamps(spark: SparkSession) -> None:
     taken = spark.sql(_STAMP_TAKEN).collect()
     if taken:
         raise taken_stamp_error(*taken[0])
-
-
-def read_bars(spark: SparkSession) -> DataFrame:
-    """The lake's stored bars (no bucket column)."""
-    return lake.read_table(spark, lake.BARS, lake.BAR_SCHEMA)
