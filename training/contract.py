@@ -7,6 +7,7 @@ DEFAULT_FEATURE_SERVICE = "technical_model_v1"  # the model's inputs: scale-free
 AUDIT_FEATURE = "bar_timestamp"  # the joined feature row's own event timestamp, served with every row
 DEFAULT_EXCHANGE_TZ = "America/New_York"  # where bars are stamped at their session close, and dates are read
 # The commands an error tells the user to run.
+INGEST = "python -m training ingest FILE"
 COMPUTE_FEATURES = "python -m training compute-features"
 FEAST_APPLY = "python -m training feast apply"
 MATERIALIZE = "python -m training materialize"

@@ -24,8 +24,11 @@ import click
 @click.option("--trials", type=click.IntRange(min=1),
               help="Configurations tried for this result, for the Deflated Sharpe Ratio (default: the runs on this "
                    "dataset in the MLflow experiment, this one included).")  # fmt: skip
-@click.option("--promote", is_flag=True,
-              help="Make this run champion even if it does not beat the current one (never with --skip-audit).")
+@click.option(
+    "--promote",
+    is_flag=True,
+    help="Make this run champion even if it does not beat the current one (never with --skip-audit).",
+)
 def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method: str | None, n_splits: int | None,
           skip_audit: bool, trials: int | None, promote: bool):  # fmt: skip
     """Cross-validate, fit and log the baseline on a built and audited dataset.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,7 @@ def verify_leakage(
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
-    from training.dataset.offline_bars import checked_symbols, read_bars
     from training.errors import CheckFailed, InputError
-    from training.infra import db
     from training.infra.memory import return_freed_memory
     from training.leakage.audit import audit_config, run_audit
     from training.leakage.audited_code import rebuild
@@ -65,18 +65,18 @@ def verify_leakage(
             raise InputError("--run audits the folds the run used: --cv and --n-splits do not apply")
         config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
     record = _run_record(run) if run else None
-    checked_symbols(dataset.metadata["symbols"])  # the offline store still has them (else one clear error)
-    loaded = time.perf_counter()
-    progress(f"auditing {dataset.n_rows:,} rows of {len(dataset.metadata['symbols'])} symbol(s) in "
-             f"{len(dataset.metadata['parts'])} part(s), reading each part's bars from the offline store")  # fmt: skip
     with (
-        db.connect(autocommit=True) as conn,  # no transaction held open through the rebuild
+        _bar_reader(dataset.metadata["symbols"]) as read_bars,
         tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch,
     ):
+        loaded = time.perf_counter()
+        progress(f"auditing {dataset.n_rows:,} rows of {len(dataset.metadata['symbols'])} symbol(s) in "
+                 f"{len(dataset.metadata['parts'])} part(s), reading each part's bars from the offline "
+                 "store")  # fmt: skip
         report = run_audit(
             dataset,
             config,
-            lambda symbols: BarHistory.of(read_bars(conn, symbols)),
+            lambda symbols: BarHistory.of(read_bars(symbols)),
             sample=sample,
             rebuild=None
             if skip_rebuild
@@ -99,6 +99,29 @@ def verify_leakage(
     click.echo(f"report: {written}")
     if report.failed:
         raise CheckFailed(f"leakage check(s) failed: {', '.join(report.failed)} (details in {written})")
+
+
+@contextmanager
+def _bar_reader(symbols: list[str]) -> Iterator[Callable[[list[str]], Any]]:
+    """The profile's reader of adjusted bars by symbol, after checking the offline store still has ``symbols``
+    (else one clear error): PostgreSQL's (one autocommit connection, no transaction held open through the
+    rebuild) or the lake's."""
+    from training.infra import settings
+
+    if settings.engine() == "spark":
+        from training.infra.spark_session import session
+        from training.spark import lake_bars
+
+        spark = session()
+        lake_bars.checked_symbols(spark, symbols)
+        yield lambda wanted: lake_bars.read_bars(spark, wanted)
+        return
+    from training.dataset.offline_bars import checked_symbols, read_bars
+    from training.infra import db
+
+    checked_symbols(symbols)
+    with db.connect(autocommit=True) as conn:
+        yield lambda wanted: read_bars(conn, wanted)
 
 
 def _run_record(run: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -56,8 +56,8 @@ from training.validation.split_invariants import bar_calendar
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 ROLES_WEIGHTED = ("train", "validation")  # purged and embargoed rows never train or score: weight 0
-_STAGED = ["symbol", "event_timestamp", "t1", "feature_timestamp", "label", "target", "ret", "next_ret", "barrier",
-           "upper", "lower"]  # fmt: skip
+STAGED_COLUMNS = ["symbol", "event_timestamp", "t1", "feature_timestamp", "label", "target", "ret", "next_ret",
+                  "barrier", "upper", "lower"]  # fmt: skip
 
 
 def _bar_index(bars: pd.DataFrame) -> pd.Series:
@@ -65,9 +65,7 @@ def _bar_index(bars: pd.DataFrame) -> pd.Series:
     return bars.groupby("symbol", sort=False).cumcount()
 
 
-def _check_history(
-    counts: list[tuple[str, int]], explicit: bool, horizon: int, warmup: int
-) -> list[tuple[str, int]]:
+def check_history(counts: list[tuple[str, int]], explicit: bool, horizon: int, warmup: int) -> list[tuple[str, int]]:
     """Symbols too short for warm-up + horizon: an error when asked for by name, else left out (logged)."""
     needed = warmup + horizon + 1
     short = [(symbol, n) for symbol, n in counts if n < needed]
@@ -82,7 +80,7 @@ def _check_history(
     return [(symbol, n) for symbol, n in counts if n >= needed]
 
 
-def _target(rows: pd.DataFrame, config: Config) -> pd.Series:
+def target_of(rows: pd.DataFrame, config: Config) -> pd.Series:
     """Binary: did the upper barrier come first (label == +1)? Multiclass: the label itself."""
     return (rows["label"] == 1).astype(np.int8) if config["target"] == "binary" else rows["label"].astype(np.int8)
 
@@ -159,7 +157,7 @@ def _label_and_join(
     if candidates.empty:
         return None
     calendar.candidates += len(candidates)
-    calendar.candidate_classes |= set(_target(candidates, config).unique().tolist())
+    calendar.candidate_classes |= set(target_of(candidates, config).unique().tolist())
     features = point_in_time_features(store, candidates, service)
     finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
     calendar.nonfinite += int((~finite).sum())
@@ -171,19 +169,19 @@ def _label_and_join(
     samples = candidates.take(order).reset_index(drop=True)
     features = features.take(order).reset_index(drop=True)
     del candidates
-    samples["target"] = _target(samples, config)
+    samples["target"] = target_of(samples, config)
     check_label_order(samples["event_timestamp"].array.asi8, samples["t1"].array.asi8)
     samples["feature_timestamp"] = features["feature_timestamp"]
-    staged = pd.concat([samples[_STAGED], features[service.features]], axis=1)
+    staged = pd.concat([samples[STAGED_COLUMNS], features[service.features]], axis=1)
     calendar.add_samples(staged)
     return staged
 
 
-def _window_frame(rows: pd.DataFrame) -> pd.DataFrame:
+def window_frame(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[["symbol", "event_timestamp", "t1", "label", "target"]].rename(columns={"event_timestamp": "t0"})
 
 
-def _roles(bounds: HoldoutBoundaries, rows: pd.DataFrame) -> np.ndarray:
+def roles_of(bounds: HoldoutBoundaries, rows: pd.DataFrame) -> np.ndarray:
     return bounds.roles(rows["event_timestamp"].array.asi8, rows["t1"].array.asi8)
 
 
@@ -193,11 +191,11 @@ def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, 
     returns the rows' roles."""
     staged = pd.read_parquet(writer.stage_path(partition.index), columns=["symbol", "event_timestamp", "t1", "label",
                                                                           "target"])  # fmt: skip
-    roles = _roles(bounds, staged)
+    roles = roles_of(bounds, staged)
     bars = read_bars(conn, list(partition.symbols)) if any(s.needs_windows for s in streams.values()) else None
     local = []
     for role, stream in streams.items():
-        rows = _window_frame(staged[roles == role])
+        rows = window_frame(staged[roles == role])
         if len(rows):
             local.append(stream.observe(rows, bars, classes=rows["target"]))
     columns = pd.concat(local).reindex(staged.index) if local else pd.DataFrame(index=staged.index)
@@ -209,11 +207,10 @@ def _local_path(writer: artifact.ArtifactWriter, partition: Partition) -> Path:
     return writer.stage_path(partition.index).with_name(f".stage-{partition.index:05d}-w.parquet")
 
 
-def _weights(writer: artifact.ArtifactWriter, partition: Partition, roles: np.ndarray, streams: dict[str, WeightStream],
-             staged: pd.DataFrame, rows: dict[str, int] | None) -> pd.DataFrame:  # fmt: skip
-    """Every weight component and ``weight`` of one partition's rows; with ``rows`` None, only add their
-    products to the streams' totals (pass 3)."""
-    local = pd.read_parquet(_local_path(writer, partition))
+def _weights(local: pd.DataFrame, roles: np.ndarray, streams: dict[str, WeightStream], staged: pd.DataFrame,
+             rows: dict[str, int] | None) -> pd.DataFrame:  # fmt: skip
+    """Every weight component and ``weight`` of one partition's rows (``local``: their per-symbol components);
+    with ``rows`` None, only add their products to the streams' totals (pass 3)."""
     if local.shape[1] == 0:  # no per-symbol component enabled: Parquet kept no rows either
         local = pd.DataFrame(index=staged.index)
     out: list[pd.DataFrame] = []
@@ -257,14 +254,14 @@ def build_dataset(
     check_range(start, end)
     wanted = checked_symbols(symbols)
     with db.connect() as conn:
-        counts = _check_history(bar_counts(conn, wanted), explicit=symbols is not None, horizon=horizon, warmup=warmup)
+        counts = check_history(bar_counts(conn, wanted), explicit=symbols is not None, horizon=horizon, warmup=warmup)
     partitions = plan_partitions(counts, partition_bars or default_budget())
     service = describe_service(store, config["features"]["feature_service"])
     progress(
         f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s); "
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
     )
-    request = {"start": start, "end": end, "warmup": warmup}
+    request = {"start": start, "end": end, "warmup": warmup, "horizon": horizon}
     bar = {"unit": "partition", "disable": None, "leave": False}
     calendar = Calendar()
     with artifact.ArtifactWriter(out) as writer, db.connect() as conn:
@@ -273,71 +270,29 @@ def build_dataset(
             if staged is not None:
                 staged.to_parquet(writer.stage_path(partition.index), index=False)
                 calendar.staged.append(partition.index)
-        _check_pass_one(calendar, start, end, horizon, warmup)
-        classes = _check_classes(calendar.classes, calendar.rows, "samples")
-        # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
-        bounds = holdout_boundaries(calendar.dates, calendar.counts, bar_calendar(calendar.dates, calendar.t1),
-                                    **config["split"])  # fmt: skip
-        streams = {role: WeightStream(config["weights"], calendar.dates) for role in ROLES_WEIGHTED}
+        bounds, streams = decide_split(calendar, config, request)
         staged_partitions = [p for p in partitions if p.index in calendar.staged]
         role_counts: Counter[str] = Counter()
         for partition in tqdm(staged_partitions, desc="weights", **bar):
             role_counts.update(_local_weights(conn, writer, partition, bounds, streams).tolist())
-        progress(f"{calendar.candidates:,} labelled decisions, {calendar.rows:,} samples; split {dict(role_counts)}")
-        if not role_counts["train"]:
-            raise InputError("every training sample was purged: the label horizon is too long for the training period")
-        for partition in staged_partitions:
-            staged = pd.read_parquet(writer.stage_path(partition.index), columns=["event_timestamp", "t1", "target"])
-            roles = _roles(bounds, staged)
-            _weights(writer, partition, roles, streams, staged, None)
-        symbols_out: list[str] = []
-        labels: Counter[int] = Counter()
-        for partition in tqdm(staged_partitions, desc="write", **bar):
-            staged = pd.read_parquet(writer.stage_path(partition.index))
-            roles = _roles(bounds, staged)
-            weights = _weights(writer, partition, roles, streams, staged, dict(role_counts))
-            staged["split"] = roles
-            staged["weight"] = weights.pop("weight")
-            ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
-            columns = {c: staged.pop(c) for c in ordered} | dict(weights.items())
-            columns |= dict(staged[service.features].items())
-            del staged, weights
-            frame = pd.DataFrame(columns, copy=False)
-            writer.write_part(frame)
-            symbols_out += pd.unique(frame["symbol"]).tolist()
-            labels.update(frame["label"].tolist())
-            del frame, columns
-        split_counts = {role: int(role_counts[role]) for role in ("train", "purged", "embargo", "validation")}
-        tz = calendar.tz
-        metadata = {
-            "format_version": artifact.FORMAT_VERSION,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "fingerprint": writer.fingerprint(config, service.features),
-            "feature_service": service.name,
-            "features": service.features,
-            "feature_ttl_seconds": service.ttl_seconds,
-            "warmup_bars": warmup,
-            "target": {"kind": config["target"], "classes": classes, "positive": "label == +1"},
-            "rows": calendar.rows,
-            "rows_by_split": split_counts,
-            "rows_dropped_nonfinite": calendar.nonfinite,
-            "symbols": sorted(symbols_out),
-            "period": {
-                "first_t0": timestamp_of(int(calendar.dates[0]), tz).isoformat(),
-                "last_t0": timestamp_of(int(calendar.dates[-1]), tz).isoformat(),
-            },
-            "request": {"symbols": symbols, "start": str(start) if start else None, "end": str(end) if end else None},
-            "split": split_summary(
-                timestamp_of(bounds.cutoff, tz), timestamp_of(bounds.validation_start, tz), bounds.embargo,
-                bounds.embargo_bars, bounds.n_bars, split_counts,
-            ),
-            "label_distribution": {str(k): int(v) for k, v in sorted(labels.items())},
-            "partitions": {"count": len(partitions), "bars_per_partition": partition_bars or default_budget()},
-            "config": config,
-            "build_seconds": round(time.perf_counter() - started, 2),
-        }
-        writer.commit(metadata)
-    return artifact.load(out)
+        request |= {"symbols": symbols, "partitions": len(partitions),
+                    "bars_per_partition": partition_bars or default_budget()}  # fmt: skip
+        summary = Summary(calendar, bounds, streams, role_counts)
+        staged = _StagedFiles(writer)
+        return finish(writer, staged, staged_partitions, summary, config, service, request, started, progress)
+
+
+def decide_split(
+    calendar: Calendar, config: Config, request: dict[str, Any]
+) -> tuple[HoldoutBoundaries, dict[str, WeightStream]]:
+    """After pass 1: refuse what no partition could answer, then the hold-out boundaries from the calendar and
+    the weight streams of the roles that are weighted."""
+    _check_pass_one(calendar, request["start"], request["end"], request["horizon"], request["warmup"])
+    _check_classes(calendar.classes, calendar.rows, "samples")
+    # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
+    bounds = holdout_boundaries(calendar.dates, calendar.counts, bar_calendar(calendar.dates, calendar.t1),
+                                **config["split"])  # fmt: skip
+    return bounds, {role: WeightStream(config["weights"], calendar.dates) for role in ROLES_WEIGHTED}
 
 
 def _check_pass_one(calendar: Calendar, start: date | None, end: date | None, horizon: int, warmup: int) -> None:
@@ -352,3 +307,110 @@ def _check_pass_one(calendar: Calendar, start: date | None, end: date | None, ho
     _check_classes(calendar.candidate_classes, calendar.candidates, "labelled decisions")
     if not calendar.rows:
         raise InputError(f"every decision has a missing feature: run `{COMPUTE_FEATURES}`")
+
+
+class StagedRows(Protocol):
+    """Where passes 1 and 2 left each partition's rows: the builder's staging files, or a Spark lake table."""
+
+    def samples(self, partition: Partition, columns: list[str] | None = None) -> pd.DataFrame:
+        """The partition's samples (pass 1's columns), sorted by (event_timestamp, symbol)."""
+        ...
+
+    def local(self, partition: Partition) -> pd.DataFrame:
+        """Their per-symbol weight components (pass 2), aligned with :meth:`samples`' rows."""
+        ...
+
+
+@dataclass
+class _StagedFiles:
+    writer: artifact.ArtifactWriter
+
+    def samples(self, partition: Partition, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(self.writer.stage_path(partition.index), columns=columns)
+
+    def local(self, partition: Partition) -> pd.DataFrame:
+        return pd.read_parquet(_local_path(self.writer, partition))
+
+
+@dataclass
+class Summary:
+    """What passes 1 and 2 decided for the whole dataset: the calendar, the split and the weights' global state."""
+
+    calendar: Calendar
+    bounds: HoldoutBoundaries
+    streams: dict[str, WeightStream]
+    role_counts: Counter[str]
+
+
+def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list[Partition], summary: Summary,
+           config: Config, service: ServiceFeatures, request: dict[str, Any], started: float,
+           progress: Progress) -> artifact.Dataset:  # fmt: skip
+    """Passes 3 (weight totals, exact) and 4 (each partition's part of the artifact), then the metadata and the
+    swap into place; both engines end here, so their artifacts are written by the same code."""
+    from tqdm import tqdm
+
+    calendar, bounds, streams, role_counts = summary.calendar, summary.bounds, summary.streams, summary.role_counts
+    progress(f"{calendar.candidates:,} labelled decisions, {calendar.rows:,} samples; split {dict(role_counts)}")
+    if not role_counts["train"]:
+        raise InputError("every training sample was purged: the label horizon is too long for the training period")
+    for partition in partitions:
+        rows = staged.samples(partition, ["event_timestamp", "t1", "target"])
+        _weights(staged.local(partition), roles_of(bounds, rows), streams, rows, None)
+    symbols_out: list[str] = []
+    labels: Counter[int] = Counter()
+    for partition in tqdm(partitions, desc="write", unit="partition", disable=None, leave=False):
+        rows = staged.samples(partition)
+        roles = roles_of(bounds, rows)
+        weights = _weights(staged.local(partition), roles, streams, rows, dict(role_counts))
+        rows["split"] = roles
+        rows["weight"] = weights.pop("weight")
+        ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
+        columns = {c: rows.pop(c) for c in ordered} | dict(weights.items())
+        columns |= dict(rows[service.features].items())
+        del rows, weights
+        frame = pd.DataFrame(columns, copy=False)
+        writer.write_part(frame)
+        symbols_out += pd.unique(frame["symbol"]).tolist()
+        labels.update(frame["label"].tolist())
+        del frame, columns
+    split_counts = {role: int(role_counts[role]) for role in ("train", "purged", "embargo", "validation")}
+    classes = sorted(int(c) for c in calendar.classes)
+    tz = calendar.tz
+    start, end = request["start"], request["end"]
+    metadata = {
+        "format_version": artifact.FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fingerprint": writer.fingerprint(config, service.features),
+        "feature_service": service.name,
+        "features": service.features,
+        "feature_ttl_seconds": service.ttl_seconds,
+        "warmup_bars": request["warmup"],
+        "target": {"kind": config["target"], "classes": classes, "positive": "label == +1"},
+        "rows": calendar.rows,
+        "rows_by_split": split_counts,
+        "rows_dropped_nonfinite": calendar.nonfinite,
+        "symbols": sorted(symbols_out),
+        "period": {
+            "first_t0": timestamp_of(int(calendar.dates[0]), tz).isoformat(),
+            "last_t0": timestamp_of(int(calendar.dates[-1]), tz).isoformat(),
+        },
+        "request": {"symbols": request["symbols"], "start": _text(start), "end": _text(end)},
+        "split": split_summary(
+            timestamp_of(bounds.cutoff, tz),
+            timestamp_of(bounds.validation_start, tz),
+            bounds.embargo,
+            bounds.embargo_bars,
+            bounds.n_bars,
+            split_counts,
+        ),
+        "label_distribution": {str(k): int(v) for k, v in sorted(labels.items())},
+        "partitions": {"count": request["partitions"], "bars_per_partition": request["bars_per_partition"]},
+        "config": config,
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    writer.commit(metadata)
+    return artifact.load(writer.out)
+
+
+def _text(day: date | None) -> str | None:
+    return str(day) if day else None

@@ -35,9 +35,7 @@ def describe_service(store, name: str) -> ServiceFeatures:
     try:
         service = store.get_feature_service(name)
     except FeatureServiceNotFoundException:
-        known = (
-            ", ".join(s.name for s in store.list_feature_services()) or f"none (run `{FEAST_APPLY}`)"
-        )
+        known = ", ".join(s.name for s in store.list_feature_services()) or f"none (run `{FEAST_APPLY}`)"
         raise InputError(f"unknown feature service {name!r}; known: {known}") from None
     names = [f.name for projection in service.feature_view_projections for f in projection.features]
     ttls = [

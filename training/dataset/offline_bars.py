@@ -74,16 +74,24 @@ def require_features(symbols: Sequence[str]) -> None:
         if not missing:
             behind = conn.execute(_BARS_WITHOUT_FEATURE_ROW, (list(symbols),)).fetchall()
     if missing:
-        raise InputError(
-            f"no features for {len(missing):,} symbol(s) ({name_some(missing)}) in {FEATURES_TABLE}: "
-            f"run `{COMPUTE_FEATURES}` first"
-        )
+        raise missing_features_error(missing, FEATURES_TABLE)
     if behind:
-        bars = sum(count for _, count, _ in behind)
-        first = name_some([f"{symbol} from {since}" for symbol, _, since in behind])
-        raise InputError(
-            f"{bars:,} bar(s) of {len(behind):,} symbol(s) have no feature row yet ({first}): run `{COMPUTE_FEATURES}`"
-        )
+        raise features_behind_error(behind)
+
+
+def missing_features_error(missing: Sequence[str], table: str) -> InputError:
+    return InputError(
+        f"no features for {len(missing):,} symbol(s) ({name_some(missing)}) in {table}: run `{COMPUTE_FEATURES}` first"
+    )
+
+
+def features_behind_error(behind: Sequence[tuple[str, int, object]]) -> InputError:
+    """Bars (symbol, count, first trade date) that have no feature row at their own stamp yet."""
+    bars = sum(count for _, count, _ in behind)
+    first = name_some([f"{symbol} from {since}" for symbol, _, since in behind])
+    return InputError(
+        f"{bars:,} bar(s) of {len(behind):,} symbol(s) have no feature row yet ({first}): run `{COMPUTE_FEATURES}`"
+    )
 
 
 def known_symbols() -> list[str]:

@@ -182,26 +182,41 @@ class WeightStream:
     def needs_windows(self) -> bool:
         return bool(self.options.get("uniqueness") or self.options.get("return_attribution") or self.decay != 1.0)
 
-    def observe(self, labels: pd.DataFrame, bars: pd.DataFrame, classes: Any = None) -> pd.DataFrame:
-        """The per-symbol components of one partition's samples (in the order they are given); gathers the
-        partition's share of the global ones. ``bars`` are the partition's bars the labels came from."""
+    def local(self, labels: pd.DataFrame, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """The per-symbol components of samples (in the order given), and their average uniqueness when time
+        decay needs it; reads nothing global and changes nothing, so it runs wherever the symbol's bars are
+        (a Spark executor included). ``bars`` are the bars the labels came from."""
         out = pd.DataFrame(index=labels.index)
-        if len(labels) and self.needs_windows:
-            windows = label_windows(labels, bars)
-            uniqueness = average_uniqueness(windows)
-            if self.options.get("uniqueness"):
-                out["uniqueness"] = uniqueness
-            if self.options.get("return_attribution"):
-                out["return_attribution"] = return_attribution(windows, windows.panel.values(bars["close"]))
-            if self.decay != 1.0:
-                where = np.searchsorted(self.dates, pd.DatetimeIndex(labels["t0"]).asi8)
-                np.add.at(self.uniqueness_by_date, where, uniqueness)  # in row order, as bincount sums
+        if not (len(labels) and self.needs_windows):
+            return out, None
+        windows = label_windows(labels, bars)
+        uniqueness = average_uniqueness(windows)
+        if self.options.get("uniqueness"):
+            out["uniqueness"] = uniqueness
+        if self.options.get("return_attribution"):
+            out["return_attribution"] = return_attribution(windows, windows.panel.values(bars["close"]))
+        return out, uniqueness if self.decay != 1.0 else None
+
+    def gather(self, t0: Any, uniqueness: np.ndarray | None, classes: Any) -> None:
+        """Add samples' share of the global quantities: uniqueness per date (time decay), class counts.
+
+        Sums per date accumulate in the order the samples come (as bincount would), so callers feed
+        partitions in symbol order and rows in (t0, symbol) order."""
+        if uniqueness is not None:
+            where = np.searchsorted(self.dates, pd.DatetimeIndex(t0).asi8)
+            np.add.at(self.uniqueness_by_date, where, uniqueness)
         if self.options.get("class_balance"):
-            if classes is None and "label" not in labels.columns:
-                raise InputError("class balance needs a label column or the classes to balance")
-            values, counts = np.unique(np.asarray(labels["label"] if classes is None else classes), return_counts=True)
+            values, counts = np.unique(np.asarray(classes), return_counts=True)
             for value, count in zip(values.tolist(), counts.tolist(), strict=True):
                 self.class_counts[value] = self.class_counts.get(value, 0) + count
+
+    def observe(self, labels: pd.DataFrame, bars: pd.DataFrame, classes: Any = None) -> pd.DataFrame:
+        """The per-symbol components of one partition's samples (:meth:`local`), gathering the partition's
+        share of the global ones (:meth:`gather`)."""
+        if self.options.get("class_balance") and classes is None and "label" not in labels.columns:
+            raise InputError("class balance needs a label column or the classes to balance")
+        out, uniqueness = self.local(labels, bars)
+        self.gather(labels["t0"], uniqueness, labels.get("label") if classes is None else classes)
         return out
 
     def components(self, local: pd.DataFrame, t0: Any, classes: Any = None) -> pd.DataFrame:

@@ -64,6 +64,10 @@ def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None]
     here only)."""
     from training.dataset.builder import build_dataset
     from training.feast_store.repository import feature_store
+    from training.infra.settings import engine
+
+    if engine() == "spark":  # the lake profile's builder: the same artifact, built on Spark
+        from training.spark.lake_dataset import build_lake_dataset as build_dataset
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")

@@ -168,9 +168,7 @@ def _beats(value: float, champion: float, higher_is_better: bool, margin: float)
     return value > champion + margin if higher_is_better else value < champion - margin
 
 
-def decide(
-    client, config: Config, holdout: dict[str, Any], audit: Audit, forced: bool, fingerprint: str
-) -> Promotion:
+def decide(client, config: Config, holdout: dict[str, Any], audit: Audit, forced: bool, fingerprint: str) -> Promotion:
     """Whether this run's model version takes the ``champion`` alias, and why (the alias is not touched here)."""
     metric, margin = config["mlflow"]["promote_metric"], float(config["mlflow"]["promote_min_improvement"])
     value = float(holdout[metric]) if metric in holdout else None

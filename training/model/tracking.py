@@ -122,7 +122,11 @@ def audit_tags(audit: Audit) -> dict[str, str]:
 
 
 def log_run(
-    report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config, audit: Audit,
+    report: TrainingReport,
+    dataset: Dataset,
+    dataset_path: Path,
+    config: Config,
+    audit: Audit,
     trials: int | None = None,
 ) -> LoggedRun:
     """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the registered model.

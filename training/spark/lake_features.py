@@ -18,6 +18,7 @@ from training.errors import InputError, name_some
 from training.indicators.backfill import FeaturesResult
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.spark import lake
+from training.spark.lake_bars import ADJUSTED
 from training.spark.spark_indicators import compute_on_spark
 
 if TYPE_CHECKING:
@@ -29,11 +30,10 @@ FEATURE_SCHEMA = ", ".join(
     ["symbol string", "event_timestamp timestamp", "created_timestamp timestamp"]
     + [f"`{name}` double" for name in STORED_VALUES]
 )
-_ADJUSTED = ", ".join(f"COALESCE(adj_{c}, {c}) AS {c}" for c in ("open", "high", "low", "close", "volume"))
 _SAME_VALUES = " AND ".join(f"c.`{v}` <=> f.`{v}`" for v in STORED_VALUES)
 
 _BARS = f"""
-SELECT symbol, event_timestamp, trade_date, {_ADJUSTED} FROM lake_bars
+SELECT symbol, event_timestamp, trade_date, {ADJUSTED} FROM lake_bars
 WHERE :all_symbols OR array_contains(:symbols, symbol)
 """
 # Symbols to recompute: a bar without a current feature row, or a feature row without its bar.
