@@ -8,6 +8,11 @@ DATA ?= data/stocks.csv.gz
 DATASET ?= artifacts/dataset
 CONFIG ?=
 CONFIG_OPT := $(if $(CONFIG),--config $(CONFIG),)
+# ENGINE=spark: the lake profile (bars and features as Parquet under OHLCV_LAKE, computed on Spark)
+ENGINE ?=
+ifneq ($(ENGINE),)
+export OHLCV_ENGINE := $(ENGINE)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
@@ -50,7 +55,7 @@ fit: ## Purged CV + LightGBM baseline + MLflow run on the built dataset
 check-online: ## Online values equal the newest offline row of every symbol (exits 1 on a mismatch)
 	$(PY) -m training check-online
 
-train: dataset verify fit materialize check-online ## The whole pipeline on the bundled data (embedded default if no services set)
+train: dataset verify fit materialize check-online ## The whole pipeline on the bundled data (embedded default if no services set; ENGINE=spark: on Spark)
 
 predict: install ## Score the latest bar of SYMBOL from the online store: make predict SYMBOL=AAPL
 	$(PY) -m training predict --symbol $(SYMBOL)
