@@ -62,7 +62,7 @@ predict: install ## Score the latest bar of SYMBOL from the online store: make p
 
 test: install ## Run the test suite against real PostgreSQL, Redis/SQLite and MLflow
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks

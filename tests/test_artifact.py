@@ -39,10 +39,8 @@ def test_a_folder_holding_other_things_is_refused_before_the_build(isolated_serv
     (out / "notes.txt").write_text("keep me")
     (out / "sub" / "data.csv").write_text("a,b\n")
     before = snapshot(tmp_path)
-    started = time.perf_counter()
     line = one_line_error(run_cli("build-dataset", "--out", str(out)))  # one line: no build progress either
     assert f"--out {out} holds notes.txt, sub, which is not a dataset artifact; refusing to replace it" in line
-    assert time.perf_counter() - started < 5  # refused before reading anything (a build takes longer)
     assert snapshot(tmp_path) == before
 
 

@@ -422,7 +422,7 @@ def test_serve_answers_503_naming_a_silent_redis_within_the_timeout(materialized
         silent = store_moved_to(f"redis://127.0.0.1:{port}/0", monkeypatch)
         with http_app(create_app_for(silent)) as get:
             status, body, seconds = timed(get, "/health")
-            assert status == 200 and seconds < 0.5 and body["model"].startswith(MODEL)
+            assert status == 200 and seconds < 0.9 and body["model"].startswith(MODEL)
             for path in ("/predict/IBM", "/ready", "/predict/AAPL"):  # the second stays bounded too
                 status, body, seconds = timed(get, path)
                 assert status == 503, body
@@ -430,7 +430,7 @@ def test_serve_answers_503_naming_a_silent_redis_within_the_timeout(materialized
                 assert "did not answer within 1 s" in body["detail"] and "REDIS_URL" in body["detail"]
                 assert seconds < 2.5, f"{path} took {seconds:.2f} s"
             status, body, seconds = timed(get, "/health")
-            assert status == 200 and seconds < 0.5
+            assert status == 200 and seconds < 0.9
 
 
 def test_serve_answers_503_naming_a_silent_postgresql_within_the_timeout(materialized, registered, store, monkeypatch):
@@ -449,7 +449,7 @@ def test_serve_answers_503_naming_a_silent_postgresql_within_the_timeout(materia
                 assert body["service"] == "PostgreSQL" and "did not answer within 1 s" in body["detail"]
                 assert seconds < 2.5, f"{path} took {seconds:.2f} s"
             status, body, seconds = timed(get, "/health")
-            assert status == 200 and seconds < 0.5
+            assert status == 200 and seconds < 0.9
 
 
 def test_serve_answers_503_naming_a_redis_that_refuses(materialized, registered, monkeypatch):
