@@ -187,3 +187,18 @@ def test_build_dataset_on_spark_equals_the_one_box_dataset(in_lake, lake_project
     monkeypatch.setenv("FEAST_PROJECT", lake_project)
     report = _ok("verify-leakage", "--dataset", str(tmp_path / "spark"), "--sample", "40")
     assert "FAIL" not in report and "reproducibility" in report
+
+
+@pytest.mark.parametrize("args", [("--symbols", "IBM,NOPE"), ("--start", "2030-01-02"), ("--horizon", "5000")])
+def test_build_dataset_on_spark_refuses_what_the_one_box_build_refuses(in_lake, lake_project, pipeline, tmp_path,
+                                                                       monkeypatch, args):  # fmt: skip
+    """Unknown symbols, an empty date range, no full label horizon: the same one-line refusal on both engines,
+    and nothing written."""
+    monkeypatch.setenv("FEAST_PROJECT", lake_project)
+    on_spark = CliRunner().invoke(cli, ["build-dataset", "--out", str(tmp_path / "spark"), *args])
+    monkeypatch.setenv("OHLCV_ENGINE", "postgres")
+    monkeypatch.setenv("FEAST_PROJECT", pipeline)
+    one_box = CliRunner().invoke(cli, ["build-dataset", "--out", str(tmp_path / "one-box"), *args])
+    assert on_spark.exit_code == one_box.exit_code == 2, (on_spark.output, one_box.output)
+    assert on_spark.output.strip().splitlines()[-1] == one_box.output.strip().splitlines()[-1]
+    assert not (tmp_path / "spark").exists() and not (tmp_path / "one-box").exists()

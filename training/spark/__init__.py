@@ -2,8 +2,8 @@
 
 import warnings
 
-# Feast warns on every SparkSource it builds (each registry read, each `feast apply`) that the API is "alpha";
-# the lake profile depends on it knowingly, and the warning would bury each command's own output.
-warnings.filterwarnings(
-    "ignore", message="The spark data source API is an experimental feature", category=RuntimeWarning
-)
+# Feast warns on every SparkSource it builds (each registry read, each `feast apply`) and every Spark store call
+# that the API is "alpha"; the lake profile depends on it knowingly, and the warnings would bury each command's
+# own output.
+for _alpha in ("The spark data source API is an experimental feature", "The spark offline store is an experimental"):
+    warnings.filterwarnings("ignore", message=_alpha, category=RuntimeWarning)
