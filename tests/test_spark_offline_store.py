@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,6 +177,29 @@ def test_null_and_nan_stay_apart(spark_stores, tables):
     assert counts[0] == counts[1]
     assert counts[0][1] >= 1  # the stored NaN of row 0 joins as a NaN
     assert counts[0][2] >= 1 and counts[0][3] >= 1  # and NULLs as NULLs
+
+
+def test_an_empty_entity_frame_gets_no_rows_and_the_features_columns(spark, spark_stores, tables):
+    """On the Spark frame, on-demand columns computed on the executors (training.spark.on_demand) included."""
+    from training.spark.on_demand import with_on_demand_features
+
+    ours_store, _ = spark_stores
+    entity = _entity_frame(4, tables, n=120)
+    empty = spark.createDataFrame(entity).limit(0)
+    frame = with_on_demand_features(ours_store.get_historical_features(empty, FEATURES))
+    assert frame.count() == 0 and set(entity.columns) | {ref.split(":")[1] for ref in FEATURES} <= set(frame.columns)
+
+
+def test_on_demand_columns_on_the_executors_equal_feasts_own(spark_stores, tables):
+    from training.spark.on_demand import with_on_demand_features
+
+    ours_store, _ = spark_stores
+    entity = _entity_frame(4, tables, n=120)
+    job = ours_store.get_historical_features(entity, FEATURES)
+    on_executors = with_on_demand_features(job).toPandas()
+    expected = job.to_df()
+    for name in ("a_plus_b", "c_twice"):
+        np.testing.assert_array_equal(on_executors[name].to_numpy(), expected[name].to_numpy(), err_msg=name)
 
 
 def test_sql_and_spark_entity_frames_match_the_pandas_path(spark, spark_stores, tables):

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLASS_PATH = "training.feast_store.spark_offline_store.AsOfSparkOfflineStore"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AsOfSparkOfflineStoreConfig(SparkOfflineStoreConfig):
@@ -217,7 +218,7 @@ def decide(
         raise FeastEntityDFMissingColumnsError({ts_column, *join_keys}, missing)
     entity = _entity_frame(spark, entity_df, ts_column)
     bounds = _bounds(entity)
-    low, high = bounds or (datetime.min, datetime.min)
+    low, high = bounds or (_EPOCH, _EPOCH)  # no entity row: any stamp Feast can subtract a TTL from
     contexts = offline_utils.get_feature_view_query_context(feature_refs, feature_views, registry, project, (low, high))
     joins = join_groups(contexts, feature_views, full_feature_names)
     if isinstance(joins, Unsupported):
@@ -266,4 +267,4 @@ def _bounds(entity: DataFrame) -> tuple[datetime, datetime] | None:
 
 
 def _from_micros(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    return _EPOCH + timedelta(microseconds=micros)
