@@ -75,6 +75,7 @@ class SparkPlan:
     outputs: list[str]
     bounds: tuple[datetime, datetime] | None
     metadata: RetrievalMetadata
+    ordered: bool  # a pandas entity frame's rows come back in its order; a Spark frame or query has none to keep
 
 
 SparkDecision = SparkPlan | Unsupported
@@ -100,7 +101,7 @@ class AsOfSparkRetrievalJob(SparkRetrievalJob):
                 asof_join.join_group(plan.entity, group, source, plan.bounds), asof_join.ROW_ID, "left"
             )
         columns = [F.col(f"`{c}`") for c in (*plan.entity_columns, *plan.outputs)]
-        return result.orderBy(asof_join.ROW_ID).select(*columns)
+        return (result.orderBy(asof_join.ROW_ID) if plan.ordered else result).select(*columns)
 
 
 class AsOfSparkOfflineStore(SparkOfflineStore):
@@ -231,7 +232,8 @@ def decide(
         min_event_timestamp=low if bounds else None,
         max_event_timestamp=high if bounds else None,
     )
-    return SparkPlan(entity, [str(c) for c in schema], joins.groups, joins.outputs, bounds, metadata)
+    ordered = isinstance(entity_df, pd.DataFrame)
+    return SparkPlan(entity, [str(c) for c in schema], joins.groups, joins.outputs, bounds, metadata, ordered)
 
 
 def _entity_frame(spark: SparkSession, entity_df: pd.DataFrame | str | DataFrame, ts_column: str) -> DataFrame:
