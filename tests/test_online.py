@@ -246,6 +246,35 @@ def test_online_prediction_equals_the_model_on_the_latest_offline_row(materializ
         assert prediction.probability == pytest.approx(probability, rel=1e-12, abs=0)
 
 
+def test_the_universe_is_scored_as_predict_scores_each_symbol_and_kept_once(materialized, registered, store, conn):
+    """One online read and one predict_proba give each symbol predict's numbers; the scores table takes a
+    session's scores once (a second write changes nothing) and a changed score replaces its row."""
+    import dataclasses
+
+    from training.serving.daily_scores import SCORES_TABLE, upsert_scores
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+    from training.serving.universe_scores import score_universe
+
+    model = load_model()
+    predictor = Predictor(store, model)
+    result = score_universe(predictor, [*BUNDLED_SYMBOLS, "NOPE"])
+    assert result.skipped == {"NOPE": "no bars in the offline store"}
+    assert [s.symbol for s in result.scores] == list(BUNDLED_SYMBOLS)
+    for score in result.scores:
+        one = predictor.predict(score.symbol)
+        assert (score.probabilities, score.probability) == (one.probabilities, one.probability)
+        assert score.predicted_class == one.predicted_class
+        assert score.bar_timestamp == score.feature_timestamp == one.bar_timestamp
+    assert upsert_scores(conn, result.scores, model.uri) == len(BUNDLED_SYMBOLS)
+    assert upsert_scores(conn, result.scores, model.uri) == 0
+    corrected = dataclasses.replace(result.scores[0], probability=0.5, probabilities={"0": 0.5, "1": 0.5})
+    assert upsert_scores(conn, [corrected], model.uri) == 1
+    rows = conn.execute(f"SELECT symbol, model_name, model_version, probability FROM {SCORES_TABLE} ORDER BY 1")
+    stored = {symbol: (name, version, p) for symbol, name, version, p in rows}
+    assert stored[corrected.symbol] == (MODEL, "1", 0.5) and len(stored) == len(BUNDLED_SYMBOLS)
+
+
 def test_predict_refuses_features_stale_at_an_as_of_time_after_the_last_bar(materialized, registered):
     result = run_cli("predict", "--symbol", "AAPL", "--as-of", "2013-06-03")
     assert result.exit_code == 2

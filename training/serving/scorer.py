@@ -96,6 +96,16 @@ def newest_offline_bar(symbol: str) -> datetime | None:
     return max(found) if found else None
 
 
+def newest_offline_bars(symbols: list[str]) -> dict[str, datetime]:
+    """The newest stored bar of each of ``symbols`` that has one."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            f"SELECT symbol, max(event_timestamp) FROM {OHLCV_TABLE} WHERE symbol = ANY(%s) GROUP BY symbol",
+            (list(symbols),),
+        )
+        return {symbol: newest for symbol, newest in rows}
+
+
 class Predictor:
     """The model and its feature service, resolved once; :meth:`predict` reads Feast and scores a symbol."""
 
@@ -131,8 +141,13 @@ class Predictor:
 
     def read(self, symbol: str) -> dict[str, Any]:
         """The service's online features of one symbol and each view's bar (None when the symbol is not online)."""
-        response = self.online.call(self.store.get_online_features, self.refs, [{"symbol": symbol}])
-        return {name: values[0] for name, values in response.to_dict().items()}
+        return self.read_many([symbol])[0]
+
+    def read_many(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """:meth:`read` of many symbols in one online call, in their order."""
+        response = self.online.call(self.store.get_online_features, self.refs, [{"symbol": s} for s in symbols])
+        columns = response.to_dict()
+        return [{name: values[i] for name, values in columns.items()} for i in range(len(symbols))]
 
     def ready(self) -> dict[str, str]:
         """One read from each store, bounded like every other call: {service: where} when both answer."""
@@ -142,10 +157,25 @@ class Predictor:
 
     def score(self, row: dict[str, Any]) -> tuple[Any, dict[str, float]]:
         """predict_proba on one row, columns in the signature's order."""
-        probabilities = self.model.estimator.predict_proba(feature_frame([row], self.model.inputs))[0]
+        return self.score_many([row])[0]
+
+    def score_many(self, rows: list[dict[str, Any]]) -> list[tuple[Any, dict[str, float]]]:
+        """:meth:`score` of many rows in one predict_proba call."""
+        if not rows:
+            return []
+        probabilities = self.model.estimator.predict_proba(feature_frame(rows, self.model.inputs))
         classes = [_plain(c) for c in self.model.estimator.classes_]
-        by_class = {str(c): float(p) for c, p in zip(classes, probabilities, strict=True)}
-        return classes[int(probabilities.argmax())], by_class
+        return [
+            (classes[int(p.argmax())], {str(c): float(v) for c, v in zip(classes, p, strict=True)})
+            for p in probabilities
+        ]
+
+    def check(self, symbol: str, row: dict[str, Any], reference: datetime, what: str) -> None:
+        """Refuse a row :meth:`predict` would refuse: views of different bars, stale at ``reference``, unusable."""
+        bar = row[AUDIT_FEATURE]
+        _check_one_bar(symbol, {view: row.get(field) for view, field in self.bar_fields.items()})
+        _check_fresh(symbol, bar, reference, what, self.ttl)
+        _check_usable(symbol, bar, {name: row[name] for name in self.model.inputs})
 
     def predict(self, symbol: str, as_of: datetime | None = None) -> Prediction:
         symbol = normalise_symbol(symbol)
@@ -168,10 +198,8 @@ class Predictor:
             reference, what = self.offline.call(newest_offline_bar, symbol) or bar, "newest offline bar"
             if reference > bar:
                 notes.append(f"the offline store has a newer bar of {symbol} ({reference}): run `{MATERIALIZE}`")
-        _check_one_bar(symbol, {view: row.get(field) for view, field in self.bar_fields.items()})
-        _check_fresh(symbol, bar, reference, what, self.ttl)
+        self.check(symbol, row, reference, what)
         features = {name: row[name] for name in self.model.inputs}
-        _check_usable(symbol, bar, features)
         predicted, by_class = self.score(row)
         # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
         probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]

@@ -1,0 +1,63 @@
+"""Score a whole universe: what ``predict`` does for one symbol, for every symbol, in few online reads and one
+``predict_proba``.
+
+Each symbol's online row passes ``predict``'s own checks (one bar across the views, fresh within the TTL,
+every model input finite) against the symbol's newest offline bar, and must describe that very bar: a row
+the online store has not caught up on would score yesterday again under today's name. A symbol that fails
+is left out with the reason ``predict`` would give; the others are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from training.contract import AUDIT_FEATURE, MATERIALIZE
+from training.errors import InputError, ProjectError
+from training.serving.daily_scores import Score
+from training.serving.scorer import Predictor, newest_offline_bars
+
+READ_BLOCK = 1_000  # symbols per online read: one round trip each, and the responses stay small
+
+
+@dataclass(frozen=True)
+class UniverseScores:
+    scores: list[Score]
+    skipped: dict[str, str]  # symbol -> why it was not scored
+
+
+def score_universe(predictor: Predictor, symbols: Sequence[str]) -> UniverseScores:
+    """The newest bar of every symbol of ``symbols`` (those with bars), scored as ``predict`` would score it."""
+    newest = predictor.offline.call(newest_offline_bars, list(symbols))
+    skipped = {symbol: "no bars in the offline store" for symbol in symbols if symbol not in newest}
+    servable: list[tuple[str, dict]] = []
+    wanted = [symbol for symbol in symbols if symbol in newest]
+    for first in range(0, len(wanted), READ_BLOCK):
+        block = wanted[first : first + READ_BLOCK]
+        for symbol, row in zip(block, predictor.read_many(block), strict=True):
+            reason = _refusal(predictor, symbol, row, newest[symbol])
+            if reason:
+                skipped[symbol] = reason
+            else:
+                servable.append((symbol, row))
+    scores = []
+    for (symbol, row), (predicted, by_class) in zip(
+        servable, predictor.score_many([row for _, row in servable]), strict=True
+    ):
+        # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
+        probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
+        scores.append(Score(symbol, newest[symbol], row[AUDIT_FEATURE], by_class, probability, int(predicted)))
+    return UniverseScores(scores, skipped)
+
+
+def _refusal(predictor: Predictor, symbol: str, row: dict, newest) -> str | None:
+    bar = row.get(AUDIT_FEATURE)
+    if bar is None:
+        return f"no online features: run `{MATERIALIZE}`"
+    if bar != newest:
+        return f"the online store holds the bar of {bar}, the offline store has {newest}: run `{MATERIALIZE}`"
+    try:
+        predictor.check(symbol, row, newest, "newest offline bar")
+    except (InputError, ProjectError) as refused:
+        return str(refused)
+    return None
