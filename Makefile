@@ -15,7 +15,7 @@ export OHLCV_ENGINE := $(ENGINE)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
+.PHONY: help install train update test bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ check-online: ## Online values equal the newest offline row of every symbol (exi
 	$(PY) -m training check-online
 
 train: dataset verify fit materialize check-online ## The whole pipeline on the bundled data (embedded default if no services set; ENGINE=spark: on Spark)
+
+update: install ## The evening loop: ingest FILE, features, online store, check, score the session: make update FILE=bars.csv
+	$(PY) -m training update $(FILE)
 
 predict: install ## Score the latest bar of SYMBOL from the online store: make predict SYMBOL=AAPL
 	$(PY) -m training predict --symbol $(SYMBOL)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "serve": "training.commands.serve:serve",
     "services": "training.commands.services:services",
     "train": "training.commands.train:train",
+    "update": "training.commands.update:update",
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",
 }
 

@@ -1,0 +1,80 @@
+"""``update``: replaying the last sessions of the bundled data one file per session ends where one full run ends,
+and a second replay changes nothing (the scores table included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli, run_module
+from training.infra import db
+from training.infra.schema import FEATURES_TABLE
+
+SESSIONS = 3
+MODEL = "update-test-model"  # its own registered model: the online tests count their champion's versions
+
+
+def _ok(*args: str) -> str:
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _features(conn) -> pd.DataFrame:
+    query = f"SELECT * FROM {FEATURES_TABLE} ORDER BY symbol, event_timestamp"
+    return db.copy_out(conn, query, {}, parse_dates=["event_timestamp"]).drop(columns="created_timestamp")
+
+
+@pytest.fixture
+def replayed(pipeline, empty_store, bundled_raw, write_csv):
+    """The scratch store holding all but the last SESSIONS sessions, features computed, Feast applied and
+    materialized, a model registered; then each last session ingested by `update` from a file of its own."""
+    from tests.test_online import log_model, model_inputs
+    from training.feast_store.repository import feature_store
+
+    days = sorted(bundled_raw["Date"].unique())[-SESSIONS:]
+    _ok("ingest", str(write_csv(bundled_raw[~bundled_raw["Date"].isin(days)], "history.csv")))
+    _ok("compute-features")
+    run_module("feast", "apply")
+    _ok("materialize")
+    log_model(model_inputs(feature_store()), registered_model=MODEL)
+    files = [write_csv(bundled_raw[bundled_raw["Date"] == day], f"{day}.csv") for day in days]
+    outputs = [_ok("update", str(file), "--model", f"models:/{MODEL}/1") for file in files]
+    return days, files, outputs
+
+
+def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(replayed, empty_store,
+                                                                                       pipeline):  # fmt: skip
+    from training.feast_store.repository import feature_store
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+    from training.serving.universe_scores import score_universe
+
+    days, files, outputs = replayed
+    for day, output in zip(days, outputs, strict=True):
+        assert "inserted" in output and f"of the session of {day}" in output, output
+        assert "check-online: the online store serves the newest offline row of 5 symbol(s)" in output
+    # The features equal those of one ingest of the whole file (the session's pipeline database).
+    with db.connect(pipeline) as full:
+        expected = _features(full)
+    pd.testing.assert_frame_equal(_features(empty_store), expected, check_exact=True)
+    # Every session was scored once per symbol, each with the numbers predict gives for the newest one.
+    rows = empty_store.execute(
+        "SELECT bar_timestamp::date, count(*) FROM predictions.daily_scores GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [(str(day), n) for day, n in rows] == [(day, 5) for day in days]
+    model = load_model(f"models:/{MODEL}/1")
+    newest = score_universe(Predictor(feature_store(), model), ["AAPL", "FB", "GOOG", "IBM", "MSFT"]).scores
+    stored = dict(
+        empty_store.execute(
+            "SELECT symbol, probability FROM predictions.daily_scores WHERE bar_timestamp::date = %s", (days[-1],)
+        ).fetchall()
+    )
+    np.testing.assert_array_equal([stored[s.symbol] for s in newest], [s.probability for s in newest])
+    # A second replay changes nothing at all.
+    for file in files:
+        again = _ok("update", str(file), "--model", f"models:/{MODEL}/1")
+        assert "0 inserted, 0 updated" in again and "up to date, nothing to compute" in again, again
+        assert "0 symbol(s) with a new or changed newest row written" in again
+        assert "0 new or changed row(s)" in again

@@ -1,0 +1,88 @@
+"""``update``: the evening loop after the close, in one idempotent command.
+
+Ingest the new bars, compute what became stale, refresh the online store, prove it serves the newest rows,
+then score every symbol of the newest session with the champion model into ``predictions.daily_scores``.
+Each stage is the standalone command's own code, so ``update`` behaves as running them in turn would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--model", "model_uri", help="Model to score with (default: the registered model's champion).")
+def update(path: Path, model_uri: str | None) -> None:
+    """Ingest PATH (a day's bars, or any file `ingest` reads), then bring everything after it up to date.
+
+    One line per stage: ingest, compute-features (incremental), materialize (only rows that changed),
+    check-online (the symbols whose newest row changed), and the scores of every symbol whose newest bar is
+    the newest session in the offline store. Running it twice, or on a file that overlaps earlier ones,
+    changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the online store
+    differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable.
+    """
+    from training.commands.compute_features import _report
+    from training.commands.ingest import ingest
+    from training.commands.materialize import materialize_changed
+    from training.errors import CheckFailed
+    from training.feast_store.repository import feature_store
+    from training.indicators.backfill import compute_features
+    from training.infra.settings import require_postgres_engine
+    from training.serving.online_store import check_online
+
+    require_postgres_engine("update")
+    ingest.main([str(path)], prog_name="ingest", standalone_mode=False)  # the command itself, its defaults parsed
+    _report("features.technical_indicators", compute_features(None, progress=True))
+    done = materialize_changed()
+    click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
+    store = feature_store()
+    if done.symbols:
+        failed = [c for c in check_online(store, done.symbols) if not c.ok]
+        if failed:
+            from training.commands.check_online import summary
+
+            raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
+        click.echo(f"check-online: the online store serves the newest offline row of {len(done.symbols)} symbol(s)")
+    _score_session(store, model_uri)
+
+
+def _score_session(store, model_uri: str | None) -> None:
+    from training.infra import db
+    from training.serving.daily_scores import SCORES_TABLE, upsert_scores
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+    from training.serving.universe_scores import score_universe
+
+    session, symbols = session_symbols()
+    model = load_model(model_uri)
+    result = score_universe(Predictor(store, model), symbols)
+    with db.connect() as conn:
+        written = upsert_scores(conn, result.scores, model.uri)
+    skipped = ""
+    if result.skipped:
+        first = next(iter(result.skipped.items()))
+        skipped = f"; {len(result.skipped)} not scored (first: {first[0]}: {first[1]})"
+    click.echo(
+        f"scores: {len(result.scores)} symbol(s) of the session of {session} scored with {model.label}, "
+        f"{written} new or changed row(s) in {SCORES_TABLE}{skipped}"
+    )
+
+
+def session_symbols() -> tuple[object, list[str]]:
+    """The newest trading date in the offline store and the symbols whose newest bar falls on it."""
+    from training.errors import InputError
+    from training.infra import db
+    from training.infra.schema import OHLCV_TABLE
+
+    query = f"""
+    WITH newest AS (SELECT symbol, max(trade_date) AS day FROM {OHLCV_TABLE} GROUP BY symbol)
+    SELECT day, symbol FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
+    """
+    with db.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    if not rows:
+        raise InputError(f"{OHLCV_TABLE} is empty: nothing to score")
+    return rows[0][0], [symbol for _, symbol in rows]
