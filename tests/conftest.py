@@ -222,7 +222,7 @@ def empty_store(isolated_services, monkeypatch):
     monkeypatch.setenv("PGDATABASE", SCRATCH)
     monkeypatch.setenv("FEAST_PROJECT", SCRATCH)
     connection = db.connect(autocommit=True)
-    for table in ("market_data.ohlcv_daily", "features.technical_indicators"):
+    for table in ("market_data.ohlcv_daily", "features.technical_indicators", "predictions.daily_scores"):
         _drop_table(connection, table)
     yield connection
     connection.close()

@@ -102,6 +102,9 @@ def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
     )
     example = X.head(5)
     with mlflow.start_run(experiment_id=experiment_id, tags={"feature_service": SERVICE}):
+        from training.model.input_distribution import ARTIFACT, input_distribution
+
+        mlflow.log_dict(input_distribution([X], inputs, len(X)), ARTIFACT)  # as the trainer records it
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",

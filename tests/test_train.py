@@ -28,6 +28,7 @@ EXPECTED_ARTIFACTS = {
     "dataset_metadata.json",
     "cv_folds.json",
     "cv_splits.json",  # the folds and fitted preprocessing verify-leakage --run audits
+    "input_distribution.json",  # the training rows' percentiles per input, update's drift reference
     "validity",  # validity.json, cv_path_returns.csv, pbo_logits.png, path_sharpes.png
 }
 VALIDITY_METRICS = ("validity/trials", "validity/holdout_psr", "validity/holdout_dsr", "validity/holdout_min_trl_bars",

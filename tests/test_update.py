@@ -3,6 +3,8 @@ and a second replay changes nothing (the scores table included)."""
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,6 @@ from training.infra import db
 from training.infra.schema import FEATURES_TABLE
 
 SESSIONS = 3
-MODEL = "update-test-model"  # its own registered model: the online tests count their champion's versions
 
 
 def _ok(*args: str) -> str:
@@ -38,10 +39,12 @@ def replayed(pipeline, empty_store, bundled_raw, write_csv):
     _ok("compute-features")
     run_module("feast", "apply")
     _ok("materialize")
-    log_model(model_inputs(feature_store()), registered_model=MODEL)
+    name = f"update-test-{uuid.uuid4().hex[:8]}"  # its own model: the online tests count their champion's versions
+    log_model(model_inputs(feature_store()), registered_model=name)
+    model = f"models:/{name}/1"
     files = [write_csv(bundled_raw[bundled_raw["Date"] == day], f"{day}.csv") for day in days]
-    outputs = [_ok("update", str(file), "--model", f"models:/{MODEL}/1") for file in files]
-    return days, files, outputs
+    outputs = [_ok("update", str(file), "--model", model) for file in files]
+    return days, files, outputs, model
 
 
 def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(replayed, empty_store,
@@ -51,7 +54,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     from training.serving.scorer import Predictor
     from training.serving.universe_scores import score_universe
 
-    days, files, outputs = replayed
+    days, files, outputs, model_uri = replayed
     for day, output in zip(days, outputs, strict=True):
         assert "inserted" in output and f"of the session of {day}" in output, output
         assert "check-online: the online store serves the newest offline row of 5 symbol(s)" in output
@@ -64,7 +67,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
         "SELECT bar_timestamp::date, count(*) FROM predictions.daily_scores GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert [(str(day), n) for day, n in rows] == [(day, 5) for day in days]
-    model = load_model(f"models:/{MODEL}/1")
+    model = load_model(model_uri)
     newest = score_universe(Predictor(feature_store(), model), ["AAPL", "FB", "GOOG", "IBM", "MSFT"]).scores
     stored = dict(
         empty_store.execute(
@@ -74,7 +77,28 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     np.testing.assert_array_equal([stored[s.symbol] for s in newest], [s.probability for s in newest])
     # A second replay changes nothing at all.
     for file in files:
-        again = _ok("update", str(file), "--model", f"models:/{MODEL}/1")
+        again = _ok("update", str(file), "--model", model_uri)
         assert "0 inserted, 0 updated" in again and "up to date, nothing to compute" in again, again
         assert "0 symbol(s) with a new or changed newest row written" in again
-        assert "0 new or changed row(s)" in again
+        assert "0 new or changed row(s)" in again and "drift: no input drifted" in again and "MLflow run" not in again
+
+
+def test_a_session_whose_volume_jumped_tenfold_trips_the_drift_alarm_after_scoring(replayed, empty_store,
+                                                                                   bundled_raw, write_csv):  # fmt: skip
+    """The bundled sessions replayed above do not drift; a next session whose every volume is ten times the
+    last one's (prices unchanged) is still scored, then update exits 4 naming the volume inputs, and a
+    monitoring run with the plot is in MLflow."""
+    import mlflow
+
+    days, _, outputs, model_uri = replayed
+    assert all("drift: no input drifted" in output and "MLflow run" in output for output in outputs), outputs
+    shifted = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
+    shifted["Volume"] = (shifted["Volume"].astype(float) * 10).astype(int).astype(str)
+    result = run_cli("update", str(write_csv(shifted, "shifted.csv")), "--model", model_uri)
+    assert result.exit_code == 4, result.output
+    assert "scores: 5 symbol(s) of the session of 2013-03-04" in result.output
+    alarm = result.output.strip().splitlines()[-1]
+    assert "session 2013-03-04:" in alarm and "drifted" in alarm and "volume" in alarm, alarm
+    assert "close" not in alarm.split("drifted")[1].replace("close_open", ""), alarm  # prices did not move
+    run_id = alarm.rsplit("MLflow run ", 1)[1].rstrip(")")
+    assert "drift.png" in [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)]

@@ -98,8 +98,10 @@ RANGES: dict[tuple[str, str], Range] = {
     ("model", "early_stopping_fraction"): Range(0, 0.5, low_open=True),
     ("backtest", "cost_bps"): NON_NEGATIVE,
     ("mlflow", "promote_min_improvement"): NON_NEGATIVE,
+    ("monitoring", "drift_alpha"): FRACTION,
 }
 UNHASHED_KEYS = (("mlflow", "promote_metric"), ("mlflow", "promote_min_improvement"))
+UNHASHED_SECTIONS = ("monitoring",)  # how a served model is watched says nothing about the rows or the model
 RUN_NAME_FIELDS = {"feature_service": "x", "horizon": 5, "timestamp": "x"}
 
 
@@ -278,10 +280,10 @@ def _validate_mlflow(section: Config) -> None:
 def fingerprint_text(config: Config) -> str:
     """Canonical JSON of the configuration, for fingerprints: key order never changes a hash.
 
-    How a trained model gets promoted says nothing about the rows, so those keys are left out: a dataset
-    built before they existed keeps its fingerprint, and changing them never invalidates a dataset.
+    How a trained model gets promoted or watched says nothing about the rows, so those keys are left out: a
+    dataset built before they existed keeps its fingerprint, and changing them never invalidates a dataset.
     """
-    hashed = copy.deepcopy(config)
+    hashed = {k: v for k, v in copy.deepcopy(config).items() if k not in UNHASHED_SECTIONS}
     for section, key in UNHASHED_KEYS:
         if isinstance(hashed.get(section), dict):
             hashed[section].pop(key, None)

@@ -15,18 +15,24 @@ import click
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--model", "model_uri", help="Model to score with (default: the registered model's champion).")
-def update(path: Path, model_uri: str | None) -> None:
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML overriding the defaults (its monitoring section: drift_alpha, experiment).")  # fmt: skip
+def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     """Ingest PATH (a day's bars, or any file `ingest` reads), then bring everything after it up to date.
 
     One line per stage: ingest, compute-features (incremental), materialize (only rows that changed),
     check-online (the symbols whose newest row changed), and the scores of every symbol whose newest bar is
-    the newest session in the offline store. Running it twice, or on a file that overlaps earlier ones,
-    changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the online store
-    differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable.
+    the newest session in the offline store. Then each model input's values across the scored symbols are
+    tested (Kolmogorov-Smirnov) against the training rows' distribution recorded with the model, and the
+    result is logged as an MLflow monitoring run with a plot. Running it twice, or on a file that overlaps
+    earlier ones, changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the
+    online store differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable;
+    4 done, but inputs drifted from the training rows (alert: the scores are written).
     """
     from training.commands.compute_features import _report
     from training.commands.ingest import ingest
     from training.commands.materialize import materialize_changed
+    from training.config import load_config
     from training.errors import CheckFailed
     from training.feast_store.repository import feature_store
     from training.indicators.backfill import compute_features
@@ -34,6 +40,7 @@ def update(path: Path, model_uri: str | None) -> None:
     from training.serving.online_store import check_online
 
     require_postgres_engine("update")
+    monitoring = load_config(config_path)["monitoring"]  # a bad file is refused before anything is written
     ingest.main([str(path)], prog_name="ingest", standalone_mode=False)  # the command itself, its defaults parsed
     _report("features.technical_indicators", compute_features(None, progress=True))
     done = materialize_changed()
@@ -46,10 +53,10 @@ def update(path: Path, model_uri: str | None) -> None:
 
             raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
         click.echo(f"check-online: the online store serves the newest offline row of {len(done.symbols)} symbol(s)")
-    _score_session(store, model_uri)
+    _score_session(store, model_uri, monitoring)
 
 
-def _score_session(store, model_uri: str | None) -> None:
+def _score_session(store, model_uri: str | None, monitoring: dict) -> None:
     from training.infra import db
     from training.serving.daily_scores import SCORES_TABLE, upsert_scores
     from training.serving.model_loading import load_model
@@ -69,6 +76,28 @@ def _score_session(store, model_uri: str | None) -> None:
         f"scores: {len(result.scores)} symbol(s) of the session of {session} scored with {model.label}, "
         f"{written} new or changed row(s) in {SCORES_TABLE}{skipped}"
     )
+    _check_drift(result, model, session, written, monitoring)
+
+
+def _check_drift(result, model, session, written: int, monitoring: dict) -> None:
+    """Test the scored cross-section against the training rows; log a monitoring run when scores changed."""
+    from training.errors import DriftDetected
+    from training.serving.drift import check_drift, log_monitoring_run, reference_of
+
+    reference = reference_of(model.uri)
+    if reference is None or not result.scores:
+        why = "no symbol was scored" if reference else f"{model.label} has no recorded input distribution (retrain)"
+        click.echo(f"drift: not checked, {why}")
+        return
+    report = check_drift(reference, result.features, float(monitoring["drift_alpha"]))
+    logged = ""
+    if written:  # a rerun of a scored session logs nothing new
+        tags = {"session": str(session), "model": model.uri}
+        metrics = {"scored": len(result.scores), "not_scored": len(result.skipped)}
+        logged = f" (MLflow run {log_monitoring_run(report, monitoring['experiment'], tags, metrics)})"
+    if report.drifted:
+        raise DriftDetected(f"session {session}: {report.summary()}{logged}")
+    click.echo(f"drift: {report.summary()}{logged}")
 
 
 def session_symbols() -> tuple[object, list[str]]:

@@ -28,8 +28,9 @@ PATH_RETURNS = "validity/cv_path_returns.csv"
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Identity of a configuration tried: everything but the MLflow names."""
-    body = json.dumps({k: v for k, v in config.items() if k != "mlflow"}, sort_keys=True, default=str)
+    """Identity of a configuration tried: everything but the MLflow names and how the model is watched."""
+    body = json.dumps({k: v for k, v in config.items() if k not in ("mlflow", "monitoring")}, sort_keys=True,
+                      default=str)  # fmt: skip
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

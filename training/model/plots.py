@@ -1,4 +1,5 @@
-"""PNG figures of a training run: feature importance, ROC, confusion matrix, equity curves."""
+"""PNG figures of a training run (feature importance, ROC, confusion matrix, equity curves) and of a monitoring
+run (drift of the inputs)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,19 @@ def path_sharpes(sharpes: list[float], holdout: float, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def drift_chart(report):
+    """KS distance of each input from its training distribution; drifted inputs in red. Returns the figure
+    (for ``mlflow.log_figure``), already detached from pyplot."""
+    plt, fig, ax = _figure(7.0, 0.28 * len(report.inputs) + 1.4)
+    ordered = sorted(report.inputs, key=lambda d: d.statistic)
+    drifted = {d.name for d in report.drifted}
+    colours = ["#b03a2e" if d.name in drifted else "#3b6ea8" for d in ordered]
+    ax.barh([d.name for d in ordered], [d.statistic for d in ordered], color=colours)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("Kolmogorov-Smirnov distance from the training rows")
+    ax.set_title(f"Input drift: {len(drifted)} of {len(ordered)} inputs with p < {report.threshold:.2g} (red)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

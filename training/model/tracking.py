@@ -106,9 +106,20 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dat
         for f in report.folds
     ]  # fmt: skip
     (folder / "cv_folds.json").write_text(json.dumps(folds, indent=2, default=float))
+    _write_input_distribution(folder, dataset)
     leakage = dataset_path / REPORT_FILE
     if leakage.exists():
         (folder / REPORT_FILE).write_text(leakage.read_text())
+
+
+def _write_input_distribution(folder: Path, dataset: Dataset) -> None:
+    """Percentiles of each input over the training rows, which `update` checks each session's scores against."""
+    from training.model.input_distribution import ARTIFACT, input_distribution
+
+    features = dataset.features
+    train = (part[part["split"] == "train"] for part in dataset.parts([*features, "split"], categorical=["split"]))
+    rows = int(dataset.metadata["rows_by_split"]["train"])
+    (folder / ARTIFACT).write_text(json.dumps(input_distribution(train, features, rows)))
 
 
 def audit_tags(audit: Audit) -> dict[str, str]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
+
 from training.contract import AUDIT_FEATURE, MATERIALIZE
 from training.errors import InputError, ProjectError
 from training.serving.daily_scores import Score
-from training.serving.scorer import Predictor, newest_offline_bars
+from training.serving.scorer import Predictor, feature_frame, newest_offline_bars
 
 READ_BLOCK = 1_000  # symbols per online read: one round trip each, and the responses stay small
 
@@ -24,6 +26,7 @@ READ_BLOCK = 1_000  # symbols per online read: one round trip each, and the resp
 class UniverseScores:
     scores: list[Score]
     skipped: dict[str, str]  # symbol -> why it was not scored
+    features: pd.DataFrame  # the scored rows' model inputs, one row per scored symbol (index: symbol)
 
 
 def score_universe(predictor: Predictor, symbols: Sequence[str]) -> UniverseScores:
@@ -47,7 +50,9 @@ def score_universe(predictor: Predictor, symbols: Sequence[str]) -> UniverseScor
         # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
         probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
         scores.append(Score(symbol, newest[symbol], row[AUDIT_FEATURE], by_class, probability, int(predicted)))
-    return UniverseScores(scores, skipped)
+    features = feature_frame([row for _, row in servable], predictor.model.inputs)
+    features.index = pd.Index([symbol for symbol, _ in servable], name="symbol")
+    return UniverseScores(scores, skipped, features)
 
 
 def _refusal(predictor: Predictor, symbol: str, row: dict, newest) -> str | None:
