@@ -289,9 +289,13 @@ def http_app(app, start_timeout: float = 60.0) -> Iterator[Callable[[str], tuple
                 raise RuntimeError(f"uvicorn did not start on port {port} within {start_timeout:.0f} s")
             thread.join(0.05)
 
-        def get(path: str) -> tuple[int, dict]:
+        def get(path: str, body: dict | None = None) -> tuple[int, dict]:
+            """GET ``path``, or POST ``body`` to it as JSON."""
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+                with urllib.request.urlopen(request, timeout=30) as response:
                     return response.status, json.loads(response.read())
             except urllib.error.HTTPError as error:
                 return error.code, json.loads(error.read())

@@ -278,6 +278,22 @@ def test_the_universe_is_scored_as_predict_scores_each_symbol_and_kept_once(mate
     assert stored[corrected.symbol] == (MODEL, "1", 0.5) and len(stored) == len(BUNDLED_SYMBOLS)
 
 
+def test_serve_scores_many_symbols_in_one_post_with_the_numbers_of_the_scores_table(materialized, registered, store):
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+    from training.serving.universe_scores import score_universe
+
+    expected = score_universe(Predictor(store, load_model()), ["AAPL", "IBM", "NOPE"])
+    with http_app(create_app_for(store)) as get:
+        status, body = get("/predict", {"symbols": ["aapl", " IBM", "NOPE"]})
+        assert status == 200, body
+        assert body["scores"] == [score.as_dict() for score in expected.scores]
+        assert body["not_scored"] == {"NOPE": "no bars in the offline store"}
+        status, everything = get("/predict", {})
+        assert status == 200 and [s["symbol"] for s in everything["scores"]] == BUNDLED_SYMBOLS
+        assert get("/predict", {"symbols": [" "]})[0] == 422
+
+
 def test_predict_refuses_features_stale_at_an_as_of_time_after_the_last_bar(materialized, registered):
     result = run_cli("predict", "--symbol", "AAPL", "--as-of", "2013-06-03")
     assert result.exit_code == 2

@@ -16,17 +16,20 @@ if TYPE_CHECKING:
 
 def create_app(predictor: Predictor) -> FastAPI:
     """GET /predict/{symbol}[?as_of=...] -> the prediction as JSON; 404 unknown or not online, 409 stale or mixed,
-    422 unusable, 503 naming the store that failed or stayed silent past OHLCV_SERVICE_TIMEOUT.
+    422 unusable, 503 naming the store that failed or stayed silent past OHLCV_SERVICE_TIMEOUT. POST /predict
+    with {"symbols": [...]} (or {} for every symbol of the newest session) scores many at once.
 
     GET /health answers from memory (the process is up, the model loaded); GET /ready reads both stores.
     The handlers are plain functions, so FastAPI runs them in its thread pool and the event loop never waits
     on a store; every store call inside is bounded (:mod:`training.serving.bounded`).
     """
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import Body, FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse
 
+    from training.contract import normalise_symbols
     from training.errors import InputError, ServiceUnavailable
     from training.serving.scorer import StaleFeatures, SymbolNotServed, parse_as_of
+    from training.serving.universe_scores import score_universe, session_symbols
 
     app = FastAPI(title="ohlcv predict", description=f"{predictor.model.label} on {predictor.model.feature_service}")
 
@@ -50,6 +53,23 @@ def create_app(predictor: Predictor) -> FastAPI:
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
 
+    @app.post("/predict")
+    def predict_many(symbols: list[str] | None = Body(default=None, embed=True)) -> dict:  # noqa: B008 (FastAPI)
+        """Score many symbols in one online read: those named, else every symbol of the newest session. The
+        numbers `update` writes to predictions.daily_scores; symbols that cannot be scored say why."""
+        if symbols is None:
+            _, symbols = predictor.offline.call(session_symbols)
+        else:
+            symbols = normalise_symbols(symbols)
+            if not symbols:
+                raise HTTPException(422, "no symbols given")
+        result = score_universe(predictor, symbols)
+        return {
+            "model": predictor.model.label,
+            "scores": [score.as_dict() for score in result.scores],
+            "not_scored": result.skipped,
+        }
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "model": predictor.model.label, "feature_service": predictor.model.feature_service}
@@ -67,7 +87,8 @@ def create_app(predictor: Predictor) -> FastAPI:
 @click.option("--model-uri", help="MLflow model URI (default: the registered model's champion, else newest).")
 @trust_pickle_option
 def serve(host: str, port: int, model_uri: str | None, trust_pickle: bool) -> None:
-    """Serve GET /predict/{symbol}?as_of=... over HTTP: the same answer as `predict --json`.
+    """Serve GET /predict/{symbol}?as_of=... over HTTP (the same answer as `predict --json`), and POST /predict
+    {"symbols": [...]} for many symbols at once (none named: every symbol of the newest session).
 
     The model and the Feast store are loaded once at start-up; freshness is judged as in `predict`. Every call
     to Redis or PostgreSQL is bounded by OHLCV_SERVICE_TIMEOUT (default 2 s): past it, or when a store is

@@ -61,7 +61,7 @@ def _score_session(store, model_uri: str | None, monitoring: dict) -> None:
     from training.serving.daily_scores import SCORES_TABLE, upsert_scores
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
-    from training.serving.universe_scores import score_universe
+    from training.serving.universe_scores import score_universe, session_symbols
 
     session, symbols = session_symbols()
     model = load_model(model_uri)
@@ -98,20 +98,3 @@ def _check_drift(result, model, session, written: int, monitoring: dict) -> None
     if report.drifted:
         raise DriftDetected(f"session {session}: {report.summary()}{logged}")
     click.echo(f"drift: {report.summary()}{logged}")
-
-
-def session_symbols() -> tuple[object, list[str]]:
-    """The newest trading date in the offline store and the symbols whose newest bar falls on it."""
-    from training.errors import InputError
-    from training.infra import db
-    from training.infra.schema import OHLCV_TABLE
-
-    query = f"""
-    WITH newest AS (SELECT symbol, max(trade_date) AS day FROM {OHLCV_TABLE} GROUP BY symbol)
-    SELECT day, symbol FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
-    """
-    with db.connect() as conn:
-        rows = conn.execute(query).fetchall()
-    if not rows:
-        raise InputError(f"{OHLCV_TABLE} is empty: nothing to score")
-    return rows[0][0], [symbol for _, symbol in rows]

@@ -61,6 +61,16 @@ class Score:
     probability: float
     predicted_class: int
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "bar_timestamp": self.bar_timestamp.isoformat(),
+            "feature_timestamp": self.feature_timestamp.isoformat(),
+            "probability": self.probability,
+            "class": self.predicted_class,
+            "probabilities": self.probabilities,
+        }
+
 
 def model_identity(uri: str) -> tuple[str, str]:
     """(name, version) of a registered model's ``models:/name/version`` URI; any other URI is its own name."""

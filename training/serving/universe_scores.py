@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 
@@ -66,3 +67,19 @@ def _refusal(predictor: Predictor, symbol: str, row: dict, newest) -> str | None
     except (InputError, ProjectError) as refused:
         return str(refused)
     return None
+
+
+def session_symbols() -> tuple[date, list[str]]:
+    """The newest trading date in the offline store and the symbols whose newest bar falls on it."""
+    from training.infra import db
+    from training.infra.schema import OHLCV_TABLE
+
+    query = f"""
+    WITH newest AS (SELECT symbol, max(trade_date) AS day FROM {OHLCV_TABLE} GROUP BY symbol)
+    SELECT day, symbol FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
+    """
+    with db.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    if not rows:
+        raise InputError(f"{OHLCV_TABLE} is empty: nothing to score")
+    return rows[0][0], [symbol for _, symbol in rows]
