@@ -57,7 +57,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     days, files, outputs, model_uri = replayed
     for day, output in zip(days, outputs, strict=True):
         assert "inserted" in output and f"of the session of {day}" in output, output
-        assert "check-online: the online store serves the newest offline row of 5 symbol(s)" in output
+        assert "check-online: the online store serves the newest offline row of the 5 symbol(s) written" in output
     # The features equal those of one ingest of the whole file (the session's pipeline database).
     with db.connect(pipeline) as full:
         expected = _features(full)

@@ -21,23 +21,22 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     """Ingest PATH (a day's bars, or any file `ingest` reads), then bring everything after it up to date.
 
     One line per stage: ingest, compute-features (incremental), materialize (only rows that changed),
-    check-online (the symbols whose newest row changed), and the scores of every symbol whose newest bar is
-    the newest session in the offline store. Then each model input's values across the scored symbols are
-    tested (Kolmogorov-Smirnov) against the training rows' distribution recorded with the model, and the
-    result is logged as an MLflow monitoring run with a plot. Running it twice, or on a file that overlaps
-    earlier ones, changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the
-    online store differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable;
-    4 done, but inputs drifted from the training rows (alert: the scores are written).
+    check-online (the symbols written, and a sample of up to 100 others), then the scores of every symbol
+    whose newest bar is the newest session in the offline store, into predictions.daily_scores. Last, each
+    model input's values across the scored symbols are tested (Kolmogorov-Smirnov) against the training
+    rows' distribution recorded with the model, and logged as an MLflow monitoring run with a plot.
+    Running it twice, or on a file that overlaps earlier ones, changes nothing the second time (the scores
+    table included). Exit codes: 0 done; 1 the online store differs from the offline rows; 2 bad input
+    (nothing written); 3 a service is unreachable; 4 done, but inputs drifted from the training rows (an
+    alert: the scores are written).
     """
     from training.commands.compute_features import _report
     from training.commands.ingest import ingest
     from training.commands.materialize import materialize_changed
     from training.config import load_config
-    from training.errors import CheckFailed
     from training.feast_store.repository import feature_store
     from training.indicators.backfill import compute_features
     from training.infra.settings import require_postgres_engine
-    from training.serving.online_store import check_online
 
     require_postgres_engine("update")
     monitoring = load_config(config_path)["monitoring"]  # a bad file is refused before anything is written
@@ -46,14 +45,32 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     done = materialize_changed()
     click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
     store = feature_store()
-    if done.symbols:
-        failed = [c for c in check_online(store, done.symbols) if not c.ok]
-        if failed:
-            from training.commands.check_online import summary
-
-            raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
-        click.echo(f"check-online: the online store serves the newest offline row of {len(done.symbols)} symbol(s)")
+    _check_parity(store, done.symbols)
     _score_session(store, model_uri, monitoring)
+
+
+PARITY_SAMPLE = 100  # untouched symbols whose online row is compared with the offline one at each update
+
+
+def _check_parity(store, changed: list[str]) -> None:
+    """check-online of the symbols just written, and of a sample of the others (an online store can lose or
+    garble rows nobody wrote today: an eviction, a flush, a second writer)."""
+    import random
+
+    from training.commands.check_online import summary
+    from training.errors import CheckFailed
+    from training.serving.online_store import check_online, offline_symbols
+
+    others = sorted(set(offline_symbols()) - set(changed))
+    sample = random.Random(len(others)).sample(others, min(PARITY_SAMPLE, len(others)))
+    checks = check_online(store, [*changed, *sample])
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
+    click.echo(
+        f"check-online: the online store serves the newest offline row of the {len(changed)} symbol(s) written "
+        f"and of {len(sample)} other(s) sampled"
+    )
 
 
 def _score_session(store, model_uri: str | None, monitoring: dict) -> None:
