@@ -47,8 +47,9 @@ def replayed(pipeline, empty_store, bundled_raw, write_csv):
     return days, files, outputs, model
 
 
-def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(replayed, empty_store,
-                                                                                       pipeline):  # fmt: skip
+def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(
+    replayed, empty_store, pipeline, write_csv
+):
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
@@ -81,6 +82,11 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
         assert "0 inserted, 0 updated" in again and "up to date, nothing to compute" in again, again
         assert "0 symbol(s) with a new or changed newest row written" in again
         assert "0 new or changed row(s)" in again and "drift: no input drifted" in again and "MLflow run" not in again
+    # A vendor's correction of the last session's IBM close re-scores IBM's row of that session only.
+    last = pd.read_csv(files[-1], dtype=str)
+    last.loc[last["Ticker"] == "IBM", "Close"] = last.loc[last["Ticker"] == "IBM", "Low"]
+    corrected = _ok("update", str(write_csv(last, "corrected.csv")), "--model", model_uri)
+    assert "1 updated" in corrected and "1 new or changed row(s)" in corrected, corrected
 
 
 def test_a_session_whose_volume_jumped_tenfold_trips_the_drift_alarm_after_scoring(replayed, empty_store,
