@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_online import _command, _model
-from benchmarks.common import Result
+from benchmarks.common import Result, scratch_database
 from benchmarks.universe import write_universe
 from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
 from training.errors import ProjectError
@@ -30,16 +30,6 @@ def _environment(folder: Path) -> dict[str, str]:
 
     return {"PGDATABASE": NAME, "FEAST_PROJECT": NAME, "OHLCV_STATE_DIR": str(folder),
             "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"}  # fmt: skip
-
-
-def _database(create: bool) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(settings.postgres().conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(NAME)))
-        if create:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(NAME)))
 
 
 def _best(call, repeat: int = 3) -> tuple[float, object]:
@@ -60,7 +50,7 @@ def run(quick: bool) -> list[Result]:
         folder = Path(name)
         os.environ.update(_environment(folder))
         settings.check_redis()
-        _database(create=True)
+        scratch_database(NAME, create=True)
         try:
             universe = write_universe(folder / "universe.csv.gz", symbols_n, days)
             for args in (("ingest", str(universe.path)), ("compute-features",), ("feast", "apply"), ("materialize",)):
@@ -93,7 +83,7 @@ def run(quick: bool) -> list[Result]:
                 raise AssertionError("the batch and the per-symbol predictions differ")
             store._get_provider().teardown_infra(NAME, store.list_feature_views(), store.list_entities())
         finally:
-            _database(create=False)
+            scratch_database(NAME, create=False)
             os.environ.clear()
             os.environ.update(saved)
     return [

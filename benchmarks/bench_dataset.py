@@ -18,13 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from benchmarks.bench_indicators import synthetic_panel
-from benchmarks.common import Result, peak_rss_mb
+from benchmarks.common import Result, peak_rss_mb, scratch_database
 from training.contract import DEFAULT_FEATURE_SERVICE
-from training.infra import settings
 
 DATABASE = "ohlcv_bench_dataset"
 PROJECT = "ohlcv_bench_dataset"
@@ -34,17 +30,9 @@ def _environment(state: Path) -> dict[str, str]:
     return {**os.environ, "PGDATABASE": DATABASE, "FEAST_PROJECT": PROJECT, "OHLCV_STATE_DIR": str(state)}
 
 
-def _recreate_database(create: bool) -> None:
-    pg = settings.check_postgres()
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        if create:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
 def _prepare(symbols: int, bars: int, env: dict[str, str]) -> None:
     """A fresh database holding the panel's bars and features, and the Feast repository applied."""
-    _recreate_database(create=True)
+    scratch_database(DATABASE, create=True)
     subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_dataset", "prepare", f"{symbols}x{bars}"],
         env=env, check=True, capture_output=True,
@@ -110,7 +98,7 @@ def run(quick: bool) -> list[Result]:
             )
             retrieval = min((_measure("retrieve", env, Path(folder)) for _ in range(2)), key=lambda m: m["seconds"])
         finally:
-            _recreate_database(create=False)
+            scratch_database(DATABASE, create=False)
     return [
         Result(
             benchmark="dataset",

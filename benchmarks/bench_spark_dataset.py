@@ -18,23 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
-from benchmarks.common import Result
+from benchmarks.common import Result, scratch_database
 from benchmarks.universe import write_universe
-from training.infra import settings
 
 DATABASE = "ohlcv_bench_spark_dataset"
 PROJECT = "ohlcv_bench_spark_dataset"
-
-
-def _recreate_database(create: bool) -> None:
-    pg = settings.check_postgres()
-    with psycopg.connect(pg.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        if create:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
 def _training(env: dict[str, str], *args: str) -> float:
@@ -62,7 +50,7 @@ def run(quick: bool) -> list[Result]:
         folder = Path(name)
         universe = write_universe(folder / "universe.csv.gz", symbols, days)
         profiles = _profiles(folder)
-        _recreate_database(create=True)
+        scratch_database(DATABASE, create=True)
         try:
             seconds, fingerprints = {}, {}
             for profile, env in profiles.items():
@@ -73,7 +61,7 @@ def run(quick: bool) -> list[Result]:
                 metadata = json.loads((out / "metadata.json").read_text())
                 fingerprints[profile] = (metadata["fingerprint"], metadata["rows"])
         finally:
-            _recreate_database(create=False)
+            scratch_database(DATABASE, create=False)
     if fingerprints["spark"] != fingerprints["postgres"]:
         raise AssertionError(f"the Spark dataset differs from the one-box dataset: {fingerprints}")
     return [

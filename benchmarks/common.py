@@ -54,3 +54,19 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scratch_database(name: str, create: bool) -> None:
+    """Drop the benchmark's own database (closing its connections), and create it empty again when ``create``."""
+    from dataclasses import replace
+
+    import psycopg
+    from psycopg import sql
+
+    from training.infra import settings
+
+    server = settings.check_postgres(replace(settings.postgres(), dbname="postgres"))  # one line when it is down
+    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if create:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
