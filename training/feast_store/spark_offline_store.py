@@ -40,7 +40,9 @@ from feast.type_map import spark_schema_to_np_dtypes
 from pydantic import StrictStr, model_validator
 
 from training.feast_store.plan import JoinGroup, Unsupported, join_groups
-from training.spark import asof_join
+from training.spark import asof_join, quiet_feast_alpha_warnings
+
+quiet_feast_alpha_warnings()  # after Feast's Spark modules put their own filter first
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

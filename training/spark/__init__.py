@@ -2,8 +2,13 @@
 
 import warnings
 
-# Feast warns on every SparkSource it builds (each registry read, each `feast apply`) and every Spark store call
-# that the API is "alpha"; the lake profile depends on it knowingly, and the warnings would bury each command's
-# own output.
-for _alpha in ("The spark data source API is an experimental feature", "The spark offline store is an experimental"):
-    warnings.filterwarnings("ignore", message=_alpha, category=RuntimeWarning)
+
+def quiet_feast_alpha_warnings() -> None:
+    """Silence Feast's "alpha" warnings for SparkSource and its Spark store (one per registry read and per
+    call): the lake profile depends on them knowingly, and they would bury each command's own output. Feast
+    puts its own RuntimeWarning filter first when its modules are imported, so callers call this after."""
+    for alpha in ("The spark data source API is an experimental", "The spark offline store is an experimental"):
+        warnings.filterwarnings("ignore", message=alpha, category=RuntimeWarning)
+
+
+quiet_feast_alpha_warnings()
