@@ -78,15 +78,11 @@ def _day(value: datetime | None) -> str | None:
 def _build(config: dict, out: Path):
     """The build over the request the configuration's `data` section holds (Feast imported only here), on the
     profile's engine."""
-    from training.dataset.builder import build_dataset as build
+    from training.dataset import profile_builder
     from training.feast_store.repository import feature_store
-    from training.infra.settings import engine
-
-    if engine() == "spark":
-        from training.spark.lake_dataset import build_lake_dataset as build
 
     data = config["data"]
-    return build(
+    return profile_builder()(
         config,
         feature_store(),
         out,

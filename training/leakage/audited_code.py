@@ -62,16 +62,12 @@ def splitter_folds(
 def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None) -> Dataset:
     """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
     here only)."""
-    from training.dataset.builder import build_dataset
+    from training.dataset import profile_builder
     from training.feast_store.repository import feature_store
-    from training.infra.settings import engine
-
-    if engine() == "spark":  # the lake profile's builder: the same artifact, built on Spark
-        from training.spark.lake_dataset import build_lake_dataset as build_dataset
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")
-    return build_dataset(
+    return profile_builder()(
         metadata["config"],
         feature_store(),
         out,
