@@ -8,7 +8,7 @@ from datetime import date
 
 import pandas as pd
 
-from training.contract import COMPUTE_FEATURES, normalise_symbols
+from training.contract import COMPUTE_FEATURES, INGEST, normalise_symbols
 from training.errors import NAMED, InputError, name_some
 from training.infra import db
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
@@ -101,18 +101,24 @@ def known_symbols() -> list[str]:
 
 def checked_symbols(symbols: list[str] | None) -> list[str] | None:
     """``symbols`` normalised and sorted (None: every symbol), refused when unknown or when there are no bars."""
-    known = known_symbols()
+    return checked_against(symbols, known_symbols(), f"{OHLCV_TABLE} is empty: run `{INGEST}` first")
+
+
+def checked_against(symbols: Sequence[str] | None, known: Sequence[str], empty: str) -> list[str] | None:
+    """``symbols`` normalised and sorted (None: every symbol), refused when not among ``known`` (sorted), or with
+    the message ``empty`` when the offline store has no symbol at all; both profiles' readers check with it."""
     if not known:
-        raise InputError(f"{OHLCV_TABLE} is empty: run `python -m training ingest FILE` first")
+        raise InputError(empty)
     if symbols is None:
         return None
-    symbols = sorted(normalise_symbols(symbols))
-    unknown = [s for s in symbols if s not in known]
+    wanted = sorted(normalise_symbols(symbols))
+    present = set(known)
+    unknown = [s for s in wanted if s not in present]
     if unknown:
         raise unknown_symbols_error(unknown, known)
-    if not symbols:
+    if not wanted:
         raise InputError("no symbols given")
-    return symbols
+    return wanted
 
 
 def read_bars(conn, symbols: Sequence[str] | None) -> pd.DataFrame:

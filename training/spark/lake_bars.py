@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from training.contract import INGEST, normalise_symbols
-from training.dataset.offline_bars import features_behind_error, missing_features_error, unknown_symbols_error
-from training.errors import InputError
+from training.contract import INGEST
+from training.dataset.offline_bars import checked_against, features_behind_error, missing_features_error
 from training.spark import lake
 
 if TYPE_CHECKING:
@@ -40,17 +39,8 @@ def bar_counts(spark: SparkSession, symbols: Sequence[str] | None = None) -> lis
 def checked_symbols(spark: SparkSession, symbols: Sequence[str] | None) -> list[str] | None:
     """``symbols`` normalised and sorted (None: every symbol), refused when unknown or when the lake has no bars."""
     known = [symbol for symbol, _ in bar_counts(spark)]
-    if not known:
-        raise InputError(f"the lake's bars table ({lake.table_uri(lake.BARS)}) is empty: run `{INGEST} --engine spark`")
-    if symbols is None:
-        return None
-    wanted = sorted(normalise_symbols(list(symbols)))
-    unknown = [s for s in wanted if s not in set(known)]
-    if unknown:
-        raise unknown_symbols_error(unknown, known)
-    if not wanted:
-        raise InputError("no symbols given")
-    return wanted
+    empty = f"the lake's bars table ({lake.table_uri(lake.BARS)}) is empty: run `{INGEST} --engine spark`"
+    return checked_against(symbols, known, empty)
 
 
 def read_bars(spark: SparkSession, symbols: Sequence[str] | None) -> pd.DataFrame:
