@@ -6,6 +6,7 @@ import click
 
 from training.commands.options import symbols_option
 from training.contract import MATERIALIZE
+from training.errors import CheckFailed
 
 
 @click.command("check-online")
@@ -17,7 +18,6 @@ def check_online(symbols: list[str] | None) -> None:
     from the offline row), must equal the offline value (exactly or within 1e-12 relative; missing
     values equal each other). A symbol with nothing online fails too: run `materialize`.
     """
-    from training.errors import CheckFailed
     from training.feast_store.repository import feature_store
     from training.serving.online_store import check_online as run
 
@@ -32,11 +32,16 @@ def check_online(symbols: list[str] | None) -> None:
         for ref, online, offline in c.mismatches:
             click.echo(f"  {c.symbol} {ref}: online {_show(online)} != offline {_show(offline)}")
     if failed:
-        raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
+        raise mismatch_error(failed)
     click.echo(f"online store matches the newest offline row of {len(checks)} symbol(s)")
 
 
 SHOWN = 5
+
+
+def mismatch_error(failed: list) -> CheckFailed:
+    """The one failure of check-online (and of update's parity check): a count and the first few symbols."""
+    return CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
 
 
 def summary(failed: list) -> str:

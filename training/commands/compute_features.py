@@ -34,14 +34,14 @@ def compute_features(symbols: list[str] | None, start, end, full: bool, engine: 
         from training.spark.lake_features import compute_lake_features
 
         click.echo(f"computing on {describe()}, lake {lake_uri()}")
-        _report("lake features", compute_lake_features(session(), symbols, start=first, end=last, full=full))
+        report_features("lake features", compute_lake_features(session(), symbols, start=first, end=last, full=full))
         return
     from training.indicators.backfill import compute_features as run
 
-    _report("features.technical_indicators", run(symbols, start=first, end=last, full=full, progress=True))
+    report_features("features.technical_indicators", run(symbols, start=first, end=last, full=full, progress=True))
 
 
-def _report(table: str, result: FeaturesResult) -> None:
+def report_features(table: str, result: FeaturesResult) -> None:
     mode = "full recompute" if result.full else "incremental"
     removed = f", {result.removed} removed (their bar was deleted or re-stamped)" if result.removed else ""
     if not result.rows:

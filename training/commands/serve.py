@@ -57,13 +57,15 @@ def create_app(predictor: Predictor) -> FastAPI:
     def predict_many(symbols: list[str] | None = Body(default=None, embed=True)) -> dict:  # noqa: B008 (FastAPI)
         """Score many symbols in one online read: those named, else every symbol of the newest session. The
         numbers `update` writes to predictions.daily_scores; symbols that cannot be scored say why."""
+        newest = None
         if symbols is None:
-            _, symbols = predictor.offline.call(session_symbols)
+            _, newest = predictor.offline.call(session_symbols)
+            symbols = list(newest)
         else:
             symbols = normalise_symbols(symbols)
             if not symbols:
                 raise HTTPException(422, "no symbols given")
-        result = score_universe(predictor, symbols)
+        result = score_universe(predictor, symbols, newest)
         return {
             "model": predictor.model.label,
             "scores": [score.as_dict() for score in result.scores],

@@ -30,7 +30,7 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     (nothing written); 3 a service is unreachable; 4 done, but inputs drifted from the training rows (an
     alert: the scores are written).
     """
-    from training.commands.compute_features import _report
+    from training.commands.compute_features import report_features
     from training.commands.ingest import ingest
     from training.commands.materialize import materialize_changed
     from training.config import load_config
@@ -41,7 +41,7 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     require_postgres_engine("update")
     monitoring = load_config(config_path)["monitoring"]  # a bad file is refused before anything is written
     ingest.main([str(path)], prog_name="ingest", standalone_mode=False)  # the command itself, its defaults parsed
-    _report("features.technical_indicators", compute_features(None, progress=True))
+    report_features("features.technical_indicators", compute_features(None, progress=True))
     done = materialize_changed()
     click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
     store = feature_store()
@@ -57,8 +57,7 @@ def _check_parity(store, changed: list[str]) -> None:
     garble rows nobody wrote today: an eviction, a flush, a second writer)."""
     import random
 
-    from training.commands.check_online import summary
-    from training.errors import CheckFailed
+    from training.commands.check_online import mismatch_error
     from training.serving.online_store import check_online, offline_symbols
 
     others = sorted(set(offline_symbols()) - set(changed))
@@ -66,7 +65,7 @@ def _check_parity(store, changed: list[str]) -> None:
     checks = check_online(store, [*changed, *sample])
     failed = [c for c in checks if not c.ok]
     if failed:
-        raise CheckFailed(f"online store differs from the newest offline rows for {summary(failed)}")
+        raise mismatch_error(failed)
     click.echo(
         f"check-online: the online store serves the newest offline row of the {len(changed)} symbol(s) written "
         f"and of {len(sample)} other(s) sampled"
@@ -80,9 +79,9 @@ def _score_session(store, model_uri: str | None, monitoring: dict) -> None:
     from training.serving.scorer import Predictor
     from training.serving.universe_scores import score_universe, session_symbols
 
-    session, symbols = session_symbols()
+    session, newest = session_symbols()
     model = load_model(model_uri)
-    result = score_universe(Predictor(store, model), symbols)
+    result = score_universe(Predictor(store, model), list(newest), newest)
     with db.connect() as conn:
         written = upsert_scores(conn, result.scores, model.uri)
     skipped = ""

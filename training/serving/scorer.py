@@ -96,6 +96,12 @@ def newest_offline_bar(symbol: str) -> datetime | None:
     return max(found) if found else None
 
 
+def reported_probability(predicted: Any, by_class: dict[str, float]) -> float:
+    """The one probability a prediction reports: binary, the positive class's (scikit-learn's second column);
+    otherwise the predicted class's."""
+    return list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
+
+
 def newest_offline_bars(symbols: list[str]) -> dict[str, datetime]:
     """The newest stored bar of each of ``symbols`` that has one."""
     with db.connect() as conn:
@@ -201,8 +207,7 @@ class Predictor:
         self.check(symbol, row, reference, what)
         features = {name: row[name] for name in self.model.inputs}
         predicted, by_class = self.score(row)
-        # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
-        probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
+        probability = reported_probability(predicted, by_class)
         return Prediction(
             symbol=symbol,
             probability=probability,

@@ -9,16 +9,16 @@ is left out with the reason ``predict`` would give; the others are scored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 
 from training.contract import AUDIT_FEATURE, MATERIALIZE
 from training.errors import InputError, ProjectError
 from training.serving.daily_scores import Score
-from training.serving.scorer import Predictor, feature_frame, newest_offline_bars
+from training.serving.scorer import Predictor, feature_frame, newest_offline_bars, reported_probability
 
 READ_BLOCK = 1_000  # symbols per online read: one round trip each, and the responses stay small
 
@@ -30,9 +30,13 @@ class UniverseScores:
     features: pd.DataFrame  # the scored rows' model inputs, one row per scored symbol (index: symbol)
 
 
-def score_universe(predictor: Predictor, symbols: Sequence[str]) -> UniverseScores:
-    """The newest bar of every symbol of ``symbols`` (those with bars), scored as ``predict`` would score it."""
-    newest = predictor.offline.call(newest_offline_bars, list(symbols))
+def score_universe(
+    predictor: Predictor, symbols: Sequence[str], newest: Mapping[str, datetime] | None = None
+) -> UniverseScores:
+    """The newest bar of every symbol of ``symbols`` (those with bars), scored as ``predict`` would score it;
+    ``newest``: each symbol's newest offline bar when the caller read it already (:func:`session_symbols`)."""
+    if newest is None:
+        newest = predictor.offline.call(newest_offline_bars, list(symbols))
     skipped = {symbol: "no bars in the offline store" for symbol in symbols if symbol not in newest}
     servable: list[tuple[str, dict]] = []
     wanted = [symbol for symbol in symbols if symbol in newest]
@@ -48,8 +52,7 @@ def score_universe(predictor: Predictor, symbols: Sequence[str]) -> UniverseScor
     for (symbol, row), (predicted, by_class) in zip(
         servable, predictor.score_many([row for _, row in servable]), strict=True
     ):
-        # Binary: the probability of the positive class (scikit-learn's second column); else of the argmax.
-        probability = list(by_class.values())[-1] if len(by_class) == 2 else by_class[str(predicted)]
+        probability = reported_probability(predicted, by_class)
         scores.append(Score(symbol, newest[symbol], row[AUDIT_FEATURE], by_class, probability, int(predicted)))
     features = feature_frame([row for _, row in servable], predictor.model.inputs)
     features.index = pd.Index([symbol for symbol, _ in servable], name="symbol")
@@ -64,22 +67,24 @@ def _refusal(predictor: Predictor, symbol: str, row: dict, newest) -> str | None
         return f"the online store holds the bar of {bar}, the offline store has {newest}: run `{MATERIALIZE}`"
     try:
         predictor.check(symbol, row, newest, "newest offline bar")
-    except (InputError, ProjectError) as refused:
+    except ProjectError as refused:
         return str(refused)
     return None
 
 
-def session_symbols() -> tuple[date, list[str]]:
-    """The newest trading date in the offline store and the symbols whose newest bar falls on it."""
+def session_symbols() -> tuple[date, dict[str, datetime]]:
+    """The newest trading date in the offline store, and the symbols whose newest bar falls on it with that bar's
+    stamp (what :func:`score_universe` would otherwise read again)."""
     from training.infra import db
     from training.infra.schema import OHLCV_TABLE
 
     query = f"""
-    WITH newest AS (SELECT symbol, max(trade_date) AS day FROM {OHLCV_TABLE} GROUP BY symbol)
-    SELECT day, symbol FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
+    WITH newest AS (SELECT symbol, max(trade_date) AS day, max(event_timestamp) AS bar FROM {OHLCV_TABLE}
+                    GROUP BY symbol)
+    SELECT day, symbol, bar FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
     """
     with db.connect() as conn:
         rows = conn.execute(query).fetchall()
     if not rows:
         raise InputError(f"{OHLCV_TABLE} is empty: nothing to score")
-    return rows[0][0], [symbol for _, symbol in rows]
+    return rows[0][0], {symbol: bar for _, symbol, bar in rows}
