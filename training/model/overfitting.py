@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.config import UNHASHED_SECTIONS
 from training.model.backtest import BARS_PER_YEAR
 from training.model.trainer import TrainingReport
 from training.model.validity import PBO, Moments, dsr, min_track_record, pbo_cscv, psr
@@ -29,8 +30,8 @@ PATH_RETURNS = "validity/cv_path_returns.csv"
 
 def config_hash(config: dict[str, Any]) -> str:
     """Identity of a configuration tried: everything but the MLflow names and how the model is watched."""
-    body = json.dumps({k: v for k, v in config.items() if k not in ("mlflow", "monitoring")}, sort_keys=True,
-                      default=str)  # fmt: skip
+    kept = {k: v for k, v in config.items() if k != "mlflow" and k not in UNHASHED_SECTIONS}
+    body = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

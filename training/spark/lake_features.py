@@ -18,7 +18,7 @@ from training.errors import InputError, name_some
 from training.indicators.backfill import FeaturesResult
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.spark import lake
-from training.spark.lake_bars import ADJUSTED
+from training.spark.lake_bars import ADJUSTED, to_pandas
 from training.spark.spark_indicators import compute_on_spark
 
 if TYPE_CHECKING:
@@ -129,10 +129,4 @@ def latest_feature_rows(spark: SparkSession, symbols: list[str]) -> pd.DataFrame
     source = spark.sql(lake.features_source_query()).drop(lake.BUCKET)
     newest_first = Window.partitionBy("symbol").orderBy(F.desc("event_timestamp"), F.desc("created_timestamp"))
     rows = source.where(F.col("symbol").isin(symbols)).withColumn("_rank", F.row_number().over(newest_first))
-    import pandas as pd
-
-    frame = rows.where("_rank = 1").drop("_rank").toPandas()
-    for name in frame.columns:  # Spark hands timestamps back naive, in its session's zone (UTC)
-        if pd.api.types.is_datetime64_any_dtype(frame[name].dtype):
-            frame[name] = pd.to_datetime(frame[name], utc=True)
-    return frame
+    return to_pandas(rows.where("_rank = 1").drop("_rank"))
