@@ -236,26 +236,31 @@ def _label_and_join(spark: SparkSession, store: Any, service: ServiceFeatures, b
     )  # fmt: skip
     joined = lake.staged(spark, joined, f"{work}/joined")
     calendar = Calendar(tz="UTC")
-    for target, is_finite, n in joined.groupBy("target", "finite").count().collect():
+    # One small aggregate for the counts, the classes, the partitions with samples and the label-order check.
+    backwards, staged = 0, set()
+    behind_t0 = F.count_if(F.col("t1") <= F.col("event_timestamp"))
+    groups = joined.groupBy("target", "finite", PART).agg(F.count("*"), behind_t0)
+    for target, is_finite, part, n, behind in groups.collect():
         calendar.candidates += n
         calendar.candidate_classes.add(int(target))
         if is_finite:
             calendar.rows += n
             calendar.classes.add(int(target))
+            staged.add(part)
+            backwards += behind
         else:
             calendar.nonfinite += n
+    if backwards:
+        raise InputError(f"{backwards} samples have t1 <= t0")
+    calendar.staged = sorted(staged)
     samples = joined.where("finite").drop("finite")
     if calendar.rows:
-        backwards = samples.where("t1 <= event_timestamp").count()
-        if backwards:
-            raise InputError(f"{backwards} samples have t1 <= t0")
         micros = F.unix_micros("event_timestamp")
         dates = samples.groupBy(micros.alias("t")).count().orderBy("t").collect()
         calendar.dates = np.array([r[0] for r in dates], dtype=np.int64) * 1000
         calendar.counts = np.array([r[1] for r in dates], dtype=np.int64)
         t1 = samples.select(F.unix_micros("t1").alias("t")).distinct().orderBy("t").collect()
         calendar.t1 = np.array([r[0] for r in t1], dtype=np.int64) * 1000
-        calendar.staged = sorted(r[0] for r in samples.select(PART).distinct().collect())
     calendar.any_decision = calendar.candidates > 0
     if not calendar.candidates:  # only the refusals need the bars' span: read it only then
         calendar.first_bar, calendar.last_bar = bars.agg(F.min("trade_date"), F.max("trade_date")).collect()[0]
