@@ -100,6 +100,25 @@ def test_a_fit_on_positions_into_the_matrix_equals_a_pipeline_fitted_on_copies(n
     assert dumped == skops.io.get_untrusted_types(data=skops.io.dumps(reference))
 
 
+def test_the_final_fit_without_positions_or_float64_weights_is_the_same_model():
+    """The trainer's final fit passes no positions (X's first len(y) rows; X also holds the hold-out rows
+    after them) and float32 weights (what LightGBM keeps): the same trees as positions and float64 weights."""
+    X, y, t0, t1, weight = _panel(11, 2)
+    n = 2000  # the "training" rows; the rest of the matrix stands for the hold-out
+    matrix = X.to_numpy()
+    explicit = fit_with_early_stopping(matrix, y[:n], weight[:n], t0[:n], t1[:n], _model(), rows=np.arange(n),
+                                       features=list(X.columns))  # fmt: skip
+    implicit = fit_with_early_stopping(matrix, y[:n], weight[:n].astype(np.float32), t0[:n], t1[:n], _model(),
+                                       features=list(X.columns))  # fmt: skip
+    trees = [f.pipeline.named_steps["model"].booster_.model_to_string() for f in (explicit, implicit)]
+    assert trees[0] == trees[1]
+    fields = ("fit_rows", "early_stopping_rows", "purged_rows", "best_iteration")
+    assert [getattr(implicit, f) for f in fields] == [getattr(explicit, f) for f in fields]
+    np.testing.assert_array_equal(implicit.fit_runs, explicit.fit_runs)
+    rest = np.arange(n, len(X))
+    np.testing.assert_array_equal(implicit.predict_proba(matrix, rest), explicit.predict_proba(matrix, rest))
+
+
 def _digest(report) -> dict:
     folds = [(f.index, f.train_positions.tolist(), f.test_positions.tolist(), f.best_iteration,
               hashlib.sha256(np.ascontiguousarray(f.proba).tobytes()).hexdigest()) for f in report.folds]  # fmt: skip

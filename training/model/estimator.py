@@ -198,9 +198,10 @@ def fit_with_early_stopping(
 ) -> FittedModel:
     """Fit on the training rows given; stop on their purged tail; return a fitted Pipeline.
 
-    ``rows`` are the positions in ``X`` of the training rows (all of ``X`` by default) and ``y``, ``weight``,
-    ``t0`` and ``t1`` are aligned with them; the positions in the result count within ``rows``. ``features``
-    names the columns of an ``X`` that is an array.
+    ``rows`` are the positions in ``X`` of the training rows (by default its first ``len(y)`` rows, without
+    an array of positions) and ``y``, ``weight``, ``t0`` and ``t1`` are aligned with them; the positions in
+    the result count within ``rows``. ``features`` names the columns of an ``X`` that is an array. LightGBM
+    keeps weights as float32: a float32 ``weight`` is used as it is, a float64 one is cast per Dataset.
     """
     import lightgbm
     from lightgbm.compat import _LGBMLabelEncoder
@@ -211,7 +212,7 @@ def fit_with_early_stopping(
         X = X.to_numpy(dtype=np.float64)
     if features is None:
         raise ValueError("features must name the columns of an array X")
-    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64)
     fit, watch = early_stopping_slice(t0, t1, model["early_stopping_fraction"])
     n_classes = len(np.unique(y))
     if len(np.unique(y[fit])) < n_classes:
@@ -219,14 +220,14 @@ def fit_with_early_stopping(
             f"the {len(fit):,} training rows before the early-stopping slice lack a class of the target; "
             "use a longer training period or a smaller model.early_stopping_fraction"
         )
-    scaler = fit_scaler(X, rows[fit], features)
+    scaler = fit_scaler(X, _positions(rows, fit), features)
     encoder = _LGBMLabelEncoder().fit(y)
     params = _params(model, n_classes)
 
     # Only the Datasets' own copies (LightGBM keeps label and weight as float32) outlive their construction;
     # positions are kept as runs. At 20M fit rows every array of 8 bytes a row held through training is 160 MB.
     def binned(subset: np.ndarray, reference: Any = None):
-        return lightgbm.Dataset(_scaled_rows(X, rows[subset], scaler), label=encoder.transform(y[subset]),
+        return lightgbm.Dataset(_scaled_rows(X, _positions(rows, subset), scaler), label=encoder.transform(y[subset]),
                                 weight=weight[subset], feature_name=features, params=params,
                                 reference=reference).construct()  # fmt: skip
 
@@ -246,4 +247,9 @@ def fit_with_early_stopping(
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
-    return FittedModel(pipeline, best, n_fit, n_watch, len(rows) - n_fit - n_watch, fit_runs, watch_runs)
+    return FittedModel(pipeline, best, n_fit, n_watch, len(y) - n_fit - n_watch, fit_runs, watch_runs)
+
+
+def _positions(rows: np.ndarray | None, subset: np.ndarray) -> np.ndarray:
+    """Positions in ``X`` of ``subset`` (positions within ``rows``); ``rows`` None: the first rows of ``X``."""
+    return subset if rows is None else rows[subset]

@@ -363,7 +363,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         fitted = fit_with_early_stopping(
             X,
             y[train_idx],
-            fold_weights(base[train_idx], y[train_idx], balance),
+            fold_weights(base[train_idx], y[train_idx], balance).astype(np.float32),  # as LightGBM keeps them
             t0[train_idx],
             t1[train_idx],
             config["model"],
@@ -385,8 +385,8 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
 
     path_returns = _path_returns(splitter, rows, folds, classes, cost)
     path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
-    everything = np.arange(data.n_train)
-    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"], rows=everything,
+    # Every training row: X's first n_train rows (no array of positions); the weights in LightGBM's float32.
+    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance).astype(np.float32), t0, t1, config["model"],
                                     features=features)  # fmt: skip
     holdout_proba = final.predict_proba(X, data.holdout_positions, features)
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
