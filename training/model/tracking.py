@@ -24,6 +24,7 @@ from training.contract import CHAMPION_ALIAS
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
 from training.infra import settings
 from training.model import plots
+from training.model.input_distribution import ARTIFACT as INPUT_DISTRIBUTION
 from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
 
@@ -87,7 +88,7 @@ def validation_method(config: Config) -> str:
     return f"{method} + holdout(train_fraction={split['train_fraction']}, embargo={split['embargo']})"
 
 
-def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dataset_path: Path, config: Config):
+def _write_artifacts(folder: Path, report: TrainingReport, dataset_path: Path, config: Config):
     importance = report.feature_importance()
     importance.to_csv(folder / "feature_importance.csv", index=False)
     plots.feature_importance(importance, folder / "feature_importance.png")
@@ -106,20 +107,10 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset: Dataset, dat
         for f in report.folds
     ]  # fmt: skip
     (folder / "cv_folds.json").write_text(json.dumps(folds, indent=2, default=float))
-    _write_input_distribution(folder, dataset)
+    (folder / INPUT_DISTRIBUTION).write_text(json.dumps(report.input_distribution))
     leakage = dataset_path / REPORT_FILE
     if leakage.exists():
         (folder / REPORT_FILE).write_text(leakage.read_text())
-
-
-def _write_input_distribution(folder: Path, dataset: Dataset) -> None:
-    """Percentiles of each input over the training rows, which `update` checks each session's scores against."""
-    from training.model.input_distribution import ARTIFACT, input_distribution
-
-    features = dataset.features
-    train = (part[part["split"] == "train"] for part in dataset.parts([*features, "split"], categorical=["split"]))
-    rows = int(dataset.metadata["rows_by_split"]["train"])
-    (folder / ARTIFACT).write_text(json.dumps(input_distribution(train, features, rows)))
 
 
 def audit_tags(audit: Audit) -> dict[str, str]:
@@ -198,7 +189,7 @@ def log_run(
         mlflow.log_metrics(summary)
 
         with tempfile.TemporaryDirectory() as folder:
-            _write_artifacts(Path(folder), report, dataset, dataset_path, config)
+            _write_artifacts(Path(folder), report, dataset_path, config)
             overfitting.write_artifacts(validity, report, Path(folder))
             splits = report.splits_record(meta["fingerprint"], config["cv"])
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))

@@ -29,6 +29,7 @@ from training.model.backtest import BARS_PER_YEAR, Backtest, backtest
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, signal, summarise
 from training.model.feature_matrix import FeatureMatrix
+from training.model.input_distribution import input_distribution
 from training.model.position_runs import positions_of, runs_of, runs_within
 from training.validation import split_invariants
 from training.validation.purged_cv import CombinatorialPurgedKFold, make_cv
@@ -95,6 +96,7 @@ class TrainingReport:
     path_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # OOS daily returns, a column per path
     calendar_bars: int = 0
     input_example: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # first hold-out rows' features
+    input_distribution: dict[str, Any] = field(repr=False, default_factory=dict)  # update's drift reference
 
     def splits_record(self, fingerprint: str, cv: Config) -> dict[str, Any]:
         """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
@@ -414,6 +416,11 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         path_returns=path_returns,
         calendar_bars=len(data.calendar),
         input_example=pd.DataFrame(X[data.n_train : data.n_train + 5], columns=features),
+        # From the matrix the run already holds, a column at a time (rereading the dataset's parts for it
+        # was the peak of a 1.26M-sample run).
+        input_distribution=input_distribution(
+            ((name, X.column(j)[: data.n_train]) for j, name in enumerate(features)), data.n_train
+        ),
     )
 
 
