@@ -14,7 +14,7 @@ every fold and the final fit take positions into it and LightGBM reads the rows 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,9 +290,10 @@ def load_training_data(dataset: Dataset) -> TrainingData:
 
 
 def fold_weights(base: np.ndarray, target: np.ndarray, balance: bool) -> np.ndarray:
-    """Fold training weights: base components times class balance of these rows, normalised to mean 1."""
+    """Fold training weights: base components times class balance of these rows, normalised to mean 1, in
+    the float32 LightGBM keeps them as (half the bytes held through a fit; the values LightGBM would use)."""
     weight = base * class_balance(target) if balance else base.copy()
-    return weight * (len(weight) / weight.sum())
+    return (weight * (len(weight) / weight.sum())).astype(np.float32)
 
 
 def training_rows(dataset: Dataset) -> pd.DataFrame:
@@ -365,7 +366,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         fitted = fit_with_early_stopping(
             X,
             y[train_idx],
-            fold_weights(base[train_idx], y[train_idx], balance).astype(np.float32),  # as LightGBM keeps them
+            fold_weights(base[train_idx], y[train_idx], balance),
             t0[train_idx],
             t1[train_idx],
             config["model"],
@@ -387,9 +388,8 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
 
     path_returns = _path_returns(splitter, rows, folds, classes, cost)
     path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
-    # Every training row: X's first n_train rows (no array of positions); the weights in LightGBM's float32.
-    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance).astype(np.float32), t0, t1, config["model"],
-                                    features=features)  # fmt: skip
+    # Every training row: X's first n_train rows (no array of positions).
+    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"], features=features)
     holdout_proba = final.predict_proba(X, data.holdout_positions, features)
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
     holdout["best_iteration"] = final.best_iteration
@@ -433,27 +433,30 @@ def _path_returns(
     and only the backtest runs: scoring every metric of a path's class probabilities over all training rows
     at once was a run's peak at 25M samples (1.7 GB above what it held)."""
     if not isinstance(splitter, CombinatorialPurgedKFold):
-        return pd.DataFrame({"path_0": _path_daily(rows, [(fold, None) for fold in folds], classes, cost)})
+        pieces = ((fold.test_positions, fold.proba) for fold in folds)
+        return pd.DataFrame({"path_0": _path_daily(rows, pieces, classes, cost)})
     fold_ids = splitter.fold_ids(rows["event_timestamp"])
     paths = {}
     for number, path in enumerate(splitter.backtest_paths()):
-        pieces = []
-        for cv_fold, split in enumerate(path):
-            fold = folds[int(split)]
-            pieces.append((fold, fold_ids[fold.test_positions] == cv_fold))
-        paths[f"path_{number}"] = _path_daily(rows, pieces, classes, cost)
+        paths[f"path_{number}"] = _path_daily(rows, _path_pieces(folds, path, fold_ids), classes, cost)
     return pd.DataFrame(paths)
 
 
-def _path_daily(rows: pd.DataFrame, pieces: list[tuple[Fold, np.ndarray | None]], classes: list[int],
+def _path_pieces(folds: list[Fold], path: Any, fold_ids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A CPCV path's (positions, class probabilities): of each split on the path, its test rows in that group."""
+    for cv_fold, split in enumerate(path):
+        fold = folds[int(split)]
+        at = fold.test_positions
+        mine = fold_ids[at] == cv_fold
+        yield at[mine], fold.proba[mine]
+
+
+def _path_daily(rows: pd.DataFrame, pieces: Iterable[tuple[np.ndarray, np.ndarray]], classes: list[int],
                 cost: float) -> pd.Series:  # fmt: skip
-    """The backtest's daily returns of the positions the folds' predictions give on their test rows (``pieces``:
-    a fold and which of its test rows, all where None); a row no piece covers holds what zero scores give."""
+    """The backtest's daily returns of the positions the predictions ``pieces`` (positions, class probabilities)
+    give; a row no piece covers holds what zero scores give."""
     position = np.full(len(rows), signal(np.zeros((1, len(classes))), classes)[1][0])
-    for fold, mine in pieces:
-        at, proba = fold.test_positions, fold.proba
-        if mine is not None:
-            at, proba = at[mine], proba[mine]
+    for at, proba in pieces:
         position[at] = signal(proba, classes)[1]  # per row, as signal() of the whole path's probabilities
     return backtest(rows["symbol"], rows["event_timestamp"], position, rows["next_ret"].to_numpy(), cost).daily
 
