@@ -81,3 +81,27 @@ def _check_online_fails_in_one_short_line(conn) -> None:
     assert SHOWN == 5
     ok("materialize")
     ok("check-online")
+
+
+def test_a_deleted_sqlite_online_file_is_recreated_by_the_commands_that_use_it(pipeline, tmp_path, monkeypatch):
+    """`feast apply` creates the online tables; a SQLite file moved or deleted afterwards must not make
+    materialize or check-online fail with "no such table": they recreate the tables from the registry."""
+    import uuid
+
+    from training.infra import settings
+
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the SQLite online store, whatever the machine configures
+    monkeypatch.setenv("OHLCV_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("FEAST_PROJECT", f"{pipeline}_sqlite_{uuid.uuid4().hex[:6]}")
+    online_file = tmp_path / "online_store.db"
+    assert settings.online_store_config() == {"type": "sqlite", "path": str(online_file)}
+    run_module("feast", "apply")
+    assert online_file.is_file()
+    online_file.unlink()
+
+    result = run_cli("check-online")  # the tables come back empty: every symbol is missing, one line says what to run
+    assert result.exit_code == 1, result.output
+    assert "no such table" not in result.output and "python -m training materialize" in result.output
+    online_file.unlink()
+    assert "into the sqlite online store" in ok("materialize")
+    assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")

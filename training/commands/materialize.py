@@ -69,10 +69,11 @@ def materialize_changed(views: list[str] | None = None, full: bool = False) -> M
     """Write the newest row of the symbols whose online row differs from it (every symbol with ``full``)."""
     from training.feast_store.repository import feature_store
     from training.infra import settings
-    from training.serving.online_store import overwriting
+    from training.serving.online_store import ensure_online_tables, overwriting
 
     store = feature_store()
     selected = _selected_views(store, views)
+    ensure_online_tables(store)
     newest = newest_rows(store, selected)
     stamps = newest.column("event_timestamp").to_pylist()
     symbols = newest.column("symbol").to_pylist()

@@ -28,6 +28,25 @@ def registered_views(store: FeatureStore) -> list[str]:
     return names
 
 
+def ensure_online_tables(store: FeatureStore) -> None:
+    """Create the online store's table of every registered view that lacks one (Feast's own infra update).
+
+    `feast apply` creates them, but a SQLite online file moved or deleted afterwards (or an online store
+    pointed elsewhere) has none, and Feast's reads and writes then fail with "no such table". Creating is
+    idempotent and deletes nothing; on Redis it is a no-op (keys need no table).
+    """
+    views = store.list_feature_views()
+    if views:
+        store._get_provider().update_infra(
+            project=store.project,
+            tables_to_delete=[],
+            tables_to_keep=views,
+            entities_to_delete=[],
+            entities_to_keep=store.list_entities(),
+            partial=True,
+        )
+
+
 @contextmanager
 def overwriting(store: FeatureStore) -> Iterator[None]:
     """Let this materialize overwrite rows whose event time is not newer than the stored one.
@@ -152,6 +171,7 @@ def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[
     from training.indicators.scale_free import scale_free_forms
 
     registered_views(store)  # before apply, Feast would raise "No features specified for retrieval"
+    ensure_online_tables(store)
     symbols = resolve_symbols(symbols)
     offline = latest_offline_rows(symbols)
     derived = scale_free_forms({column: offline[column].tolist() for column in offline.columns})

@@ -25,6 +25,7 @@ from training.infra import db, settings
 from training.infra.schema import FEATURES_TABLE, OHLCV_TABLE, VIEW_BAR_FIELDS
 from training.serving.bounded import Store
 from training.serving.model_loading import LoadedModel
+from training.serving.online_store import ensure_online_tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +137,7 @@ class Predictor:
             )
         if AUDIT_FEATURE not in served:
             raise InputError(f"feature service {model.feature_service!r} does not serve {AUDIT_FEATURE}")
+        ensure_online_tables(store)
         self.ttl = _service_ttl(store, self.service)
         views = _source_views(store, self.service)
         # Each view's own bar timestamp, read in the same call as the service's features (not model inputs).
