@@ -15,7 +15,7 @@ export OHLCV_ENGINE := $(ENGINE)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train update test bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
+.PHONY: help install train update test test-unit bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,9 +63,19 @@ update: install ## The evening loop: ingest FILE, features, online store, check,
 predict: install ## Score the latest bar of SYMBOL from the online store: make predict SYMBOL=AAPL
 	$(PY) -m training predict --symbol $(SYMBOL)
 
-test: install ## Run the test suite against real PostgreSQL, Redis/SQLite and MLflow
+# The tests run in a random order (pytest-randomly); SEED=N repeats the order of an earlier run.
+SEED ?=
+SEED := $(or $(SEED),$(shell od -An -N4 -tu4 /dev/urandom | tr -d ' '))
+PYTEST_ORDER := -p randomly --randomly-seed=$(SEED)
+REPRODUCE = { echo "tests failed; this order again: make $@ SEED=$(SEED)"; exit 1; }
+
+test: install ## Every test (unit and integration) against real PostgreSQL, Redis/SQLite, MLflow and Spark
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	@echo "test order seed $(SEED) (make test SEED=$(SEED) repeats it)"
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ORDER) || $(REPRODUCE)
+
+test-unit: install ## The tests that need no service (PostgreSQL and Redis may be down), in under a minute
+	$(PY) -m pytest -q -n 2 -m "not integration" $(PYTEST_ORDER) || $(REPRODUCE)
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks

@@ -1,12 +1,16 @@
-"""Real services for every test: the configured PostgreSQL/Redis, or the embedded defaults.
+"""Real services for the tests that ask for them: the configured PostgreSQL/Redis, or the embedded defaults.
+
+No fixture here is autouse: a test that needs PostgreSQL, Redis, MLflow or Spark asks for a fixture that
+needs ``isolated_services`` (directly or through ``pipeline``, ``empty_store``, ``conn`` ...), and
+:func:`pytest_collection_modifyitems` marks it ``integration``; every other test is the unit tier
+(``make test-unit``), which runs with both services unreachable.
 
 Each test session gets its own PostgreSQL databases and Feast projects (so its Redis keys and registry
 rows are its own) and a temporary state folder (SQLite online store, MLflow backend); nothing a user
-built with `make train` is touched, and concurrent sessions do not collide.
-
-Two databases per session: the *pipeline* database, filled once with the bundled data, its features and
-the Feast registry (the ``pipeline`` fixture), and a *scratch* database that tests needing empty tables
-(``empty_store``) switch to and wipe freely.
+built with `make train` is touched, and concurrent sessions do not collide. The *pipeline* database is
+filled once with the bundled data, its features and the Feast registry (the ``pipeline`` fixture); each
+test asking for ``empty_store`` gets a new database and Feast project of its own, dropped afterwards, so
+no test sees what another left (tables, registry rows, online tables).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ BUNDLED_DATA = settings.PROJECT_ROOT / "data" / "stocks.csv.gz"
 # The host tag lets a session tell its own host's dead sessions (whose pid it can check) from another host's.
 HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 SESSION = f"ohlcv_test_{HOST_TAG}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-SCRATCH = f"{SESSION}_scratch"
+SCRATCH = f"{SESSION}_scratch"  # the prefix of each empty_store database and Feast project
 
 
 def _create_database(pg: settings.PostgresSettings, name: str) -> None:
@@ -73,21 +77,48 @@ def _drop_abandoned_databases(pg: settings.PostgresSettings) -> None:
             pass  # another user's live process
 
 
-@pytest.fixture(scope="session", autouse=True)
+SERVICE_FIXTURES = frozenset({"isolated_services", "mlflow_server", "spark"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that (transitively) uses a service fixture ``integration``; the rest are the unit tier."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
 def isolated_services(tmp_path_factory: pytest.TempPathFactory):
+    """The session's own databases, Feast project, state folder and MLflow backend, restored afterwards.
+
+    MLFLOW_TRACKING_URI is always the session's own: a test never writes into a backend the shell exports.
+    """
     state = tmp_path_factory.mktemp("state")
-    os.environ["OHLCV_STATE_DIR"] = str(state)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow.db'}")
     pg = settings.check_postgres()
-    _drop_abandoned_databases(pg)
-    for name in (SESSION, SCRATCH):
-        _create_database(pg, name)
-    os.environ["PGDATABASE"] = SESSION
-    os.environ["FEAST_PROJECT"] = SESSION
     settings.check_redis()
-    yield SESSION
-    for name in (SESSION, SCRATCH):
-        _drop_database(pg, name)
+    _drop_abandoned_databases(pg)
+    _create_database(pg, SESSION)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OHLCV_STATE_DIR", str(state))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow.db'}")
+        patch.setenv("PGDATABASE", SESSION)
+        patch.setenv("FEAST_PROJECT", SESSION)
+        yield SESSION
+    _drop_database(pg, SESSION)
+    _forget_online_rows(SESSION)
+
+
+def _forget_online_rows(prefix: str) -> None:
+    """Delete the session's Feast keys from the configured Redis (a key ends with its project's name)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return  # the SQLite online store lives in the session's temporary folder
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"*{prefix}*".encode(), count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
 
 
 def run_cli(*args: str):
@@ -216,38 +247,19 @@ def conn(isolated_services):
 
 @pytest.fixture
 def empty_store(isolated_services, monkeypatch):
-    """The scratch database with no market data and no features (the pipeline database is left alone)."""
+    """A new database and Feast project of this test's own (no market data, no features, no registry), dropped
+    afterwards; the pipeline database is left alone."""
     from training.infra import db
 
-    monkeypatch.setenv("PGDATABASE", SCRATCH)
-    monkeypatch.setenv("FEAST_PROJECT", SCRATCH)
+    name = f"{SCRATCH}_{uuid.uuid4().hex[:6]}"
+    pg = settings.postgres()
+    _create_database(pg, name)
+    monkeypatch.setenv("PGDATABASE", name)
+    monkeypatch.setenv("FEAST_PROJECT", name)
     connection = db.connect(autocommit=True)
-    for table in ("market_data.ohlcv_daily", "features.technical_indicators", "predictions.daily_scores"):
-        _drop_table(connection, table)
     yield connection
     connection.close()
-
-
-# TimescaleDB's background worker runs policy_compression() on these tables; a DROP racing it deadlocks.
-_TIMESCALE_JOBS = """
-SELECT job_id FROM timescaledb_information.jobs
-WHERE format('%%I.%%I', hypertable_schema, hypertable_name) = %s
-"""
-
-
-def _drop_table(connection: psycopg.Connection, table: str, attempts: int = 5) -> None:
-    """DROP TABLE, after deleting the table's TimescaleDB jobs (none on plain PostgreSQL); retried on a deadlock."""
-    for attempt in range(attempts):
-        try:
-            if connection.execute("SELECT to_regclass('timescaledb_information.jobs')").fetchone()[0]:
-                for (job,) in connection.execute(_TIMESCALE_JOBS, (table,)).fetchall():
-                    connection.execute("SELECT delete_job(%s)", (job,))
-            connection.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-            return
-        except psycopg.errors.DeadlockDetected:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    _drop_database(pg, name)
 
 
 @pytest.fixture(scope="session")

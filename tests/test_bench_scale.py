@@ -35,7 +35,7 @@ def test_universe_is_seeded_and_ohlc_consistent(tmp_path):
     assert (pd.to_datetime(a["Date"]).dt.weekday < 5).all()
 
 
-def test_a_row_per_step_with_its_peak_memory(tmp_path):
+def test_a_row_per_step_with_its_peak_memory(isolated_services, tmp_path):
     result = _bench(tmp_path, "--symbols", "6", "--days", "120", "--steps", "ingest,compute-features")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _rows((tmp_path / "scale.md").read_text())
@@ -46,7 +46,7 @@ def test_a_row_per_step_with_its_peak_memory(tmp_path):
         assert float(row[3]) > 0  # wall seconds
 
 
-def test_a_failed_step_stops_the_run_and_shows_its_stderr(tmp_path):
+def test_a_failed_step_stops_the_run_and_shows_its_stderr(isolated_services, tmp_path):
     # compute-features before ingest: an empty database, which the command refuses.
     result = _bench(tmp_path, "--symbols", "2", "--days", "60", "--steps", "compute-features,ingest")
     assert result.returncode == 1
@@ -55,7 +55,7 @@ def test_a_failed_step_stops_the_run_and_shows_its_stderr(tmp_path):
     assert "**compute-features failed at 120 bars**" in text
 
 
-def test_a_kept_run_is_reused_by_the_next_with_the_same_folder(tmp_path):
+def test_a_kept_run_is_reused_by_the_next_with_the_same_folder(isolated_services, tmp_path):
     import json
 
     import psycopg

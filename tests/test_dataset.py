@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SCRATCH, run_cli, run_module
+from tests.conftest import run_cli, run_module
 from training.dataset import artifact
 from training.indicators.definitions import warmup_bars
 
@@ -160,10 +160,9 @@ def test_too_short_a_history_is_refused(empty_store, write_csv, bundled_raw, tmp
 
 
 def test_bars_newer_than_their_features_are_refused_until_compute_features(
-    empty_store, write_csv, bundled_raw, tmp_path, monkeypatch
+    empty_store, write_csv, bundled_raw, tmp_path
 ):
     """A decision on a bar without its own feature row would be joined to the previous bar's features."""
-    monkeypatch.setenv("FEAST_PROJECT", f"{SCRATCH}_stale")  # its own registry entry: other scratch tests apply theirs
     ibm = bundled_raw[bundled_raw["Ticker"] == "IBM"]
     assert run_cli("ingest", str(write_csv(ibm.head(300), "old.csv"))).exit_code == 0
     assert run_cli("compute-features").exit_code == 0

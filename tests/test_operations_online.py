@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.conftest import BUNDLED_DATA, SCRATCH, run_cli, run_module
+from tests.conftest import BUNDLED_DATA, run_cli, run_module
 from tests.test_online import log_model, model_inputs, offline_model_rows, predict_json
 
 
@@ -33,7 +33,7 @@ def scratch_online(empty_store, tmp_path, monkeypatch):
     store = feature_store()
     log_model(model_inputs(store))
     yield store
-    store._get_provider().teardown_infra(SCRATCH, store.list_feature_views(), store.list_entities())
+    store._get_provider().teardown_infra(store.project, store.list_feature_views(), store.list_entities())
 
 
 def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_online, empty_store, bundled_raw, write_csv):
