@@ -108,6 +108,23 @@ def isolated_services(tmp_path_factory: pytest.TempPathFactory):
     _forget_online_rows(SESSION)
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_restored() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` is process-global (and exports MLFLOW_TRACKING_URI): a test that calls it,
+    directly or through a command, must not decide where the next test's MlflowClient() looks."""
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    before = tracking._tracking_uri if tracking is not None else None
+    yield
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and tracking._tracking_uri != before:
+        tracking.set_tracking_uri(before)
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
+
+
 def _forget_online_rows(prefix: str) -> None:
     """Delete the session's Feast keys from the configured Redis (a key ends with its project's name)."""
     url = os.environ.get("REDIS_URL")

@@ -350,7 +350,7 @@ def test_naive_and_zoned_entity_timestamps_mean_the_same_instant(stores, tables)
     naive = entity.assign(event_timestamp=entity["event_timestamp"].dt.tz_localize(None))
     paris = entity.assign(event_timestamp=entity["event_timestamp"].dt.tz_convert("Europe/Paris"))
     objects = entity.copy()
-    objects["event_timestamp"] = pd.Series(list(entity["event_timestamp"].dt.to_pydatetime()), dtype=object)
+    objects["event_timestamp"] = pd.Series([t.to_pydatetime() for t in entity["event_timestamp"]], dtype=object)
     assert objects["event_timestamp"].dtype == object  # as a driver's fetchall gives them
     for variant in (naive, paris, objects):
         job = fast_store.get_historical_features(variant, FEATURES)

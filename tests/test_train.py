@@ -116,7 +116,7 @@ def test_train_logs_a_complete_run_to_the_local_backend(local_run, bundled_datas
     from mlflow.tracking import MlflowClient
 
     _, dataset = bundled_dataset
-    client = MlflowClient()
+    client = MlflowClient(local_run["tracking_uri"])
     _assert_complete_run(client, local_run["run_id"], dataset)
     _assert_registered_model(client, local_run, dataset)
     assert local_run["cv"]["roc_auc_mean"] == pytest.approx(

@@ -41,7 +41,7 @@ def training_rows(
     frame = read_fold_columns(dataset, columns) if frame is None else frame
     train = np.flatnonzero((frame["split"] == "train").to_numpy())
     # Codes in str order, from the column's own codes when it is a Categorical (no object array of 25M rows).
-    symbols = pd.factorize(frame["symbol"].array.take(train), sort=True)[0]
+    symbols = pd.factorize(pd.Series(frame["symbol"].array.take(train), copy=False), sort=True)[0]
     order = train[np.lexsort((symbols, ns(frame["event_timestamp"])[train]))]  # a stable (time, symbol) sort
     del train, symbols
     # Only the columns asked for, a column at a time: no sorted copy of the whole frame.
