@@ -163,6 +163,28 @@ def pipeline(isolated_services):
     return SESSION
 
 
+# A command run in a fresh interpreter that reports, even when it fails, which heavy packages it imported.
+_PROBE = """
+import json, sys
+from training.cli import cli
+try:
+    cli.main({args!r}, prog_name="training")
+finally:
+    print(json.dumps(sorted(m for m in ("feast", "mlflow", "lightgbm") if m in sys.modules)))
+"""
+
+
+def imported_by(*args: str) -> list[str]:
+    """Run ``python -m training ARGS`` in a subprocess (it must succeed); the heavy packages it imported.
+
+    Commands that do not need Feast must not import it (seconds on its own); tests that run a command anyway
+    run it through this, so the check costs no extra run.
+    """
+    result = subprocess.run([sys.executable, "-c", _PROBE.format(args=list(args))], capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import run_cli
+from tests.conftest import imported_by, run_cli
 from training.model.estimator import early_stopping_slice, fit_with_early_stopping
 from training.validation.split_invariants import LeakageError, check_no_overlap
 
@@ -57,14 +57,36 @@ def model_config(folder: Path, registered_model: str, **mlflow: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def audited(bundled_dataset, tmp_path_factory) -> Path:
-    return audited_copy(bundled_dataset[0], tmp_path_factory.mktemp("audited") / "panel")
+def audited_in_a_process(bundled_dataset, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A copy of the bundled dataset audited (--skip-rebuild) by a process of its own, and what it imported."""
+    folder = tmp_path_factory.mktemp("audited") / "panel"
+    shutil.copytree(bundled_dataset[0], folder)
+    return folder, imported_by("verify-leakage", "--dataset", str(folder), "--skip-rebuild")
 
 
 @pytest.fixture(scope="module")
-def local_run(audited, tmp_path_factory):
+def audited(audited_in_a_process) -> Path:
+    return audited_in_a_process[0]
+
+
+@pytest.fixture(scope="module")
+def local_run_in_a_process(audited, tmp_path_factory) -> tuple[dict, list[str]]:
+    """The default train on the audited dataset by a process of its own: its results, and what it imported."""
     folder = tmp_path_factory.mktemp("results")
-    return _train(audited, folder / "results.json", "--config", str(model_config(folder, "train-tests-local")))
+    config, results = model_config(folder, "train-tests-local"), folder / "results.json"
+    imported = imported_by("train", "--dataset", str(audited), "--results", str(results), "--config", str(config))
+    return json.loads(results.read_text()), imported
+
+
+@pytest.fixture(scope="module")
+def local_run(local_run_in_a_process) -> dict:
+    return local_run_in_a_process[0]
+
+
+def test_train_and_the_audit_do_not_import_feast(audited_in_a_process, local_run_in_a_process):
+    assert "feast" not in audited_in_a_process[1]
+    imported = local_run_in_a_process[1]
+    assert "feast" not in imported and "lightgbm" in imported  # the probe does see what a command imports
 
 
 def _assert_complete_run(client, run_id: str, dataset) -> None:
