@@ -87,6 +87,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+_SESSION_ENVIRONMENT: dict[str, str] = {}  # os.environ as isolated_services left it
+
+
 @pytest.fixture(scope="session")
 def isolated_services(tmp_path_factory: pytest.TempPathFactory):
     """The session's own databases, Feast project, state folder and MLflow backend, restored afterwards.
@@ -103,9 +106,26 @@ def isolated_services(tmp_path_factory: pytest.TempPathFactory):
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow.db'}")
         patch.setenv("PGDATABASE", SESSION)
         patch.setenv("FEAST_PROJECT", SESSION)
+        _SESSION_ENVIRONMENT.update(os.environ)
         yield SESSION
     _drop_database(pg, SESSION)
     _forget_online_rows(SESSION)
+
+
+@contextmanager
+def session_environment() -> Iterator[None]:
+    """The session's environment while a session fixture builds what every test shares.
+
+    A session fixture is set up by the first test that asks for it, inside whatever that test's module has
+    patched (another database, Feast project or state folder): without this, the bundled data would land in
+    that module's database, and which one would depend on the test order.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in set(os.environ) - set(_SESSION_ENVIRONMENT):
+            patch.delenv(name)
+        for name, value in _SESSION_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -156,10 +176,11 @@ def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def pipeline(isolated_services):
     """The bundled data ingested, its indicators computed and the Feast repository applied, once per session."""
-    for args in (("ingest", str(BUNDLED_DATA)), ("compute-features",)):
-        result = run_cli(*args)
-        assert result.exit_code == 0, result.output
-    run_module("feast", "apply")
+    with session_environment():
+        for args in (("ingest", str(BUNDLED_DATA)), ("compute-features",)):
+            result = run_cli(*args)
+            assert result.exit_code == 0, result.output
+        run_module("feast", "apply")
     return SESSION
 
 
@@ -258,7 +279,8 @@ def bundled_dataset(pipeline, tmp_path_factory):
     from training.dataset import artifact
 
     out = tmp_path_factory.mktemp("dataset") / "panel"
-    result = run_cli("build-dataset", "--out", str(out))
+    with session_environment():
+        result = run_cli("build-dataset", "--out", str(out))
     assert result.exit_code == 0, result.output
     return out, artifact.load(out)
 

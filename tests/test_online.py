@@ -358,7 +358,7 @@ def test_predict_against_a_real_mlflow_server(materialized, store, mlflow_server
 
 
 def test_serve_answers_get_predict_like_the_predict_command(materialized, registered, store):
-    from training.commands.serve import create_app
+    from training.serving.http_app import create_app
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
 
@@ -407,7 +407,7 @@ def test_predict_refuses_a_row_whose_views_describe_different_bars(materialized,
 
 
 def create_app_for(store):
-    from training.commands.serve import create_app
+    from training.serving.http_app import create_app
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
 

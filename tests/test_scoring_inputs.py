@@ -180,7 +180,7 @@ def test_unknown_symbols_are_named_with_a_few_known_ones_and_the_count(scoring, 
 
 
 def test_serve_answers_422_for_an_unusable_row_and_a_short_404(scoring):
-    from training.commands.serve import create_app
+    from training.serving.http_app import create_app
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
 

@@ -32,11 +32,11 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     """
     from training.commands.compute_features import report_features
     from training.commands.ingest import ingest
-    from training.commands.materialize import materialize_changed
     from training.config import load_config
     from training.feast_store.repository import feature_store
     from training.indicators.backfill import compute_features
     from training.infra.settings import require_postgres_engine
+    from training.serving.materialization import materialize_changed
 
     require_postgres_engine("update")
     monitoring = load_config(config_path)["monitoring"]  # a bad file is refused before anything is written
