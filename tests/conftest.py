@@ -129,20 +129,19 @@ def session_environment() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _mlflow_tracking_uri_restored() -> Iterator[None]:
-    """``mlflow.set_tracking_uri`` is process-global (and exports MLFLOW_TRACKING_URI): a test that calls it,
-    directly or through a command, must not decide where the next test's MlflowClient() looks."""
-    exported = os.environ.get("MLFLOW_TRACKING_URI")
-    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
-    before = tracking._tracking_uri if tracking is not None else None
+def _mlflow_follows_the_environment() -> Iterator[None]:
+    """MLflow's tracking URI is process-global once anything calls ``mlflow.set_tracking_uri`` (a command, a
+    fixture of another module): each test starts with it equal to MLFLOW_TRACKING_URI as the test's own
+    fixtures set it, so where MlflowClient() looks never depends on which tests ran before."""
+    _align_mlflow_with_environment()
     yield
-    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
-    if tracking is not None and tracking._tracking_uri != before:
-        tracking.set_tracking_uri(before)
-    if exported is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = exported
+    _align_mlflow_with_environment()
+
+
+def _align_mlflow_with_environment() -> None:
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.get_tracking_uri() != os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _forget_online_rows(prefix: str) -> None:
