@@ -247,12 +247,12 @@ def assert_fit_ignores_rows_outside_its_fit_slice(fit, X, y, t0, t1) -> None:
         raise LeakageError("preprocessing", "the scaler changed when rows outside its fit slice changed")
 
 
-def _model(rounds: int = 5) -> dict:
+def _model(rounds: int = 5):
     from training.config import default_config
 
-    model = default_config()["model"]
-    model.update(num_boost_round=rounds, early_stopping_rounds=2, early_stopping_fraction=0.2)
-    return model
+    return default_config().model.model_copy(
+        update={"num_boost_round": rounds, "early_stopping_rounds": 2, "early_stopping_fraction": 0.2}
+    )
 
 
 def _project_fit(X, y, t0, t1):
