@@ -53,6 +53,7 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     _score_session(store, model_uri, monitoring)
 
 
+DRIFT_EXIT_CODE = 4  # done, but the inputs drifted from the training rows (in the docstring's exit codes)
 PARITY_SAMPLE = 100  # untouched symbols whose online row is compared with the offline one at each update
 
 
@@ -101,7 +102,6 @@ def _score_session(store, model_uri: str | None, monitoring: MonitoringConfig) -
 
 def _check_drift(result, model, session, written: int, monitoring: MonitoringConfig) -> None:
     """Test the scored cross-section against the training rows; log a monitoring run when scores changed."""
-    from training.errors import DriftDetected
     from training.serving.drift import check_drift, log_monitoring_run, reference_of
 
     reference = reference_of(model.uri)
@@ -115,6 +115,8 @@ def _check_drift(result, model, session, written: int, monitoring: MonitoringCon
         tags = {"session": str(session), "model": model.uri}
         metrics = {"scored": len(result.scores), "not_scored": len(result.skipped)}
         logged = f" (MLflow run {log_monitoring_run(report, monitoring.experiment, tags, metrics)})"
-    if report.drifted:
-        raise DriftDetected(f"session {session}: {report.summary()}{logged}")
-    click.echo(f"drift: {report.summary()}{logged}")
+    if not report.drifted:
+        click.echo(f"drift: {report.summary()}{logged}")
+        return
+    click.echo(f"drift: session {session}: {report.summary()}{logged}")  # a result: the scores are written
+    click.get_current_context().exit(DRIFT_EXIT_CODE)  # the alert
