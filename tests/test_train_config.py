@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from training.config import default_config, fingerprint_text, load_config
+from training.config import default_config, fingerprint_text, load_config, refuse_contradicting_dataset
 from training.errors import InputError
 
 BAD = [
@@ -166,3 +166,10 @@ def test_cpcv_combinations_are_capped_in_one_line(tmp_path):
     assert "155,117,520 CPCV splits, above the cap of 1,000" in str(raised.value) and "\n" not in str(raised.value)
     assert load_config(write(tmp_path, {"cv": {"method": "cpcv", "n_groups": 14, "test_groups": 3}})).cv.count == 14
     assert load_config(write(tmp_path, {"cv": {"n_splits": 30, "cpcv_test_groups": 15}})).cv.n_folds == 30  # k-fold
+
+
+def test_a_file_with_the_new_cv_names_is_checked_against_the_dataset_sections_only(tmp_path):
+    built = default_config().dump()
+    refuse_contradicting_dataset(write(tmp_path, {"cv": {"n_folds": 4}, "labels": {"horizon": 5.0}}), built)
+    with pytest.raises(InputError, match=r"sets labels.horizon = 7 but the dataset was built with 5"):
+        refuse_contradicting_dataset(write(tmp_path, {"cv": {"n_groups": 6}, "labels": {"horizon": 7}}), built)

@@ -399,25 +399,18 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     return config
 
 
-def file_settings(path: Path | None) -> dict[str, Any]:
-    """Only what the YAML file at ``path`` sets (validated like :func:`load_config`), without defaults."""
-    if path is None:
-        return {}
-    loaded = _read_file(path)
-    merged = load_config(path).dump()
-    return {s: {k: merged[s][k] for k in v} if isinstance(v, dict) else merged[s] for s, v in loaded.items()}
-
-
 def refuse_contradicting_dataset(path: Path | None, built: dict[str, Any]) -> None:
     """Refuse a config file that sets a dataset setting (data, labels, ...) other than the dataset's own.
 
     train and verify-leakage take those sections from the dataset; silently preferring them over the file
     would leave the user believing the file applied. Repeating the dataset's values is fine.
     """
-    asked = file_settings(path)
-    for section in (s for s in DATASET_SECTIONS if s in asked):
-        wanted = asked[section]
-        pairs = wanted.items() if isinstance(wanted, dict) else [(None, wanted)]
+    if path is None:
+        return
+    loaded, merged = _read_file(path), load_config(path).dump()  # the file's keys, validated and normalised
+    for section in (s for s in DATASET_SECTIONS if s in loaded):
+        given = loaded[section]
+        pairs = [(k, merged[section][k]) for k in given] if isinstance(given, dict) else [(None, merged[section])]
         for key, value in pairs:
             stored = built.get(section) if key is None else (built.get(section) or {}).get(key)
             if value != stored:
