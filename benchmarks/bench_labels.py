@@ -93,7 +93,7 @@ def _scaled(loop, bars: pd.DataFrame, params: LabelParams, events: int, total: i
 def run(quick: bool) -> list[Result]:
     n_symbols, n_bars = (20, 2500) if quick else (1000, 2500)
     bars = synthetic_panel(n_symbols, n_bars)
-    config = default_config()["labels"]
+    config = default_config().labels.model_dump()
     params = LabelParams.from_config(config)
     seconds, labels = best_of(lambda: triple_barrier_labels(bars, config), repeat=3)
     size = f"{len(bars):,} bars ({n_symbols} symbols x {n_bars}), {len(labels):,} labels"

@@ -25,6 +25,7 @@ from sklearn.utils import estimator_checks
 
 import training.validation.purged_cv
 from tests.synthetic import sample_set, sample_sets
+from training.errors import InputError
 from training.validation.purged_cv import CombinatorialPurgedKFold, PurgedKFold, date_groups, make_cv
 from training.validation.split_invariants import (
     LeakageError,
@@ -169,7 +170,7 @@ def test_make_cv_follows_config() -> None:
     assert cv.get_n_splits() == 10 and cv.n_test_paths == 4
     cv = make_cv({"method": "purged_kfold", "n_splits": 4, "embargo": 0.01, "cpcv_test_groups": 2})
     assert cv.get_params() == {"n_splits": 4, "embargo": 0.01} and cv.get_n_splits() == 4
-    with pytest.raises(ValueError, match=r"cv\.method"):
+    with pytest.raises(InputError, match=r"'cv\.method' must be one of purged_kfold, cpcv"):
         make_cv({"method": "kfold", "n_splits": 4, "embargo": 0.01, "cpcv_test_groups": 2})
 
 

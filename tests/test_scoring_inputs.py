@@ -258,5 +258,5 @@ def test_the_trainers_model_needs_no_type_beyond_the_fixed_skops_list():
     X = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))
     y = (X["a"] + rng.normal(size=600) > 0).astype(int).to_numpy()
     t0 = np.arange(600).astype("datetime64[D]")
-    fitted = fit_with_early_stopping(X, y, np.ones(600), t0, t0 + 3, default_config()["model"])
+    fitted = fit_with_early_stopping(X, y, np.ones(600), t0, t0 + 3, default_config().model)
     assert set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted.pipeline))) <= SKOPS_TYPES

@@ -1,5 +1,7 @@
 """Bad settings and steps run out of order: one line naming what to fix, a non-zero exit, nothing written.
 
+A malformed setting is the user's input (exit 2); a well-formed one whose service does not answer exits 3.
+
 Settings are read when a command starts, so those cases run `python -m training` in a subprocess with
 the bad variable, as a user's shell would.
 """
@@ -37,6 +39,9 @@ def counts() -> tuple[int, int]:
         ("REDIS_URL", "redis://user:s3cret@127.0.0.1:abc/0", ("services",), "REDIS_URL must look like redis://"),
         ("MLFLOW_TRACKING_URI", "file:///{tmp}/mlruns", ("predict", "--symbol", "AAPL"), "is a file store"),
         ("MLFLOW_TRACKING_URI", "{tmp}/mlruns", ("services",), "is a file store"),
+        ("OHLCV_SERVICE_TIMEOUT", "abc", ("predict", "--symbol", "AAPL"), "must be a number of seconds in (0, 600]"),
+        ("OHLCV_ENGINE", "hadoop", ("compute-features",), "OHLCV_ENGINE must be one of postgres, spark"),
+        ("OHLCV_PARTITION_BARS", "many", ("compute-features",), "must be a whole number of bars >= 1, got 'many'"),
     ],
 )
 def test_a_malformed_setting_is_one_line_naming_the_variable(
@@ -47,7 +52,7 @@ def test_a_malformed_setting_is_one_line_naming_the_variable(
         monkeypatch.setenv("PGHOST", os.environ.get("PGHOST") or "127.0.0.1")
     monkeypatch.setenv(variable, value.format(tmp=tmp_path))
     result = run_module(*command, check=False)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 2, result.stderr
     line = one_line(result.stderr)
     assert message in line and variable in line
     assert "s3cret" not in result.stderr + result.stdout

@@ -168,17 +168,21 @@ def test_same_seed_and_data_give_the_same_metrics_and_an_equal_run_is_not_promot
 
 
 def test_train_against_a_real_mlflow_server(mlflow_server, bundled_dataset, audited, tmp_path, monkeypatch):
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     _, dataset = bundled_dataset
+    previous = mlflow.get_tracking_uri()  # train sets the process-wide URI; a later local-backend test needs it back
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    results = _train(audited, tmp_path / "server.json", "--config", str(model_config(tmp_path, "train-tests-server")))
-    client = MlflowClient(tracking_uri=mlflow_server)
-    _assert_complete_run(client, results["run_id"], dataset)
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_server)
-    _assert_registered_model(client, results, dataset)
+    try:
+        results = _train(audited, tmp_path / "server.json", "--config",
+                         str(model_config(tmp_path, "train-tests-server")))  # fmt: skip
+        client = MlflowClient(tracking_uri=mlflow_server)
+        _assert_complete_run(client, results["run_id"], dataset)
+        mlflow.set_tracking_uri(mlflow_server)
+        _assert_registered_model(client, results, dataset)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def test_cpcv_is_refused_until_audited_then_logs_backtest_paths(bundled_dataset, audited, tmp_path):
@@ -269,12 +273,12 @@ def assert_fit_ignores_rows_outside_its_fit_slice(fit, X, y, t0, t1) -> None:
         raise LeakageError("preprocessing", "the scaler changed when rows outside its fit slice changed")
 
 
-def _model(rounds: int = 5) -> dict:
+def _model(rounds: int = 5):
     from training.config import default_config
 
-    model = default_config()["model"]
-    model.update(num_boost_round=rounds, early_stopping_rounds=2, early_stopping_fraction=0.2)
-    return model
+    return default_config().model.model_copy(
+        update={"num_boost_round": rounds, "early_stopping_rounds": 2, "early_stopping_fraction": 0.2}
+    )
 
 
 def _project_fit(X, y, t0, t1):

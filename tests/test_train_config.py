@@ -3,13 +3,14 @@ values, from load_config and from every command that reads a --config file (issu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import run_cli
-from training.config import default_config, fingerprint_text, load_config
+from training.config import default_config, fingerprint_text, load_config, refuse_contradicting_dataset
 from training.errors import InputError
 
 BAD = [
@@ -19,7 +20,9 @@ BAD = [
     ({"cv": {"n_splits": "5"}}, "'cv.n_splits' must be a number, got '5'"),
     ({"cv": {"n_splits": None}}, "'cv.n_splits' must be set, got null"),
     ({"cv": {"embargo": 0.5}}, "'cv.embargo' must be a number in [0, 0.5), got 0.5"),
-    ({"cv": {"method": "cpcv", "n_splits": 3, "cpcv_test_groups": 3}}, "'cv.cpcv_test_groups' must be below"),
+    ({"cv": {"method": "cpcv", "n_splits": 3, "cpcv_test_groups": 3}}, "'cv.test_groups' must be below cv.n_groups"),
+    ({"cv": {"n_folds": 1}}, "'cv.n_folds' must be a whole number >= 2, got 1"),
+    ({"cv": {"method": "cpcv", "n_groups": 4, "test_groups": 4}}, "'cv.test_groups' must be below cv.n_groups (4)"),
     ({"model": {"num_boost_round": -10}}, "'model.num_boost_round' must be a whole number >= 1, got -10"),
     ({"model": {"learning_rate": 0}}, "'model.learning_rate' must be a number > 0, got 0.0"),
     ({"model": {"learning_rate": float("nan")}}, "'model.learning_rate' must be a number > 0, got nan"),
@@ -39,7 +42,7 @@ BAD = [
     ({"weights": {"time_decay": 0}}, "'weights.time_decay' must be a number in (0, 1], got 0.0"),
     ({"weights": {"uniqueness": 1}}, "'weights.uniqueness' must be true or false, got 1"),
     ({"backtest": {"cost_bps": -5}}, "'backtest.cost_bps' must be a number >= 0, got -5.0"),
-    ({"target": "regression"}, "'target' must be binary or multiclass, got 'regression'"),
+    ({"target": "regression"}, "'target' must be one of binary, multiclass, got 'regression'"),
     ({"data": {"start": "01/03/2000"}}, "'data.start' must be a date YYYY-MM-DD or null, got '01/03/2000'"),
     ({"data": {"symbols": [1, 2]}}, "'data.symbols' must be null or a list of symbol names, got [1, 2]"),
     ({"mlflow": {"promote_metric": "sharpe"}}, "'mlflow.promote_metric' must be one of roc_auc, accuracy"),
@@ -87,11 +90,11 @@ def test_cli_options_are_range_checked_too(isolated_services, tmp_path):
 def test_accepted_spellings_normalise(tmp_path):
     config = load_config(write(tmp_path, {"model": {"num_leaves": 15.0}, "weights": {"time_decay": 1},
                                           "data": {"symbols": "AAPL, MSFT", "start": "2010-01-04"}}))  # fmt: skip
-    assert config["model"]["num_leaves"] == 15 and isinstance(config["model"]["num_leaves"], int)
-    assert config["weights"]["time_decay"] == 1.0 and isinstance(config["weights"]["time_decay"], float)
-    assert config["data"] == {"symbols": ["AAPL", "MSFT"], "start": "2010-01-04", "end": None}
+    assert config.model.num_leaves == 15 and isinstance(config.model.num_leaves, int)
+    assert config.weights.time_decay == 1.0 and isinstance(config.weights.time_decay, float)
+    assert config.dump()["data"] == {"symbols": ["AAPL", "MSFT"], "start": "2010-01-04", "end": None}
     (tmp_path / "dates.yaml").write_text("data:\n  start: 2010-01-04\n")  # YAML reads this as a date object
-    assert load_config(tmp_path / "dates.yaml")["data"]["start"] == "2010-01-04"
+    assert load_config(tmp_path / "dates.yaml").data.start == "2010-01-04"
 
 
 def test_invalid_yaml_is_one_line(tmp_path):
@@ -103,8 +106,70 @@ def test_invalid_yaml_is_one_line(tmp_path):
 
 def test_promotion_settings_leave_the_dataset_fingerprint_alone():
     """Promotion keys say nothing about the rows: datasets built before they existed keep their fingerprint."""
-    config = default_config()
+    config = default_config().dump()
     without = {**config, "mlflow": {k: v for k, v in config["mlflow"].items() if not k.startswith("promote")}}
     assert fingerprint_text(config) == fingerprint_text(without)
     changed = {**config, "mlflow": {**config["mlflow"], "promote_metric": "f1"}}
     assert fingerprint_text(changed) == fingerprint_text(config)
+
+
+def test_the_dump_is_what_the_dict_configuration_recorded():
+    """Fingerprints, config hashes, metadata.json and MLflow params hash this text: same values, same bytes."""
+    recorded = (
+        '{"data":{"symbols":null,"start":null,"end":null},"features":{"feature_service":"technical_model_v1"},'
+        '"labels":{"profit_taking":0.02,"stop_loss":0.02,"horizon":5,"barriers":"fixed","volatility_span":20,'
+        '"touch":"high_low","vertical_label":"zero"},"target":"binary","weights":{"uniqueness":true,'
+        '"return_attribution":false,"time_decay":1.0,"class_balance":true},"split":{"train_fraction":0.7,'
+        '"embargo":0.01},"cv":{"method":"purged_kfold","n_splits":5,"embargo":0.01,"cpcv_test_groups":2},'
+        '"model":{"objective":"binary","num_leaves":31,"learning_rate":0.05,"max_depth":5,"feature_fraction":0.8,'
+        '"bagging_fraction":0.8,"bagging_freq":1,"lambda_l1":0.0,"lambda_l2":0.0,"seed":42,"num_boost_round":500,'
+        '"early_stopping_rounds":50,"early_stopping_fraction":0.15},"backtest":{"cost_bps":5.0},"mlflow":'
+        '{"experiment":"ohlcv-triple-barrier","run_name":"lgbm-{feature_service}-h{horizon}-{timestamp}",'
+        '"registered_model":"ohlcv-lgbm-baseline","promote_metric":"roc_auc","promote_min_improvement":0.0},'
+        '"monitoring":{"drift_alpha":0.01,"experiment":"ohlcv-monitoring"}}'
+    )
+    assert json.dumps(default_config().dump(), separators=(",", ":")) == recorded
+    assert load_config(overrides={"model": {"num_leaves": 31.0}, "weights": {"time_decay": 1}}).dump() == json.loads(
+        recorded
+    )
+
+
+KFOLD4 = {"method": "purged_kfold", "n_splits": 4, "embargo": 0.01, "cpcv_test_groups": 2}
+CPCV6 = {"method": "cpcv", "n_splits": 6, "embargo": 0.01, "cpcv_test_groups": 2}
+
+
+@pytest.mark.parametrize(
+    ("cv", "counts", "recorded"),
+    [
+        ({"n_folds": 4}, (4, 5, 2), KFOLD4),
+        ({"n_splits": 4}, (4, 4, 2), KFOLD4),
+        ({"method": "cpcv", "n_groups": 6, "test_groups": 2, "n_folds": 3}, (3, 6, 2), CPCV6),
+        ({"method": "cpcv", "n_splits": 6, "cpcv_test_groups": 2}, (6, 6, 2), CPCV6),
+    ],
+)
+def test_cv_names_old_and_new_record_the_same_text(tmp_path, cv, counts, recorded):
+    """n_splits (folds and groups) and cpcv_test_groups are read as before and recorded under those names, so a
+    dataset's fingerprint and a leakage report's cv do not change with the spelling."""
+    config = load_config(write(tmp_path, {"cv": cv}))
+    assert (config.cv.n_folds, config.cv.n_groups, config.cv.test_groups) == counts
+    assert json.dumps(config.dump()["cv"]) == json.dumps(recorded)
+
+
+def test_an_old_and_a_new_name_together_are_refused(tmp_path):
+    with pytest.raises(InputError, match=r"'cv.n_splits' and 'cv.n_folds' name the same setting"):
+        load_config(write(tmp_path, {"cv": {"n_splits": 4, "n_folds": 5}}))
+
+
+def test_cpcv_combinations_are_capped_in_one_line(tmp_path):
+    with pytest.raises(InputError) as raised:
+        load_config(write(tmp_path, {"cv": {"method": "cpcv", "n_splits": 30, "cpcv_test_groups": 15}}))
+    assert "155,117,520 CPCV splits, above the cap of 1,000" in str(raised.value) and "\n" not in str(raised.value)
+    assert load_config(write(tmp_path, {"cv": {"method": "cpcv", "n_groups": 14, "test_groups": 3}})).cv.count == 14
+    assert load_config(write(tmp_path, {"cv": {"n_splits": 30, "cpcv_test_groups": 15}})).cv.n_folds == 30  # k-fold
+
+
+def test_a_file_with_the_new_cv_names_is_checked_against_the_dataset_sections_only(tmp_path):
+    built = default_config().dump()
+    refuse_contradicting_dataset(write(tmp_path, {"cv": {"n_folds": 4}, "labels": {"horizon": 5.0}}), built)
+    with pytest.raises(InputError, match=r"sets labels.horizon = 7 but the dataset was built with 5"):
+        refuse_contradicting_dataset(write(tmp_path, {"cv": {"n_groups": 6}, "labels": {"horizon": 7}}), built)

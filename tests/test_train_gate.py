@@ -43,7 +43,7 @@ def mlflow_state(name: str = MODEL) -> tuple[int, list[int], dict[str, str]]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(load_config()["mlflow"]["experiment"])
+    experiment = client.get_experiment_by_name(load_config().mlflow.experiment)
     runs = len(client.search_runs([experiment.experiment_id], max_results=10_000)) if experiment else 0
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
     aliases = client.get_registered_model(name).aliases if versions else {}

@@ -23,12 +23,12 @@ from training.model.estimator import early_stopping_slice, fit_with_early_stoppi
 from training.model.position_runs import positions_of, runs_of, runs_within
 
 
-def _model(rounds: int = 40) -> dict:
+def _model(rounds: int = 40):
     from training.config import default_config
 
-    model = default_config()["model"]
-    model.update(num_boost_round=rounds, early_stopping_rounds=5, early_stopping_fraction=0.2)
-    return model
+    return default_config().model.model_copy(
+        update={"num_boost_round": rounds, "early_stopping_rounds": 5, "early_stopping_fraction": 0.2}
+    )
 
 
 def _copied_frames_fit(X: pd.DataFrame, y, weight, t0, t1, model):
@@ -44,12 +44,12 @@ def _copied_frames_fit(X: pd.DataFrame, y, weight, t0, t1, model):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
 
-    fit, watch = early_stopping_slice(t0, t1, model["early_stopping_fraction"])
+    fit, watch = early_stopping_slice(t0, t1, model.early_stopping_fraction)
     scaler = RobustScaler().set_output(transform="pandas").fit(X.iloc[fit])
     classifier = LGBMClassifier(**lgbm_params(model, len(np.unique(y))))
     classifier.fit(scaler.transform(X.iloc[fit]), y[fit], sample_weight=weight[fit],
                    eval_set=[(scaler.transform(X.iloc[watch]), y[watch])], eval_sample_weight=[weight[watch]],
-                   callbacks=[lightgbm.early_stopping(model["early_stopping_rounds"], verbose=False)])  # fmt: skip
+                   callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False)])  # fmt: skip
     return Pipeline([("scaler", scaler), ("model", classifier)])
 
 
@@ -138,10 +138,8 @@ def _digest(report) -> dict:
 def _config(dataset):
     from training.config import DATASET_SECTIONS, load_config
 
-    config = load_config(None, {})
-    for section in DATASET_SECTIONS:
-        config[section] = dataset.metadata["config"][section]
-    return config
+    built = dataset.metadata["config"]
+    return load_config(None, {}).with_sections({section: built[section] for section in DATASET_SECTIONS})
 
 
 def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset, tmp_path, monkeypatch):
@@ -176,7 +174,7 @@ def test_a_dataset_in_several_parts_trains_exactly_like_one_part(bundled_dataset
     categories = list(data.train["symbol"].cat.categories)
     assert categories == sorted(categories) and set(rows["symbol"]) <= set(categories)
     pd.testing.assert_series_equal(data.train["symbol"].astype(object), rows["symbol"], check_names=False)
-    for (a, b), (c, d) in zip(cv_splits(many, _config(many)["cv"])[1], cv_splits(one, _config(one)["cv"])[1],
+    for (a, b), (c, d) in zip(cv_splits(many, _config(many).cv)[1], cv_splits(one, _config(one).cv)[1],
                               strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
@@ -192,7 +190,7 @@ def test_the_bin_sample_of_streamed_rows_is_the_sample_of_the_matrix():
     from training.config import default_config
     from training.model.estimator import _params, _scaled_rows, fit_scaler
 
-    params = dict(_params(default_config()["model"], 2), subsample_for_bin=300)  # sampling from 5,000 rows
+    params = dict(_params(default_config().model, 2), subsample_for_bin=300)  # sampling from 5,000 rows
     X = np.random.default_rng(0).normal(size=(5000, 3)) * [1, 1000, 0.1]
     y = (X[:, 0] > 0).astype(float)
     scaler = fit_scaler(X, np.arange(len(X)), list("abc"))

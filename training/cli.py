@@ -1,4 +1,4 @@
-"""Command line: ``python -m training COMMAND`` (or ``ohlcv COMMAND``).
+"""Command line: ``python -m training COMMAND``, the one name the help and every message use.
 
 Commands are imported only when run, so ``--help`` and commands that do not need Feast never pay for
 ``import feast`` (seconds on its own). Each command lives in the module named in ``COMMANDS``.
@@ -14,20 +14,21 @@ import click
 
 from training.errors import ProjectError
 
-# command name -> "module:function" of its click command
+PROG_NAME = "python -m training"
+# command name -> "module:function" of its click command, in the order the pipeline runs them (--help lists them so)
 COMMANDS: dict[str, str] = {
-    "build-dataset": "training.commands.build_dataset:build_dataset",
-    "check-online": "training.commands.check_online:check_online",
+    "ingest": "training.commands.ingest:ingest",
     "compute-features": "training.commands.compute_features:compute_features",
     "feast": "training.commands.feast_cli:feast",
-    "ingest": "training.commands.ingest:ingest",
+    "build-dataset": "training.commands.build_dataset:build_dataset",
+    "verify-leakage": "training.commands.verify_leakage:verify_leakage",
+    "train": "training.commands.train:train",
     "materialize": "training.commands.materialize:materialize",
+    "check-online": "training.commands.check_online:check_online",
     "predict": "training.commands.predict:predict",
     "serve": "training.commands.serve:serve",
-    "services": "training.commands.services:services",
-    "train": "training.commands.train:train",
     "update": "training.commands.update:update",
-    "verify-leakage": "training.commands.verify_leakage:verify_leakage",
+    "services": "training.commands.services:services",
 }
 
 
@@ -35,7 +36,7 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use; user errors print one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -57,8 +58,8 @@ class LazyGroup(click.Group):
 def cli(verbose: bool) -> None:
     """Leakage-free training sets from daily OHLCV bars, served by Feast.
 
-    Typical order: ingest, compute-features, feast apply, materialize, build-dataset, verify-leakage,
-    train, predict. `make train` runs them all on the bundled data.
+    Commands are listed in the order the pipeline runs them (feast: `feast apply`); `make train` runs
+    ingest to check-online on the bundled data, `update` the evening loop after a close.
     """
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -67,4 +68,4 @@ def cli(verbose: bool) -> None:
 
 
 def main() -> None:
-    sys.exit(cli.main(prog_name="python -m training", standalone_mode=True))
+    sys.exit(cli.main(prog_name=PROG_NAME, standalone_mode=True))

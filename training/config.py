@@ -1,27 +1,40 @@
 """The pipeline configuration: packaged defaults (equal to the SPEC), a user's YAML file, CLI overrides.
 
-Kept as plain nested dicts so it serialises into dataset metadata and MLflow as is; :func:`load_config`
-rejects unknown keys, wrong types and out-of-range values with one line naming the key, so a typo never
-silently falls back to a default and a bad value never reaches LightGBM or the splitters as a traceback.
+One pydantic model per section, with bounds and choices on the fields and ``extra="forbid"``:
+:func:`load_config` refuses an unknown key, a wrong type or an out-of-range value in one line naming the key,
+so a typo never silently falls back to a default and a bad value never reaches LightGBM or the splitters as
+a traceback. :meth:`PipelineConfig.dump` is the plain dict that goes into dataset metadata, fingerprints,
+leakage reports and MLflow; its keys, key order and value types are those of ``default_config.yaml``, so
+a hash of the same values never changes.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from training.contract import DEFAULT_FEATURE_SERVICE
 from training.errors import InputError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
-Config = dict[str, Any]
 
 # Hold-out metrics a run can be promoted on, and whether higher is better.
 PROMOTE_METRICS: dict[str, bool] = {
@@ -32,125 +45,325 @@ PROMOTE_METRICS: dict[str, bool] = {
     "backtest_sharpe": True,
     "log_loss": False,
 }
-
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("labels", "barriers"): ("fixed", "volatility"),
-    ("labels", "touch"): ("high_low", "close"),
-    ("labels", "vertical_label"): ("zero", "sign"),
-    ("cv", "method"): ("purged_kfold", "cpcv"),
-    ("model", "objective"): ("binary", "cross_entropy"),  # the multiclass objective follows from the target
-    ("mlflow", "promote_metric"): tuple(PROMOTE_METRICS),
-}
 DATASET_SECTIONS = ("data", "features", "labels", "target", "weights", "split")  # what build-dataset decides
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed values of a numeric key: bounds (None = open), whether they are included, whole numbers only."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    whole: bool = False
-
-    def admits(self, value: float) -> bool:
-        if not math.isfinite(value) or (self.whole and not float(value).is_integer()):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    def describe(self) -> str:
-        kind = "a whole number" if self.whole else "a number"
-        if self.low is not None and self.high is not None:
-            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
-        if self.low is not None:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
-        return kind
-
-
-POSITIVE, NON_NEGATIVE, FRACTION = Range(0, low_open=True), Range(0), Range(0, 1, low_open=True, high_open=True)
-EMBARGO, SHARE = Range(0, 0.5, high_open=True), Range(0, 1, low_open=True)
-RANGES: dict[tuple[str, str], Range] = {
-    ("labels", "profit_taking"): POSITIVE,
-    ("labels", "stop_loss"): POSITIVE,
-    ("labels", "horizon"): Range(1, whole=True),
-    ("labels", "volatility_span"): Range(2, whole=True),
-    ("weights", "time_decay"): SHARE,
-    ("split", "train_fraction"): FRACTION,
-    ("split", "embargo"): EMBARGO,
-    ("cv", "n_splits"): Range(2, whole=True),
-    ("cv", "embargo"): EMBARGO,
-    ("cv", "cpcv_test_groups"): Range(1, whole=True),
-    ("model", "num_leaves"): Range(2, 131072, whole=True),
-    ("model", "learning_rate"): POSITIVE,
-    ("model", "max_depth"): Range(-1, whole=True),
-    ("model", "feature_fraction"): SHARE,
-    ("model", "bagging_fraction"): SHARE,
-    ("model", "bagging_freq"): Range(0, whole=True),
-    ("model", "lambda_l1"): NON_NEGATIVE,
-    ("model", "lambda_l2"): NON_NEGATIVE,
-    ("model", "seed"): Range(0, 2**31 - 1, whole=True),
-    ("model", "num_boost_round"): Range(1, whole=True),
-    ("model", "early_stopping_rounds"): Range(1, whole=True),
-    ("model", "early_stopping_fraction"): Range(0, 0.5, low_open=True),
-    ("backtest", "cost_bps"): NON_NEGATIVE,
-    ("mlflow", "promote_min_improvement"): NON_NEGATIVE,
-    ("monitoring", "drift_alpha"): FRACTION,
-}
 UNHASHED_KEYS = (("mlflow", "promote_metric"), ("mlflow", "promote_min_improvement"))
 UNHASHED_SECTIONS = ("monitoring",)  # how a served model is watched says nothing about the rows or the model
 RUN_NAME_FIELDS = {"feature_service": "x", "horizon": 5, "timestamp": "x"}
+# Each CPCV split fits a model and its folds are recorded: beyond this many, a run takes days and its fold
+# record gigabytes; CPCV's usual settings (6 groups and 2 test groups: 15 splits, 12 and 3: 220) sit well below.
+MAX_CPCV_SPLITS = 1_000
 
 
-def default_config() -> Config:
-    """The packaged defaults, with the model's feature service named where the YAML leaves it null."""
-    config = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    config["features"]["feature_service"] = config["features"]["feature_service"] or DEFAULT_FEATURE_SERVICE
-    return config
+def _refuse(kind: str) -> PydanticCustomError:
+    return PydanticCustomError("config_type", kind)
 
 
-def _merge(base: Config, override: Config, path: str = "") -> Config:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        where = f"{path}{key}"
-        if key not in base:
-            raise InputError(f"unknown configuration key {where!r}; known keys here: {', '.join(base)}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise InputError(f"configuration key {where!r} must be a mapping")
-            merged[key] = _merge(base[key], value, f"{where}.")
-        else:
-            merged[key] = _typed(where, base[key], value)
-    return merged
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _refuse("must be a number")
+    return float(value)
 
 
-def _typed(where: str, default: Any, value: Any) -> Any:
-    """``value`` in the type of the default; null only where the default is null (the data section)."""
-    if default is None:
-        return value
-    if value is None:
-        raise InputError(f"configuration key {where!r} must be set, got null (default {default!r})")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise InputError(f"configuration key {where!r} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int | float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"configuration key {where!r} must be a number, got {value!r}")
-        if isinstance(default, float):
-            return float(value)
-        if not float(value).is_integer():
-            raise InputError(f"configuration key {where!r} must be a whole number, got {value!r}")
-        return int(value)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise InputError(f"configuration key {where!r} must be a string, got {value!r}")
+def _whole(value: Any) -> int:
+    number = _number(value)
+    if not math.isfinite(number) or not number.is_integer():
+        raise _refuse("must be a whole number")
+    return int(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _refuse("must be true or false")
     return value
 
 
-def _read_file(path: Path) -> Config:
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _refuse("must be a string")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not _text(value).strip():
+        raise _refuse("must be a non-empty name")
+    return value
+
+
+def _day(value: Any) -> str | None:
+    """A date as YYYY-MM-DD (YAML reads an unquoted date as a date object)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise _refuse("must be a date YYYY-MM-DD or null")
+
+
+def _symbols(value: Any) -> list[str] | None:
+    """Null, "AAPL,MSFT" or a list of non-empty strings."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise _refuse("must be null or a list of symbol names")
+    return [s.strip() for s in items]
+
+
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+Whole = Annotated[int, BeforeValidator(_whole)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Text = Annotated[str, BeforeValidator(_text)]
+Name = Annotated[str, BeforeValidator(_name)]
+Positive = Annotated[Number, Gt(0)]
+NonNegative = Annotated[Number, Ge(0)]
+Share = Annotated[Number, Gt(0), Le(1)]
+Fraction = Annotated[Number, Gt(0), Lt(1)]
+Embargo = Annotated[Number, Ge(0), Lt(0.5)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DataConfig(Section):
+    symbols: Annotated[list[str] | None, BeforeValidator(_symbols)] = None
+    start: Annotated[str | None, BeforeValidator(_day)] = None
+    end: Annotated[str | None, BeforeValidator(_day)] = None
+
+
+class FeaturesConfig(Section):
+    feature_service: Annotated[str, BeforeValidator(lambda v: DEFAULT_FEATURE_SERVICE if v is None else _text(v))]
+
+
+class LabelsConfig(Section):
+    profit_taking: Positive
+    stop_loss: Positive
+    horizon: Annotated[Whole, Ge(1)]
+    barriers: Literal["fixed", "volatility"]
+    volatility_span: Annotated[Whole, Ge(2)]
+    touch: Literal["high_low", "close"]
+    vertical_label: Literal["zero", "sign"]
+
+
+class WeightsConfig(Section):
+    uniqueness: Flag
+    return_attribution: Flag
+    time_decay: Share
+    class_balance: Flag
+
+
+class SplitConfig(Section):
+    train_fraction: Fraction
+    embargo: Embargo
+
+
+class CVConfig(Section):
+    """Purged K-fold cuts the training rows into ``n_folds`` folds; CPCV into ``n_groups`` groups, tests every
+    combination of ``test_groups`` of them. ``n_splits`` (both counts) and ``cpcv_test_groups`` are the old names.
+
+    Dumped under the old names (``n_splits`` = the count the method uses), so fingerprints, config hashes and
+    leakage reports of the same cross-validation do not change.
+    """
+
+    method: Literal["purged_kfold", "cpcv"]
+    n_folds: Annotated[Whole, Ge(2)] = Field(validation_alias=AliasChoices("n_folds", "n_splits"))
+    n_groups: Annotated[Whole, Ge(2)] = Field(validation_alias=AliasChoices("n_groups", "n_splits"))
+    embargo: Embargo
+    test_groups: Annotated[Whole, Ge(1)] = Field(validation_alias=AliasChoices("test_groups", "cpcv_test_groups"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_each(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for old, new in (("n_splits", "n_folds"), ("n_splits", "n_groups"), ("cpcv_test_groups", "test_groups")):
+                if old in values and new in values:
+                    raise InputError(f"configuration keys 'cv.{old}' and 'cv.{new}' name the same setting: set one")
+        return values
+
+    @model_validator(mode="after")
+    def _feasible(self) -> CVConfig:
+        if self.method != "cpcv":
+            return self
+        if not self.test_groups < self.n_groups:
+            raise InputError(
+                f"configuration key 'cv.test_groups' must be below cv.n_groups ({self.n_groups}), "
+                f"got {self.test_groups}"
+            )
+        splits = math.comb(self.n_groups, self.test_groups)
+        if splits > MAX_CPCV_SPLITS:
+            raise InputError(
+                f"configuration keys 'cv.n_groups' = {self.n_groups} and 'cv.test_groups' = {self.test_groups} mean "
+                f"{splits:,} CPCV splits, above the cap of {MAX_CPCV_SPLITS:,} (each fits a model): use fewer groups"
+            )
+        return self
+
+    @property
+    def count(self) -> int:
+        """What the method cuts the rows into: folds, or CPCV's groups."""
+        return self.n_groups if self.method == "cpcv" else self.n_folds
+
+    @model_serializer
+    def _legacy_names(self) -> dict[str, Any]:
+        return {"method": self.method, "n_splits": self.count, "embargo": self.embargo,
+                "cpcv_test_groups": self.test_groups}  # fmt: skip
+
+
+class ModelConfig(Section):
+    objective: Literal["binary", "cross_entropy"]  # the multiclass objective follows from the target
+    num_leaves: Annotated[Whole, Ge(2), Le(131072)]
+    learning_rate: Positive
+    max_depth: Annotated[Whole, Ge(-1)]
+    feature_fraction: Share
+    bagging_fraction: Share
+    bagging_freq: Annotated[Whole, Ge(0)]
+    lambda_l1: NonNegative
+    lambda_l2: NonNegative
+    seed: Annotated[Whole, Ge(0), Le(2**31 - 1)]
+    num_boost_round: Annotated[Whole, Ge(1)]
+    early_stopping_rounds: Annotated[Whole, Ge(1)]
+    early_stopping_fraction: Annotated[Number, Gt(0), Le(0.5)]
+
+
+class BacktestConfig(Section):
+    cost_bps: NonNegative
+
+
+class MlflowConfig(Section):
+    experiment: Name
+    run_name: Text
+    registered_model: Name
+    promote_metric: Literal[tuple(PROMOTE_METRICS)]  # type: ignore[valid-type]
+    promote_min_improvement: NonNegative
+
+    @model_validator(mode="after")
+    def _run_name_fields(self) -> MlflowConfig:
+        try:
+            self.run_name.format(**RUN_NAME_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = ", ".join("{" + f + "}" for f in RUN_NAME_FIELDS)
+            raise InputError(
+                f"configuration key 'mlflow.run_name' may only use the fields {fields}, got {self.run_name!r} ({exc})"
+            ) from None
+        return self
+
+
+class MonitoringConfig(Section):
+    drift_alpha: Fraction
+    experiment: Name
+
+
+class PipelineConfig(Section):
+    """Sections in the order of default_config.yaml, which is the order of :meth:`dump`."""
+
+    data: DataConfig
+    features: FeaturesConfig
+    labels: LabelsConfig
+    target: Literal["binary", "multiclass"]
+    weights: WeightsConfig
+    split: SplitConfig
+    cv: CVConfig
+    model: ModelConfig
+    backtest: BacktestConfig
+    mlflow: MlflowConfig
+    monitoring: MonitoringConfig
+
+    def dump(self) -> dict[str, Any]:
+        """The plain dict recorded with datasets and runs (and hashed): the YAML's keys, order and types."""
+        return self.model_dump()
+
+    def with_sections(self, sections: dict[str, Any]) -> PipelineConfig:
+        """These sections' values (e.g. a dataset's own, from its metadata) in place of this configuration's."""
+        return _overlay(self, sections)
+
+
+Config = PipelineConfig
+
+
+def cv_of(values: dict[str, Any]) -> CVConfig:
+    """A recorded cv mapping (a run's cv_splits.json, a leakage report: the dumped names) as the model."""
+    try:
+        return CVConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        raise InputError(_one_line(exc.errors()[0], "cv.")) from None
+
+
+def _names(name: str, field: FieldInfo) -> tuple[str, ...]:
+    alias = field.validation_alias
+    return tuple(alias.choices) if isinstance(alias, AliasChoices) else (name,)  # type: ignore[arg-type]
+
+
+def _overlay(base: BaseModel, given: dict[str, Any], path: str = "") -> Any:
+    """``base`` with the values ``given`` names (nested sections merged key by key), validated as a whole."""
+    fields = type(base).model_fields
+    known = {key for name, field in fields.items() for key in _names(name, field)}
+    for key in given:
+        if key not in known:
+            raise InputError(f"unknown configuration key '{path}{key}'; known keys here: {', '.join(fields)}")
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        named = [key for key in _names(name, field) if key in given]
+        current = getattr(base, name)
+        if not named:
+            values[name] = current
+        elif isinstance(current, BaseModel) and isinstance(given[named[0]], dict):
+            values[name] = _overlay(current, given[named[0]], f"{path}{name}.")
+        else:
+            values.update({key: given[key] for key in named})
+    try:
+        return type(base).model_validate(values)
+    except ValidationError as exc:
+        raise InputError(_one_line(exc.errors()[0], path)) from None
+
+
+def _one_line(error: Any, path: str) -> str:
+    """A pydantic error as this project's one line: the key, what it must be, what it got."""
+    where = path + ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    if error["type"] == "missing":
+        return f"configuration key {where!r} must be set"
+    if value is None:
+        return f"configuration key {where!r} must be set, got null"
+    if error["type"] == "config_type":
+        return f"configuration key {where!r} {error['msg']}, got {value!r}"
+    if error["type"] in ("model_type", "dict_type"):
+        return f"configuration key {where!r} must be a mapping"
+    field = _field(where)
+    if error["type"] == "literal_error":
+        return f"configuration key {where!r} must be one of {', '.join(get_args(field.annotation))}, got {value!r}"
+    if field.annotation is float and isinstance(value, int):
+        value = float(value)  # as the value would have been read
+    return f"configuration key {where!r} must be {_describe(field)}, got {value!r}"
+
+
+def _field(where: str) -> FieldInfo:
+    model: Any = PipelineConfig
+    for part in where.split("."):
+        field = next(f for name, f in model.model_fields.items() if part in _names(name, f))
+        model = field.annotation
+    return field
+
+
+def _describe(field: FieldInfo) -> str:
+    """The allowed values of a numeric field from its bounds: 'a whole number in [2, 131072]'."""
+    kind = "a whole number" if field.annotation is int else "a number"
+    low = next(((m.gt, "(") if isinstance(m, Gt) else (m.ge, "[") for m in field.metadata if isinstance(m, Gt | Ge)),
+               None)  # fmt: skip
+    high = next(((m.lt, ")") if isinstance(m, Lt) else (m.le, "]") for m in field.metadata if isinstance(m, Lt | Le)),
+                None)  # fmt: skip
+    if low and high:
+        return f"{kind} in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+    if low:
+        return f"{kind} {'>' if low[1] == '(' else '>='} {low[0]:g}"
+    return kind
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     if not Path(path).exists():
         raise InputError(f"configuration file {path} does not exist")
     try:
@@ -167,25 +380,37 @@ def _read_file(path: Path) -> Config:
     return loaded
 
 
-def file_settings(path: Path | None) -> Config:
-    """Only what the YAML file at ``path`` sets (validated like :func:`load_config`), without defaults."""
-    if path is None:
-        return {}
-    loaded = _read_file(path)
-    merged = load_config(path)
-    return {s: {k: merged[s][k] for k in v} if isinstance(v, dict) else merged[s] for s, v in loaded.items()}
+def default_config() -> PipelineConfig:
+    """The packaged defaults, with the model's feature service named where the YAML leaves it null."""
+    try:
+        return PipelineConfig.model_validate(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()))
+    except ValidationError as exc:
+        raise InputError(_one_line(exc.errors()[0], "")) from None
 
 
-def refuse_contradicting_dataset(path: Path | None, built: Config) -> None:
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (CLI options; None values ignored)."""
+    config = default_config()
+    if path is not None:
+        config = _overlay(config, _read_file(path))
+    if overrides:
+        pruned = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
+        config = _overlay(config, {s: v for s, v in pruned.items() if v})
+    return config
+
+
+def refuse_contradicting_dataset(path: Path | None, built: dict[str, Any]) -> None:
     """Refuse a config file that sets a dataset setting (data, labels, ...) other than the dataset's own.
 
     train and verify-leakage take those sections from the dataset; silently preferring them over the file
     would leave the user believing the file applied. Repeating the dataset's values is fine.
     """
-    asked = file_settings(path)
-    for section in (s for s in DATASET_SECTIONS if s in asked):
-        wanted = asked[section]
-        pairs = wanted.items() if isinstance(wanted, dict) else [(None, wanted)]
+    if path is None:
+        return
+    loaded, merged = _read_file(path), load_config(path).dump()  # the file's keys, validated and normalised
+    for section in (s for s in DATASET_SECTIONS if s in loaded):
+        given = loaded[section]
+        pairs = [(k, merged[section][k]) for k in given] if isinstance(given, dict) else [(None, merged[section])]
         for key, value in pairs:
             stored = built.get(section) if key is None else (built.get(section) or {}).get(key)
             if value != stored:
@@ -197,93 +422,14 @@ def refuse_contradicting_dataset(path: Path | None, built: Config) -> None:
                 )
 
 
-def load_config(path: Path | None = None, overrides: Config | None = None) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (CLI options; None values ignored)."""
-    config = default_config()
-    if path is not None:
-        config = _merge(config, _read_file(path))
-    if overrides:
-        pruned = {section: {k: v for k, v in values.items() if v is not None} for section, values in overrides.items()}
-        config = _merge(config, {s: v for s, v in pruned.items() if v})
-    config["features"]["feature_service"] = config["features"]["feature_service"] or DEFAULT_FEATURE_SERVICE
-    _validate(config)
-    return config
-
-
-def _date_text(where: str, value: Any) -> str | None:
-    """A date of the data section as YYYY-MM-DD (YAML reads an unquoted date as a date object)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        value = value.date()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()).isoformat()
-        except ValueError:
-            pass
-    raise InputError(f"configuration key {where!r} must be a date YYYY-MM-DD or null, got {value!r}")
-
-
-def _symbols(value: Any) -> list[str] | None:
-    """data.symbols as a list of names: null, "AAPL,MSFT" or a list of non-empty strings."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) and s.strip() for s in items) or not items:
-        raise InputError(f"configuration key 'data.symbols' must be null or a list of symbol names, got {value!r}")
-    return [s.strip() for s in items]
-
-
-def _validate_data(data: Config) -> None:
-    data["symbols"] = _symbols(data["symbols"])
-    for key in ("start", "end"):
-        data[key] = _date_text(f"data.{key}", data[key])
-
-
-def _validate(config: Config) -> None:
-    for (section, key), allowed in CHOICES.items():
-        if config[section][key] not in allowed:
-            raise InputError(
-                f"configuration key '{section}.{key}' must be one of {', '.join(allowed)}, got {config[section][key]!r}"
-            )
-    if config["target"] not in ("binary", "multiclass"):
-        raise InputError(f"configuration key 'target' must be binary or multiclass, got {config['target']!r}")
-    for (section, key), allowed in RANGES.items():
-        value = config[section][key]
-        if not allowed.admits(value):
-            raise InputError(f"configuration key '{section}.{key}' must be {allowed.describe()}, got {value!r}")
-    cv = config["cv"]
-    if cv["method"] == "cpcv" and not cv["cpcv_test_groups"] < cv["n_splits"]:
-        raise InputError(
-            f"configuration key 'cv.cpcv_test_groups' must be below cv.n_splits ({cv['n_splits']}), "
-            f"got {cv['cpcv_test_groups']}"
-        )
-    _validate_data(config["data"])
-    _validate_mlflow(config["mlflow"])
-
-
-def _validate_mlflow(section: Config) -> None:
-    for key in ("experiment", "registered_model"):
-        if not section[key].strip():
-            raise InputError(f"configuration key 'mlflow.{key}' must be a non-empty name")
-    try:
-        section["run_name"].format(**RUN_NAME_FIELDS)
-    except (KeyError, IndexError, ValueError) as exc:
-        fields = ", ".join("{" + f + "}" for f in RUN_NAME_FIELDS)
-        raise InputError(
-            f"configuration key 'mlflow.run_name' may only use the fields {fields}, got {section['run_name']!r} ({exc})"
-        ) from None
-
-
-def fingerprint_text(config: Config) -> str:
+def fingerprint_text(config: PipelineConfig | dict[str, Any]) -> str:
     """Canonical JSON of the configuration, for fingerprints: key order never changes a hash.
 
     How a trained model gets promoted or watched says nothing about the rows, so those keys are left out: a
     dataset built before they existed keeps its fingerprint, and changing them never invalidates a dataset.
     """
-    hashed = {k: v for k, v in copy.deepcopy(config).items() if k not in UNHASHED_SECTIONS}
+    dumped = config.dump() if isinstance(config, PipelineConfig) else config
+    hashed = {k: dict(v) if isinstance(v, dict) else v for k, v in dumped.items() if k not in UNHASHED_SECTIONS}
     for section, key in UNHASHED_KEYS:
         if isinstance(hashed.get(section), dict):
             hashed[section].pop(key, None)

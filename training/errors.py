@@ -34,12 +34,6 @@ class CheckFailed(ProjectError):
     exit_code = 1
 
 
-class DriftDetected(ProjectError):
-    """The session was scored, but its inputs no longer look like the training rows: alert, do not retry."""
-
-    exit_code = 4
-
-
 def name_some(names: Sequence[str], limit: int = NAMED) -> str:
     """A few names, then the count of the rest: a message about 5,000 symbols stays one readable line."""
     shown = ", ".join(names[:limit])

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from training.commands.options import engine_option, symbols_option
 from training.contract import DEFAULT_FEATURE_SERVICE
+
+if TYPE_CHECKING:
+    from training.config import Config
 
 DEFAULT_OUT = Path("artifacts/dataset")
 
@@ -75,19 +79,19 @@ def _day(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
 
-def _build(config: dict, out: Path):
+def _build(config: Config, out: Path):
     """The build over the request the configuration's `data` section holds (Feast imported only here), on the
     profile's engine."""
     from training.dataset import profile_builder
     from training.feast_store.repository import feature_store
 
-    data = config["data"]
+    data = config.data
     return profile_builder()(
         config,
         feature_store(),
         out,
-        symbols=data["symbols"],
-        start=date.fromisoformat(data["start"]) if data["start"] else None,
-        end=date.fromisoformat(data["end"]) if data["end"] else None,
+        symbols=data.symbols,
+        start=date.fromisoformat(data.start) if data.start else None,
+        end=date.fromisoformat(data.end) if data.end else None,
         progress=lambda message: click.echo(f"  {message}", err=True),
     )

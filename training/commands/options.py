@@ -32,14 +32,13 @@ def trust_pickle_option(function):
 
 def engine_option(function):
     """``--engine postgres|spark`` (default: OHLCV_ENGINE, else postgres): where bars and features live."""
-    from training.infra.settings import ENGINES
+    from training.infra import environment
 
     return click.option(
         "--engine",
-        type=click.Choice(ENGINES),
-        envvar="OHLCV_ENGINE",
-        default="postgres",
-        show_default=True,
+        type=click.Choice(environment.ENGINES),
+        default=environment.engine,  # read when the command runs: a malformed OHLCV_ENGINE is one line, exit 2
+        show_default="OHLCV_ENGINE, else postgres",
         help="postgres: tables in PostgreSQL, computed here; spark: Parquet tables in the lake (OHLCV_LAKE), "
         "computed on Spark (SPARK_REMOTE / SPARK_MASTER, else local). Default: OHLCV_ENGINE.",
     )(function)

@@ -35,6 +35,7 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     from training.serving.scorer import parse_as_of
 
     moment = parse_as_of(as_of) if as_of else None
+    settings.service_timeout_seconds()  # a malformed limit is refused before any service is asked
     if settings.engine() == "postgres":  # the registry; the lake profile keeps it in the lake
         settings.check_postgres()
     settings.check_redis()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from training.config import Config
 
 
 @click.command()
@@ -59,24 +62,23 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
-    _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     if not audit.passed:
         click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
     _train_and_log(dataset, dataset_path, config, audit, promote, results, trials)
 
 
-def _take_dataset_sections(config: dict[str, Any], config_path: Path | None, built: dict[str, Any]) -> None:
+def _take_dataset_sections(config: Config, config_path: Path | None, built: dict[str, Any]) -> Config:
     """What the rows were built with is not the trainer's to change: take it from the dataset."""
     from training.config import DATASET_SECTIONS, refuse_contradicting_dataset
 
     refuse_contradicting_dataset(config_path, built)  # else the run would record a file it ignored
-    for section in DATASET_SECTIONS:
-        config[section] = built[section]
+    return config.with_sections({section: built[section] for section in DATASET_SECTIONS})
 
 
 def _train_and_log(
-    dataset, dataset_path: Path, config: dict[str, Any], audit, promote: bool, results: Path, trials: int | None = None
+    dataset, dataset_path: Path, config: Config, audit, promote: bool, results: Path, trials: int | None = None
 ) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -63,7 +63,8 @@ def verify_leakage(
     if cv_method or n_splits is not None:
         if run:
             raise InputError("--run audits the folds the run used: --cv and --n-splits do not apply")
-        config["cv"] = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})["cv"]
+        cv = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}}).cv
+        config = config.model_copy(update={"cv": cv})
     record = _run_record(run) if run else None
     with (
         _bar_reader(dataset.metadata["symbols"]) as read_bars,

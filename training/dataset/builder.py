@@ -82,7 +82,7 @@ def check_history(counts: list[tuple[str, int]], explicit: bool, horizon: int, w
 
 def target_of(rows: pd.DataFrame, config: Config) -> pd.Series:
     """Binary: did the upper barrier come first (label == +1)? Multiclass: the label itself."""
-    return (rows["label"] == 1).astype(np.int8) if config["target"] == "binary" else rows["label"].astype(np.int8)
+    return (rows["label"] == 1).astype(np.int8) if config.target == "binary" else rows["label"].astype(np.int8)
 
 
 def _check_classes(classes: set[int], rows: int, what: str) -> list[int]:
@@ -143,7 +143,7 @@ def _label_and_join(
 ) -> pd.DataFrame | None:  # fmt: skip
     """Pass 1 of one partition: its labelled decisions with finite point-in-time features, sorted by
     (event_timestamp, symbol); None when the partition has none."""
-    labels_config, warmup = config["labels"], request["warmup"]
+    labels_config, warmup = config.labels.model_dump(), request["warmup"]
     bars = read_bars(conn, list(partition.symbols))
     decisions = decision_mask(bars, request["start"], request["end"]) & (_bar_index(bars) >= warmup)
     calendar.add_bars(bars, decisions)
@@ -249,14 +249,14 @@ def build_dataset(
     from training.infra.settings import partition_bars as default_budget
 
     started = time.perf_counter()
-    horizon = int(config["labels"]["horizon"])
+    horizon = config.labels.horizon
     warmup = warmup_bars()
     check_range(start, end)
     wanted = checked_symbols(symbols)
     with db.connect() as conn:
         counts = check_history(bar_counts(conn, wanted), explicit=symbols is not None, horizon=horizon, warmup=warmup)
     partitions = plan_partitions(counts, partition_bars or default_budget())
-    service = describe_service(store, config["features"]["feature_service"])
+    service = describe_service(store, config.features.feature_service)
     progress(
         f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s); "
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
@@ -291,8 +291,8 @@ def decide_split(
     _check_classes(calendar.classes, calendar.rows, "samples")
     # The embargo counts bars of the samples' own calendar (distinct t0 and t1), as cross-validation does.
     bounds = holdout_boundaries(calendar.dates, calendar.counts, bar_calendar(calendar.dates, calendar.t1),
-                                **config["split"])  # fmt: skip
-    return bounds, {role: WeightStream(config["weights"], calendar.dates) for role in ROLES_WEIGHTED}
+                                **config.split.model_dump())  # fmt: skip
+    return bounds, {role: WeightStream(config.weights.model_dump(), calendar.dates) for role in ROLES_WEIGHTED}
 
 
 def _check_pass_one(calendar: Calendar, start: date | None, end: date | None, horizon: int, warmup: int) -> None:
@@ -380,12 +380,12 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
     metadata = {
         "format_version": artifact.FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint": writer.fingerprint(config, service.features),
+        "fingerprint": writer.fingerprint(config.dump(), service.features),
         "feature_service": service.name,
         "features": service.features,
         "feature_ttl_seconds": service.ttl_seconds,
         "warmup_bars": request["warmup"],
-        "target": {"kind": config["target"], "classes": classes, "positive": "label == +1"},
+        "target": {"kind": config.target, "classes": classes, "positive": "label == +1"},
         "rows": calendar.rows,
         "rows_by_split": split_counts,
         "rows_dropped_nonfinite": calendar.nonfinite,
@@ -405,7 +405,7 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
         ),
         "label_distribution": {str(k): int(v) for k, v in sorted(labels.items())},
         "partitions": {"count": request["partitions"], "bars_per_partition": request["bars_per_partition"]},
-        "config": config,
+        "config": config.dump(),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     writer.commit(metadata)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.errors import ProjectError
-from training.infra import settings
+from training.infra import environment, settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -101,7 +101,7 @@ def _feast_cli_files() -> tuple[Path, Path | None] | None:
 def _check_redis_password() -> None:
     """Feast expands ``${REDIS_PASSWORD}`` in the file; REDIS_URL's own password never reaches Feast's CLI."""
     redis = settings.redis()
-    if redis is not None and redis.password and os.environ.get("REDIS_PASSWORD") != redis.password:
+    if redis is not None and redis.password and environment.redis_password_exported() != redis.password:
         raise ProjectError(
             "REDIS_URL has a password, which feature_store.yaml never holds: "
             "export the same password as REDIS_PASSWORD for Feast's own commands"

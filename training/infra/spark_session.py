@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from training.errors import ServiceUnavailable
+from training.infra import environment
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -101,15 +102,16 @@ def check_remote(url: str) -> None:
 
 def describe() -> str:
     """Where a session would run, for progress lines and errors (no credentials: URLs only)."""
-    if os.environ.get("SPARK_REMOTE"):
-        return f"Spark Connect at {os.environ['SPARK_REMOTE']}"
-    return f"Spark master {os.environ.get('SPARK_MASTER') or 'from Spark defaults (local[*])'}"
+    remote = environment.spark_remote()
+    if remote:
+        return f"Spark Connect at {remote}"
+    return f"Spark master {environment.spark_master() or 'from Spark defaults (local[*])'}"
 
 
 @cache
 def session(app_name: str = "ohlcv-training") -> SparkSession:
     """The process's SparkSession, started once from the environment (see the module docstring)."""
-    remote = os.environ.get("SPARK_REMOTE")
+    remote = environment.spark_remote()
     if remote:
         check_remote(remote)
     else:
@@ -129,8 +131,9 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
     if remote:
         builder = builder.remote(remote)
     else:
-        if os.environ.get("SPARK_MASTER"):
-            builder = builder.master(os.environ["SPARK_MASTER"])
+        master = environment.spark_master()
+        if master:
+            builder = builder.master(master)
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J}")
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)

@@ -255,7 +255,8 @@ def weight_components(
     """Each enabled component and their product ``weight`` (mean 1), one row per sample of ``labels``.
 
     ``labels`` has symbol, t0, t1 (and label); ``bars`` the symbol, event_timestamp, close the labels came
-    from; ``weights`` is ``config["weights"]``; ``classes`` are the targets to balance (default: labels.label).
+    from; ``weights`` is the weights section as a mapping; ``classes`` are the targets to balance (default:
+    labels.label).
     Concurrency counts the samples given, so pass the samples that will be trained on. One partition of
     :class:`WeightStream`, so a universe weighted partition by partition gets the same numbers.
     """

@@ -56,7 +56,8 @@ class LabelParams:
 
     @classmethod
     def from_config(cls, labels: Mapping[str, Any] | LabelParams | None) -> LabelParams:
-        """From ``config["labels"]`` (a mapping); unknown keys are an error, missing keys take defaults."""
+        """From the ``labels`` section as a mapping (``config.labels.model_dump()``, a dataset's metadata);
+        unknown keys are an error, missing keys take defaults."""
         if labels is None:
             return cls()
         if isinstance(labels, LabelParams):
@@ -166,7 +167,7 @@ def triple_barrier_labels(bars: pd.DataFrame, params: Mapping[str, Any] | LabelP
     """One row per sample with a full horizon: symbol, t0, t1, label (int8), ret, barrier, upper, lower.
 
     ``bars`` holds symbol, event_timestamp (bar close), close, and high/low unless ``touch == "close"``;
-    prices adjusted, rows in any order. ``params`` is ``config["labels"]``. ``ret`` = close(t1)/entry - 1;
+    prices adjusted, rows in any order. ``params`` is ``config.labels.model_dump()``. ``ret`` = close(t1)/entry - 1;
     ``barrier`` is categorical upper/lower/vertical. Output is sorted by (symbol, t0).
     """
     p = LabelParams.from_config(params)

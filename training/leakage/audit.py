@@ -54,10 +54,8 @@ SplitterFactory = Callable[[Mapping[str, Any]], Any]
 def audit_config(dataset: Dataset, config_path: Path | None = None) -> Config:
     """The configuration ``train --config FILE`` will use on this dataset: the file (or defaults) for
     cross-validation and the model, the dataset's own sections for everything the rows were built with."""
-    config = load_config(config_path)
-    for section in DATASET_SECTIONS:
-        config[section] = dataset.metadata["config"][section]
-    return config
+    built = dataset.metadata["config"]
+    return load_config(config_path).with_sections({section: built[section] for section in DATASET_SECTIONS})
 
 
 @dataclass
@@ -141,7 +139,7 @@ def run_audit(
     The per-row checks (features, point-in-time, labels, warm-up) run together, one symbol partition (a part
     of the artifact, with its symbols' bars) at a time; the hold-out and cross-validation checks read four
     columns of every row; the reproducibility check hashes the rows a part at a time."""
-    cv_config: Mapping[str, Any] = record["cv"] if record is not None else config["cv"]
+    cv_config: Mapping[str, Any] = record["cv"] if record is not None else config.cv.model_dump()
 
     def cv_check() -> CheckResult:
         frame = check_cv.read_fold_columns(dataset)  # read once for the folds and their check
@@ -184,7 +182,8 @@ def run_audit(
         results.append(_run(name, steps[name]))
     timings = {"load_bars": stream_seconds["load_bars"], **{c.name: c.seconds for c in results}}
     timings["checks_total"] = time.perf_counter() - started - stream_seconds["load_bars"]
-    used = {"cv": dict(cv_config), "split": config["split"], "labels": config["labels"], "sample": sample, "seed": seed}
+    used = {"cv": dict(cv_config), "split": config.split.model_dump(), "labels": config.labels.model_dump(),
+            "sample": sample, "seed": seed}
     if record is not None:
         used["run_id"] = record.get("run_id")
     return AuditReport(dataset=_describe(dataset, path, list(counts)), config=used, checks=results, timings=timings)

@@ -33,11 +33,11 @@ def fold_view(dataset: Dataset, frame: pd.DataFrame | None = None) -> Dataset:
 def configured_folds(
     dataset: Dataset, cv: Mapping[str, Any], frame: pd.DataFrame | None = None
 ) -> tuple[str, Iterator[tuple[np.ndarray, np.ndarray]]]:
-    """The splitter ``config["cv"]`` makes and its folds, one at a time, run as ``train`` runs it (the same
-    function)."""
+    """The splitter ``cv`` (config.cv dumped, or a run's record) makes and its folds, one at a time, run as
+    ``train`` runs it (the same function)."""
     from training.model.trainer import iter_cv_splits
 
-    splitter, folds = iter_cv_splits(fold_view(dataset, frame), dict(cv))
+    splitter, folds = iter_cv_splits(fold_view(dataset, frame), cv)
     return type(splitter).__name__, folds
 
 
@@ -62,13 +62,14 @@ def splitter_folds(
 def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None) -> Dataset:
     """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
     here only)."""
+    from training.config import default_config
     from training.dataset import profile_builder
     from training.feast_store.repository import feature_store
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")
     return profile_builder()(
-        metadata["config"],
+        default_config().with_sections(metadata["config"]),
         feature_store(),
         out,
         symbols=request.get("symbols"),

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.config import ModelConfig
 from training.errors import InputError
 from training.model.position_runs import positions_of, runs_of
 
@@ -34,20 +35,20 @@ PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy
 PUSH_BATCH_ROWS = 16_384  # rows scaled and handed to LightGBM's binning at a time
 
 
-def lgbm_params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """config["model"] in LightGBM's scikit-learn names; equal inputs give equal models."""
+def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
+    """config.model in LightGBM's scikit-learn names; equal inputs give equal models."""
     params: dict[str, Any] = {
-        "objective": model["objective"] if n_classes == 2 else "multiclass",
-        "num_leaves": model["num_leaves"],
-        "learning_rate": model["learning_rate"],
-        "max_depth": model["max_depth"],
-        "colsample_bytree": model["feature_fraction"],
-        "subsample": model["bagging_fraction"],
-        "subsample_freq": model["bagging_freq"],
-        "reg_alpha": model["lambda_l1"],
-        "reg_lambda": model["lambda_l2"],
-        "random_state": model["seed"],
-        "n_estimators": model["num_boost_round"],
+        "objective": model.objective if n_classes == 2 else "multiclass",
+        "num_leaves": model.num_leaves,
+        "learning_rate": model.learning_rate,
+        "max_depth": model.max_depth,
+        "colsample_bytree": model.feature_fraction,
+        "subsample": model.bagging_fraction,
+        "subsample_freq": model.bagging_freq,
+        "reg_alpha": model.lambda_l1,
+        "reg_lambda": model.lambda_l2,
+        "random_state": model.seed,
+        "n_estimators": model.num_boost_round,
         # One thread with a fixed seed is bit-for-bit reproducible; LightGBM's `deterministic` flag costs ~7x
         # on these small panels, and more threads buy little at this size.
         "n_jobs": 1,
@@ -56,7 +57,7 @@ def lgbm_params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
     return params
 
 
-def make_pipeline(model: dict[str, Any], n_classes: int = 2):
+def make_pipeline(model: ModelConfig, n_classes: int = 2):
     """An unfitted Pipeline(RobustScaler, LGBMClassifier), e.g. for cross_val_score or GridSearchCV."""
     from lightgbm import LGBMClassifier
     from sklearn.pipeline import Pipeline
@@ -148,7 +149,7 @@ def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
     return ScaledRows()
 
 
-def _params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
+def _params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
     """What LGBMClassifier.fit passes to lightgbm.train for :func:`lgbm_params` (LightGBM 4's rules)."""
     params = dict(lgbm_params(model, n_classes))
     for unused in ("n_estimators", "n_jobs"):
@@ -164,7 +165,7 @@ def _params(model: dict[str, Any], n_classes: int) -> dict[str, Any]:
     return params
 
 
-def _classifier(booster: Any, model: dict[str, Any], encoder: Any, evals: dict[str, Any]):
+def _classifier(booster: Any, model: ModelConfig, encoder: Any, evals: dict[str, Any]):
     """The LGBMClassifier that ``fit`` would have left holding ``booster`` (what predict, serve and skops use)."""
     from lightgbm import LGBMClassifier
 
@@ -192,7 +193,7 @@ def fit_with_early_stopping(
     weight: np.ndarray,
     t0: np.ndarray,
     t1: np.ndarray,
-    model: dict[str, Any],
+    model: ModelConfig,
     rows: np.ndarray | None = None,
     features: list[str] | None = None,
 ) -> FittedModel:
@@ -213,7 +214,7 @@ def fit_with_early_stopping(
     if features is None:
         raise ValueError("features must name the columns of an array X")
     rows = None if rows is None else np.asarray(rows, dtype=np.int64)
-    fit, watch = early_stopping_slice(t0, t1, model["early_stopping_fraction"])
+    fit, watch = early_stopping_slice(t0, t1, model.early_stopping_fraction)
     n_classes = len(np.unique(y))
     if len(np.unique(y[fit])) < n_classes:
         raise InputError(
@@ -239,9 +240,9 @@ def fit_with_early_stopping(
     booster = lightgbm.train(
         params,
         train_set,
-        num_boost_round=model["num_boost_round"],
+        num_boost_round=model.num_boost_round,
         valid_sets=[watched],
-        callbacks=[lightgbm.early_stopping(model["early_stopping_rounds"], verbose=False),
+        callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
                    lightgbm.record_evaluation(evals)],
     )  # fmt: skip
     classifier = _classifier(booster, model, encoder, evals)

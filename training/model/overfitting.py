@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.config import UNHASHED_SECTIONS
+from training.config import UNHASHED_SECTIONS, Config
 from training.model.backtest import BARS_PER_YEAR
 from training.model.trainer import TrainingReport
 from training.model.validity import PBO, Moments, dsr, min_track_record, pbo_cscv, psr
@@ -28,9 +28,9 @@ from training.model.validity import PBO, Moments, dsr, min_track_record, pbo_csc
 PATH_RETURNS = "validity/cv_path_returns.csv"
 
 
-def config_hash(config: dict[str, Any]) -> str:
+def config_hash(config: Config) -> str:
     """Identity of a configuration tried: everything but the MLflow names and how the model is watched."""
-    kept = {k: v for k, v in config.items() if k != "mlflow" and k not in UNHASHED_SECTIONS}
+    kept = {k: v for k, v in config.dump().items() if k != "mlflow" and k not in UNHASHED_SECTIONS}
     body = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
@@ -103,7 +103,7 @@ def _configurations(client: Any, runs: list[Any], mine: str, own: pd.Series) -> 
     return pd.DataFrame(columns).dropna()
 
 
-def assess(report: TrainingReport, config: dict[str, Any], client: Any, experiment_id: str, fingerprint: str,
+def assess(report: TrainingReport, config: Config, client: Any, experiment_id: str, fingerprint: str,
            trials: int | None = None) -> Assessment:  # fmt: skip
     """PSR, DSR, MinTRL of the hold-out and of every CV path; PBO over configurations or CPCV paths."""
     runs = previous_runs(client, experiment_id, fingerprint)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import PROMOTE_METRICS, Config
+from training.config import PROMOTE_METRICS, Config, CVConfig
 from training.contract import CHAMPION_ALIAS
 from training.dataset import artifact
 from training.errors import CheckFailed, InputError, ServiceUnavailable
@@ -58,7 +58,8 @@ def _read_report(path: Path) -> tuple[dict[str, Any] | None, str]:
     return (loaded, str(loaded.get("status", "unknown"))) if isinstance(loaded, dict) else (None, "unreadable")
 
 
-def _report_findings(report: dict[str, Any] | None, status: str, dataset: artifact.Dataset, cv: Config) -> list[str]:
+def _report_findings(report: dict[str, Any] | None, status: str, dataset: artifact.Dataset,
+                     cv: CVConfig) -> list[str]:  # fmt: skip
     """Why the leakage report beside the dataset does not vouch for training it with ``cv``."""
     name = artifact.REPORT_FILE
     if report is None:
@@ -72,8 +73,9 @@ def _report_findings(report: dict[str, Any] | None, status: str, dataset: artifa
         findings.append(f"its {name} audited fingerprint {audited[:12]}, not this dataset's "
                         f"{str(dataset.metadata['fingerprint'])[:12]}")  # fmt: skip
     audited_cv = _mapping(report, "config").get("cv")
-    if audited_cv != dict(cv):
-        findings.append(f"its {name} audited the folds of cv {_compact(audited_cv)}, this run uses cv {_compact(cv)}")
+    if audited_cv != cv.model_dump():
+        findings.append(f"its {name} audited the folds of cv {_compact(audited_cv)}, this run uses cv "
+                        f"{_compact(cv.model_dump())}")  # fmt: skip
     return findings
 
 
@@ -95,7 +97,7 @@ def audit(dataset: artifact.Dataset, path: Path, config: Config, skip: bool) -> 
     """Check the dataset may be trained on; raise (before any MLflow run exists) unless ``skip``."""
     report, status = _read_report(Path(path))
     fingerprint = _fingerprint_finding(dataset)
-    findings = ([fingerprint] if fingerprint else []) + _report_findings(report, status, dataset, config["cv"])
+    findings = ([fingerprint] if fingerprint else []) + _report_findings(report, status, dataset, config.cv)
     outcome = Audit(
         passed=not findings,
         skipped=skip,
@@ -170,12 +172,12 @@ def _beats(value: float, champion: float, higher_is_better: bool, margin: float)
 
 def decide(client, config: Config, holdout: dict[str, Any], audit: Audit, forced: bool, fingerprint: str) -> Promotion:
     """Whether this run's model version takes the ``champion`` alias, and why (the alias is not touched here)."""
-    metric, margin = config["mlflow"]["promote_metric"], float(config["mlflow"]["promote_min_improvement"])
+    metric, margin = config.mlflow.promote_metric, config.mlflow.promote_min_improvement
     value = float(holdout[metric]) if metric in holdout else None
     decision = {"metric": metric, "value": value}
     if audit.skipped:
         return Promotion(False, "trained with --skip-audit: such a run is never promoted", **decision)
-    champion = _current_champion(client, config["mlflow"]["registered_model"])
+    champion = _current_champion(client, config.mlflow.registered_model)
     if champion is None:
         return Promotion(True, "no champion yet: the first audited run becomes champion", **decision)
     previous, (best, champion_data) = str(champion.version), _champion_value(client, champion, f"holdout/{metric}")

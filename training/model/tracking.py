@@ -1,7 +1,7 @@
 """Log a training run to MLflow: parameters, per-fold and summary metrics, plots, data lineage, the model.
 
 The model is saved in MLflow's skops format (safe to load, unlike pickle), with a signature and an
-input example, and registered under ``config["mlflow"]["registered_model"]`` as a new version. Whether that
+input example, and registered under ``config.mlflow.registered_model`` as a new version. Whether that
 version takes the ``champion`` alias (what ``predict`` serves) is decided afterwards by
 :mod:`training.model.promotion` and applied by :func:`apply_promotion`.
 """
@@ -82,10 +82,10 @@ def _experiment(mlflow, name: str) -> str:
 
 
 def validation_method(config: Config) -> str:
-    cv, split = config["cv"], config["split"]
-    method = f"{cv['method']}(n_splits={cv['n_splits']}, embargo={cv['embargo']}"
-    method += f", test_groups={cv['cpcv_test_groups']})" if cv["method"] == "cpcv" else ")"
-    return f"{method} + holdout(train_fraction={split['train_fraction']}, embargo={split['embargo']})"
+    cv, split = config.cv, config.split
+    method = f"{cv.method}(n_splits={cv.count}, embargo={cv.embargo}"
+    method += f", test_groups={cv.test_groups})" if cv.method == "cpcv" else ")"
+    return f"{method} + holdout(train_fraction={split.train_fraction}, embargo={split.embargo})"
 
 
 def _write_artifacts(folder: Path, report: TrainingReport, dataset_path: Path, config: Config):
@@ -95,11 +95,11 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset_path: Path, c
     plots.roc(report, folder / "roc.png")
     plots.confusion(report.holdout["confusion_matrix"], report.classes, folder / "confusion_matrix.png",
                     "Hold-out confusion matrix")  # fmt: skip
-    plots.equity(report, folder / "equity_curve.png", float(config["backtest"]["cost_bps"]))
+    plots.equity(report, folder / "equity_curve.png", config.backtest.cost_bps)
     report.holdout_backtest.daily.rename("strategy").to_frame().join(
         report.holdout_buy_and_hold.daily.rename("buy_and_hold")
     ).to_csv(folder / "holdout_daily_returns.csv")
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
     (folder / "dataset_metadata.json").write_text((dataset_path / METADATA_FILE).read_text())
     folds = [
         {"fold": f.index, "train_rows": f.train_rows, "test_rows": f.test_rows, "metrics": f.metrics,
@@ -145,28 +145,28 @@ def log_run(
 
     uri = settings.check_mlflow()
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment(mlflow, config["mlflow"]["experiment"])
+    experiment_id = _experiment(mlflow, config.mlflow.experiment)
     meta = dataset.metadata
     validity = overfitting.assess(report, config, MlflowClient(), experiment_id, meta["fingerprint"], trials)
-    run_name = config["mlflow"]["run_name"].format(
+    run_name = config.mlflow.run_name.format(
         feature_service=meta["feature_service"],
-        horizon=config["labels"]["horizon"],
+        horizon=config.labels.horizon,
         timestamp=datetime.now(UTC).strftime("%Y%m%dT%H%M%S"),
     )
     commit, dirty = git_commit()
     tags = {
         "feature_service": meta["feature_service"],
-        "label_config": json.dumps(config["labels"], sort_keys=True),
+        "label_config": json.dumps(config.labels.model_dump(), sort_keys=True),
         "validation_method": validation_method(config),
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "dataset_fingerprint": meta["fingerprint"],
-        "target": config["target"],
+        "target": config.target,
         "config_hash": overfitting.config_hash(config),
         **audit_tags(audit),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        params = _flatten("", {k: v for k, v in config.items() if k != "mlflow"})
+        params = _flatten("", {k: v for k, v in config.dump().items() if k != "mlflow"})
         params.update({"dataset.rows": meta["rows"], "dataset.features": len(meta["features"]),
                        "dataset.symbols": ",".join(meta["symbols"]), "dataset.path": str(dataset_path)})  # fmt: skip
         mlflow.log_params(params)
@@ -191,21 +191,21 @@ def log_run(
         with tempfile.TemporaryDirectory() as folder:
             _write_artifacts(Path(folder), report, dataset_path, config)
             overfitting.write_artifacts(validity, report, Path(folder))
-            splits = report.splits_record(meta["fingerprint"], config["cv"])
+            splits = report.splits_record(meta["fingerprint"], config.cv)
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
         example = report.input_example
         signature = infer_signature(example, report.final.pipeline.predict_proba(example))
-        info = _log_model(mlflow, report, example, signature, config["mlflow"]["registered_model"])
+        info = _log_model(mlflow, report, example, signature, config.mlflow.registered_model)
     version = str(info.registered_model_version)
-    MlflowClient().set_model_version_tag(config["mlflow"]["registered_model"], version, "skip_audit",
+    MlflowClient().set_model_version_tag(config.mlflow.registered_model, version, "skip_audit",
                                          str(audit.skipped).lower())  # fmt: skip
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
-        model_uri=f"models:/{config['mlflow']['registered_model']}/{version}",
-        registered_model=config["mlflow"]["registered_model"],
+        model_uri=f"models:/{config.mlflow.registered_model}/{version}",
+        registered_model=config.mlflow.registered_model,
         version=version,
         tracking_uri=uri,
         validity=validity,

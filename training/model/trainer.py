@@ -14,14 +14,14 @@ every fold and the final fit take positions into it and LightGBM reads the rows 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from training.config import Config
+from training.config import Config, CVConfig
 from training.dataset.artifact import Dataset, stacked_in_order
 from training.errors import InputError
 from training.labeling.sample_weights import class_balance
@@ -98,7 +98,7 @@ class TrainingReport:
     input_example: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # first hold-out rows' features
     input_distribution: dict[str, Any] = field(repr=False, default_factory=dict)  # update's drift reference
 
-    def splits_record(self, fingerprint: str, cv: Config) -> dict[str, Any]:
+    def splits_record(self, fingerprint: str, cv: CVConfig) -> dict[str, Any]:
         """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
 
         def fitted(model: FittedModel, rows: np.ndarray) -> dict[str, Any]:
@@ -116,7 +116,7 @@ class TrainingReport:
             "rows": "the dataset's train rows sorted by (event_timestamp, symbol); positions are 0-based, "
             "written as runs [first, last + 1) of consecutive positions",
             "dataset_fingerprint": fingerprint,
-            "cv": dict(cv),
+            "cv": cv.model_dump(),
             "calendar_bars": self.calendar_bars,
             "features": self.features,
             "folds": [
@@ -311,7 +311,7 @@ def bar_calendar(dataset: Dataset) -> np.ndarray:
     return split_invariants.bar_calendar(np.concatenate(times), np.array([], dtype=np.int64))
 
 
-def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
+def _splits(cv: CVConfig | Mapping[str, Any], t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
     splitter = make_cv(cv)
     # t1 indexed by t0, as views of the int64 arrays (UTC, naive): the splitter reads them as int64 again.
     label_times = pd.Series(t1.view("M8[ns]"), index=pd.DatetimeIndex(t0.view("M8[ns]"), copy=False), copy=False)
@@ -319,7 +319,9 @@ def _splits(cv: Config, t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
     return splitter, ((np.asarray(a), np.asarray(b)) for a, b in splits)  # one fold's positions at a time
 
 
-def iter_cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, Iterator[tuple[np.ndarray, np.ndarray]]]:
+def iter_cv_splits(
+    dataset: Dataset, cv: CVConfig | Mapping[str, Any]
+) -> tuple[Any, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """The configured splitter and its (train, test) positions over :func:`training_rows`, a fold at a time,
     embargo counted on :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads
     no feature)."""
@@ -327,7 +329,9 @@ def iter_cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, Iterator[tuple[np
     return _splits(cv, layout.t0, layout.t1, layout.calendar)
 
 
-def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+def cv_splits(
+    dataset: Dataset, cv: CVConfig | Mapping[str, Any]
+) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """:func:`iter_cv_splits` with every fold at once."""
     splitter, splits = iter_cv_splits(dataset, cv)
     return splitter, list(splits)
@@ -336,7 +340,7 @@ def cv_splits(dataset: Dataset, cv: Config) -> tuple[Any, list[tuple[np.ndarray,
 def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = log.info) -> TrainingReport:
     """Cross-validate, fit and evaluate the baseline on a built dataset; nothing is logged here.
 
-    Only the dataset's ``train`` rows are cross-validated (purged K-fold or CPCV from ``config["cv"]``),
+    Only the dataset's ``train`` rows are cross-validated (purged K-fold or CPCV from ``config.cv``),
     each fold refitting the scaler, class-balance weights and early stopping on its own training rows;
     then one final fit on all training rows is scored on the untouched ``validation`` rows (the hold-out).
     Trivial baselines are scored on the same folds so every metric has something to beat. The rows are
@@ -357,10 +361,10 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
     y = rows["target"].to_numpy()
     t0, t1 = data.t0, data.t1
     base = data.base_weight
-    balance = bool(config["weights"]["class_balance"])
-    cost = float(config["backtest"]["cost_bps"])
+    balance = config.weights.class_balance
+    cost = config.backtest.cost_bps
 
-    splitter, splits = _splits(config["cv"], t0, t1, data.calendar)
+    splitter, splits = _splits(config.cv, t0, t1, data.calendar)
     folds: list[Fold] = []
     for index, (train_idx, test_idx) in enumerate(splits):
         fitted = fit_with_early_stopping(
@@ -369,7 +373,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
             fold_weights(base[train_idx], y[train_idx], balance),
             t0[train_idx],
             t1[train_idx],
-            config["model"],
+            config.model,
             rows=train_idx,
             features=features,
         )
@@ -389,7 +393,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
     path_returns = _path_returns(splitter, rows, folds, classes, cost)
     path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
     # Every training row: X's first n_train rows (no array of positions).
-    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config["model"], features=features)
+    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config.model, features=features)
     holdout_proba = final.predict_proba(X, data.holdout_positions, features)
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
     holdout["best_iteration"] = final.best_iteration

@@ -94,7 +94,7 @@ def _load_model(uri: str | None, registered_model: str | None, trust_pickle: boo
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one download, no bar on stderr
     mlflow.set_tracking_uri(settings.check_mlflow())
-    registered_model = registered_model or default_config()["mlflow"]["registered_model"]
+    registered_model = registered_model or default_config().mlflow.registered_model
     concrete, label = resolve_model_uri(uri, registered_model)
     try:
         with tempfile.TemporaryDirectory() as folder:

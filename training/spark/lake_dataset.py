@@ -76,7 +76,7 @@ def symbol_samples(bars: pd.DataFrame, config: Config, request: dict[str, Any]) 
     """One symbol's labelled decisions (pass 1 before the join), as the builder makes a partition's."""
     bars = _ns(bars.sort_values("event_timestamp", kind="stable").reset_index(drop=True), ("event_timestamp",))
     decisions = decision_mask(bars, request["start"], request["end"]) & (bars.index >= request["warmup"])
-    labels = triple_barrier_labels(bars, config["labels"]).rename(columns={"t0": "event_timestamp"})
+    labels = triple_barrier_labels(bars, config.labels.model_dump()).rename(columns={"t0": "event_timestamp"})
     bars["next_ret"] = bars["close"].shift(-1) / bars["close"] - 1.0
     keys = ["symbol", "event_timestamp"]
     rows = bars.loc[decisions, [*keys, "next_ret"]].merge(labels, on=keys)
@@ -165,13 +165,13 @@ def build_lake_dataset(
 
     started = time.perf_counter()
     spark = session()
-    horizon, warmup = int(config["labels"]["horizon"]), warmup_bars()
+    horizon, warmup = config.labels.horizon, warmup_bars()
     check_range(start, end)
     wanted = lake_bars.checked_symbols(spark, symbols)
     counts = check_history(lake_bars.bar_counts(spark, wanted), symbols is not None, horizon, warmup)
     budget = partition_bars or default_budget()
     partitions = plan_partitions(counts, budget)
-    service = describe_service(store, config["features"]["feature_service"])
+    service = describe_service(store, config.features.feature_service)
     progress(
         f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s), on Spark; "
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
@@ -184,7 +184,7 @@ def build_lake_dataset(
     with lake.staging(spark) as work, artifact.ArtifactWriter(out) as writer:
         samples, calendar = _label_and_join(spark, store, service, bars, config, request, work)
         bounds, streams = decide_split(calendar, config, request)
-        local_columns = [c for c in LOCAL_COMPONENTS if config["weights"].get(c)]
+        local_columns = [c for c in LOCAL_COMPONENTS if getattr(config.weights, c, False)]
         columns = [*samples.columns, *local_columns, UNIQUENESS]
         schema = StructType(list(samples.schema.fields))  # a copy: StructType.add changes it in place
         for name in (*local_columns, UNIQUENESS):

@@ -172,7 +172,7 @@ def holdout_split(
 
     Notes
     -----
-    Call as ``holdout_split(labels.t0, labels.t1, **config["split"])``. This is a single split, not a
+    Call as ``holdout_split(labels.t0, labels.t1, **config.split.model_dump())``. This is a single split, not a
     cross-validator: the folds of :mod:`training.validation.purged_cv` apply the same purge and embargo
     rules per test fold.
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
 
+from training.config import CVConfig, cv_of
 from training.validation.split_invariants import bar_calendar, date_blocks, embargo_bars, embargo_limit, to_ns
 
 
@@ -376,13 +377,9 @@ class CombinatorialPurgedKFold(_PurgedSplitter):
         return np.array(ids, dtype=np.int64)
 
 
-def make_cv(cv: Mapping[str, Any]) -> PurgedKFold | CombinatorialPurgedKFold:
-    """The splitter chosen by ``config["cv"]``: method, n_splits (folds, or CPCV's n_folds), embargo,
-    cpcv_test_groups (CPCV's n_test_folds)."""
-    if cv["method"] == "purged_kfold":
-        return PurgedKFold(n_splits=cv["n_splits"], embargo=cv["embargo"])
-    if cv["method"] == "cpcv":
-        return CombinatorialPurgedKFold(
-            n_folds=cv["n_splits"], n_test_folds=cv["cpcv_test_groups"], embargo=cv["embargo"]
-        )
-    raise ValueError(f"cv.method must be purged_kfold or cpcv, got {cv['method']!r}")
+def make_cv(cv: CVConfig | Mapping[str, Any]) -> PurgedKFold | CombinatorialPurgedKFold:
+    """The splitter ``config.cv`` names, or a recorded cv mapping (a run's cv_splits.json, a leakage report)."""
+    cv = cv if isinstance(cv, CVConfig) else cv_of(cv)
+    if cv.method == "cpcv":
+        return CombinatorialPurgedKFold(n_folds=cv.n_groups, n_test_folds=cv.test_groups, embargo=cv.embargo)
+    return PurgedKFold(n_splits=cv.n_folds, embargo=cv.embargo)

@@ -1,0 +1,248 @@
+"""Every environment variable the project reads, parsed into typed values: no I/O, no service started.
+
+PostgreSQL from libpq's own variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE), Redis from
+REDIS_URL, MLflow from MLFLOW_TRACKING_URI, Spark from SPARK_REMOTE/SPARK_MASTER, the project's own from
+OHLCV_*. A malformed value is the user's input, so it raises :class:`InputError` (exit 2) naming the variable;
+whether a well-formed setting answers is for :mod:`training.infra.probes` to find out. No other module reads
+these variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from training.errors import InputError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+CONNECT_TIMEOUT_SECONDS = 3
+ENGINES = ("postgres", "spark")
+
+
+def _get(name: str) -> str | None:
+    """A variable's value, None when unset or empty (an empty value means the default, as in libpq)."""
+    return os.environ.get(name) or None
+
+
+def service_timeout_seconds() -> float:
+    """OHLCV_SERVICE_TIMEOUT: seconds `serve` and `predict` wait for any one call to Redis or PostgreSQL (default 2)."""
+    text = _get("OHLCV_SERVICE_TIMEOUT") or "2"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 600:
+        raise InputError(f"OHLCV_SERVICE_TIMEOUT must be a number of seconds in (0, 600], got {text!r}")
+    return seconds
+
+
+def partition_bars() -> int:
+    """OHLCV_PARTITION_BARS: bars per symbol partition, the unit every per-symbol step holds in memory.
+
+    The default (500,000 daily bars, about 200 symbols of 10 years) keeps a partition's working set well
+    under 1 GB in every step; a symbol longer than the budget forms a partition of its own.
+    """
+    text = _get("OHLCV_PARTITION_BARS") or "500000"
+    try:
+        bars = int(text)
+    except ValueError:
+        bars = 0
+    if bars < 1:
+        raise InputError(f"OHLCV_PARTITION_BARS must be a whole number of bars >= 1, got {text!r}")
+    return bars
+
+
+def engine() -> str:
+    """OHLCV_ENGINE: where bars and features live and per-symbol work runs (default ``postgres``).
+
+    ``postgres``: tables in PostgreSQL/TimescaleDB, computed on this machine. ``spark``: Parquet tables in the
+    lake (OHLCV_LAKE), computed on Spark (see training/infra/spark_session.py for where Spark runs).
+    """
+    name = (_get("OHLCV_ENGINE") or "postgres").strip().lower()
+    if name not in ENGINES:
+        raise InputError(f"OHLCV_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
+    return name
+
+
+def lake_uri() -> str:
+    """OHLCV_LAKE: the lake's root, a folder or any URI Spark reads (``s3a://bucket/ohlcv``); default ``.lake/``."""
+    uri = (_get("OHLCV_LAKE") or str(PROJECT_ROOT / ".lake")).rstrip("/")
+    return uri if "://" in uri else str(Path(uri).resolve())
+
+
+def state_path() -> Path:
+    """OHLCV_STATE_DIR: local state of the embedded default (online store, MLflow); default ``.state/``."""
+    return Path(_get("OHLCV_STATE_DIR") or PROJECT_ROOT / ".state")
+
+
+def state_dir_is_set() -> bool:
+    return _get("OHLCV_STATE_DIR") is not None
+
+
+def embedded_pgdata() -> Path:
+    """OHLCV_PGDATA: data folder of the embedded PostgreSQL; default ``.pgdata/``, reused across runs."""
+    return Path(_get("OHLCV_PGDATA") or PROJECT_ROOT / ".pgdata")
+
+
+def feast_project() -> str:
+    return _get("FEAST_PROJECT") or "ohlcv_features"
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    sslmode: str
+    embedded: bool
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=dbname or self.dbname,
+            sslmode=self.sslmode,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name="ohlcv-feature-store",
+        )
+
+    def describe(self) -> str:
+        """Where we connect, without the password: safe for logs and error messages."""
+        where = "embedded PostgreSQL" if self.embedded else "PostgreSQL"
+        return f"{where} {self.user}@{self.host}:{self.port}/{self.dbname}"
+
+
+def configured_postgres() -> PostgresSettings | None:
+    """The server libpq's variables name, or None when PGHOST is unset (the embedded server's case)."""
+    host = _get("PGHOST")
+    if host is None:
+        return None
+    text = _get("PGPORT") or "5432"
+    port = int(text) if text.strip().isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise InputError(f"PGPORT must be a TCP port number (1-65535), got {text!r}")
+    return PostgresSettings(
+        host=host,
+        port=port,
+        user=_get("PGUSER") or "postgres",
+        password=_get("PGPASSWORD") or "",
+        dbname=_get("PGDATABASE") or "postgres",
+        sslmode=_get("PGSSLMODE") or "prefer",
+        embedded=False,
+    )
+
+
+def embedded_postgres_at(socket_folder: Path) -> PostgresSettings:
+    """The embedded server's settings once it listens on ``socket_folder`` (PGDATABASE still applies)."""
+    return PostgresSettings(host=str(socket_folder), port=5432, user="postgres", password="",
+                            dbname=_get("PGDATABASE") or "postgres", sslmode="disable", embedded=True)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    host: str
+    port: int
+    db: int
+    password: str | None
+    ssl: bool
+
+    def feast_connection_string(self) -> str:
+        """Feast's own Redis format, ``host:port,db=N[,password=${REDIS_PASSWORD}][,ssl=true]``: the password
+        stays a variable that Feast expands when it reads feature_store.yaml, so the file never holds it."""
+        parts = [f"{self.host}:{self.port}", f"db={self.db}"]
+        if self.password:
+            parts.append("password=${REDIS_PASSWORD}")
+        if self.ssl:
+            parts.append("ssl=true")
+        return ",".join(parts)
+
+    def describe(self) -> str:
+        return f"Redis {self.host}:{self.port}/{self.db}"
+
+
+def redis() -> RedisSettings | None:
+    """Redis settings from REDIS_URL, or None for the embedded default (Feast's SQLite online store)."""
+    url = _get("REDIS_URL")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise InputError(f"REDIS_URL must look like redis://host:6379/0, got scheme {parts.scheme!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:  # not a number, or out of range
+        where = parts.netloc.rpartition("@")[2]  # never the password
+        raise InputError(f"REDIS_URL must look like redis://host:6379/0, got {where!r}") from None
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise InputError(f"REDIS_URL must end in a database number (redis://host:6379/0), got /{path}")
+    return RedisSettings(
+        host=parts.hostname,
+        port=port,
+        db=int(path) if path else 0,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+    )
+
+
+def redis_password_exported() -> str | None:
+    """REDIS_PASSWORD: what Feast expands for ``${REDIS_PASSWORD}`` in feature_store.yaml."""
+    return _get("REDIS_PASSWORD")
+
+
+def mlflow_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, or a local SQLite backend under the state folder (which also has a model registry).
+
+    File stores (``file:///...`` or a bare folder) are refused here, in one line: MLflow 3 keeps them in
+    maintenance mode and raises deep inside its client (unless MLFLOW_ALLOW_FILE_STORE is set); a SQLite
+    file is the supported local backend.
+    """
+    uri = _get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{state_path() / 'mlflow.db'}"
+    if urlsplit(uri).scheme in {"", "file"} or (len(uri) > 1 and uri[1] == ":"):  # file:, a path, C:\...
+        raise InputError(
+            f"MLFLOW_TRACKING_URI={without_credentials(uri)} is a file store, which MLflow 3 refuses (maintenance "
+            "mode): use sqlite:///path/mlflow.db or http://host:5000 (`mlflow migrate-filestore` converts mlruns)"
+        )
+    return uri
+
+
+def mlflow_is_remote(uri: str) -> bool:
+    return urlsplit(uri).scheme in {"http", "https", "databricks"}
+
+
+def spark_remote() -> str | None:
+    """SPARK_REMOTE: a Spark Connect server (``sc://host:15002``), as PySpark itself reads it."""
+    return _get("SPARK_REMOTE")
+
+
+def spark_master() -> str | None:
+    """SPARK_MASTER: a cluster's master URL (``spark://host:7077``, ``yarn``, ``k8s://...``)."""
+    return _get("SPARK_MASTER")
+
+
+def without_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    return uri
+
+
+def require_postgres_engine(command: str) -> None:
+    """Refuse, in one line, a command that does not run on the lake profile yet."""
+    if engine() != "postgres":
+        raise InputError(
+            f"{command} reads PostgreSQL's tables and does not run on OHLCV_ENGINE={engine()} yet; the lake profile "
+            "covers ingest, compute-features, Feast's historical retrieval, materialize and check-online so far "
+            "(unset OHLCV_ENGINE)"
+        )
