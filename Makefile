@@ -64,7 +64,6 @@ predict: install ## Score the latest bar of SYMBOL from the online store: make p
 	$(PY) -m training predict --symbol $(SYMBOL)
 
 # The tests run in a random order (pytest-randomly); SEED=N repeats the order of an earlier run.
-SEED ?=
 SEED := $(or $(SEED),$(shell od -An -N4 -tu4 /dev/urandom | tr -d ' '))
 PYTEST_ORDER := -p randomly --randomly-seed=$(SEED)
 REPRODUCE = { echo "tests failed; this order again: make $@ SEED=$(SEED)"; exit 1; }
