@@ -407,7 +407,8 @@ def refuse_contradicting_dataset(path: Path | None, built: dict[str, Any]) -> No
     """
     if path is None:
         return
-    loaded, merged = _read_file(path), load_config(path).dump()  # the file's keys, validated and normalised
+    loaded = _read_file(path)
+    merged = _overlay(default_config(), loaded).dump()  # the file's keys, validated and normalised
     for section in (s for s in DATASET_SECTIONS if s in loaded):
         given = loaded[section]
         pairs = [(k, merged[section][k]) for k in given] if isinstance(given, dict) else [(None, merged[section])]
