@@ -70,6 +70,7 @@ REPRODUCE = { echo "tests failed; this order again: make $@ SEED=$(SEED)"; exit 
 
 test: install ## Every test (unit and integration) against real PostgreSQL, Redis/SQLite, MLflow and Spark
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	@echo "test order seed $(SEED) (make test SEED=$(SEED) repeats it)"
 	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ORDER) || $(REPRODUCE)
 
@@ -89,6 +90,7 @@ docs: install ## Regenerate the README's feature list from the indicator definit
 
 lint: install ## ruff
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean: ## Remove built artifacts (keeps the virtualenv and the embedded database)
 	rm -rf artifacts .pytest_cache .ruff_cache .hypothesis

@@ -78,8 +78,12 @@ def test_the_unmutated_code_passes(clean, bars):
 
 def labels_look_one_bar_further(monkeypatch):
     """The builder labels with horizon h + 1 while its config says h."""
-    bug = mutant(builder, "_label_and_join", "triple_barrier_labels(bars, labels_config)",
-                 'triple_barrier_labels(bars, {**labels_config, "horizon": int(labels_config["horizon"]) + 1})')
+    bug = mutant(
+        builder,
+        "_label_and_join",
+        "triple_barrier_labels(bars, labels_config)",
+        'triple_barrier_labels(bars, {**labels_config, "horizon": int(labels_config["horizon"]) + 1})',
+    )
     monkeypatch.setattr(builder, "_label_and_join", bug)
 
 

@@ -99,8 +99,9 @@ def test_a_clean_dataset_gets_the_same_report_whatever_its_partitioning(built, t
         reports.append(audited(folder))
     assert reports[0]["status"] == "passed", json.dumps(reports[0], indent=1)
     assert reports[0] == reports[1]
-    assert reports[0]["checks"]["reproducibility"]["counts"]["rebuilt_fingerprint"] == (
-        artifact.load(built["one"]).metadata["fingerprint"]
+    assert (
+        reports[0]["checks"]["reproducibility"]["counts"]["rebuilt_fingerprint"]
+        == (artifact.load(built["one"]).metadata["fingerprint"])
     )
 
 

@@ -85,7 +85,7 @@ def test_mlflow_backend_uri_carries_a_url_encoded_password(tmp_path: Path):
     from sqlalchemy.engine import make_url
 
     stand_in = tmp_path / "mlflow"
-    stand_in.write_text("#!/bin/sh\necho \"$MLFLOW_BACKEND_STORE_URI\"\necho \"$@\"\n")
+    stand_in.write_text('#!/bin/sh\necho "$MLFLOW_BACKEND_STORE_URI"\necho "$@"\n')
     stand_in.chmod(0o755)
     password = "p@ss:w/rd#1%"
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "MLFLOW_DB_USER": "ml flow",

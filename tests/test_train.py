@@ -31,8 +31,15 @@ EXPECTED_ARTIFACTS = {
     "input_distribution.json",  # the training rows' percentiles per input, update's drift reference
     "validity",  # validity.json, cv_path_returns.csv, pbo_logits.png, path_sharpes.png
 }
-VALIDITY_METRICS = ("validity/trials", "validity/holdout_psr", "validity/holdout_dsr", "validity/holdout_min_trl_bars",
-                    "validity/holdout_sharpe", "validity/cv_psr_mean", "validity/cv_dsr_mean")
+VALIDITY_METRICS = (
+    "validity/trials",
+    "validity/holdout_psr",
+    "validity/holdout_dsr",
+    "validity/holdout_min_trl_bars",
+    "validity/holdout_sharpe",
+    "validity/cv_psr_mean",
+    "validity/cv_dsr_mean",
+)
 
 
 def _train(dataset_dir, results, *extra: str):
@@ -113,7 +120,10 @@ def _assert_complete_run(client, run_id: str, dataset) -> None:
     assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
     assert set(VALIDITY_METRICS) <= set(metrics)
     assert {a.path for a in client.list_artifacts(run_id, "validity")} == {
-        "validity/validity.json", "validity/cv_path_returns.csv", "validity/pbo_logits.png", "validity/path_sharpes.png"
+        "validity/validity.json",
+        "validity/cv_path_returns.csv",
+        "validity/pbo_logits.png",
+        "validity/path_sharpes.png",
     }
 
 

@@ -182,8 +182,13 @@ def run_audit(
         results.append(_run(name, steps[name]))
     timings = {"load_bars": stream_seconds["load_bars"], **{c.name: c.seconds for c in results}}
     timings["checks_total"] = time.perf_counter() - started - stream_seconds["load_bars"]
-    used = {"cv": dict(cv_config), "split": config.split.model_dump(), "labels": config.labels.model_dump(),
-            "sample": sample, "seed": seed}
+    used = {
+        "cv": dict(cv_config),
+        "split": config.split.model_dump(),
+        "labels": config.labels.model_dump(),
+        "sample": sample,
+        "seed": seed,
+    }
     if record is not None:
         used["run_id"] = record.get("run_id")
     return AuditReport(dataset=_describe(dataset, path, list(counts)), config=used, checks=results, timings=timings)

@@ -329,9 +329,7 @@ def iter_cv_splits(
     return _splits(cv, layout.t0, layout.t1, layout.calendar)
 
 
-def cv_splits(
-    dataset: Dataset, cv: CVConfig | Mapping[str, Any]
-) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+def cv_splits(dataset: Dataset, cv: CVConfig | Mapping[str, Any]) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """:func:`iter_cv_splits` with every fold at once."""
     splitter, splits = iter_cv_splits(dataset, cv)
     return splitter, list(splits)
