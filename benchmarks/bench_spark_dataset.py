@@ -68,7 +68,7 @@ def run(quick: bool) -> list[Result]:
         Result(
             benchmark="spark dataset",
             size=f"{symbols} x {days} bars -> {fingerprints['spark'][1]:,} samples",
-            subject="build-dataset --engine spark (local[2])",
+            subject="build-dataset on OHLCV_ENGINE=spark (local[2])",
             subject_seconds=seconds["spark"],
             reference="build-dataset (one box, PostgreSQL)",
             reference_seconds=seconds["postgres"],

@@ -77,8 +77,8 @@ def _timed(store, entity: pd.DataFrame) -> tuple[float, pd.DataFrame]:
 
 
 def run(quick: bool) -> list[Result]:
-    from training.feast_store.spark_offline_store import CLASS_PATH
-    from training.infra.spark_session import session
+    from training.engines.spark.lake_offline_store import CLASS_PATH
+    from training.engines.spark.session import session
 
     os.environ.setdefault("SPARK_MASTER", "local[2]")
     session()

@@ -13,18 +13,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from feast import Entity, FeatureService, FeatureView, Field
-from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
 from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
+from training.engines import current_engine
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS, Family, by_family
-from training.infra import settings
-from training.infra.schema import AUDIT_VIEW, VIEW_BAR_FIELDS, feature_source_query
+from training.indicators.feature_table import AUDIT_VIEW, VIEW_BAR_FIELDS
 
 if TYPE_CHECKING:
-    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    pass
 
 symbol = Entity(
     name="symbol",
@@ -38,30 +37,7 @@ symbol = Entity(
 # event timestamp as a value, so every joined row carries the time it describes: the audit checks it is
 # never after the entity timestamp, and online serving reports how old the features are. The other views
 # carry the same stamp as `<view>_bar_timestamp`, so serving can tell a row mixing two bars.
-def _features_source() -> PostgreSQLSource | SparkSource:
-    """The profile's feature table (OHLCV_ENGINE): PostgreSQL's, or the lake's Parquet read by Spark."""
-    if settings.engine() == "spark":
-        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-
-        from training.spark.lake import features_source_query
-
-        return SparkSource(
-            name="technical_indicators_source",
-            query=features_source_query(),
-            timestamp_field="event_timestamp",
-            created_timestamp_column="created_timestamp",
-            description="the lake's features table, written by `python -m training compute-features --engine spark`",
-        )
-    return PostgreSQLSource(
-        name="technical_indicators_source",
-        query=feature_source_query(),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-        description="features.technical_indicators, written by `python -m training compute-features`",
-    )
-
-
-technical_indicators_source = _features_source()
+technical_indicators_source = current_engine().feature_source()
 
 # Daily bars are 1 day apart on trading days, 3 over a weekend, 4 over a long holiday weekend, and 7
 # across the longest NYSE closure of recent decades (2001-09-10 close to the 2001-09-17 session). Seven

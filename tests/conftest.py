@@ -287,7 +287,7 @@ def bundled_dataset(pipeline, tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark():
     """The suite's SparkSession: local[2] (the machine's cores) unless the environment names another master."""
-    from training.infra.spark_session import session
+    from training.engines.spark.session import session
 
     os.environ.setdefault("SPARK_MASTER", "local[2]")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no DNS lookup of the host name at start

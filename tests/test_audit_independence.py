@@ -23,6 +23,7 @@ FORBIDDEN = (
     "training.dataset",
     "training.model",
     "training.panels",
+    "training.engines",
 )
 ALLOWED = ("training.indicators.definitions", "training.dataset.artifact")
 RUNS_AUDITED_CODE = "audited_code"

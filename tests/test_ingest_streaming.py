@@ -8,7 +8,7 @@ import pytest
 
 from tests.test_ingest_inputs import OHLCV, assert_refused, run, state
 from training.ingestion import bar_files
-from training.ingestion.upsert import STORED_COLUMNS
+from training.ingestion.load_rules import STORED_COLUMNS
 
 CONTENT = f"SELECT {', '.join(STORED_COLUMNS)} FROM {OHLCV} ORDER BY symbol, event_timestamp"
 

@@ -1,5 +1,5 @@
-"""``compute-features --engine spark`` fills the lake's features table with the PostgreSQL job's rows, bit for bit,
-recomputes only what went stale, and writes nothing when nothing did."""
+"""``compute-features`` with OHLCV_ENGINE=spark fills the lake's features table with the PostgreSQL job's rows,
+bit for bit, recomputes only what went stale, and writes nothing when nothing did."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from tests.conftest import BUNDLED_DATA
 from training.cli import cli
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
+from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db
-from training.infra.schema import FEATURES_TABLE
 
 VALUES = (*FEATURE_NAMES, *REFERENCE_COLUMNS)
 
@@ -124,8 +124,8 @@ def test_the_lake_profile_serves_the_postgres_profiles_training_rows(in_lake, la
     """feature_definitions.py on the lake (SparkSource, the Spark sort-merge store) answers the model's service
     exactly as on PostgreSQL: same columns, same values, for rows at bars, between bars and before any bar."""
     from training.contract import DEFAULT_FEATURE_SERVICE
+    from training.engines.spark.lake_offline_store import AsOfSparkRetrievalJob
     from training.feast_store.repository import feature_store
-    from training.feast_store.spark_offline_store import AsOfSparkRetrievalJob
 
     rng = np.random.default_rng(5)
     bars = _lake_features(in_lake)[["symbol", "event_timestamp"]]

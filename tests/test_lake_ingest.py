@@ -1,4 +1,5 @@
-"""``ingest --engine spark`` applies the PostgreSQL load's rules to the lake: same files, same tables, same answers.
+"""``ingest`` with OHLCV_ENGINE=spark applies the PostgreSQL load's rules to the lake: same files, same tables,
+same answers.
 
 One scenario runs every step against both engines (the scratch PostgreSQL database and a lake folder, Spark
 local[2]): the summary line or the one-line refusal must be identical, and so must the stored bars after each
@@ -13,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from training.cli import cli
-from training.ingestion.upsert import STORED_COLUMNS
+from training.ingestion.load_rules import STORED_COLUMNS
 
 KEY = ["symbol", "trade_date"]
 
 
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["ingest", *args], catch_exceptions=False)
+def _run(*args: str, engine: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["ingest", *args], env={"OHLCV_ENGINE": engine}, catch_exceptions=False)
     return result.exit_code, result.output.strip()
 
 
@@ -62,8 +63,8 @@ def _step(both, *args: str) -> tuple[int, str]:
     """One ingest into each store; the answers and the stored bars (up to creation instants) must be equal."""
     conn, lake = both
     before_pg, before_lake = _postgres_bars(conn), _lake_bars(lake)
-    answer = _run(*args, "--engine", "postgres")
-    assert _run(*args, "--engine", "spark") == answer
+    answer = _run(*args, engine="postgres")
+    assert _run(*args, engine="spark") == answer
     after_pg, after_lake = _postgres_bars(conn), _lake_bars(lake)
     values = [c for c in after_pg.columns if c != "created_timestamp"]
     pd.testing.assert_frame_equal(after_lake[values], after_pg[values], check_exact=True)

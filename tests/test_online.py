@@ -377,7 +377,7 @@ def test_serve_answers_get_predict_like_the_predict_command(materialized, regist
 
 def test_predict_refuses_a_row_whose_views_describe_different_bars(materialized, registered, store):
     """A materialize stopped between views: one view holds a newer bar, the others the previous one."""
-    from training.infra.schema import VIEW_BAR_FIELDS
+    from training.indicators.feature_table import VIEW_BAR_FIELDS
     from training.serving.online_store import latest_offline_rows
 
     row = latest_offline_rows(["IBM"]).reset_index(drop=True)

@@ -11,13 +11,13 @@ import logging
 
 import pytest
 
+from training.indicators.feature_table import ensure_features_table
 from training.infra import db
 from training.infra.db import NOT_OFFERED, TimescaleFacts, decide_timescaledb, timescale_facts
 from training.infra.schema import (
     WANTED_COMPRESSION,
     Compression,
     compression_to_apply,
-    ensure_features_table,
     ensure_ohlcv_table,
     parse_orderby,
 )

@@ -10,9 +10,9 @@ from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 
 def test_spark_features_equal_the_stored_ones_bit_for_bit(pipeline, spark):
     from training.dataset.offline_bars import load_bars
+    from training.engines.spark.spark_indicators import BAR_COLUMNS, compute_on_spark
+    from training.indicators.feature_table import FEATURES_TABLE
     from training.infra import db
-    from training.infra.schema import FEATURES_TABLE
-    from training.spark.spark_indicators import BAR_COLUMNS, compute_on_spark
 
     bars = load_bars()
     frame = spark.createDataFrame(bars[list(BAR_COLUMNS)])

@@ -34,10 +34,10 @@ from tests.test_offline_store import (
     definitions,
     write_pit_tables,
 )
-from training.feast_store import spark_offline_store
+from training.engines.spark import lake_offline_store
+from training.engines.spark.lake_offline_store import CLASS_PATH, AsOfSparkRetrievalJob
 from training.feast_store.offline_store import CLASS_PATH as POSTGRES_CLASS_PATH
 from training.feast_store.plan import Unsupported
-from training.feast_store.spark_offline_store import CLASS_PATH, AsOfSparkRetrievalJob
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +180,8 @@ def test_null_and_nan_stay_apart(spark_stores, tables):
 
 
 def test_an_empty_entity_frame_gets_no_rows_and_the_features_columns(spark, spark_stores, tables):
-    """On the Spark frame, on-demand columns computed on the executors (training.spark.on_demand) included."""
-    from training.spark.on_demand import with_on_demand_features
+    """On the Spark frame, on-demand columns computed on the executors (training.engines.spark.on_demand) included."""
+    from training.engines.spark.on_demand import with_on_demand_features
 
     ours_store, _ = spark_stores
     entity = _entity_frame(4, tables, n=120)
@@ -191,7 +191,7 @@ def test_an_empty_entity_frame_gets_no_rows_and_the_features_columns(spark, spar
 
 
 def test_on_demand_columns_on_the_executors_equal_feasts_own(spark_stores, tables):
-    from training.spark.on_demand import with_on_demand_features
+    from training.engines.spark.on_demand import with_on_demand_features
 
     ours_store, _ = spark_stores
     entity = _entity_frame(4, tables, n=120)
@@ -217,7 +217,7 @@ def test_sql_and_spark_entity_frames_match_the_pandas_path(spark, spark_stores, 
 def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(spark, spark_stores, tables, caplog):
     ours_store, _ = spark_stores
     entity = _entity_frame(6, tables, n=80)
-    with caplog.at_level(logging.INFO, logger=spark_offline_store.__name__):
+    with caplog.at_level(logging.INFO, logger=lake_offline_store.__name__):
         job = ours_store.get_historical_features(entity, ["fv_a:f_a"], filter_by_created_timestamp=True)
     assert type(job) is SparkRetrievalJob
     assert "filter_by_created_timestamp" in caplog.text
@@ -225,7 +225,7 @@ def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(spark, spark_
 
     views = [ours_store.get_feature_view("fv_a")]
     clashing = entity.assign(f_a=1.0)
-    decided = spark_offline_store.decide(spark, views, ["fv_a:f_a"], clashing, ours_store.registry, "spark_pit", False)
+    decided = lake_offline_store.decide(spark, views, ["fv_a:f_a"], clashing, ours_store.registry, "spark_pit", False)
     assert isinstance(decided, Unsupported) and "shares its name" in decided.reason
 
 

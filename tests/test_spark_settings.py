@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from training.engines.spark import session as spark
 from training.errors import ServiceUnavailable
-from training.infra import spark_session as spark
 
 
 @pytest.fixture

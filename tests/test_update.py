@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli, run_module
+from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db
-from training.infra.schema import FEATURES_TABLE
 
 SESSIONS = 3
 

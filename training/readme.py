@@ -28,7 +28,7 @@ DATA_PATH = (
     "leakage",
     "model",
     "serving",
-    "spark",
+    "engines",
     "commands",
     "infra",
 )
@@ -52,7 +52,9 @@ def layout_table() -> str:
     """Markdown table: each stage package in data-path order with its docstring, then the top-level modules."""
     rows = ["| where | what it holds |", "|---|---|"]
     for name in DATA_PATH:
-        modules = sorted(p.stem for p in (PACKAGE / name).glob("*.py") if not p.stem.startswith("__"))
+        folder = PACKAGE / name
+        modules = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("__"))
+        modules += sorted(f"{p.parent.name}/" for p in folder.glob("*/__init__.py"))
         purpose = summary(PACKAGE / name / "__init__.py")
         rows.append(f"| `training/{name}/` | {purpose} Modules: {', '.join(modules)}. |")
     for path in sorted(PACKAGE.glob("*.py")):

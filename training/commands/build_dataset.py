@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from training.commands.options import engine_option, symbols_option
+from training.commands.options import symbols_option
 from training.contract import DEFAULT_FEATURE_SERVICE
 
 if TYPE_CHECKING:
@@ -28,9 +28,7 @@ DEFAULT_OUT = Path("artifacts/dataset")
 @click.option("--profit-taking", type=float, help="Upper barrier as a fraction (labels.profit_taking).")
 @click.option("--stop-loss", type=float, help="Lower barrier as a fraction (labels.stop_loss).")
 @click.option("--barriers", type=click.Choice(["fixed", "volatility"]), help="Fixed or volatility-scaled barriers.")
-@engine_option
-def build_dataset(config_path, out, symbols, start, end, feature_service, horizon, profit_taking, stop_loss, barriers,
-                  engine):  # fmt: skip
+def build_dataset(config_path, out, symbols, start, end, feature_service, horizon, profit_taking, stop_loss, barriers):
     """Build the training set from the offline store.
 
     One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
@@ -39,17 +37,11 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     OUT/metadata.json atomically: a failed build leaves OUT as it was. OUT must be new, empty or an
     earlier dataset: a folder holding anything else is refused before the build starts. Symbols and
     dates come from the options, else from the config file's `data` section (recorded in the metadata).
-    With --engine spark (the lake profile) labels, the point-in-time join and the per-symbol weights run on
-    Spark over the lake's tables; the artifact is the same, row for row.
+    With OHLCV_ENGINE=spark (the lake profile) labels, the point-in-time join and the per-symbol weights run
+    on Spark over the lake's tables; the artifact is the same, row for row.
     """
-    import os
-
     from training.config import load_config
     from training.dataset import artifact
-    from training.infra import settings
-
-    if engine != settings.engine():  # --engine given: the whole profile follows, Feast's repository included
-        os.environ["OHLCV_ENGINE"] = engine
 
     config = load_config(
         config_path,
@@ -82,11 +74,11 @@ def _day(value: datetime | None) -> str | None:
 def _build(config: Config, out: Path):
     """The build over the request the configuration's `data` section holds (Feast imported only here), on the
     profile's engine."""
-    from training.dataset import profile_builder
+    from training.engines import current_engine
     from training.feast_store.repository import feature_store
 
     data = config.data
-    return profile_builder()(
+    return current_engine().build_dataset(
         config,
         feature_store(),
         out,

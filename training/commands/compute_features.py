@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from training.commands.options import engine_option, symbols_option
+from training.commands.options import symbols_option
 
 if TYPE_CHECKING:
     from training.indicators.backfill import FeaturesResult
@@ -17,28 +17,21 @@ if TYPE_CHECKING:
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First trade date to write (YYYY-MM-DD).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last trade date to write (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Recompute every bar, not only bars without current feature rows.")
-@engine_option
-def compute_features(symbols: list[str] | None, start, end, full: bool, engine: str) -> None:
+def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
     """Compute the indicators from adjusted bars and upsert them into features.technical_indicators.
 
     Incremental by default: per symbol, only bars from the first one without a current feature row are
     written, yet always computed on the symbol's full history, so the values equal a full recompute.
     --start/--end restrict the rows written (earlier history is still read for the warm-up). One
-    transaction: bad input writes nothing, and re-running changes nothing. --engine spark computes the lake's
-    stale symbols on Spark into its features table, by the same rules.
+    transaction: bad input writes nothing, and re-running changes nothing. With OHLCV_ENGINE=spark the lake's
+    stale symbols are computed on Spark into its features table, by the same rules.
     """
-    first, last = (start.date() if start else None), (end.date() if end else None)
-    if engine == "spark":
-        from training.infra.settings import lake_uri
-        from training.infra.spark_session import describe, session
-        from training.spark.lake_features import compute_lake_features
+    from training.engines import current_engine
 
-        click.echo(f"computing on {describe()}, lake {lake_uri()}")
-        report_features("lake features", compute_lake_features(session(), symbols, start=first, end=last, full=full))
-        return
-    from training.indicators.backfill import compute_features as run
-
-    report_features("features.technical_indicators", run(symbols, start=first, end=last, full=full, progress=True))
+    engine = current_engine()
+    click.echo(f"computing on {engine.where()}", err=True)
+    start, end = (start.date() if start else None), (end.date() if end else None)
+    report_features(engine.features_table(), engine.compute_features(symbols, start, end, full))
 
 
 def report_features(table: str, result: FeaturesResult) -> None:

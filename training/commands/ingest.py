@@ -1,27 +1,15 @@
-"""``ingest PATH``: validate a file of daily bars and upsert it into the offline store."""
+"""``ingest PATH``: validate a file of daily bars and load it into the offline store."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from training.commands.options import engine_option
 from training.contract import DEFAULT_EXCHANGE_TZ
-from training.errors import InputError
-from training.ingestion.bar_files import ON_INVALID, ColumnMap
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from training.ingestion.bar_files import CleanBars, DroppedReport
-
-DEFAULT_INVALID_REPORT = Path("artifacts") / "ingest_dropped.csv"
+from training.ingestion.bar_files import ON_INVALID
+from training.ingestion.load import DEFAULT_INVALID_REPORT
 
 
 def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
@@ -29,23 +17,6 @@ def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
         return datetime.strptime(value, "%H:%M").time()
     except ValueError:
         raise click.BadParameter(f"expected HH:MM, got {value!r}") from None
-
-
-def _check_report_path(path: Path) -> None:
-    """Refuse an unwritable report location before loading anything, not after the bars are committed."""
-    if path.is_dir():
-        raise InputError(f"--invalid-report {path} is a folder; give a file path")
-    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise InputError(f"--invalid-report {path}: cannot write in {existing}")
-
-
-def _staged(cleaned: Iterable[CleanBars], report: DroppedReport | None) -> Iterator[pd.DataFrame]:
-    """Each chunk's bars for the stage, its dropped rows appended to the report as the chunk goes by."""
-    for chunk in cleaned:
-        if report is not None:
-            report.add(chunk.dropped)
-        yield chunk.bars
 
 
 @click.command()
@@ -96,7 +67,6 @@ def _staged(cleaned: Iterable[CleanBars], report: DroppedReport | None) -> Itera
     help="Store the file even if a symbol would then hold both split/dividend-adjusted and raw bars "
     "(refused by default: indicators would jump where the series switch).",
 )
-@engine_option
 def ingest(
     path: Path,
     symbol: str | None,
@@ -107,11 +77,10 @@ def ingest(
     invalid_report: Path,
     allow_weekends: bool,
     allow_mixed_adjustment: bool,
-    engine: str,
     **columns: str | None,
 ) -> None:
-    """Validate PATH (CSV, CSV.GZ or Parquet) and upsert it into market_data.ohlcv_daily (--engine spark: the
-    lake's bars table, same rules).
+    """Validate PATH (CSV, CSV.GZ or Parquet) and upsert it into market_data.ohlcv_daily (OHLCV_ENGINE=spark:
+    the lake's bars table, same rules).
 
     One bar per (symbol, trading date), stamped at its session close in UTC: re-ingesting with another
     --session-close moves the bars to the new stamp (run compute-features afterwards). A column absent
@@ -119,34 +88,31 @@ def ingest(
     file writes nothing (with --on-invalid drop, implausible bars are skipped and reported). Re-ingesting
     the same file changes nothing.
     """
-    from training.ingestion.bar_files import DroppedReport, clean_chunks, read_chunks
-    from training.ingestion.upsert import upsert_chunks
+    from functools import partial
 
-    if on_invalid == "drop":
-        _check_report_path(invalid_report)
-    mapping = ColumnMap(**{name.removesuffix("_column"): value for name, value in columns.items()})
-    cleaned = clean_chunks(
-        read_chunks(path),
-        mapping,
+    from training.engines import current_engine
+    from training.ingestion.bar_files import ColumnMap
+    from training.ingestion.load import FileReading, load_file
+
+    reading = FileReading(
+        columns=ColumnMap(**{name.removesuffix("_column"): value for name, value in columns.items()}),
         symbol=symbol,
+        date_format=date_format,
         exchange_tz=exchange_tz,
         close_time=close_time,
-        date_format=date_format,
         on_invalid=on_invalid,
         allow_weekends=allow_weekends,
     )
-    with DroppedReport(invalid_report) if on_invalid == "drop" else nullcontext() as report:
-        if engine == "spark":
-            from training.infra.spark_session import session
-            from training.spark.lake_ingest import upsert_lake
+    write = partial(current_engine().ingest, allow_mixed_adjustment=allow_mixed_adjustment)
+    loaded = load_file(path, reading, write, invalid_report)
+    click.echo(describe_load(path, loaded.result))
+    if on_invalid == "drop":
+        click.echo(f"{loaded.dropped} implausible row(s) dropped, listed in {invalid_report}")
 
-            result = upsert_lake(session(), _staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
-        else:
-            result = upsert_chunks(_staged(cleaned, report), allow_mixed_adjustment=allow_mixed_adjustment)
+
+def describe_load(path: Path, result) -> str:
     restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
-    click.echo(
+    return (
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "
         f"{result.inserted} inserted, {result.updated} updated{restamped}, {result.unchanged} unchanged"
     )
-    if report is not None:
-        click.echo(f"{report.rows} implausible row(s) dropped, listed in {invalid_report}")

@@ -28,17 +28,3 @@ def trust_pickle_option(function):
         help="Also load pickle/cloudpickle models and skops types the trainer never writes. Loading them can run "
         "code from the model file: only for models whose source you trust.",
     )(function)
-
-
-def engine_option(function):
-    """``--engine postgres|spark`` (default: OHLCV_ENGINE, else postgres): where bars and features live."""
-    from training.infra import environment
-
-    return click.option(
-        "--engine",
-        type=click.Choice(environment.ENGINES),
-        default=environment.engine,  # read when the command runs: a malformed OHLCV_ENGINE is one line, exit 2
-        show_default="OHLCV_ENGINE, else postgres",
-        help="postgres: tables in PostgreSQL, computed here; spark: Parquet tables in the lake (OHLCV_LAKE), "
-        "computed on Spark (SPARK_REMOTE / SPARK_MASTER, else local). Default: OHLCV_ENGINE.",
-    )(function)

@@ -36,9 +36,7 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
 
     moment = parse_as_of(as_of) if as_of else None
     settings.service_timeout_seconds()  # a malformed limit is refused before any service is asked
-    if settings.engine() == "postgres":  # the registry; the lake profile keeps it in the lake
-        settings.check_postgres()
-    settings.check_redis()
+    settings.check_feast_services()  # before the model is loaded: one line naming a service that does not answer
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor

@@ -35,17 +35,18 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     alert: the scores are written).
     """
     from training.commands.compute_features import report_features
-    from training.commands.ingest import ingest
+    from training.commands.ingest import describe_load
     from training.config import load_config
+    from training.engines import current_engine
     from training.feast_store.repository import feature_store
-    from training.indicators.backfill import compute_features
-    from training.infra.settings import require_postgres_engine
+    from training.ingestion.load import FileReading, load_file
     from training.serving.materialization import materialize_changed
 
-    require_postgres_engine("update")
+    engine = current_engine()
+    engine.require("update")
     monitoring = load_config(config_path).monitoring  # a bad file is refused before anything is written
-    ingest.main([str(path)], prog_name="ingest", standalone_mode=False)  # the command itself, its defaults parsed
-    report_features("features.technical_indicators", compute_features(None, progress=True))
+    click.echo(describe_load(path, load_file(path, FileReading(), engine.ingest).result))
+    report_features(engine.features_table(), engine.compute_features(None, None, None, full=False))
     done = materialize_changed()
     click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
     store = feature_store()

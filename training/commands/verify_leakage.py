@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,7 @@ def verify_leakage(
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
+    from training.engines import current_engine
     from training.errors import CheckFailed, InputError
     from training.infra.memory import return_freed_memory
     from training.leakage.audit import audit_config, run_audit
@@ -67,7 +66,7 @@ def verify_leakage(
         config = config.model_copy(update={"cv": cv})
     record = _run_record(run) if run else None
     with (
-        _bar_reader(dataset.metadata["symbols"]) as read_bars,
+        current_engine().bar_reader(dataset.metadata["symbols"]) as read_bars,
         tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch,
     ):
         loaded = time.perf_counter()
@@ -100,29 +99,6 @@ def verify_leakage(
     click.echo(f"report: {written}")
     if report.failed:
         raise CheckFailed(f"leakage check(s) failed: {', '.join(report.failed)} (details in {written})")
-
-
-@contextmanager
-def _bar_reader(symbols: list[str]) -> Iterator[Callable[[list[str]], Any]]:
-    """The profile's reader of adjusted bars by symbol, after checking the offline store still has ``symbols``
-    (else one clear error): PostgreSQL's (one autocommit connection, no transaction held open through the
-    rebuild) or the lake's."""
-    from training.infra import settings
-
-    if settings.engine() == "spark":
-        from training.infra.spark_session import session
-        from training.spark import lake_bars
-
-        spark = session()
-        lake_bars.checked_symbols(spark, symbols)
-        yield lambda wanted: lake_bars.read_bars(spark, wanted)
-        return
-    from training.dataset.offline_bars import checked_symbols, read_bars
-    from training.infra import db
-
-    checked_symbols(symbols)
-    with db.connect(autocommit=True) as conn:
-        yield lambda wanted: read_bars(conn, wanted)
 
 
 def _run_record(run: str) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import pandas as pd
 
 from training.contract import COMPUTE_FEATURES, INGEST, normalise_symbols
 from training.errors import NAMED, InputError, name_some
+from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db
-from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE
+from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
 
 # Indicators and labels are computed on split/dividend-adjusted prices where the input had them.
 _ADJUSTED_BARS = f"""

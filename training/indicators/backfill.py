@@ -58,8 +58,9 @@ from training.contract import normalise_symbols
 from training.errors import InputError, name_some
 from training.indicators.compute import compute_panel
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
+from training.indicators.feature_table import FEATURES_TABLE, ensure_features_table
 from training.infra import db, settings
-from training.infra.schema import ADJUSTED_BAR_COLUMNS, FEATURES_TABLE, OHLCV_TABLE, ensure_features_table
+from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
 from training.panels import symbol_runs
 
 if TYPE_CHECKING:

@@ -59,7 +59,7 @@ def engine() -> str:
     """OHLCV_ENGINE: where bars and features live and per-symbol work runs (default ``postgres``).
 
     ``postgres``: tables in PostgreSQL/TimescaleDB, computed on this machine. ``spark``: Parquet tables in the
-    lake (OHLCV_LAKE), computed on Spark (see training/infra/spark_session.py for where Spark runs).
+    lake (OHLCV_LAKE), computed on Spark (see training/engines/spark/session.py for where Spark runs).
     """
     name = (_get("OHLCV_ENGINE") or "postgres").strip().lower()
     if name not in ENGINES:
@@ -236,13 +236,3 @@ def without_credentials(uri: str) -> str:
     if parts.password or parts.username:
         return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
     return uri
-
-
-def require_postgres_engine(command: str) -> None:
-    """Refuse, in one line, a command that does not run on the lake profile yet."""
-    if engine() != "postgres":
-        raise InputError(
-            f"{command} reads PostgreSQL's tables and does not run on OHLCV_ENGINE={engine()} yet; the lake profile "
-            "covers ingest, compute-features, Feast's historical retrieval, materialize and check-online so far "
-            "(unset OHLCV_ENGINE)"
-        )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -13,7 +15,6 @@ from training.errors import ServiceUnavailable
 from training.infra import bootstrap, environment, probes
 from training.infra.environment import FEATURE_REPO
 
-FEAST_TEMPLATES = {"postgres": "feature_store.template.yaml", "spark": "feature_store.spark.template.yaml"}
 _SLOT = re.compile(r"\{\{ *(\w+) *\}\}")
 
 
@@ -27,7 +28,7 @@ def online_store_config() -> dict[str, str]:
 
 def feast_template() -> str:
     """The template of this profile's feature_store.yaml (PostgreSQL stores, or the lake on Spark)."""
-    return FEAST_TEMPLATES[environment.engine()]
+    return _profile().template
 
 
 def feast_target() -> str:
@@ -38,11 +39,53 @@ def feast_target() -> str:
     """
     store = online_store_config()
     online = f"SQLite {store['path']}" if store["type"] == "sqlite" else f"Redis {store['connection_string']}"
-    project = environment.feast_project()
-    if environment.engine() == "spark":
-        return f"lake {environment.lake_uri()} on Spark, project {project}, online store {online}"
+    return f"{_profile().offline()}, project {environment.feast_project()}, online store {online}"
+
+
+@dataclass(frozen=True)
+class FeastProfile:
+    """What an engine's feature_store.yaml needs: its template, its offline stores in one line, the template's
+    own slots, and the service to probe before Feast connects."""
+
+    template: str
+    offline: Callable[[], str]
+    slots: Callable[[], dict[str, str]]
+    probe: Callable[[], object] = lambda: None
+
+
+def _postgres_offline() -> str:
     pg = bootstrap.postgres()
-    return f"{pg.describe()} (sslmode {pg.sslmode}), project {project}, online store {online}"
+    return f"{pg.describe()} (sslmode {pg.sslmode})"
+
+
+def _postgres_slots() -> dict[str, str]:
+    pg = bootstrap.postgres()
+    query = urlencode({"host": pg.host, "port": pg.port, "sslmode": pg.sslmode})
+    return {
+        "registry_path": json.dumps(f"postgresql+psycopg://{quote(pg.user, safe='')}@/{quote(pg.dbname)}?{query}"),
+        "pg_host": json.dumps(pg.host),
+        "pg_port": str(pg.port),
+        "pg_database": json.dumps(pg.dbname),
+        "pg_user": json.dumps(pg.user),
+        "pg_sslmode": json.dumps(pg.sslmode),
+    }
+
+
+# Keyed by OHLCV_ENGINE (environment.ENGINES): Feast's configuration sits below the engines, which use it.
+FEAST_PROFILES = {
+    "postgres": FeastProfile(
+        "feature_store.template.yaml", _postgres_offline, _postgres_slots, probe=lambda: probes.check_postgres()
+    ),
+    "spark": FeastProfile(
+        "feature_store.spark.template.yaml",
+        lambda: f"lake {environment.lake_uri()} on Spark",
+        lambda: {"lake_registry": json.dumps(f"{environment.lake_uri()}/registry.db")},
+    ),
+}
+
+
+def _profile() -> FeastProfile:
+    return FEAST_PROFILES[environment.engine()]
 
 
 def feast_yaml_path() -> Path:
@@ -66,19 +109,7 @@ def feast_yaml_text(template: Path | None = None) -> str:
         "online_store": json.dumps(online_store_config()),  # a JSON object is a YAML flow mapping
         "resolved_for": json.dumps(target),
     }
-    if environment.engine() == "spark":
-        values["lake_registry"] = json.dumps(f"{environment.lake_uri()}/registry.db")
-    else:
-        pg = bootstrap.postgres()
-        query = urlencode({"host": pg.host, "port": pg.port, "sslmode": pg.sslmode})
-        values |= {
-            "registry_path": json.dumps(f"postgresql+psycopg://{quote(pg.user, safe='')}@/{quote(pg.dbname)}?{query}"),
-            "pg_host": json.dumps(pg.host),
-            "pg_port": str(pg.port),
-            "pg_database": json.dumps(pg.dbname),
-            "pg_user": json.dumps(pg.user),
-            "pg_sslmode": json.dumps(pg.sslmode),
-        }
+    values |= _profile().slots()
 
     def fill(match: re.Match[str]) -> str:
         if match[1] not in values:
@@ -112,11 +143,16 @@ def prepare_feast() -> Path:
 
     What every way into Feast does first: the project's FeatureStore and ``python -m training feast``.
     """
-    if environment.engine() == "postgres":
-        probes.check_postgres()
-    probes.check_redis()
+    check_feast_services()
     export_feast_environment()
     return write_feast_yaml()
+
+
+def check_feast_services() -> None:
+    """The services Feast will connect to answer: PostgreSQL (its registry and stores, on that profile) and the
+    online store (Redis when REDIS_URL is set); one line naming the one that does not."""
+    _profile().probe()
+    probes.check_redis()
 
 
 def export_feast_environment() -> None:

@@ -1,36 +1,20 @@
-"""Tables of the offline store. Plain PostgreSQL DDL, safe to run again; hypertables when TimescaleDB exists."""
+"""The bars table of the offline store and the TimescaleDB hypertable settings every offline table shares.
+
+Plain PostgreSQL DDL, safe to run again; hypertables when TimescaleDB exists. The features table is defined
+with the indicators (:mod:`training.indicators.feature_table`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from training.contract import AUDIT_FEATURE
-from training.indicators.definitions import FAMILIES, FEATURE_NAMES, REFERENCE_COLUMNS
 from training.infra.db import timescaledb_available
 
 if TYPE_CHECKING:
     import psycopg
 
 OHLCV_TABLE = "market_data.ohlcv_daily"
-FEATURES_TABLE = "features.technical_indicators"
-# Every feature view carries its bar's own event timestamp as a value, so a served row says which bar each
-# view describes (a materialize stopped between views leaves them disagreeing, and serving refuses that).
-# Feast needs feature names unique across views: the audit view keeps AUDIT_FEATURE, which the model's
-# service serves and the dataset keeps as feature_timestamp; the others get `<view>_bar_timestamp`.
-AUDIT_VIEW = "price_action"
-VIEW_BAR_FIELDS = {family: AUDIT_FEATURE if family == AUDIT_VIEW else f"{family}_bar_timestamp" for family in FAMILIES}
-
-
-def feature_source_query(table: str = FEATURES_TABLE) -> str:
-    """The Feast source of every feature view: each row plus its event timestamp under each view's name
-    (``table``: the PostgreSQL table, or the lake's as Spark SQL names it)."""
-    return (
-        "SELECT *, " + ", ".join(f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values()) + f" FROM {table}"
-    )
-
-
-FEATURE_SOURCE_QUERY = feature_source_query()
 
 # Raw bars as traded plus their split/dividend-adjusted versions (NULL when the input had no adjusted
 # close). One bar per (symbol, trade_date) is kept by training.ingestion.upsert (a read, then delete/update/insert
@@ -63,18 +47,6 @@ ADJUSTED_BAR_COLUMNS = (
     "COALESCE(adj_open, open) AS open, COALESCE(adj_high, high) AS high, COALESCE(adj_low, low) AS low, "
     "COALESCE(adj_close, close) AS close, COALESCE(adj_volume, volume) AS volume"
 )
-
-_FEATURE_COLUMNS = ",\n".join(f"    {name} double precision" for name in (*FEATURE_NAMES, *REFERENCE_COLUMNS))
-FEATURES_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS features;
-CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
-    symbol            text        NOT NULL,
-    event_timestamp   timestamptz NOT NULL,
-    created_timestamp timestamptz NOT NULL,
-{_FEATURE_COLUMNS},
-    PRIMARY KEY (symbol, event_timestamp)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -142,7 +114,7 @@ def read_compression(conn: psycopg.Connection, table: str) -> Compression | None
     return Compression(True, segments, tuple(r[0] + ("" if r[3] else " DESC") for r in ordered))
 
 
-def _hypertable(conn: psycopg.Connection, table: str) -> None:
+def make_hypertable(conn: psycopg.Connection, table: str) -> None:
     """Daily bars: one-year chunks, compressed per symbol once they are old enough not to be rewritten.
 
     Every step reads first and changes only what differs, so a routine run never rewrites compression settings.
@@ -172,10 +144,4 @@ def _hypertable(conn: psycopg.Connection, table: str) -> None:
 def ensure_ohlcv_table(conn: psycopg.Connection) -> None:
     conn.execute(OHLCV_DDL)
     if timescaledb_available(conn):
-        _hypertable(conn, OHLCV_TABLE)
-
-
-def ensure_features_table(conn: psycopg.Connection) -> None:
-    conn.execute(FEATURES_DDL)
-    if timescaledb_available(conn):
-        _hypertable(conn, FEATURES_TABLE)
+        make_hypertable(conn, OHLCV_TABLE)

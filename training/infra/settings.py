@@ -23,11 +23,11 @@ from training.infra.environment import (
     lake_uri,
     partition_bars,
     redis,
-    require_postgres_engine,
     service_timeout_seconds,
     without_credentials,
 )
 from training.infra.feast_yaml import (
+    check_feast_services,
     export_feast_environment,
     feast_target,
     feast_template,
@@ -40,9 +40,10 @@ from training.infra.feast_yaml import (
 from training.infra.probes import check_mlflow, check_postgres, check_redis, postgres_unreachable
 
 __all__ = [
-    "ENGINES", "FEATURE_REPO", "PROJECT_ROOT", "PostgresSettings", "RedisSettings", "check_mlflow", "check_postgres",
-    "check_redis", "embedded_pgdata", "engine", "export_feast_environment", "feast_project", "feast_target",
-    "feast_template", "feast_yaml_path", "feast_yaml_text", "lake_uri", "mlflow_artifact_root", "mlflow_tracking_uri",
-    "online_store_config", "partition_bars", "postgres", "postgres_unreachable", "prepare_feast", "redis",
-    "require_postgres_engine", "service_timeout_seconds", "state_dir", "without_credentials", "write_feast_yaml",
+    "ENGINES", "FEATURE_REPO", "PROJECT_ROOT", "PostgresSettings", "RedisSettings", "check_feast_services",
+    "check_mlflow", "check_postgres", "check_redis", "embedded_pgdata", "engine", "export_feast_environment",
+    "feast_project", "feast_target", "feast_template", "feast_yaml_path", "feast_yaml_text", "lake_uri",
+    "mlflow_artifact_root", "mlflow_tracking_uri", "online_store_config", "partition_bars", "postgres",
+    "postgres_unreachable", "prepare_feast", "redis", "service_timeout_seconds", "state_dir", "without_credentials",
+    "write_feast_yaml",
 ]  # fmt: skip

@@ -9,7 +9,8 @@ their references (``ref_labels``: a per-event triple-barrier loop, ``ref_indicat
 ``ref_splits``: the purge and embargo rules) import nothing from the code they audit: ``training.labeling``,
 ``training.validation``, ``training.indicators`` (except the definition table, whose names, parameters
 and scale-free forms are the specification, not the computation), ``training.feast_store``,
-``training.dataset`` (except the artifact reader), ``training.model`` or ``training.panels``. They may use
+``training.dataset`` (except the artifact reader), ``training.engines``, ``training.model`` or
+``training.panels``. They may use
 the artifact reader, configuration, errors and infra. Only :mod:`training.leakage.audited_code` runs
 audited code, to obtain what is judged (the trainer's folds, a rebuild), never to judge it.
 """

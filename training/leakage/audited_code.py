@@ -63,12 +63,12 @@ def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None]
     """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
     here only)."""
     from training.config import default_config
-    from training.dataset import profile_builder
+    from training.engines import current_engine
     from training.feast_store.repository import feature_store
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")
-    return profile_builder()(
+    return current_engine().build_dataset(
         default_config().with_sections(metadata["config"]),
         feature_store(),
         out,

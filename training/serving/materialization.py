@@ -99,9 +99,9 @@ def newest_rows(store: FeatureStore, views: list[str]) -> pa.Table:
 
 def _offline_store_class(store: FeatureStore):
     """The project's offline store of this profile: its latest-row pull is what materialization runs."""
+    from training.engines.spark.lake_offline_store import AsOfSparkOfflineStore, AsOfSparkOfflineStoreConfig
     from training.errors import InputError
     from training.feast_store.offline_store import AsOfPostgreSQLOfflineStore, AsOfPostgreSQLOfflineStoreConfig
-    from training.feast_store.spark_offline_store import AsOfSparkOfflineStore, AsOfSparkOfflineStoreConfig
 
     if isinstance(store.config.offline_store, AsOfPostgreSQLOfflineStoreConfig):
         return AsOfPostgreSQLOfflineStore

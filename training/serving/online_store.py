@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 from training.contract import AUDIT_FEATURE, COMPUTE_FEATURES, FEAST_APPLY, normalise_symbols
 from training.dataset.offline_bars import unknown_symbols_error
 from training.errors import InputError
-from training.infra import db, settings
-from training.infra.schema import FEATURE_SOURCE_QUERY, FEATURES_TABLE, VIEW_BAR_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,18 +68,6 @@ def overwriting(store: FeatureStore) -> Iterator[None]:
 
 # --- online/offline consistency -------------------------------------------------------------------
 
-# The newest row of each symbol, as the Feast source (and so materialize) sees it: one probe of the
-# (symbol, event_timestamp) index per symbol, not a sort of every row (a universe has millions).
-_LATEST_OFFLINE = f"""
-SELECT newest.*
-FROM unnest(%(symbols)s::text[]) AS wanted(symbol)
-CROSS JOIN LATERAL (
-    SELECT * FROM ({FEATURE_SOURCE_QUERY}) AS source
-    WHERE source.symbol = wanted.symbol
-    ORDER BY source.event_timestamp DESC, source.created_timestamp DESC
-    LIMIT 1
-) AS newest
-"""
 SCALE_FREE_VIEW = "scale_free_indicators"
 REL_TOLERANCE = 1e-12
 
@@ -107,16 +93,12 @@ class SymbolCheck:
 
 def offline_symbols() -> list[str]:
     """Symbols that have feature rows, or a clear error when the feature table is empty or absent."""
-    if settings.engine() == "spark":
-        from training.infra.spark_session import session
-        from training.spark.lake_features import feature_symbols
+    from training.engines import current_engine
 
-        symbols, table = feature_symbols(session()), f"the lake's features table ({settings.lake_uri()})"
-    else:
-        with db.connect() as conn:
-            symbols, table = db.table_symbols(conn, FEATURES_TABLE), FEATURES_TABLE
+    engine = current_engine()
+    symbols = engine.feature_symbols()
     if not symbols:
-        raise InputError(f"{table} is empty: run `{COMPUTE_FEATURES}` first")
+        raise InputError(f"{engine.features_table()} is empty: run `{COMPUTE_FEATURES}` first")
     return symbols
 
 
@@ -134,16 +116,9 @@ def resolve_symbols(symbols: list[str] | None) -> list[str]:
 
 def latest_offline_rows(symbols: list[str]) -> pd.DataFrame:
     """The newest feature row of each symbol: exactly what materialize loads into the online store."""
-    if settings.engine() == "spark":
-        from training.infra.spark_session import session
-        from training.spark.lake_features import latest_feature_rows
+    from training.engines import current_engine
 
-        return latest_feature_rows(session(), symbols).set_index("symbol", drop=False)
-    with db.connect() as conn:
-        frame = db.copy_out(
-            conn, _LATEST_OFFLINE, {"symbols": symbols}, parse_dates=["event_timestamp", *VIEW_BAR_FIELDS.values()]
-        )
-    return frame.set_index("symbol", drop=False)
+    return current_engine().latest_feature_rows(symbols).set_index("symbol", drop=False)
 
 
 def same_value(online: Any, offline: Any) -> bool:

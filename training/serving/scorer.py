@@ -21,8 +21,9 @@ from training.contract import (
 )
 from training.dataset.offline_bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
+from training.indicators.feature_table import FEATURES_TABLE, VIEW_BAR_FIELDS
 from training.infra import db, settings
-from training.infra.schema import FEATURES_TABLE, OHLCV_TABLE, VIEW_BAR_FIELDS
+from training.infra.schema import OHLCV_TABLE
 from training.serving.bounded import Store
 from training.serving.model_loading import LoadedModel
 from training.serving.online_store import ensure_online_tables

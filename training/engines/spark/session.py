@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
-LOG4J = Path(__file__).resolve().parents[1] / "spark" / "log4j2.properties"
+LOG4J = Path(__file__).resolve().with_name("log4j2.properties")
 CONNECT_PORT = 15002  # Spark Connect's default
 PROBE_SECONDS = 3
 # What a run of ours needs whatever the cluster: UTC session time (timestamps are UTC instants everywhere in

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from training.contract import INGEST
 from training.dataset.offline_bars import checked_against, features_behind_error, missing_features_error
-from training.spark import lake
+from training.engines.spark import lake
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,7 @@ def bar_counts(spark: SparkSession, symbols: Sequence[str] | None = None) -> lis
 def checked_symbols(spark: SparkSession, symbols: Sequence[str] | None) -> list[str] | None:
     """``symbols`` normalised and sorted (None: every symbol), refused when unknown or when the lake has no bars."""
     known = [symbol for symbol, _ in bar_counts(spark)]
-    empty = f"the lake's bars table ({lake.table_uri(lake.BARS)}) is empty: run `{INGEST} --engine spark`"
+    empty = f"the lake's bars table ({lake.table_uri(lake.BARS)}) is empty: run `{INGEST}` with OHLCV_ENGINE=spark"
     return checked_against(symbols, known, empty)
 
 
@@ -66,7 +66,7 @@ def require_features(spark: SparkSession, bars: DataFrame) -> None:
     (Feast would silently join such a decision to an older bar's row within the TTL)."""
     from pyspark.sql import functions as F
 
-    from training.spark.lake_features import FEATURE_SCHEMA
+    from training.engines.spark.lake_features import FEATURE_SCHEMA
 
     stored = lake.read_table(spark, lake.FEATURES, FEATURE_SCHEMA).select("symbol", "event_timestamp")
     missing = bars.select("symbol").distinct().join(stored.select("symbol").distinct(), "symbol", "left_anti")

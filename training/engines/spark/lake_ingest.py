@@ -1,4 +1,4 @@
-"""Load clean bars into the lake's ``bars`` table with the PostgreSQL load's rules (training.ingestion.upsert).
+"""Load clean bars into the lake's ``bars`` table by the rules of :mod:`training.ingestion.load_rules`.
 
 The same decisions, as Spark SQL over the file's stage and the stored bars of the buckets it touches: one bar
 per (symbol, trade date); a bar identical to the stored one is left alone (created_timestamp too); a changed
@@ -7,7 +7,8 @@ from the file never erases stored values (the stored adjustment factor is applie
 duplicate (symbol, date) rows, a symbol left with both adjusted and raw bars, and a stamp already taken by
 another stored date are refused naming them. The file is staged chunk by chunk as it is read and checked;
 nothing is written to the table before the whole file has passed, and a load that changes nothing writes
-nothing. Only the buckets holding the file's symbols are rewritten (:func:`training.spark.lake.replace_buckets`).
+nothing. Only the buckets holding the file's symbols are rewritten
+(:func:`training.engines.spark.lake.replace_buckets`).
 
 Unlike PostgreSQL, the lake has no lock: run one ingest at a time per lake (a scheduler's job does).
 """
@@ -18,42 +19,34 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from training.ingestion.file_lines import MAX_REPORTED_ROWS
-from training.ingestion.upsert import (
+from training.engines.spark import lake
+from training.ingestion.load_rules import (
+    ADJUSTED,
+    RAW,
+    STAGED_COLUMNS,
     STORED_COLUMNS,
     IngestResult,
     duplicates_error,
+    duplicates_query,
+    merged_adjusted,
     mixed_adjustment_error,
+    mixed_adjustment_query,
     taken_stamp_error,
+    taken_stamp_query,
 )
-from training.spark import lake
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
 
-_RAW = ("open", "high", "low", "close", "volume")
-_ADJUSTED = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
-_VALUES = (*_RAW, *_ADJUSTED)
+_VALUES = (*RAW, *ADJUSTED)
 STAGE_SCHEMA = lake.BAR_SCHEMA.replace(", created_timestamp timestamp", "") + ", line long, dropped boolean"
-_STAGE_COLUMNS = (*STORED_COLUMNS, "line", "dropped")
-
-
-def _merged_adjusted(column: str) -> str:
-    """The adjusted value to store: the file's, else the stored bar's factor applied to the file's raw values."""
-    raw = column.removeprefix("adj_")
-    rescaled = "s.volume / (o.adj_close / o.close)" if raw == "volume" else f"s.{raw} * (o.adj_close / o.close)"
-    same_raw = " AND ".join(f"s.{c} = o.{c}" for c in _RAW)
-    return (
-        f"CASE WHEN s.adj_close IS NOT NULL THEN s.{column} WHEN o.adj_close IS NULL THEN NULL "
-        f"WHEN {same_raw} THEN o.{column} ELSE {rescaled} END AS {column}"
-    )
 
 
 # One row per staged bar: merged values, the stored bar of its (symbol, trade_date), and what to do.
 _PLAN = f"""
-SELECT s.symbol, s.event_timestamp, s.trade_date, {", ".join(f"s.{c}" for c in _RAW)},
-       {", ".join(_merged_adjusted(c) for c in _ADJUSTED)},
+SELECT s.symbol, s.event_timestamp, s.trade_date, {", ".join(f"s.{c}" for c in RAW)},
+       {", ".join(merged_adjusted(c) for c in ADJUSTED)},
        o.symbol IS NOT NULL AS known,
        coalesce(o.event_timestamp = s.event_timestamp, false) AS same_stamp,
        coalesce(o.event_timestamp <> s.event_timestamp, false) AS restamped,
@@ -66,36 +59,9 @@ _COUNTS = f"""
 SELECT count(*), count(DISTINCT symbol), count_if(NOT known), count_if(restamped OR changed), count_if(restamped)
 FROM (SELECT *, {_CHANGED} AS changed FROM plan)
 """
-_DUPLICATES = """
-SELECT s.line, s.symbol, s.trade_date, count(*) OVER () AS total
-FROM stage_all s
-JOIN (SELECT symbol, trade_date FROM stage_all GROUP BY 1, 2 HAVING count(*) > 1) d
-  ON d.symbol = s.symbol AND d.trade_date = s.trade_date
-ORDER BY s.line
-LIMIT :limit
-"""
-# Symbols the load would leave with both adjusted and raw bars: the merged file rows plus every stored bar
-# of the file's symbols on a date the file does not hold.
-_MIXED = """
-WITH after AS (
-    SELECT symbol, adj_close IS NOT NULL AS adjusted FROM plan
-    UNION ALL
-    SELECT t.symbol, t.adj_close IS NOT NULL FROM stored t
-    LEFT SEMI JOIN (SELECT DISTINCT symbol FROM stage) f ON f.symbol = t.symbol
-    LEFT ANTI JOIN stage s ON s.symbol = t.symbol AND s.trade_date = t.trade_date
-)
-SELECT symbol, count_if(adjusted), count_if(NOT adjusted)
-FROM after GROUP BY symbol HAVING bool_or(adjusted) AND bool_or(NOT adjusted)
-ORDER BY symbol
-"""
-# A bar whose new stamp is already taken by a stored bar of another date the file does not touch.
-_STAMP_TAKEN = """
-SELECT p.symbol, p.trade_date, t.trade_date FROM plan p
-JOIN stored t ON t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND t.trade_date <> p.trade_date
-LEFT ANTI JOIN stage s ON s.symbol = t.symbol AND s.trade_date = t.trade_date
-WHERE NOT p.same_stamp
-LIMIT 1
-"""
+_DUPLICATES = duplicates_query("stage_all")
+_MIXED = mixed_adjustment_query("plan", "stage", "stored")
+_STAMP_TAKEN = taken_stamp_query("plan", "stage", "stored")
 # The new content of the touched buckets: their stored bars on dates the file does not hold, and the file's
 # bars, keeping the stored created_timestamp of unchanged ones.
 _AFTER = f"""
@@ -114,7 +80,7 @@ def upsert_lake(
     and check the whole load, then replace the touched buckets of the lake's bars; see the module docstring."""
     with lake.staging(spark) as work:
         for bars in chunks:
-            frame = bars.reindex(columns=list(_STAGE_COLUMNS))
+            frame = bars.reindex(columns=list(STAGED_COLUMNS))
             spark.createDataFrame(frame, STAGE_SCHEMA).write.mode("append").parquet(f"{work}/stage")
         stage_all = spark.read.parquet(f"{work}/stage")
         stage_all.createOrReplaceTempView("stage_all")
@@ -139,7 +105,7 @@ def upsert_lake(
 
 
 def _refuse_duplicates(spark: SparkSession) -> None:
-    twins = spark.sql(_DUPLICATES, args={"limit": MAX_REPORTED_ROWS}).collect()
+    twins = spark.sql(_DUPLICATES).collect()
     if twins:
         raise duplicates_error(twins)
 

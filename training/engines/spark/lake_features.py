@@ -1,4 +1,4 @@
-"""``compute-features --engine spark``: the 23 indicators of the lake's bars into the lake's ``features`` table.
+"""``compute-features`` on the Spark engine: the 23 indicators of the lake's bars into its ``features`` table.
 
 The PostgreSQL job's rules (training.indicators.backfill), on Spark: indicators come from adjusted bars
 (``COALESCE(adj_*, raw)``), one row per bar, NULL inside a feature's warm-up; a symbol is recomputed, on its
@@ -6,7 +6,7 @@ whole history, when one of its bars has no feature row or one whose reference va
 high/low, close/open) no longer match the bar, or when a feature row has lost its bar (those rows are
 removed); ``full`` recomputes every selected symbol. A recomputed row identical to the stored one keeps its
 created_timestamp; a run that changes nothing writes nothing. Only the buckets holding recomputed symbols
-are rewritten, from rows staged first (:mod:`training.spark.lake`).
+are rewritten, from rows staged first (:mod:`training.engines.spark.lake`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from training.engines.spark import lake
+from training.engines.spark.lake_bars import ADJUSTED, to_pandas
+from training.engines.spark.spark_indicators import compute_on_spark
 from training.errors import InputError, name_some
 from training.indicators.backfill import FeaturesResult
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.spark import lake
-from training.spark.lake_bars import ADJUSTED, to_pandas
-from training.spark.spark_indicators import compute_on_spark
 
 if TYPE_CHECKING:
     import pandas as pd

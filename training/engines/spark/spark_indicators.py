@@ -3,7 +3,7 @@ per symbol inside ``groupBy("symbol").applyInPandas``, so both engines compute t
 construction: each call sees one symbol's whole history, oldest first, exactly as a one-box partition does.
 
 Bars arrive with Spark's timestamps (UTC instants; the session's time zone is UTC, see
-:mod:`training.infra.spark_session`); the kernel's output carries the bar's stamp back unchanged.
+:mod:`training.engines.spark.session`); the kernel's output carries the bar's stamp back unchanged.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Feast's Spark offline store with a point-in-time join that sorts within join keys instead of ranking pairs.
 
-Select it in feature_store.yaml with ``type: training.feast_store.spark_offline_store.AsOfSparkOfflineStore``
+Select it in feature_store.yaml with ``type: training.engines.spark.lake_offline_store.AsOfSparkOfflineStore``
 (the lake profile's template does). Everything except ``get_historical_features`` is the stock store's.
 The stock join pairs each entity row with every feature row of its key inside the TTL and keeps the
 newest with ``ROW_NUMBER``; this one co-groups entity and feature rows by key and merges them sorted
-(:mod:`training.spark.asof_join`), giving the same rows. Requests it cannot answer exactly (timestamp-range
+(:mod:`training.engines.spark.asof_join`), giving the same rows. Requests it cannot answer exactly (timestamp-range
 retrieval, ``filter_by_created_timestamp``, non-Spark sources, names that collide) are decided
 :class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged, as the PostgreSQL
 store does.
@@ -39,8 +39,8 @@ from feast.repo_config import RepoConfig
 from feast.type_map import spark_schema_to_np_dtypes
 from pydantic import StrictStr, model_validator
 
+from training.engines.spark import asof_join, quiet_feast_alpha_warnings
 from training.feast_store.plan import JoinGroup, Unsupported, join_groups
-from training.spark import asof_join, quiet_feast_alpha_warnings
 
 quiet_feast_alpha_warnings()  # after Feast's Spark modules put their own filter first
 
@@ -49,14 +49,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLASS_PATH = "training.feast_store.spark_offline_store.AsOfSparkOfflineStore"
+CLASS_PATH = "training.engines.spark.lake_offline_store.AsOfSparkOfflineStore"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AsOfSparkOfflineStoreConfig(SparkOfflineStoreConfig):
     """The stock Spark store's settings (``spark_conf``, ``staging_location``, ...) under this store's type."""
 
-    type: Literal["training.feast_store.spark_offline_store.AsOfSparkOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
+    type: Literal["training.engines.spark.lake_offline_store.AsOfSparkOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
     resolved_for: StrictStr | None = None  # set in a resolved feature_store.yaml: the stores it was resolved for
 
     @model_validator(mode="after")
@@ -87,7 +87,7 @@ class AsOfSparkRetrievalJob(SparkRetrievalJob):
     """A stock Spark job whose frame is the sort-merge's result (see the module docstring)."""
 
     def __init__(self, spark: SparkSession, plan: SparkPlan, config: RepoConfig, full_feature_names: bool, odfvs):
-        description = "-- as-of sort-merge per join key (training.spark.asof_join); groups: " + "; ".join(
+        description = "-- as-of sort-merge per join key (training.engines.spark.asof_join); groups: " + "; ".join(
             f"{g.table_subquery} on {', '.join(g.join_keys)}" for g in plan.groups
         )
         super().__init__(spark, description, full_feature_names, config, odfvs, plan.metadata)
@@ -120,9 +120,9 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
         start_date: datetime,
         end_date: datetime,
     ) -> RetrievalJob:
-        """The stock pull, in the project's session (UTC, Arrow; see training.infra.spark_session): Feast would
+        """The stock pull, in the project's session (UTC, Arrow; see training.engines.spark.session): Feast would
         otherwise start a bare session of its own when materialization is the first Spark work of a process."""
-        from training.infra.spark_session import session
+        from training.engines.spark.session import session
 
         session()
         return SparkOfflineStore.pull_latest_from_table_or_query(
@@ -149,7 +149,7 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
         **kwargs: Any,
     ) -> RetrievalJob:
         assert isinstance(config.offline_store, AsOfSparkOfflineStoreConfig)
-        from training.infra.spark_session import session
+        from training.engines.spark.session import session
 
         spark = session()
         decision = decide(

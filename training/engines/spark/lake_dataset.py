@@ -1,9 +1,9 @@
-"""``build-dataset --engine spark``: the one-box builder's passes (:mod:`training.dataset.builder`) with the
+"""``build-dataset`` on the Spark engine: the one-box builder's passes (:mod:`training.dataset.builder`) with the
 per-symbol work on Spark.
 
 Spark runs what needs one symbol's history, one symbol per call, with the one-box kernels: the labels
 (``triple_barrier_labels``), the point-in-time join (the lake's Feast store, the Spark sort-merge of
-:mod:`training.feast_store.spark_offline_store`), the finite-feature filter and the per-symbol weight
+:mod:`training.engines.spark.lake_offline_store`), the finite-feature filter and the per-symbol weight
 components (``WeightStream.local``: uniqueness, return attribution). The driver keeps what needs every
 symbol, and only as small arrays: the calendar (distinct decision dates and their counts), the hold-out
 boundaries, the per-date uniqueness sums and class counts, the exact weight totals. It then writes the
@@ -42,13 +42,13 @@ from training.dataset.builder import (
 )
 from training.dataset.historical_features import ServiceFeatures, describe_service
 from training.dataset.offline_bars import check_range, decision_mask
+from training.engines.spark import lake, lake_bars
+from training.engines.spark.on_demand import with_on_demand_features
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
 from training.labeling.sample_weights import WeightStream
 from training.labeling.triple_barrier import BARRIER_NAMES, triple_barrier_labels
 from training.partitions import Partition, plan_partitions
-from training.spark import lake, lake_bars
-from training.spark.on_demand import with_on_demand_features
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -160,8 +160,8 @@ def build_lake_dataset(
     from pyspark.sql.types import StructType
     from tqdm import tqdm
 
+    from training.engines.spark.session import session
     from training.infra.settings import partition_bars as default_budget
-    from training.infra.spark_session import session
 
     started = time.perf_counter()
     spark = session()

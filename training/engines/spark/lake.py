@@ -44,7 +44,7 @@ def table_uri(name: str) -> str:
 
 def features_source_query() -> str:
     """The Feast source of the lake's feature views: the PostgreSQL profile's query over the lake's table."""
-    from training.infra.schema import feature_source_query
+    from training.indicators.feature_table import feature_source_query
 
     return feature_source_query(f"parquet.`{table_uri(FEATURES)}`")
 
