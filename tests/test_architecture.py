@@ -121,3 +121,19 @@ def test_the_engine_follows_the_setting(monkeypatch):
     assert current_engine().name == "spark"
     monkeypatch.setenv("OHLCV_ENGINE", "Postgres ")
     assert current_engine().name == "postgres"
+
+
+def test_a_command_an_engine_does_not_run_is_refused_in_one_line_before_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from training.cli import cli
+
+    bars = tmp_path / "bars.csv"
+    bars.write_text("Date,Symbol,Open,High,Low,Close,Volume\n")
+    result = CliRunner().invoke(cli, ["update", str(bars)], env={"OHLCV_ENGINE": "spark"})
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: update reads PostgreSQL's tables and does not run on OHLCV_ENGINE=spark yet; the lake profile "
+        "covers ingest, compute-features, build-dataset, verify-leakage, train, Feast's historical retrieval, "
+        "materialize and check-online (unset OHLCV_ENGINE)"
+    ]

@@ -32,9 +32,10 @@ from feast.types import Float64, UnixTimestamp
 from feast.value_type import ValueType
 
 from tests.conftest import scratch_repo_config
-from training.feast_store import offline_store
+from training.feast_store import offline_store, retrieval
 from training.feast_store.offline_store import CLASS_PATH, AsOfPostgreSQLOfflineStoreConfig, AsOfRetrievalJob
 from training.feast_store.plan import RetrievalPlan, Supported, Unsupported
+from training.feast_store.retrieval import HistoricalRequest
 from training.infra import db, settings
 
 SYMBOLS = [f"S{i}" for i in range(5)]
@@ -343,6 +344,48 @@ def test_sql_entity_dataframe_matches_stock_and_dataframe_path(stores, tables):
     )
 
 
+def test_entity_select_mode_embed_query_is_honoured_by_the_stock_store(stores, tables, caplog):
+    """An SQL entity query under ``embed_query`` goes to the stock store, which embeds it (no entity table);
+    a pandas frame still takes the sort-merge, since the mode only speaks of queries."""
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import EntitySelectMode
+    from feast.repo_config import RepoConfig
+
+    fast_store, _ = stores
+    entity = _entity_frame(12, tables, n=60)
+    with db.connect(autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS pit.embedded_rows")
+        conn.execute(
+            "CREATE TABLE pit.embedded_rows (symbol text, venue text, event_timestamp timestamptz, row_id bigint)"
+        )
+        db.copy_in(conn, "pit.embedded_rows", entity[["symbol", "venue", "event_timestamp", "row_id"]])
+    query = "SELECT * FROM pit.embedded_rows"
+    base = fast_store.config
+    embed = base.offline_store.model_copy(update={"entity_select_mode": EntitySelectMode.embed_query})
+    config = RepoConfig(
+        project=base.project,
+        provider=base.provider,
+        registry=base.registry_config,
+        offline_store=embed,
+        online_store=base.online_config,
+        entity_key_serialization_version=base.entity_key_serialization_version,
+    )
+    views = [fast_store.get_feature_view("fv_a")]
+    request = HistoricalRequest(config, views, FEATURES[:2], query, fast_store.registry, fast_store.project)
+    assert offline_store.decide(request) == Unsupported(
+        "entity_select_mode embed_query (the stock store embeds the entity query)"
+    )
+    framed = HistoricalRequest(config, views, FEATURES[:2], entity, fast_store.registry, fast_store.project)
+    assert isinstance(offline_store.decide(framed), Supported)
+    with caplog.at_level(logging.INFO, logger=retrieval.__name__):
+        job = offline_store.AsOfPostgreSQLOfflineStore.get_historical_features(
+            config, views, FEATURES[:2], query, fast_store.registry, fast_store.project
+        )
+    assert type(job) is PostgreSQLRetrievalJob and "embed_query" in caplog.text
+    assert query in job.to_sql()  # embedded, not uploaded
+    expected = fast_store.get_historical_features(query, FEATURES[:2]).to_df()
+    pd.testing.assert_frame_equal(_sorted(job.to_df()), _sorted(expected), check_exact=True)
+
+
 def test_naive_and_zoned_entity_timestamps_mean_the_same_instant(stores, tables):
     fast_store, _ = stores
     entity = _entity_frame(5, tables, n=60)
@@ -413,7 +456,7 @@ def test_the_fallback_decision_is_typed_and_logged(stores, tables, caplog):
 
     def decide(frame: pd.DataFrame, **kwargs: bool) -> Supported | Unsupported:
         config, registry, project = fast_store.config, fast_store.registry, fast_store.project
-        return offline_store.decide(config, views, refs, frame, registry, project, False, **kwargs)
+        return offline_store.decide(HistoricalRequest(config, views, refs, frame, registry, project, False, **kwargs))
 
     supported = decide(entity)
     assert isinstance(supported, Supported) and isinstance(supported.plan, RetrievalPlan)
@@ -428,11 +471,11 @@ def test_the_fallback_decision_is_typed_and_logged(stores, tables, caplog):
     unsupported = decide(categorical)
     assert isinstance(unsupported, Unsupported) and "'note'" in unsupported.reason
 
-    with caplog.at_level(logging.INFO, logger=offline_store.__name__):
+    with caplog.at_level(logging.INFO, logger=retrieval.__name__):
         job = fast_store.get_historical_features(categorical, refs)
     assert type(job) is PostgreSQLRetrievalJob
-    assert [r.getMessage() for r in caplog.records if r.name == offline_store.__name__] == [
-        f"get_historical_features handed to Feast's stock PostgreSQL store: {unsupported.reason}"
+    assert [r.getMessage() for r in caplog.records if r.name == retrieval.__name__] == [
+        f"get_historical_features handed to Feast's stock PostgreSQLOfflineStore: {unsupported.reason}"
     ]
 
 

@@ -36,8 +36,10 @@ from tests.test_offline_store import (
 )
 from training.engines.spark import lake_offline_store
 from training.engines.spark.lake_offline_store import CLASS_PATH, AsOfSparkRetrievalJob
+from training.feast_store import retrieval
 from training.feast_store.offline_store import CLASS_PATH as POSTGRES_CLASS_PATH
 from training.feast_store.plan import Unsupported
+from training.feast_store.retrieval import HistoricalRequest
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +219,7 @@ def test_sql_and_spark_entity_frames_match_the_pandas_path(spark, spark_stores, 
 def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(spark, spark_stores, tables, caplog):
     ours_store, _ = spark_stores
     entity = _entity_frame(6, tables, n=80)
-    with caplog.at_level(logging.INFO, logger=lake_offline_store.__name__):
+    with caplog.at_level(logging.INFO, logger=retrieval.__name__):
         job = ours_store.get_historical_features(entity, ["fv_a:f_a"], filter_by_created_timestamp=True)
     assert type(job) is SparkRetrievalJob
     assert "filter_by_created_timestamp" in caplog.text
@@ -225,7 +227,8 @@ def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(spark, spark_
 
     views = [ours_store.get_feature_view("fv_a")]
     clashing = entity.assign(f_a=1.0)
-    decided = lake_offline_store.decide(spark, views, ["fv_a:f_a"], clashing, ours_store.registry, "spark_pit", False)
+    request = HistoricalRequest(ours_store.config, views, ["fv_a:f_a"], clashing, ours_store.registry, "spark_pit")
+    decided = lake_offline_store.decide(spark, request)
     assert isinstance(decided, Unsupported) and "shares its name" in decided.reason
 
 

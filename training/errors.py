@@ -2,17 +2,20 @@
 
 Every failure the user can fix (bad input, a service that is down, a missing dataset) is raised as a
 subclass of :class:`ProjectError`; the CLI prints its message on one line and exits non-zero, without a
-traceback. Anything else is a bug and keeps its traceback.
+traceback. Anything else is a bug and keeps its traceback. A ProjectError is a click exception, so any click
+program that meets one (Feast's own CLI loading the project's stores) prints it on one line as well.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import click
+
 NAMED = 5  # names an error shows before it counts the rest
 
 
-class ProjectError(Exception):
+class ProjectError(click.ClickException):
     """A failure with a message that tells the user what to change."""
 
     exit_code = 2

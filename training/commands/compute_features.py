@@ -29,7 +29,6 @@ def compute_features(symbols: list[str] | None, start, end, full: bool) -> None:
     from training.engines import current_engine
 
     engine = current_engine()
-    click.echo(f"computing on {engine.where()}", err=True)
     start, end = (start.date() if start else None), (end.date() if end else None)
     report_features(engine.features_table(), engine.compute_features(symbols, start, end, full))
 

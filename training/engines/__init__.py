@@ -33,9 +33,6 @@ class Engine(Protocol):
 
     name: str
 
-    def where(self) -> str:
-        """Where the data lives and the work runs, in one line for progress output (no credentials)."""
-
     def features_table(self) -> str:
         """The feature table's name as reports and errors show it."""
 

@@ -38,11 +38,6 @@ CROSS JOIN LATERAL (
 class PostgresEngine:
     name = "postgres"
 
-    def where(self) -> str:
-        from training.infra import bootstrap
-
-        return bootstrap.postgres().describe()
-
     def features_table(self) -> str:
         return FEATURES_TABLE
 

@@ -10,12 +10,12 @@ index once per key instead of ranking every row of the window: see :func:`latest
 with ``executemany``, joins every entity row with every feature row of its key and reads with
 ``fetchall``, which takes minutes at 250 k entity rows. Requests the sort-merge cannot answer exactly
 (non-entity retrieval, ``filter_by_created_timestamp``, entityless views, column types without a fixed
-binary form) are decided :class:`~training.feast_store.plan.Unsupported` and handed to the stock
-implementation unchanged.
+binary form, ``entity_select_mode: embed_query`` with an SQL entity query) are decided
+:class:`~training.feast_store.plan.Unsupported` and handed to the stock implementation unchanged
+(:mod:`training.feast_store.retrieval`, shared with the lake's store).
 
-Only Feast's public extension points are used: the store and job subclass Feast's public classes, the job
-implements the ``RetrievalJob`` hooks Feast calls (``_to_arrow_internal``), and connections are opened
-from the store's public config fields, never through Feast's private helpers.
+The store and job subclass Feast's classes and connections are opened from the store's own config fields;
+the Feast internals this relies on are listed, and pinned by tests, in :mod:`training.feast_store.feast_internals`.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, assert_never
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
 from feast.data_source import DataSource
-from feast.errors import FeastEntityDFMissingColumnsError, ZeroColumnQueryResult
+from feast.errors import ZeroColumnQueryResult
 from feast.feature_view import FeatureView
-from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
+    EntitySelectMode,
     PostgreSQLOfflineStore,
     PostgreSQLOfflineStoreConfig,
     PostgreSQLRetrievalJob,
@@ -47,7 +47,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.type_map import pg_type_code_to_arrow
 from psycopg import sql
-from pydantic import StrictStr, model_validator
+from pydantic import StrictStr
 
 from training.feast_store import pit_join, pit_sql
 from training.feast_store.plan import (
@@ -59,8 +59,8 @@ from training.feast_store.plan import (
     Supported,
     Unsupported,
     entity_table,
-    join_groups,
 )
+from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
 from training.infra.pg_io import PG_TYPES, PgType
 
 if TYPE_CHECKING:
@@ -72,20 +72,16 @@ CLASS_PATH = "training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"
 ODFV_CHUNK_ROWS = 50_000
 
 
-class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
-    """The stock store's settings plus the sort memory of the join (``work_mem``, None: server default)."""
+class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig, ResolvedForEnvironment):
+    """The stock store's settings plus the sort memory of the join (``work_mem``, None: server default).
+
+    ``entity_select_mode: embed_query`` is honoured: an SQL entity query then goes to the stock store, which
+    embeds it (this store always stages entity rows in a temporary table).
+    """
 
     type: Literal["training.feast_store.offline_store.AsOfPostgreSQLOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
     work_mem: StrictStr | None = "64MB"
     password: StrictStr | None = None  # type: ignore[assignment]  # unset: libpq reads PGPASSWORD or ~/.pgpass
-    resolved_for: StrictStr | None = None  # set in a resolved feature_store.yaml: the stores it was resolved for
-
-    @model_validator(mode="after")
-    def _still_resolved_for_this_environment(self) -> AsOfPostgreSQLOfflineStoreConfig:
-        from training.feast_store.repository import check_resolved_for
-
-        check_resolved_for(self.resolved_for)
-        return self
 
 
 def connect(config: PostgreSQLConfig) -> psycopg.Connection:
@@ -260,45 +256,27 @@ class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
         **kwargs: Any,
     ) -> RetrievalJob:
         assert isinstance(config.offline_store, AsOfPostgreSQLOfflineStoreConfig)
-        decision = decide(
-            config,
-            feature_views,
-            feature_refs,
-            entity_df,
-            registry,
-            project,
-            full_feature_names,
-            filter_by_created_timestamp,
-            date_range=bool(kwargs.get("start_date") or kwargs.get("end_date")),
-        )
-        match decision:
-            case Unsupported(reason):
-                log.info("get_historical_features handed to Feast's stock PostgreSQL store: %s", reason)
-                return PostgreSQLOfflineStore.get_historical_features(
-                    config,
-                    feature_views,
-                    feature_refs,
-                    entity_df,
-                    registry,
-                    project,
-                    full_feature_names,
-                    filter_by_created_timestamp,
-                    **kwargs,
-                )
-            case Supported(plan, (low, high)):
-                return AsOfRetrievalJob(
-                    plan,
-                    config,
-                    full_feature_names,
-                    OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
-                    RetrievalMetadata(
-                        features=feature_refs,
-                        keys=[c for c in _entity_columns(plan) if c != plan.timestamp_column],
-                        min_event_timestamp=low,
-                        max_event_timestamp=high,
-                    ),
-                )
-        assert_never(decision)
+        request = HistoricalRequest(
+            config, feature_views, feature_refs, entity_df, registry, project, full_feature_names,
+            filter_by_created_timestamp, kwargs,
+        )  # fmt: skip
+
+        def job(decision: Supported) -> RetrievalJob:
+            plan, (low, high) = decision.plan, decision.bounds
+            return AsOfRetrievalJob(
+                plan,
+                config,
+                full_feature_names,
+                OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry),
+                RetrievalMetadata(
+                    features=feature_refs,
+                    keys=[c for c in _entity_columns(plan) if c != plan.timestamp_column],
+                    min_event_timestamp=low,
+                    max_event_timestamp=high,
+                ),
+            )
+
+        return answer(PostgreSQLOfflineStore, request, decide(request), job)
 
 
 def latest_rows_query(
@@ -359,28 +337,16 @@ def _has_seq_scan(node: Any) -> bool:
     return False
 
 
-def decide(
-    config: RepoConfig,
-    feature_views: list[FeatureView],
-    feature_refs: list[str],
-    entity_df: pd.DataFrame | str | None,
-    registry: BaseRegistry,
-    project: str,
-    full_feature_names: bool,
-    filter_by_created_timestamp: bool = False,
-    date_range: bool = False,
-) -> Decision:
+def decide(request: HistoricalRequest) -> Decision:
     """Whether the sort-merge answers this retrieval exactly: its plan, or why the stock store must answer."""
-    if filter_by_created_timestamp:
-        return Unsupported("filter_by_created_timestamp (a per-row filter a running max cannot apply)")
-    if date_range:
-        return Unsupported("a start_date/end_date range instead of entity rows")
-    if entity_df is None:
-        return Unsupported("no entity dataframe (timestamp-range retrieval)")
+    refused = request.refusal()
+    if refused is not None:
+        return refused
+    entity_df, config = request.entity_df, request.config
     if not isinstance(entity_df, pd.DataFrame | str):
         return Unsupported(f"entity dataframe of type {type(entity_df).__name__}")
-    if isinstance(entity_df, pd.DataFrame) and entity_df.empty:
-        return Unsupported("empty entity dataframe")
+    if isinstance(entity_df, str) and config.offline_store.entity_select_mode == EntitySelectMode.embed_query:
+        return Unsupported("entity_select_mode embed_query (the stock store embeds the entity query)")
     with connect(config.offline_store) as conn:
         conn.read_only = True
         if isinstance(entity_df, pd.DataFrame):
@@ -395,25 +361,16 @@ def decide(
                 return found
             entity, entity_types = entity_df, found
             schema = {name: _dtype_of(t) for name, t in entity_types}
-        ts_column = offline_utils.infer_event_timestamp_from_entity_df(schema)
-        join_keys = offline_utils.get_expected_join_keys(project, feature_views, registry)
-        missing = ({ts_column} | join_keys) - set(schema)
-        if missing:
-            raise FeastEntityDFMissingColumnsError({ts_column, *join_keys}, missing)
+        ts_column, join_keys = request.entity_columns(schema)
         types = _column_types(entity, entity_types)
         if not pa.types.is_timestamp(types[ts_column]):
             return Unsupported(f"entity timestamp column {ts_column!r} is not a timestamp")
         if any(types[k] not in KEY_PG_TYPES for k in join_keys):
             return Unsupported("a join key column type without an upload type")
         low, high = bounds = _entity_bounds(conn, entity, ts_column)
-        contexts = offline_utils.get_feature_view_query_context(
-            feature_refs, feature_views, registry, project, (low, high) if low and high else (datetime.min,) * 2
-        )
-        joins = join_groups(contexts, feature_views, full_feature_names)
+        joins = request.joins((low, high) if low and high else (datetime.min,) * 2, schema)
         if isinstance(joins, Unsupported):
             return joins
-        if set(joins.outputs) & set(schema):
-            return Unsupported("a feature shares its name with an entity dataframe column")
         group_types = _group_types(conn, joins)
         if isinstance(group_types, Unsupported):
             return group_types

@@ -46,44 +46,34 @@ def repo_config() -> RepoConfig:
 
 
 def check_resolved_for(resolved_for: str | None) -> None:
-    """Refuse a resolved feature_store.yaml that no longer matches the environment, in one line.
+    """Refuse, in one line, a resolved feature_store.yaml that no longer matches the environment; a comparison
+    only: the file is (re)written by whatever prepares Feast (:func:`training.infra.settings.prepare_feast`,
+    which ``python -m training feast`` and every project command run first).
 
     Resolving the environment starts the embedded PostgreSQL when PGHOST is unset, so Feast's own commands
-    find it running. Under Feast's CLI a stale file (other stores, or an older template) is rewritten and the
-    command stops: run it again. A config built in code (no ``resolved_for``) names its own stores.
+    find it running. Under Feast's own CLI the file is also compared with its template, so a file older than
+    the template is named. A config built in code (no ``resolved_for``) names its own stores. The error is a
+    :class:`~training.errors.ProjectError`, which any click program (Feast's CLI too) prints on one line.
     """
     if resolved_for is None:
         return
-    files = _feast_cli_files()
-    try:
-        _check_resolved(resolved_for, files)
-    except ProjectError as exc:
-        if files is None:
-            raise
-        import click
-
-        raise click.ClickException(str(exc)) from None  # Feast's CLI prints it on one line and exits 1
-
-
-def _check_resolved(resolved_for: str, files: tuple[Path, Path | None] | None) -> None:
     current = settings.feast_target()
     _check_redis_password()
-    path, template = files or (None, None)
-    if path is None or template is None:  # not Feast's CLI, or no template to rewrite the file from
-        if resolved_for != current:
-            raise ProjectError(
-                f"feature_store.yaml was resolved for {resolved_for}, but the environment says {current}: "
-                "`python -m training feast plan` rewrites feature_repo/feature_store.yaml"
-            )
-        return
-    if path.read_text() == settings.feast_yaml_text(template):
-        return
-    settings.write_feast_yaml(path, template)
-    before, after = resolved_for.split(", "), current.split(", ")
-    pairs = zip(before, after, strict=True) if len(before) == len(after) else [(resolved_for, current)]
-    changed = [f"{old} -> {new}" for old, new in pairs if old != new]
-    why = f"was resolved for {'; '.join(changed)}" if changed else f"was older than {template.name}"
-    raise ProjectError(f"{path} {why}: rewritten for this environment, run the command again")
+    files = _feast_cli_files()
+    if resolved_for != current:
+        before, after = resolved_for.split(", "), current.split(", ")
+        pairs = zip(before, after, strict=True) if len(before) == len(after) else [(resolved_for, current)]
+        changed = "; ".join(f"{old} -> {new}" for old, new in pairs if old != new)
+        raise ProjectError(f"{_named(files)} was resolved for {changed}: {REWRITE}")
+    if files is not None and files[1] is not None and files[0].read_text() != settings.feast_yaml_text(files[1]):
+        raise ProjectError(f"{_named(files)} is older than {files[1].name}: {REWRITE}")
+
+
+REWRITE = "`python -m training feast ARGS` rewrites it for this environment and runs Feast's CLI"
+
+
+def _named(files: tuple[Path, Path | None] | None) -> str:
+    return str(files[0]) if files is not None else "feature_store.yaml"
 
 
 def _feast_cli_files() -> tuple[Path, Path | None] | None:

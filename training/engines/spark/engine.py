@@ -33,12 +33,6 @@ class SparkEngine:
 
         return session()
 
-    def where(self) -> str:
-        from training.engines.spark.session import describe
-        from training.infra import environment
-
-        return f"{describe()}, lake {environment.lake_uri()}"
-
     def features_table(self) -> str:
         from training.engines.spark import lake
 

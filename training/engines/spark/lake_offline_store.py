@@ -6,8 +6,9 @@ The stock join pairs each entity row with every feature row of its key inside th
 newest with ``ROW_NUMBER``; this one co-groups entity and feature rows by key and merges them sorted
 (:mod:`training.engines.spark.asof_join`), giving the same rows. Requests it cannot answer exactly (timestamp-range
 retrieval, ``filter_by_created_timestamp``, non-Spark sources, names that collide) are decided
-:class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged, as the PostgreSQL
-store does.
+:class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged by the fallback both
+stores share (:mod:`training.feast_store.retrieval`); the Feast internals relied on are listed in
+:mod:`training.feast_store.feast_internals`.
 
 The job is a :class:`SparkRetrievalJob` whose ``to_spark_df`` is the joined frame, so ``to_df``,
 ``to_arrow``, ``persist`` and on-demand views behave, and type columns, as the stock job's. A pandas entity
@@ -19,13 +20,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, assert_never
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from feast.data_source import DataSource
-from feast.errors import FeastEntityDFMissingColumnsError
 from feast.feature_view import FeatureView
-from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
     SparkOfflineStore,
     SparkOfflineStoreConfig,
@@ -37,10 +36,10 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.type_map import spark_schema_to_np_dtypes
-from pydantic import StrictStr, model_validator
 
 from training.engines.spark import asof_join, quiet_feast_alpha_warnings
-from training.feast_store.plan import JoinGroup, Unsupported, join_groups
+from training.feast_store.plan import JoinGroup, Unsupported
+from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
 
 quiet_feast_alpha_warnings()  # after Feast's Spark modules put their own filter first
 
@@ -53,18 +52,10 @@ CLASS_PATH = "training.engines.spark.lake_offline_store.AsOfSparkOfflineStore"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class AsOfSparkOfflineStoreConfig(SparkOfflineStoreConfig):
+class AsOfSparkOfflineStoreConfig(SparkOfflineStoreConfig, ResolvedForEnvironment):
     """The stock Spark store's settings (``spark_conf``, ``staging_location``, ...) under this store's type."""
 
     type: Literal["training.engines.spark.lake_offline_store.AsOfSparkOfflineStore"] = CLASS_PATH  # type: ignore[assignment]
-    resolved_for: StrictStr | None = None  # set in a resolved feature_store.yaml: the stores it was resolved for
-
-    @model_validator(mode="after")
-    def _still_resolved_for_this_environment(self) -> AsOfSparkOfflineStoreConfig:
-        from training.feast_store.repository import check_resolved_for
-
-        check_resolved_for(self.resolved_for)
-        return self
 
 
 @dataclass(frozen=True)
@@ -152,60 +143,29 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
         from training.engines.spark.session import session
 
         spark = session()
-        decision = decide(
-            spark,
-            feature_views,
-            feature_refs,
-            entity_df,
-            registry,
-            project,
-            full_feature_names,
-            filter_by_created_timestamp,
-            date_range=bool(kwargs.get("start_date") or kwargs.get("end_date")),
-        )
-        match decision:
-            case Unsupported(reason):
-                log.info("get_historical_features handed to Feast's stock Spark store: %s", reason)
-                return SparkOfflineStore.get_historical_features(
-                    config,
-                    feature_views,
-                    feature_refs,
-                    entity_df,
-                    registry,
-                    project,
-                    full_feature_names,
-                    filter_by_created_timestamp,
-                    **kwargs,
-                )
-            case SparkPlan():
-                odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-                return AsOfSparkRetrievalJob(spark, decision, config, full_feature_names, odfvs)
-        assert_never(decision)
+        request = HistoricalRequest(
+            config, feature_views, feature_refs, entity_df, registry, project, full_feature_names,
+            filter_by_created_timestamp, kwargs,
+        )  # fmt: skip
+
+        def job(plan: SparkPlan) -> RetrievalJob:
+            odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+            return AsOfSparkRetrievalJob(spark, plan, config, full_feature_names, odfvs)
+
+        return answer(SparkOfflineStore, request, decide(spark, request), job)
 
 
-def decide(
-    spark: SparkSession,
-    feature_views: list[FeatureView],
-    feature_refs: list[str],
-    entity_df: pd.DataFrame | str | DataFrame | None,
-    registry: BaseRegistry,
-    project: str,
-    full_feature_names: bool,
-    filter_by_created_timestamp: bool = False,
-    date_range: bool = False,
-) -> SparkDecision:
+def decide(spark: SparkSession, request: HistoricalRequest) -> SparkDecision:
     """Whether the sort-merge answers this retrieval exactly: its plan, or why the stock store must answer."""
     from pyspark.sql import DataFrame as SparkFrame
 
-    if filter_by_created_timestamp:
-        return Unsupported("filter_by_created_timestamp (a per-row filter on created timestamps)")
-    if date_range or entity_df is None:
-        return Unsupported("a start_date/end_date range instead of entity rows")
-    if not all(isinstance(fv.batch_source, SparkSource) for fv in feature_views):
+    refused = request.refusal()
+    if refused is not None:
+        return refused
+    entity_df = request.entity_df
+    if not all(isinstance(fv.batch_source, SparkSource) for fv in request.feature_views):
         return Unsupported("a feature view whose source is not a SparkSource")
     if isinstance(entity_df, pd.DataFrame):
-        if entity_df.empty:
-            return Unsupported("empty entity dataframe")
         schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=True))
     elif isinstance(entity_df, str | SparkFrame):
         frame = spark.sql(entity_df) if isinstance(entity_df, str) else entity_df
@@ -214,22 +174,15 @@ def decide(
         return Unsupported(f"entity dataframe of type {type(entity_df).__name__}")
     if any(str(name).startswith("__asof_") for name in schema):
         return Unsupported("an entity column named like the join's own (__asof_*)")
-    ts_column = offline_utils.infer_event_timestamp_from_entity_df(schema)
-    join_keys = offline_utils.get_expected_join_keys(project, feature_views, registry)
-    missing = ({ts_column} | join_keys) - set(schema)
-    if missing:
-        raise FeastEntityDFMissingColumnsError({ts_column, *join_keys}, missing)
+    ts_column, _ = request.entity_columns(schema)
     entity = _entity_frame(spark, entity_df, ts_column)
     bounds = _bounds(entity)
     low, high = bounds or (_EPOCH, _EPOCH)  # no entity row: any stamp Feast can subtract a TTL from
-    contexts = offline_utils.get_feature_view_query_context(feature_refs, feature_views, registry, project, (low, high))
-    joins = join_groups(contexts, feature_views, full_feature_names)
+    joins = request.joins((low, high), schema)
     if isinstance(joins, Unsupported):
         return joins
-    if set(joins.outputs) & set(schema):
-        return Unsupported("a feature shares its name with an entity dataframe column")
     metadata = RetrievalMetadata(
-        features=feature_refs,
+        features=request.feature_refs,
         keys=[str(c) for c in schema if c != ts_column],
         min_event_timestamp=low if bounds else None,
         max_event_timestamp=high if bounds else None,

@@ -144,4 +144,5 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
         raise ServiceUnavailable(f"Spark did not start ({describe()}): {first[:300]}") from None
     if not remote:  # a Connect client has no SparkContext; the server keeps its own log level
         spark.sparkContext.setLogLevel("ERROR")
+    logging.getLogger(__name__).info("Spark running on %s, lake %s", describe(), environment.lake_uri())
     return spark
