@@ -195,6 +195,7 @@ def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_upd
             os.kill(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=60)
+    process.stdout.close()
     assert process.returncode == -signal.SIGKILL
     pending = "SELECT session::text, mlflow_run_id FROM predictions.monitoring_runs WHERE session = '2013-03-04'"
     assert empty_store.execute(pending).fetchall() == [("2013-03-04", None)]
