@@ -104,7 +104,9 @@ def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
     with mlflow.start_run(experiment_id=experiment_id, tags={"feature_service": SERVICE}):
         from training.model.input_distribution import ARTIFACT, input_distribution
 
-        mlflow.log_dict(input_distribution(((n, X[n]) for n in inputs), len(X)), ARTIFACT)  # as the trainer records it
+        sessions = rows.loc[keep, "event_timestamp"].to_numpy()
+        distribution = input_distribution(((n, X[n]) for n in inputs), len(X), sessions)  # as the trainer records it
+        mlflow.log_dict(distribution, ARTIFACT)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",

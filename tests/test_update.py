@@ -3,6 +3,11 @@ and a second replay changes nothing (the scores table included)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 from tests.conftest import run_cli, run_module
 from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db
+from training.infra.schema import OHLCV_TABLE
 
 SESSIONS = 3
 
@@ -82,6 +88,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
         assert "0 inserted, 0 updated" in again and "up to date, nothing to compute" in again, again
         assert "0 symbol(s) with a new or changed newest row written" in again
         assert "0 new or changed row(s)" in again and "drift: no input drifted" in again and "MLflow run" not in again
+        assert "waiting" not in again  # no other update holds the lock
     # A vendor's correction of the last session's IBM close re-scores IBM's row of that session only.
     last = pd.read_csv(files[-1], dtype=str)
     last.loc[last["Ticker"] == "IBM", "Close"] = last.loc[last["Ticker"] == "IBM", "Low"]
@@ -97,15 +104,116 @@ def test_a_session_whose_volume_jumped_tenfold_trips_the_drift_alarm_after_scori
     import mlflow
 
     days, _, outputs, model_uri = replayed
-    assert all("drift: no input drifted" in output and "MLflow run" in output for output in outputs), outputs
+    assert all("drift: no input drifted" in output and "monitoring: session" in output for output in outputs), outputs
     shifted = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
     shifted["Volume"] = (shifted["Volume"].astype(float) * 10).astype(int).astype(str)
     result = run_cli("update", str(write_csv(shifted, "shifted.csv")), "--model", model_uri)
     assert result.exit_code == 4, result.output
     assert "scores: 5 symbol(s) of the session of 2013-03-04" in result.output
-    alarm = result.output.strip().splitlines()[-1]
+    alarm, logged = result.output.strip().splitlines()[-2:]
     assert alarm.startswith("drift: session 2013-03-04:") and "error" not in result.output, alarm  # a result
     assert "session 2013-03-04:" in alarm and "drifted" in alarm and "volume" in alarm, alarm
     assert "close" not in alarm.split("drifted")[1].replace("close_open", ""), alarm  # prices did not move
-    run_id = alarm.rsplit("MLflow run ", 1)[1].rstrip(")")
+    assert logged.startswith("monitoring: session 2013-03-04"), logged
+    run_id = logged.rsplit("MLflow run ", 1)[1]
     assert "drift.png" in [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)]
+
+
+def _count(conn, table: str) -> int | None:
+    """Rows of ``table``, None when it does not exist (nothing ever wrote it)."""
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        return None
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _nothing_written(conn) -> bool:
+    return _count(conn, OHLCV_TABLE) in (None, 0) and _count(conn, FEATURES_TABLE) in (None, 0)
+
+
+def test_a_model_that_does_not_resolve_exits_2_before_anything_is_written(empty_store, bundled_raw, write_csv):
+    file = write_csv(bundled_raw.tail(5), "day.csv")
+    result = run_cli("update", str(file), "--model", "models:/nope/1")
+    assert result.exit_code == 2 and "models:/nope/1" in result.output.strip().splitlines()[-1], result.output
+    assert "Traceback" not in result.output
+    assert _nothing_written(empty_store)
+    # No registered model at all (the champion is looked up): the same.
+    result = run_cli("update", str(file))
+    assert result.exit_code == 2 and "no registered model" in result.output, result.output
+    assert _nothing_written(empty_store)
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////proc/nope/mlflow.db", "http://127.0.0.1:9/"])
+def test_an_unusable_mlflow_exits_3_in_one_line_before_anything_is_written(uri, empty_store, bundled_raw, write_csv,
+                                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = run_cli("update", str(write_csv(bundled_raw.tail(5), "day.csv")), "--model", "models:/any/1")
+    assert result.exit_code == 3, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()], result.output
+    assert "MLFLOW_TRACKING_URI" in result.output
+    assert _nothing_written(empty_store)
+
+
+def test_an_unreachable_redis_exits_3_before_anything_is_written(empty_store, bundled_raw, write_csv, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")
+    result = run_cli("update", str(write_csv(bundled_raw.tail(5), "day.csv")), "--model", "models:/any/1")
+    assert result.exit_code == 3 and "REDIS_URL" in result.output, result.output
+    assert _nothing_written(empty_store)
+
+
+def test_an_online_store_that_lost_the_write_exits_1(replayed, empty_store, bundled_raw, write_csv, monkeypatch):
+    """A materialization whose rows never reach the online store (an eviction, a second writer) is caught by
+    the parity check: exit 1, naming the stale symbols, and no score of a session the store does not serve."""
+    from training.serving import materialization
+
+    days, _, _, model_uri = replayed
+    lost = materialization.Materialized([], [], 0, None, None, "redis")
+    monkeypatch.setattr(materialization, "materialize_changed", lambda *args, **kwargs: lost)
+    nextday = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
+    result = run_cli("update", str(write_csv(nextday, "next.csv")), "--model", model_uri)
+    assert result.exit_code == 1, result.output
+    assert "scores:" not in result.output, result.output
+    assert _count(empty_store, "predictions.daily_scores") == 5 * SESSIONS
+
+
+def _start_update(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "training", "update", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_update_waits(
+    replayed, empty_store, bundled_raw, write_csv
+):
+    """kill -9 once the scores are written: the session's monitoring run is pending, and the next update
+    (nothing else to do) logs it. An update started while another holds the lock waits, writing nothing."""
+    import mlflow
+
+    days, _, _, model_uri = replayed
+    last = bundled_raw[bundled_raw["Date"] == days[-1]]
+    process = _start_update(str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
+    for line in process.stdout:
+        if line.startswith("scores:"):
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    pending = "SELECT session::text, mlflow_run_id FROM predictions.monitoring_runs WHERE session = '2013-03-04'"
+    assert empty_store.execute(pending).fetchall() == [("2013-03-04", None)]
+    again = _ok("update", str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
+    assert "0 new or changed row(s)" in again and "monitoring: session 2013-03-04" in again, again
+    ((_, run_id),) = empty_store.execute(pending).fetchall()
+    assert "drift.png" in [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)]
+    # A second update waits for the lock of the first (held here), then does its whole run.
+    key = f"training update {os.environ['FEAST_PROJECT']}"
+    empty_store.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+    process = _start_update(str(write_csv(last.assign(Date="2013-03-05"), "b.csv")), "--model", model_uri)
+    first = process.stdout.readline()
+    assert "another update is running" in first, first
+    time.sleep(2)
+    assert process.poll() is None
+    stored = f"SELECT count(*) FROM {OHLCV_TABLE} WHERE trade_date = '2013-03-05'"
+    assert empty_store.execute(stored).fetchone()[0] == 0
+    empty_store.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    assert empty_store.execute(stored).fetchone()[0] == 5

@@ -14,6 +14,8 @@ import click
 
 if TYPE_CHECKING:
     from training.config import MonitoringConfig
+    from training.serving.drift import DriftReport
+    from training.serving.update_guard import Ready
 
 
 @click.command()
@@ -24,15 +26,18 @@ if TYPE_CHECKING:
 def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     """Ingest PATH (a day's bars, or any file `ingest` reads), then bring everything after it up to date.
 
-    One line per stage: ingest, compute-features (incremental), materialize (only rows that changed),
-    check-online (the symbols written, and a sample of up to 100 others), then the scores of every symbol
-    whose newest bar is the newest session in the offline store, into predictions.daily_scores. Last, each
-    model input's values across the scored symbols are tested (Kolmogorov-Smirnov) against the training
-    rows' distribution recorded with the model, and logged as an MLflow monitoring run with a plot.
-    Running it twice, or on a file that overlaps earlier ones, changes nothing the second time (the scores
-    table included). Exit codes: 0 done; 1 the online store differs from the offline rows; 2 bad input
-    (nothing written); 3 a service is unreachable; 4 done, but inputs drifted from the training rows (an
-    alert: the scores are written).
+    First, without writing: the model resolves and loads, MLflow takes writes, Redis and PostgreSQL answer;
+    one update runs at a time (a second waits for the first). Then one line per stage: ingest,
+    compute-features (incremental), materialize (only rows that changed), check-online (the symbols written,
+    and a sample of up to 100 others), then the scores of every symbol whose newest bar is the newest session
+    in the offline store, into predictions.daily_scores. Last, drift: each model input's median across the
+    scored symbols is placed among the training sessions' medians recorded with the model, and logged as an
+    MLflow monitoring run with a plot; a session stays pending in predictions.monitoring_runs until its run
+    is logged, so a run cut short is completed by the next. Running it twice, or on a file that overlaps
+    earlier ones, changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the
+    online store differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable
+    (nothing written when found before the first write); 4 done, but inputs drifted from the training
+    sessions (an alert: the scores are written).
     """
     from training.commands.compute_features import report_features
     from training.commands.ingest import describe_load
@@ -41,17 +46,23 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     from training.feast_store.repository import feature_store
     from training.ingestion.load import FileReading, load_file
     from training.serving.materialization import materialize_changed
+    from training.serving.update_guard import preflight, update_lock
 
     engine = current_engine()
     engine.require("update")
     monitoring = load_config(config_path).monitoring  # a bad file is refused before anything is written
-    click.echo(describe_load(path, load_file(path, FileReading(), engine.ingest).result))
-    report_features(engine.features_table(), engine.compute_features(None, None, None, full=False))
-    done = materialize_changed()
-    click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
-    store = feature_store()
-    _check_parity(store, done.symbols)
-    _score_session(store, model_uri, monitoring)
+    with update_lock():
+        ready = preflight(model_uri, monitoring)
+        click.echo(describe_load(path, load_file(path, FileReading(), engine.ingest).result))
+        report_features(engine.features_table(), engine.compute_features(None, None, None, full=False))
+        done = materialize_changed()
+        click.echo(f"online store: {len(done.symbols)} symbol(s) with a new or changed newest row written")
+        store = feature_store()
+        _check_parity(store, done.symbols)
+        report = _score_session(store, ready, monitoring)
+        alerts = _log_pending(monitoring)
+    if (report and report.drifted) or alerts:
+        click.get_current_context().exit(DRIFT_EXIT_CODE)  # the alert: the scores are written
 
 
 DRIFT_EXIT_CODE = 4  # done, but the inputs drifted from the training rows (in the docstring's exit codes)
@@ -78,18 +89,25 @@ def _check_parity(store, changed: list[str]) -> None:
     )
 
 
-def _score_session(store, model_uri: str | None, monitoring: MonitoringConfig) -> None:
+def _score_session(store, ready: Ready, monitoring: MonitoringConfig) -> DriftReport | None:
+    """Score the newest session; its drift report is written with the scores, pending its monitoring run."""
     from training.infra import db
     from training.serving.daily_scores import SCORES_TABLE, upsert_scores
-    from training.serving.model_loading import load_model
+    from training.serving.drift import check_drift
+    from training.serving.monitoring_runs import record_pending
     from training.serving.scorer import Predictor
     from training.serving.universe_scores import score_universe, session_symbols
 
+    model = ready.model
     session, newest = session_symbols()
-    model = load_model(model_uri)
     result = score_universe(Predictor(store, model), list(newest), newest)
-    with db.connect() as conn:
+    report = None
+    if ready.reference is not None and result.scores:
+        report = check_drift(ready.reference, result.features, monitoring.drift_alpha)
+    with db.transaction() as conn:
         written = upsert_scores(conn, result.scores, model.uri)
+        if written and report is not None:  # a rerun of a scored session has its run already (or pending)
+            record_pending(conn, session, model.uri, report, len(result.scores), len(result.skipped))
     skipped = ""
     if result.skipped:
         first = next(iter(result.skipped.items()))
@@ -98,26 +116,43 @@ def _score_session(store, model_uri: str | None, monitoring: MonitoringConfig) -
         f"scores: {len(result.scores)} symbol(s) of the session of {session} scored with {model.label}, "
         f"{written} new or changed row(s) in {SCORES_TABLE}{skipped}"
     )
-    _check_drift(result, model, session, written, monitoring)
-
-
-def _check_drift(result, model, session, written: int, monitoring: MonitoringConfig) -> None:
-    """Test the scored cross-section against the training rows; log a monitoring run when scores changed."""
-    from training.serving.drift import check_drift, log_monitoring_run, reference_of
-
-    reference = reference_of(model.uri)
-    if reference is None or not result.scores:
-        why = "no symbol was scored" if reference else f"{model.label} has no recorded input distribution (retrain)"
+    if report is None:
+        why = "no symbol was scored" if ready.reference else f"{model.label} recorded no session distribution (retrain)"
         click.echo(f"drift: not checked, {why}")
-        return
-    report = check_drift(reference, result.features, monitoring.drift_alpha)
-    logged = ""
-    if written:  # a rerun of a scored session logs nothing new
-        tags = {"session": str(session), "model": model.uri}
-        metrics = {"scored": len(result.scores), "not_scored": len(result.skipped)}
-        logged = f" (MLflow run {log_monitoring_run(report, monitoring.experiment, tags, metrics)})"
-    if not report.drifted:
-        click.echo(f"drift: {report.summary()}{logged}")
-        return
-    click.echo(f"drift: session {session}: {report.summary()}{logged}")  # a result: the scores are written
-    click.get_current_context().exit(DRIFT_EXIT_CODE)  # the alert
+    elif report.drifted:
+        click.echo(f"drift: session {session}: {report.summary()}")  # a result, not an error
+    else:
+        click.echo(f"drift: {report.summary()}")
+    return report
+
+
+def _log_pending(monitoring: MonitoringConfig) -> list[str]:
+    """Log the monitoring run of every pending session (this one's, and any a crashed run left); the sessions
+    among them that drifted but were not reported by this run's own check are returned as alerts."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.infra import db, settings
+    from training.serving.drift import log_monitoring_run
+    from training.serving.monitoring_runs import mark_logged, pending_runs
+    from training.serving.update_guard import mlflow_unusable
+
+    alerts = []
+    with db.connect(autocommit=True) as conn:
+        for pending in pending_runs(conn):
+            tags = {"session": str(pending.session), "model": pending.model_uri}
+            metrics = {"scored": pending.scored, "not_scored": pending.not_scored}
+            try:
+                run_id = log_monitoring_run(pending.report, monitoring.experiment, tags, metrics)
+            except (MlflowException, SQLAlchemyError, OSError) as exc:
+                error = mlflow_unusable(settings.mlflow_tracking_uri(), exc)
+                error.message += (
+                    f"; the scores are written, session {pending.session}'s monitoring run is pending "
+                    "(the next update logs it)"
+                )
+                raise error from None
+            mark_logged(conn, pending, run_id)
+            click.echo(f"monitoring: session {pending.session} ({pending.model_uri}): MLflow run {run_id}")
+            if pending.report.drifted:
+                alerts.append(str(pending.session))
+    return alerts

@@ -125,15 +125,18 @@ def path_sharpes(sharpes: list[float], holdout: float, path: Path) -> Path:
 
 
 def drift_chart(report):
-    """KS distance of each input from its training distribution; drifted inputs in red. Returns the figure
-    (for ``mlflow.log_figure``), already detached from pyplot."""
+    """Where each input's session median falls among the training sessions' medians (0.5: the typical
+    session); drifted inputs in red, the alarm bounds dashed. Returns the figure (for ``mlflow.log_figure``),
+    already detached from pyplot."""
     plt, fig, ax = _figure(7.0, 0.28 * len(report.inputs) + 1.4)
-    ordered = sorted(report.inputs, key=lambda d: d.statistic)
+    ordered = sorted(report.inputs, key=lambda d: abs(d.quantile - 0.5))
     drifted = {d.name for d in report.drifted}
     colours = ["#b03a2e" if d.name in drifted else "#3b6ea8" for d in ordered]
-    ax.barh([d.name for d in ordered], [d.statistic for d in ordered], color=colours)
+    ax.barh([d.name for d in ordered], [d.quantile - 0.5 for d in ordered], left=0.5, color=colours)
+    for bound in (report.threshold / 2, 1 - report.threshold / 2):
+        ax.axvline(bound, color="#888888", linestyle="--", linewidth=0.8)
     ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("Kolmogorov-Smirnov distance from the training rows")
+    ax.set_xlabel("quantile of the session's median among the training sessions' medians")
     ax.set_title(f"Input drift: {len(drifted)} of {len(ordered)} inputs with p < {report.threshold:.2g} (red)")
     fig.tight_layout()
     plt.close(fig)

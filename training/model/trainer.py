@@ -421,7 +421,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         # From the matrix the run already holds, a column at a time (rereading the dataset's parts for it
         # was the peak of a 1.26M-sample run).
         input_distribution=input_distribution(
-            ((name, X.column(j)[: data.n_train]) for j, name in enumerate(features)), data.n_train
+            ((name, X.column(j)[: data.n_train]) for j, name in enumerate(features)), data.n_train, data.t0
         ),
     )
 
