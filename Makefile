@@ -15,7 +15,7 @@ export OHLCV_ENGINE := $(ENGINE)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train update test test-unit bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
+.PHONY: help install train update test test-unit test-timescale bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ test: install ## Every test (unit and integration) against real PostgreSQL, Redi
 
 test-unit: install ## The tests that need no service (PostgreSQL and Redis may be down), in under a minute
 	$(PY) -m pytest -q -n 2 -m "not integration" $(PYTEST_ORDER) || $(REPRODUCE)
+
+test-timescale: install ## The hypertable tests against a real TimescaleDB started for them (TSDB_START=start-cluster script)
+	PYTHON=$(PY) .ci/timescale $(TSDB_START)
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks

@@ -308,15 +308,14 @@ def conn(isolated_services):
 @pytest.fixture
 def empty_store(isolated_services, monkeypatch):
     """A new database and Feast project of this test's own (no market data, no features, no registry), dropped
-    afterwards; the pipeline database is left alone."""
-    from training.infra import db
-
+    afterwards; the pipeline database is left alone. The connection is psycopg's own, so a test can look at a
+    database the project refuses."""
     name = f"{SCRATCH}_{uuid.uuid4().hex[:6]}"
     pg = settings.postgres()
     _create_database(pg, name)
     monkeypatch.setenv("PGDATABASE", name)
     monkeypatch.setenv("FEAST_PROJECT", name)
-    connection = db.connect(autocommit=True)
+    connection = psycopg.connect(pg.conninfo(name), autocommit=True)
     yield connection
     connection.close()
     _drop_database(pg, name)

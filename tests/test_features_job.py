@@ -14,6 +14,7 @@ import talib
 from click.testing import CliRunner
 
 from tests.conftest import BUNDLED_DATA
+from tests.hypertables import row_counters, row_versions, settle_compression
 from training.cli import cli
 from training.indicators.compute import BAR_COLUMNS, compute_symbol
 from training.indicators.definitions import FEATURE_NAMES, INDICATORS, warmup_bars
@@ -299,22 +300,13 @@ def test_bar_columns_are_the_ones_the_table_reads():
     assert {c for i in INDICATORS for c in i.inputs} <= set(BAR_COLUMNS)
 
 
-def _table_stats(conn) -> tuple[int, int, int, int]:
-    conn.execute("SELECT pg_stat_clear_snapshot()")
-    return conn.execute(
-        "SELECT n_tup_ins, n_tup_upd, n_tup_del, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
-        "WHERE relid = %s::regclass",
-        (FEATURES,),
-    ).fetchone()
-
-
 def _stats_after(conn, ready, timeout: float = 20.0) -> tuple[int, int, int, int]:
     """Statistics reach pg_stat_user_tables when the writer's backend flushes them (at the latest on exit)."""
     import time
 
     deadline = time.monotonic() + timeout
     while True:
-        stats = _table_stats(conn)
+        stats = row_counters(conn, FEATURES)
         if ready(stats) or time.monotonic() > deadline:
             return stats
         time.sleep(0.2)
@@ -322,10 +314,11 @@ def _stats_after(conn, ready, timeout: float = 20.0) -> tuple[int, int, int, int
 
 def test_a_no_op_full_recompute_creates_no_row_versions(computed):
     """TimescaleDB decompresses every batch an INSERT ... ON CONFLICT checks; a read decides instead (issue 18)."""
+    settle_compression(computed, FEATURES)
     before = _stats_after(computed, lambda s: s[0] >= ALL_ROWS)
     assert before[:3] == (ALL_ROWS, 0, 0)
-    versions = computed.execute(f"SELECT ctid::text, xmin::text, xmax::text FROM {FEATURES} ORDER BY 1").fetchall()
-    assert {row[2] for row in versions} == {"0"}
+    versions = row_versions(computed, FEATURES)
+    assert {row[3] for row in versions} == {"0"}
 
     full = run("compute-features", "--full")
     assert f"0 inserted, 0 updated, {ALL_ROWS} unchanged" in full.output
@@ -333,5 +326,4 @@ def test_a_no_op_full_recompute_creates_no_row_versions(computed):
     assert after[3] > before[3], "the run's statistics never arrived"
     assert after[:3] == before[:3]  # no insert, update or delete
     # xmax stays 0: not even a row lock, which ON CONFLICT DO UPDATE ... WHERE takes on every row it skips
-    again = computed.execute(f"SELECT ctid::text, xmin::text, xmax::text FROM {FEATURES} ORDER BY 1").fetchall()
-    assert again == versions
+    assert row_versions(computed, FEATURES) == versions

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import BUNDLED_DATA
+from tests.hypertables import row_counters, row_versions, settle_compression
 from training.cli import cli
 from training.infra import db
 from training.ingestion.bar_files import clean_bars
@@ -105,20 +106,11 @@ def test_duplicate_stamps_left_by_earlier_versions_are_collapsed(empty_store, bu
     ).fetchone() == (40, 40, True)
 
 
-def _stats(conn) -> tuple[int, int, int, int]:
-    conn.execute("SELECT pg_stat_clear_snapshot()")
-    return conn.execute(
-        "SELECT n_tup_ins, n_tup_upd, n_tup_del, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
-        "WHERE relid = %s::regclass",
-        (OHLCV,),
-    ).fetchone()
-
-
 def _wait_for_stats(conn, ready, timeout: float = 20.0) -> tuple[int, int, int, int]:
     """Statistics reach pg_stat_user_tables when the ingest's backend flushes them (at the latest on exit)."""
     deadline = time.monotonic() + timeout
     while True:
-        stats = _stats(conn)
+        stats = row_counters(conn, OHLCV)
         if ready(stats) or time.monotonic() > deadline:
             return stats
         time.sleep(0.2)
@@ -126,18 +118,17 @@ def _wait_for_stats(conn, ready, timeout: float = 20.0) -> tuple[int, int, int, 
 
 def test_a_no_op_reingest_creates_no_row_versions(empty_store):
     ingest_ok(str(BUNDLED_DATA))
+    settle_compression(empty_store, OHLCV)
     before = _wait_for_stats(empty_store, lambda s: s[0] >= ALL_BARS)
     assert before[:3] == (ALL_BARS, 0, 0)
-    versions = empty_store.execute(f"SELECT ctid::text, xmin::text FROM {OHLCV} ORDER BY symbol, event_timestamp")
-    versions = versions.fetchall()
+    versions = row_versions(empty_store, OHLCV)
 
     output = ingest_ok(str(BUNDLED_DATA))
     assert f"0 inserted, 0 updated, {ALL_BARS} unchanged" in output
     after = _wait_for_stats(empty_store, lambda s: s[3] > before[3])  # the re-ingest read the table
     assert after[3] > before[3], "the re-ingest's statistics never arrived"
     assert after[:3] == before[:3]  # no insert, update or delete
-    again = empty_store.execute(f"SELECT ctid::text, xmin::text FROM {OHLCV} ORDER BY symbol, event_timestamp")
-    assert again.fetchall() == versions
+    assert row_versions(empty_store, OHLCV) == versions
 
 
 # --- item 2: a column absent from the file never erases stored values ----------------------------------

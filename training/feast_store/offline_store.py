@@ -61,6 +61,7 @@ from training.feast_store.plan import (
     entity_table,
 )
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
+from training.infra.db import refuse_unloaded_timescaledb
 from training.infra.pg_io import PG_TYPES, PgType
 
 if TYPE_CHECKING:
@@ -86,10 +87,11 @@ class AsOfPostgreSQLOfflineStoreConfig(PostgreSQLOfflineStoreConfig, ResolvedFor
 
 def connect(config: PostgreSQLConfig) -> psycopg.Connection:
     """A connection from the store's settings in feature_store.yaml, opened as Feast's stock store opens its
-    own (same search path, SSL files and keepalive), so both stores read the same tables."""
+    own (same search path, SSL files and keepalive), so both stores read the same tables. A database whose
+    TimescaleDB extension the server does not load is refused (its hypertables would read as empty)."""
     schema = (config.db_schema or config.user).strip()
     search_path = schema if schema == "public" else f"{schema},public"
-    return psycopg.connect(
+    conn = psycopg.connect(
         host=config.host,
         port=int(config.port),
         dbname=config.database,
@@ -102,6 +104,12 @@ def connect(config: PostgreSQLConfig) -> psycopg.Connection:
         keepalives_idle=config.keepalives_idle,
         options=f"-c search_path={search_path}",
     )
+    try:
+        refuse_unloaded_timescaledb(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class AsOfRetrievalJob(PostgreSQLRetrievalJob):

@@ -301,12 +301,22 @@ def compute_features(
     are not read at all (no feature at t reads a bar after t). Nothing is written unless every step
     succeeds. ``partition_bars`` bounds the bars held in memory at once (None: ``OHLCV_PARTITION_BARS``).
     """
+    wanted = normalise_symbols(symbols or ()) or None
+    budget = partition_bars if partition_bars is not None else settings.partition_bars()
+    # The whole transaction is the unit rerun after a lock conflict: its reads lock the chunks it then writes.
+    return db.retry_lock_conflicts(
+        lambda: _compute_and_write(wanted, start, end, full, progress, budget), "compute-features"
+    )
+
+
+def _compute_and_write(
+    wanted: list[str] | None, start: date | None, end: date | None, full: bool, progress: bool, budget: int
+) -> FeaturesResult:
+    """One attempt of :func:`compute_features`, in one transaction."""
     from tqdm import tqdm
 
     from training.partitions import symbol_partitions
 
-    wanted = normalise_symbols(symbols or ()) or None
-    budget = partition_bars if partition_bars is not None else settings.partition_bars()
     with db.transaction() as conn:
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         _validate(conn, wanted, start, end)

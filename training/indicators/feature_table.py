@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from training.contract import AUDIT_FEATURE
 from training.indicators.definitions import FAMILIES, FEATURE_NAMES, REFERENCE_COLUMNS
 from training.infra.db import timescaledb_available
-from training.infra.schema import make_hypertable
+from training.infra.schema import OHLCV_TABLE, make_hypertable
 
 if TYPE_CHECKING:
     import psycopg
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
 
 
 def ensure_features_table(conn: psycopg.Connection) -> None:
+    """The features table, a hypertable when TimescaleDB is usable (chunks sized from the bars: one row per bar)."""
+    hypertable = timescaledb_available(conn)
     conn.execute(FEATURES_DDL)
-    if timescaledb_available(conn):
-        make_hypertable(conn, FEATURES_TABLE)
+    if hypertable:
+        make_hypertable(conn, FEATURES_TABLE, rows_from=OHLCV_TABLE)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from training.errors import ServiceUnavailable
 from training.infra import settings
 
 if TYPE_CHECKING:
@@ -18,17 +21,28 @@ if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def connect(dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
-    """A connection to the configured PostgreSQL, or a one-line error naming the setting to fix."""
+    """A connection to the configured PostgreSQL, or a one-line error naming the setting to fix.
+
+    A database whose TimescaleDB extension the server does not load is refused here, before any statement
+    can read its hypertables as empty or end the connection with FATAL.
+    """
     import psycopg
 
     pg = settings.postgres()
     try:
-        return psycopg.connect(pg.conninfo(dbname), autocommit=autocommit)
+        conn = psycopg.connect(pg.conninfo(dbname), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise settings.postgres_unreachable(pg, exc) from None
+    try:
+        refuse_unloaded_timescaledb(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 @contextmanager
@@ -51,6 +65,7 @@ class TimescaleFacts:
     preloaded: bool | None  # its loader is in shared_preload_libraries (None: this role cannot tell)
     may_create: bool  # superuser, or a trusted extension and CREATE on this database
     role: str = ""
+    database: str = ""
 
 
 NOT_OFFERED = "the server does not offer the timescaledb extension: plain tables"
@@ -60,12 +75,28 @@ NOT_OFFERED = "the server does not offer the timescaledb extension: plain tables
 class TimescaleDecision:
     use: bool
     reason: str  # why not, or what is used: one line for the log
+    refused: bool = False  # the database cannot be used at all; ``reason`` names the fix
+
+
+def not_loaded(database: str) -> str:
+    return (
+        f"the timescaledb extension exists in database {database} but the server does not preload it, so its "
+        'hypertables can be neither written (FATAL: extension "timescaledb" must be preloaded) nor read (compressed '
+        "rows would be missed): set shared_preload_libraries = 'timescaledb' in postgresql.conf and restart "
+        "PostgreSQL, or DROP EXTENSION timescaledb there if none of its tables is a hypertable"
+    )
 
 
 def decide_timescaledb(facts: TimescaleFacts) -> TimescaleDecision:
-    """Hypertables only when TimescaleDB is loaded and usable: an unloaded one kills the connection (FATAL)."""
+    """Hypertables only when TimescaleDB is loaded and usable: an unloaded one kills the connection (FATAL).
+
+    A database that already has the extension but runs without its library is refused, not used with plain
+    tables: every DDL statement there ends the connection, and reads of a hypertable miss its compressed rows.
+    """
     if not facts.offered and not facts.created:
         return TimescaleDecision(False, NOT_OFFERED)
+    if facts.created and facts.preloaded is False:
+        return TimescaleDecision(False, not_loaded(facts.database), refused=True)
     if facts.preloaded is False:
         return TimescaleDecision(
             False,
@@ -89,8 +120,8 @@ def decide_timescaledb(facts: TimescaleFacts) -> TimescaleDecision:
     return TimescaleDecision(True, "timescaledb is loaded and may be created: hypertables")
 
 
-# The loader defines timescaledb.max_background_workers (a postmaster setting) only when it is preloaded;
-# shared_preload_libraries itself is visible to superusers and pg_read_all_settings only.
+# The loader defines timescaledb.max_background_workers (a postmaster setting) only when it is preloaded, and
+# any role sees it; shared_preload_libraries itself is visible to superusers and pg_read_all_settings only.
 _TIMESCALE_FACTS = """
 SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
        EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
@@ -100,19 +131,42 @@ SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
        coalesce((SELECT trusted FROM pg_available_extension_versions v JOIN pg_available_extensions a
                  ON a.name = v.name AND a.default_version = v.version WHERE v.name = 'timescaledb'), false)
            AND has_database_privilege(current_database(), 'CREATE'),
-       current_user
+       current_user, current_database()
 """
 
 
 def timescale_facts(conn: psycopg.Connection) -> TimescaleFacts:
-    offered, created, libraries, loader_settings, superuser, trusted_create, role = conn.execute(
+    """Catalog reads only: safe on a database whose extension the server does not load."""
+    offered, created, libraries, loader_settings, superuser, trusted_create, role, database = conn.execute(
         _TIMESCALE_FACTS
     ).fetchone()
     if libraries is not None:
         preloaded: bool | None = "timescaledb" in [name.strip().strip('"') for name in libraries.split(",")]
-    else:
-        preloaded = True if loader_settings else None
-    return TimescaleFacts(offered, created, preloaded, bool(superuser) or trusted_create, role)
+    elif loader_settings:
+        preloaded = True
+    else:  # a created extension whose loader defines no setting is not loaded; otherwise this role cannot tell
+        preloaded = False if created else None
+    return TimescaleFacts(offered, created, preloaded, bool(superuser) or trusted_create, role, database)
+
+
+_loaded_checked: set[tuple[str, str, str]] = set()  # (host, port, database) found usable by this process
+
+
+def refuse_unloaded_timescaledb(conn: psycopg.Connection) -> None:
+    """Raise ServiceUnavailable naming the fix when the database has TimescaleDB but the server does not load it.
+
+    Checked once per process and database; the connection is left idle (no transaction open).
+    """
+    info = conn.info
+    key = (info.host, str(info.port), info.dbname)
+    if key in _loaded_checked:
+        return
+    decision = decide_timescaledb(timescale_facts(conn))
+    if not conn.autocommit:
+        conn.rollback()
+    if decision.refused:
+        raise ServiceUnavailable(decision.reason)
+    _loaded_checked.add(key)
 
 
 _told: set[str] = set()
@@ -122,11 +176,43 @@ def timescaledb_available(conn: psycopg.Connection) -> bool:
     """Whether to make hypertables here; the reason is logged once per process (a WARNING when unusable)."""
     facts = timescale_facts(conn)
     decision = decide_timescaledb(facts)
+    if decision.refused:
+        raise ServiceUnavailable(decision.reason)
     if decision.reason not in _told:
         _told.add(decision.reason)
         level = logging.DEBUG if decision.reason == NOT_OFFERED else logging.INFO if decision.use else logging.WARNING
         log.log(level, "TimescaleDB: %s", decision.reason)
     return decision.use
+
+
+# A write that meets another session's lock in a cycle (TimescaleDB's compression policy takes an exclusive lock
+# on a chunk, then upgrades it to truncate the chunk) is cancelled by PostgreSQL's deadlock detector; so is
+# one that waits longer than a lock_timeout the role sets. Either rolls the attempt back whole, so it is rerun.
+LOCK_ATTEMPTS = 5
+LOCK_PAUSE_SECONDS = 0.5  # before the second attempt; doubled before each next one (7.5 s in all, plus jitter)
+
+
+def retry_lock_conflicts(attempt: Callable[[], T], what: str) -> T:
+    """``attempt()`` (a whole transaction, or a savepoint after which nothing locks the tables it writes) run
+    again after a deadlock or a lock timeout, with exponential backoff; after LOCK_ATTEMPTS, one line.
+    """
+    import psycopg
+
+    number = 1
+    while True:
+        try:
+            return attempt()
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
+            cause = str(exc).splitlines()[0]
+            if number >= LOCK_ATTEMPTS:
+                raise ServiceUnavailable(
+                    f"{what} met a lock held by another session (TimescaleDB's compression policy or another writer) "
+                    f"on each of {number} attempt(s), last: {cause}: nothing was written; retry is safe"
+                ) from None
+            pause = LOCK_PAUSE_SECONDS * 2 ** (number - 1) * random.uniform(1.0, 1.5)
+            number += 1
+            log.warning("%s: %s; attempt %d of %d in %.1f s", what, cause, number, LOCK_ATTEMPTS, pause)
+            time.sleep(pause)
 
 
 def qualified(table: str) -> psycopg.sql.Composed:

@@ -20,23 +20,27 @@ OHLCV_TABLE = "market_data.ohlcv_daily"
 # close). One bar per (symbol, trade_date) is kept by training.ingestion.upsert (a read, then delete/update/insert
 # under an advisory lock), not by a unique index: a hypertable's unique indexes must include its time
 # column. The primary key stays as databases created by earlier versions have it.
-OHLCV_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS market_data;
-CREATE TABLE IF NOT EXISTS {OHLCV_TABLE} (
+# The columns as stored; a load's stage has them too (without the table's checks and key), so staging a file
+# takes no lock on the table.
+OHLCV_COLUMNS = """
     symbol            text             NOT NULL,
     event_timestamp   timestamptz      NOT NULL,
     trade_date        date             NOT NULL,
-    open              double precision NOT NULL CHECK (open > 0),
-    high              double precision NOT NULL CHECK (high > 0),
-    low               double precision NOT NULL CHECK (low > 0),
-    close             double precision NOT NULL CHECK (close > 0),
-    volume            double precision NOT NULL CHECK (volume >= 0),
+    open              double precision NOT NULL,
+    high              double precision NOT NULL,
+    low               double precision NOT NULL,
+    close             double precision NOT NULL,
+    volume            double precision NOT NULL,
     adj_open          double precision,
     adj_high          double precision,
     adj_low           double precision,
     adj_close         double precision,
     adj_volume        double precision,
-    created_timestamp timestamptz      NOT NULL DEFAULT now(),
+    created_timestamp timestamptz      NOT NULL DEFAULT now()"""
+OHLCV_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS market_data;
+CREATE TABLE IF NOT EXISTS {OHLCV_TABLE} ({OHLCV_COLUMNS},
+    CHECK (open > 0), CHECK (high > 0), CHECK (low > 0), CHECK (close > 0), CHECK (volume >= 0),
     CHECK (high >= low),
     PRIMARY KEY (symbol, event_timestamp)
 );
@@ -60,8 +64,49 @@ class Compression:
 
 # Daily bars: segments per symbol, ordered by time, so reading one symbol's history decompresses its batches only.
 WANTED_COMPRESSION = Compression(True, ("symbol",), ("event_timestamp",))
-CHUNK_INTERVAL = "365 days"
 COMPRESS_AFTER = "730 days"
+
+# The chunk interval comes from the data's density when the hypertable is made: long enough that a chunk holds
+# a full compressed batch (TimescaleDB compresses up to 1,000 rows of a segment into one) of every symbol,
+# short enough that a chunk holds at most MAX_CHUNK_ROWS rows (with its index, well inside memory).
+BATCH_ROWS = 1_000
+MAX_CHUNK_ROWS = 2_000_000
+MIN_CHUNK_DAYS, MAX_CHUNK_DAYS = 7, 3_650
+DEFAULT_CHUNK_DAYS = 1_450  # no rows to measure: 1,000 sessions of 252 a year
+
+_DENSITY = """
+SELECT coalesce(sum(bars), 0), coalesce(sum(days), 0), coalesce(max(last) - min(first) + 1, 0)
+FROM (SELECT count(*) AS bars, max(event_timestamp::date) - min(event_timestamp::date) + 1 AS days,
+             min(event_timestamp::date) AS first, max(event_timestamp::date) AS last
+      FROM {table} GROUP BY symbol) per_symbol
+"""
+
+
+def chunk_days(bars: int, symbol_days: int, span_days: int) -> int:
+    """Days per chunk for ``bars`` rows spread over ``symbol_days`` (each symbol's first to last day, summed)
+    and ``span_days`` (the first to the last day of any symbol).
+
+    >>> chunk_days(12_154, 17_650, 4_750)  # the bundled data: 5 symbols over 13 years
+    1452
+    >>> chunk_days(5_000 * 2_520, 5_000 * 3_650, 3_650)  # 5,000 symbols over 10 years: at most 2 M rows a chunk
+    579
+    """
+    if bars == 0:
+        return DEFAULT_CHUNK_DAYS
+    full_batches = BATCH_ROWS * symbol_days / bars  # days in which one symbol has BATCH_ROWS bars
+    bounded = MAX_CHUNK_ROWS * span_days / bars  # days in which the table gains MAX_CHUNK_ROWS rows
+    return int(min(max(round(min(full_batches, bounded)), MIN_CHUNK_DAYS), MAX_CHUNK_DAYS))
+
+
+def measured_chunk_days(conn: psycopg.Connection, rows_from: str) -> int:
+    """:func:`chunk_days` of the rows of ``rows_from`` (a table with symbol and event_timestamp columns)."""
+    from psycopg import sql
+
+    from training.infra.db import qualified
+
+    query = sql.SQL(_DENSITY).format(table=qualified(rows_from))
+    bars, symbol_days, span_days = conn.execute(query).fetchone()
+    return chunk_days(int(bars), int(symbol_days), int(span_days))
 
 
 def compression_to_apply(current: Compression | None) -> bool:
@@ -114,19 +159,31 @@ def read_compression(conn: psycopg.Connection, table: str) -> Compression | None
     return Compression(True, segments, tuple(r[0] + ("" if r[3] else " DESC") for r in ordered))
 
 
-def make_hypertable(conn: psycopg.Connection, table: str) -> None:
-    """Daily bars: one-year chunks, compressed per symbol once they are old enough not to be rewritten.
+def has_compression_policy(conn: psycopg.Connection, table: str) -> bool:
+    schema, name = table.split(".")
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' "
+        "AND hypertable_schema = %s AND hypertable_name = %s)",
+        (schema, name),
+    ).fetchone()[0]
 
-    Every step reads first and changes only what differs, so a routine run never rewrites compression settings.
+
+def make_hypertable(conn: psycopg.Connection, table: str, rows_from: str | None = None) -> None:
+    """Daily bars: chunks sized from the density of ``rows_from`` (default: ``table``), compressed per symbol once
+    they are old enough not to be rewritten.
+
+    Every step reads first and changes only what differs, so a routine run writes no catalog row and takes no
+    lock on the table.
     """
     if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()[0]:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     current = read_compression(conn, table)
     if current is None:
+        days = measured_chunk_days(conn, rows_from or table)
         conn.execute(
-            "SELECT create_hypertable(%s, 'event_timestamp', chunk_time_interval => %s::interval, "
+            "SELECT create_hypertable(%s, 'event_timestamp', chunk_time_interval => make_interval(days => %s), "
             "migrate_data => TRUE)",
-            (table, CHUNK_INTERVAL),
+            (table, days),
         )
         current = read_compression(conn, table)
     if compression_to_apply(current):
@@ -135,13 +192,18 @@ def make_hypertable(conn: psycopg.Connection, table: str) -> None:
             f"ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = '{segmentby}', "
             f"timescaledb.compress_orderby = '{orderby}')"
         )
-    conn.execute(
-        "SELECT add_compression_policy(%s, compress_after => %s::interval, if_not_exists => TRUE)",
-        (table, COMPRESS_AFTER),
-    )
+    if not has_compression_policy(conn, table):
+        conn.execute("SELECT add_compression_policy(%s, compress_after => %s::interval)", (table, COMPRESS_AFTER))
 
 
-def ensure_ohlcv_table(conn: psycopg.Connection) -> None:
+def create_ohlcv_table(conn: psycopg.Connection) -> bool:
+    """The bars table as plain DDL; whether it is to be a hypertable (decided before any DDL runs)."""
+    hypertable = timescaledb_available(conn)
     conn.execute(OHLCV_DDL)
-    if timescaledb_available(conn):
-        make_hypertable(conn, OHLCV_TABLE)
+    return hypertable
+
+
+def ensure_ohlcv_table(conn: psycopg.Connection, rows_from: str | None = None) -> None:
+    """The bars table, a hypertable when TimescaleDB is usable (chunks sized from ``rows_from``, default itself)."""
+    if create_ohlcv_table(conn):
+        make_hypertable(conn, OHLCV_TABLE, rows_from)

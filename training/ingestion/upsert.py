@@ -13,6 +13,9 @@ How a load decides what to write, and why:
   ``INSERT ... ON CONFLICT``: TimescaleDB decompresses every compressed chunk such a statement checks, and a
   hypertable cannot hold a unique index on (symbol, trade_date) (it must include the time column). A
   re-ingest of the same file issues no write at all.
+* Staging takes no lock on the table, so the plan and the writes run in a savepoint that is rerun after a
+  deadlock (TimescaleDB's compression policy upgrades its lock on a chunk the plan has read): rolling back
+  to the savepoint releases every lock the attempt took, and the file is not read again.
 * A column absent from the file never erases stored values: a file without an adjusted close keeps each
   stored bar's adjustment factor (``adj_close / close``). A load that would leave a symbol with a mix
   of adjusted and raw bars is refused unless explicitly allowed: indicators would jump at the seam.
@@ -25,7 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from training.infra import db
-from training.infra.schema import OHLCV_TABLE, ensure_ohlcv_table
+from training.infra.schema import OHLCV_COLUMNS, OHLCV_TABLE, create_ohlcv_table, make_hypertable
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -145,11 +148,8 @@ def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool =
     """
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
-        ensure_ohlcv_table(conn)
-        conn.execute(
-            f"CREATE TEMP TABLE ohlcv_stage (LIKE {OHLCV_TABLE} INCLUDING DEFAULTS, line bigint, dropped boolean) "
-            "ON COMMIT DROP"
-        )
+        hypertable = create_ohlcv_table(conn)
+        conn.execute(f"CREATE TEMP TABLE ohlcv_stage ({OHLCV_COLUMNS}, line bigint, dropped boolean) ON COMMIT DROP")
         any_dropped = False
         for bars in chunks:
             staged = bars.reindex(columns=list(STAGED_COLUMNS))
@@ -159,6 +159,14 @@ def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool =
         if any_dropped:
             conn.execute("DELETE FROM ohlcv_stage WHERE dropped")
         conn.execute("ANALYZE ohlcv_stage")
+        if hypertable:
+            make_hypertable(conn, OHLCV_TABLE, rows_from="ohlcv_stage")
+        return db.retry_lock_conflicts(lambda: _write(conn, allow_mixed_adjustment), "ingest")
+
+
+def _write(conn: psycopg.Connection, allow_mixed_adjustment: bool) -> IngestResult:
+    """Plan the staged bars against the table and write them, in a savepoint (see the module's docstring)."""
+    with conn.transaction():
         conn.execute(_PLAN)
         rows, symbols, inserted, updated, restamped, changed, to_insert = conn.execute(_COUNTS).fetchone()
         if not allow_mixed_adjustment:
