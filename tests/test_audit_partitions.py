@@ -21,7 +21,6 @@ from tests.conftest import run_cli
 from training.config import load_config
 from training.dataset import artifact
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
-from training.leakage.sampling import allocate, sample_rows, stratified_sample
 
 SYMBOLS, START = ["AAPL", "FB", "IBM"], "2011-01-01"
 VOLATILE = ("seconds",)
@@ -121,23 +120,3 @@ def test_a_leaky_dataset_gets_the_same_failures_and_rows_whatever_its_partitioni
     # the rebuild (one part) against the stored parts (one per symbol), compared group by group
     differing = checks["reproducibility"]
     assert differing["offending_total"] > 0 and {r["problem"] for r in differing["offending_rows"]} == {"value differs"}
-
-
-def test_the_feature_sample_of_a_partition_is_its_symbols_rows_of_the_whole_sample():
-    sizes = {"A": 500, "B": 40, "C": 3, "D": 120}
-    frame = pd.DataFrame(
-        {
-            "symbol": np.repeat(list(sizes), list(sizes.values())),
-            "event_timestamp": np.concatenate(
-                [pd.date_range("2010-01-01", periods=n, freq="D", tz="UTC") for n in sizes.values()]
-            ),
-        }
-    )
-    whole = frame.iloc[stratified_sample(frame, 80, seed=3)]
-    plan = allocate(frame["symbol"].value_counts().to_dict(), 80)
-    for symbols in (["A", "B"], ["C"], ["D"]):
-        part = frame[frame["symbol"].isin(symbols)].reset_index(drop=True)
-        picked = part.iloc[sample_rows(part, plan, seed=3)]
-        pd.testing.assert_frame_equal(picked.reset_index(drop=True),
-                                      whole[whole["symbol"].isin(symbols)].reset_index(drop=True))  # fmt: skip
-    assert len(whole) == 80
