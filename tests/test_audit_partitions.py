@@ -21,6 +21,7 @@ from tests.conftest import run_cli
 from training.config import load_config
 from training.dataset import artifact
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
+from training.leakage.panel import mismatch
 
 SYMBOLS, START = ["AAPL", "FB", "IBM"], "2011-01-01"
 VOLATILE = ("seconds",)
@@ -111,8 +112,11 @@ def test_a_leaky_dataset_gets_the_same_failures_and_rows_whatever_its_partitioni
     expected = ["features", "point_in_time", "labels", "holdout", "warmup", "reproducibility"]
     assert report["failed_checks"] == expected, json.dumps(report["checks"], indent=1)
     checks = report["checks"]
-    assert {r["feature"] for r in checks["features"]["offending_rows"]} == {"rsi_14"}
-    assert {r["symbol"] for r in checks["features"]["offending_rows"]} == {"FB"}
+    # Every row is recomputed: FB's shifted rsi_14, and IBM's row joined to the next bar and its NaN feature.
+    fb = artifact.load(built["one"]).frame.query("symbol == 'FB'")["rsi_14"].to_numpy()
+    shifted = int(mismatch(fb[1:], fb[:-1]).sum())  # a flat day leaves RSI as it was (to the last bits)
+    assert checks["features"]["counts"]["mismatched_rows"] == shifted + 2
+    assert {r["symbol"] for r in checks["features"]["offending_rows"]} == {"IBM"}  # the first ones (IBM in 2011)
     assert checks["point_in_time"]["counts"]["after_decision"] == 1
     assert checks["labels"]["counts"]["label_differs"] == 1 and checks["labels"]["offending_total"] == 1
     assert checks["warmup"]["counts"]["nonfinite_values"] == 1
