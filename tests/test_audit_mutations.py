@@ -1,8 +1,10 @@
-"""Mutation canaries: the builder's and splitters' own code patched at run time with a known bug.
+"""Mutation canaries: the builder's, splitters', bar reader's and estimator's own code patched with a known bug.
 
-Each canary rewrites one line of the real source (or wraps one real function), builds a small dataset or
-runs the cross-validation with the bug, and shows ``verify-leakage`` fails naming exactly the check that
-guards against it. Most of these passed the audit while it recomputed with the builder's own code.
+Each canary rewrites one line of the real source (or wraps one real function), builds a small dataset, runs
+the cross-validation or trains with the bug, and shows the audit fails naming exactly the check that guards
+against it: ``verify-leakage`` for what the builder and splitters make, the run audit inside ``train`` for
+what the trainer fits. Most of these passed the audit while it recomputed with the builder's own code (or
+read bars through the builder's reader, or looked at the dataset only).
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
+from tests.conftest import run_cli
+from tests.test_train import audited_copy, model_config
 from training.config import load_config
-from training.dataset import builder
+from training.dataset import builder, offline_bars
 from training.dataset.artifact import Dataset
-from training.dataset.offline_bars import load_bars
 from training.labeling import triple_barrier
 from training.leakage import BarHistory, audit_config, run_audit
+from training.leakage.bars import bar_reader
 from training.leakage.report import format_text
+from training.model import estimator, trainer
 from training.validation import holdout_split, purged_cv
 
 pytestmark = pytest.mark.audit_mutation
@@ -56,7 +62,9 @@ def build() -> Dataset:
 
 @pytest.fixture(scope="module")
 def bars(pipeline) -> BarHistory:
-    return BarHistory.of(load_bars(SYMBOLS))
+    """The stored bars as the audit reads them (its own query, not the builder's reader)."""
+    with bar_reader(SYMBOLS) as read:
+        return BarHistory.of(read(SYMBOLS))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +73,7 @@ def clean(pipeline) -> Dataset:
 
 
 def audit(dataset: Dataset, bars: BarHistory):
-    return run_audit(dataset, audit_config(dataset), bars, sample=60, progress=lambda message: None)
+    return run_audit(dataset, audit_config(dataset), bars, progress=lambda message: None)
 
 
 def test_the_unmutated_code_passes(clean, bars):
@@ -118,6 +126,21 @@ def feature_from_the_next_bar(monkeypatch):
     monkeypatch.setattr(builder, "point_in_time_features", next_bar)
 
 
+def next_bar_value_in_twenty_rows(monkeypatch):
+    """roc_1 of 20 consecutive decisions of one symbol (four weeks of FB) taken from the next bar: 20 of the
+    444 rows (of the bundled 11,964, a 300-row sample of the features missed them more often than not)."""
+    original = builder.point_in_time_features
+
+    def next_bar(store, candidates, service):
+        features = original(store, candidates, service)
+        rows = np.flatnonzero(candidates["symbol"].to_numpy() == "FB")[40:60]
+        later = features["roc_1"].groupby(candidates["symbol"].to_numpy()).shift(-1)
+        features.loc[features.index[rows], "roc_1"] = later.iloc[rows].to_numpy()
+        return features
+
+    monkeypatch.setattr(builder, "point_in_time_features", next_bar)
+
+
 @pytest.mark.parametrize(
     ("bug", "check"),
     [
@@ -126,6 +149,7 @@ def feature_from_the_next_bar(monkeypatch):
         (holdout_embargo_of_zero, "holdout"),
         (warmup_one_bar_short, "warmup"),
         (feature_from_the_next_bar, "features"),
+        (next_bar_value_in_twenty_rows, "features"),
     ],
     ids=lambda value: getattr(value, "__name__", value),
 )
@@ -158,3 +182,67 @@ def test_a_splitter_bug_fails_exactly_the_cv_check(monkeypatch, clean, bars, bug
     report = audit(clean, bars)
     assert report.failed == ["cv"], format_text(report)
     assert {row["problem"] for row in report.check("cv").offending} == {invariant}
+
+
+def test_twenty_next_bar_values_fail_verify_leakage_at_its_defaults(monkeypatch, pipeline):
+    """The command as documented (no option but the dataset; the rebuild runs the same patched builder, so only
+    the features check can see it): exit 1, naming the features check and the 20 rows."""
+    next_bar_value_in_twenty_rows(monkeypatch)
+    dataset = build()
+    result = run_cli("verify-leakage", "--dataset", str(dataset.path))
+    assert result.exit_code == 1, result.output
+    assert "FAIL features" in result.output and "mismatched rows 20" in result.output, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: leakage check(s) failed: features (details in {dataset.path / 'leakage_report.json'})"
+    )
+
+
+# --- a bug in the builder's bar reader: the audit reads the stored bars its own way ---------------------------
+
+
+def reader_shifts_the_close(monkeypatch):
+    """The builder's reader hands over each bar with the next bar's close (a look-ahead in the reader alone)."""
+    shifted = 'bars.assign(close=bars.groupby("symbol")["close"].shift(-1).fillna(bars["close"]))'
+    bug = mutant(offline_bars, "read_bars", "    return bars\n", f"    return {shifted}\n")
+    monkeypatch.setattr(offline_bars, "read_bars", bug)  # the engines' bar_reader, which the audit once used
+    monkeypatch.setattr(builder, "read_bars", bug)
+
+
+def test_a_wrong_bar_reader_in_the_builder_fails_the_audit_that_reads_bars_its_own_way(monkeypatch, pipeline):
+    reader_shifts_the_close(monkeypatch)
+    dataset = build()
+    result = run_cli("verify-leakage", "--dataset", str(dataset.path), "--skip-rebuild")
+    assert result.exit_code == 1, result.output  # the stored bars are right: every label is recomputed otherwise
+    assert "status: FAILED (labels)" in result.output and "next ret differs" in result.output, result.output
+
+
+# --- a bug in the trainer's preprocessing: the run audit inside train ------------------------------------------
+
+
+def scaler_fitted_on_every_row(monkeypatch):
+    """The scaler fitted on every row of X (the fold's test rows and the hold-out included), not the fit rows."""
+    bug = mutant(estimator, "fit_with_early_stopping", "scaler = fit_scaler(X, _positions(rows, fit), features)",
+                 "scaler = fit_scaler(X, np.arange(len(X)), features)")  # fmt: skip
+    monkeypatch.setattr(trainer, "fit_with_early_stopping", bug)
+
+
+def test_a_scaler_fitted_on_every_row_fails_the_run_audit_inside_train(monkeypatch, bundled_dataset, tmp_path):
+    """train on a built and verified dataset: the run is logged, its audit fails preprocessing, the run is
+    tagged and never promoted (this model has no champion yet, so an unaudited run would have become it)."""
+    from mlflow.tracking import MlflowClient
+
+    dataset = audited_copy(bundled_dataset[0], tmp_path / "panel")
+    config = model_config(tmp_path, "scaler-canary")
+    scaler_fitted_on_every_row(monkeypatch)
+    result = run_cli("train", "--dataset", str(dataset), "--results", str(tmp_path / "r.json"), "--config", str(config))
+    assert result.exit_code == 1, result.output
+    assert "FAIL preprocessing" in result.output and "PASS cv" in result.output, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: run audit failed: preprocessing (fold 0: 23 scaler parameters differ"), last
+    assert not (tmp_path / "r.json").exists()
+    client = MlflowClient()
+    (version,) = client.search_model_versions("name='scaler-canary'")
+    assert client.get_registered_model("scaler-canary").aliases == {} and version.aliases == []
+    tags = client.get_run(version.run_id).data.tags
+    assert tags["leakage_check_run"] == "failed" and tags["promotion"] == "not promoted"
+    assert tags["promotion_reason"] == "run audit failed: preprocessing"

@@ -21,7 +21,7 @@ from tests.conftest import run_cli
 from training.config import load_config
 from training.dataset import artifact
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
-from training.leakage.sampling import allocate, sample_rows, stratified_sample
+from training.leakage.panel import mismatch
 
 SYMBOLS, START = ["AAPL", "FB", "IBM"], "2011-01-01"
 VOLATILE = ("seconds",)
@@ -112,8 +112,11 @@ def test_a_leaky_dataset_gets_the_same_failures_and_rows_whatever_its_partitioni
     expected = ["features", "point_in_time", "labels", "holdout", "warmup", "reproducibility"]
     assert report["failed_checks"] == expected, json.dumps(report["checks"], indent=1)
     checks = report["checks"]
-    assert {r["feature"] for r in checks["features"]["offending_rows"]} == {"rsi_14"}
-    assert {r["symbol"] for r in checks["features"]["offending_rows"]} == {"FB"}
+    # Every row is recomputed: FB's shifted rsi_14, and IBM's row joined to the next bar and its NaN feature.
+    fb = artifact.load(built["one"]).frame.query("symbol == 'FB'")["rsi_14"].to_numpy()
+    shifted = int(mismatch(fb[1:], fb[:-1]).sum())  # a flat day leaves RSI as it was (to the last bits)
+    assert checks["features"]["counts"]["mismatched_rows"] == shifted + 2
+    assert {r["symbol"] for r in checks["features"]["offending_rows"]} == {"IBM"}  # the first ones (IBM in 2011)
     assert checks["point_in_time"]["counts"]["after_decision"] == 1
     assert checks["labels"]["counts"]["label_differs"] == 1 and checks["labels"]["offending_total"] == 1
     assert checks["warmup"]["counts"]["nonfinite_values"] == 1
@@ -121,23 +124,3 @@ def test_a_leaky_dataset_gets_the_same_failures_and_rows_whatever_its_partitioni
     # the rebuild (one part) against the stored parts (one per symbol), compared group by group
     differing = checks["reproducibility"]
     assert differing["offending_total"] > 0 and {r["problem"] for r in differing["offending_rows"]} == {"value differs"}
-
-
-def test_the_feature_sample_of_a_partition_is_its_symbols_rows_of_the_whole_sample():
-    sizes = {"A": 500, "B": 40, "C": 3, "D": 120}
-    frame = pd.DataFrame(
-        {
-            "symbol": np.repeat(list(sizes), list(sizes.values())),
-            "event_timestamp": np.concatenate(
-                [pd.date_range("2010-01-01", periods=n, freq="D", tz="UTC") for n in sizes.values()]
-            ),
-        }
-    )
-    whole = frame.iloc[stratified_sample(frame, 80, seed=3)]
-    plan = allocate(frame["symbol"].value_counts().to_dict(), 80)
-    for symbols in (["A", "B"], ["C"], ["D"]):
-        part = frame[frame["symbol"].isin(symbols)].reset_index(drop=True)
-        picked = part.iloc[sample_rows(part, plan, seed=3)]
-        pd.testing.assert_frame_equal(picked.reset_index(drop=True),
-                                      whole[whole["symbol"].isin(symbols)].reset_index(drop=True))  # fmt: skip
-    assert len(whole) == 80

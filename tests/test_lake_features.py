@@ -185,7 +185,7 @@ def test_build_dataset_on_spark_equals_the_one_box_dataset(in_lake, lake_project
     }
     monkeypatch.setenv("OHLCV_ENGINE", "spark")
     monkeypatch.setenv("FEAST_PROJECT", lake_project)
-    report = _ok("verify-leakage", "--dataset", str(tmp_path / "spark"), "--sample", "40")
+    report = _ok("verify-leakage", "--dataset", str(tmp_path / "spark"))
     assert "FAIL" not in report and "reproducibility" in report
 
 

@@ -117,6 +117,7 @@ def _assert_complete_run(client, run_id: str, dataset) -> None:
     assert len(tags["git_commit"]) == 40
     assert tags["dataset_fingerprint"] == dataset.metadata["fingerprint"]
     assert tags["leakage_check"] == "passed" and tags["skip_audit"] == "false" and "audit_findings" not in tags
+    assert tags["leakage_check_run"] == "passed"  # train's own run audit, before the promotion
     assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
     assert set(VALIDITY_METRICS) <= set(metrics)
     assert {a.path for a in client.list_artifacts(run_id, "validity")} == {
@@ -220,8 +221,7 @@ def test_verify_leakage_run_audits_the_folds_and_preprocessing_the_run_used(loca
 
     results = Path(audited).parent / "results_for_run_audit.json"
     results.write_text(json.dumps(local_run))
-    result = run_cli("verify-leakage", "--dataset", str(audited), "--skip-rebuild", "--sample", "40",
-                     "--run", str(results))  # fmt: skip
+    result = run_cli("verify-leakage", "--dataset", str(audited), "--skip-rebuild", "--run", str(results))
     assert result.exit_code == 0, result.output
     assert "PASS preprocessing" in result.output and f"run {local_run['run_id']}'s recorded folds" in result.output
     report = json.loads((Path(audited) / f"leakage_report_run_{local_run['run_id']}.json").read_text())
@@ -239,7 +239,7 @@ def test_verify_leakage_run_audits_the_folds_and_preprocessing_the_run_used(loca
     fold["fit"] = sorted(recorded_positions(fold["fit"]).tolist() + scored.tolist())  # fitted on scored rows too
     _, dataset = bundled_dataset
     bars = BarHistory.of(load_bars(dataset.metadata["symbols"]))
-    leaky = run_audit(dataset, audit_config(dataset), bars, sample=20, record=record, progress=lambda m: None)
+    leaky = run_audit(dataset, audit_config(dataset), bars, record=record, progress=lambda m: None)
     assert leaky.failed == ["preprocessing"]
     assert "fold 2: 50 fit rows are scored rows" in leaky.check("preprocessing").message
 

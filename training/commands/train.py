@@ -88,6 +88,7 @@ def _train_and_log(
 
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
     logged = log_run(report, dataset, dataset_path, config, audit, trials)
+    _audit_run(logged, report, dataset, dataset_path, config)
     decision = promotion.decide(
         MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]
     )
@@ -124,6 +125,24 @@ def _train_and_log(
         f"  {verdict}: {decision.reason}\n"
         f"  results: {results}"
     )
+
+
+def _audit_run(logged, report, dataset, dataset_path: Path, config: Config) -> None:
+    """The run's own folds (purge and embargo as fitted) and fitted preprocessing, every fold, audited as
+    ``verify-leakage --run`` audits them, before anything may promote it: a failed audit leaves the run
+    tagged not promoted (champion does not move) and exits 1 naming the check."""
+    from training.commands.verify_leakage import audit_run
+    from training.errors import CheckFailed
+    from training.model.promotion import Promotion
+    from training.model.tracking import apply_promotion
+
+    record = {**report.splits_record(dataset.metadata["fingerprint"], config.cv), "run_id": logged.run_id}
+    audited = audit_run(dataset, dataset_path, record)
+    if audited.failed:
+        reason = f"run audit failed: {', '.join(audited.failed)}"
+        apply_promotion(logged, Promotion(False, reason, config.mlflow.promote_metric, None))
+        first = audited.check(audited.failed[0]).message.split("; ")[0]
+        raise CheckFailed(f"{reason} ({first}); run {logged.run_id} is not promoted")
 
 
 def _finite(value: Any) -> Any:

@@ -16,8 +16,6 @@ import click
               show_default=True, help="Folder written by build-dataset.")  # fmt: skip
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="YAML the training run will use (its cv section is audited).")  # fmt: skip
-@click.option("--sample", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Rows whose features are recomputed from OHLCV (first and last of each symbol always).")  # fmt: skip
 @click.option("--skip-rebuild", is_flag=True, help="Do not rebuild the dataset through Feast to compare fingerprints.")
 @click.option("--cv", "cv_method", type=click.Choice(["purged_kfold", "cpcv"]),
               help="Validation method to audit, as `train --cv` (train refuses folds not audited).")  # fmt: skip
@@ -28,26 +26,27 @@ import click
                    "in each are audited; the report goes to DATASET/leakage_report_run_<id>.json and to the "
                    "run.")  # fmt: skip
 def verify_leakage(
-    dataset_path: Path, config_path: Path | None, sample: int, skip_rebuild: bool, cv_method: str | None,
+    dataset_path: Path, config_path: Path | None, skip_rebuild: bool, cv_method: str | None,
     n_splits: int | None, run: str | None,
 ) -> None:  # fmt: skip
     """Prove the training set and its validation saw no future data.
 
-    Recomputes from the offline store with the audit's own references (sharing no code with the builder,
-    labeller, splitters or indicator engine): features of sampled rows (from OHLCV cut at the joined bar),
-    the point-in-time join, every label, the hold-out purge and embargo, every cross-validation fold, the
-    warm-up, and a rebuild's fingerprint; with --run, the folds and fitted preprocessing of that training
-    run. Prints one line per check, writes DATASET/leakage_report.json and exits 1 naming the failed
-    checks. `train` trains only on a dataset whose report passed for its fingerprint and for the folds the
-    run will use.
+    Recomputes from the offline store, read by the audit's own query, with the audit's own references
+    (sharing no code with the builder, its bar reader, labeller, splitters or indicator engine): every
+    feature of every row (TA-Lib on OHLCV up to the joined bar), the point-in-time join, every label, the
+    hold-out purge and embargo, every cross-validation fold, the warm-up, and a rebuild's fingerprint; with
+    --run, the folds and fitted preprocessing of that training run (train audits its own run that way
+    before promoting it). Prints one line per check, writes DATASET/leakage_report.json and exits 1 naming
+    the failed checks. `train` trains only on a dataset whose report passed for its fingerprint and for the
+    folds the run will use.
     """
     from training.config import load_config, refuse_contradicting_dataset
     from training.dataset import artifact
-    from training.engines import current_engine
     from training.errors import CheckFailed, InputError
     from training.infra.memory import return_freed_memory
     from training.leakage.audit import audit_config, run_audit
     from training.leakage.audited_code import rebuild
+    from training.leakage.bars import bar_reader
     from training.leakage.panel import BarHistory
     from training.leakage.report import format_text, write_json
 
@@ -66,18 +65,17 @@ def verify_leakage(
         config = config.model_copy(update={"cv": cv})
     record = _run_record(run) if run else None
     with (
-        current_engine().bar_reader(dataset.metadata["symbols"]) as read_bars,
+        bar_reader(dataset.metadata["symbols"]) as read_bars,
         tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch,
     ):
         loaded = time.perf_counter()
         progress(f"auditing {dataset.n_rows:,} rows of {len(dataset.metadata['symbols'])} symbol(s) in "
                  f"{len(dataset.metadata['parts'])} part(s), reading each part's bars from the offline "
-                 "store")  # fmt: skip
+                 "store by the audit's own query")  # fmt: skip
         report = run_audit(
             dataset,
             config,
             lambda symbols: BarHistory.of(read_bars(symbols)),
-            sample=sample,
             rebuild=None
             if skip_rebuild
             else lambda: rebuild(dataset.metadata, Path(scratch) / "dataset", lambda m: progress(f"  {m}")),
@@ -126,3 +124,18 @@ def _log_to_run(run_id: str, report: Path, status: str) -> None:
     client = MlflowClient()
     client.log_artifact(run_id, str(report))
     client.set_tag(run_id, "leakage_check_run", status)
+
+
+def audit_run(dataset, dataset_path: Path, record: dict[str, Any]) -> Any:
+    """The run checks (its recorded folds and fitted preprocessing, every fold) on a run ``train`` just logged:
+    the report goes to DATASET/leakage_report_run_<id>.json and to the run (tag ``leakage_check_run``), and its
+    text to the terminal. Returns the :class:`~training.leakage.audit.AuditReport`; ``train`` promotes nothing
+    it failed."""
+    from training.leakage.audit import audit_training_run
+    from training.leakage.report import format_text, write_json
+
+    report = audit_training_run(dataset, record, dataset_path, lambda message: click.echo(f"  {message}", err=True))
+    written = write_json(report, dataset_path, f"leakage_report_run_{record['run_id']}.json")
+    _log_to_run(record["run_id"], written, report.status)
+    click.echo(format_text(report, f"run audit of {record['run_id']}:"))
+    return report

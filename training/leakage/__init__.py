@@ -11,7 +11,8 @@ their references (``ref_labels``: a per-event triple-barrier loop, ``ref_indicat
 and scale-free forms are the specification, not the computation), ``training.feast_store``,
 ``training.dataset`` (except the artifact reader), ``training.engines``, ``training.model`` or
 ``training.panels``. They may use
-the artifact reader, configuration, errors and infra. Only :mod:`training.leakage.audited_code` runs
+the artifact reader, configuration, errors and infra; the stored bars come through the audit's own reader
+(:mod:`training.leakage.bars`), not the builder's. Only :mod:`training.leakage.audited_code` runs
 audited code, to obtain what is judged (the trainer's folds, a rebuild), never to judge it.
 """
 

@@ -32,7 +32,6 @@ from training.leakage import (
 )
 from training.leakage.check_preprocessing import recorded_positions
 from training.leakage.result import CheckResult
-from training.leakage.sampling import DEFAULT_SAMPLE
 from training.leakage.stream import FAILURES, Bars, could_not_run, run_scans, symbol_counts
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,40 @@ def _run(name: str, run: Callable[[], CheckResult]) -> CheckResult:
     return result
 
 
+def _recorded_folds_check(dataset: Dataset, record: Mapping[str, Any], frame=None) -> CheckResult:
+    """The cv check of the folds a run recorded, purge and embargo as it fitted them."""
+    folds = ((recorded_positions(f["train"]), recorded_positions(f["test"])) for f in record["folds"])
+    label = f"run {record.get('run_id', '?')}'s recorded folds"
+    return check_cv.check_cv(dataset, record["cv"], folds, label, frame=frame)
+
+
+def audit_training_run(
+    dataset: Dataset, record: Mapping[str, Any], path: Path | None = None, progress: Progress = log.info
+) -> AuditReport:
+    """The run checks alone: a training run's recorded folds (``cv``) and the preprocessing it fitted in each
+    (``preprocessing``), every fold and the final fit. What ``train`` runs on its own run before promotion;
+    the dataset's own checks are the dataset report's (``train`` refuses a dataset without one)."""
+    started = time.perf_counter()
+    steps: dict[str, Callable[[], CheckResult]] = {
+        check_cv.NAME: lambda: _recorded_folds_check(dataset, record),
+        check_preprocessing.NAME: lambda: check_preprocessing.check_preprocessing(dataset, record),
+    }
+    results = []
+    for name, step in steps.items():
+        progress(f"{name} of run {record.get('run_id', '?')} ...")
+        results.append(_run(name, step))
+    timings = {c.name: c.seconds for c in results}
+    timings["total"] = time.perf_counter() - started
+    used = {"cv": dict(record["cv"]), "run_id": record.get("run_id")}
+    return AuditReport(dataset=_describe(dataset, path, list(dataset.metadata.get("symbols") or [])), config=used,
+                       checks=results, timings=timings)  # fmt: skip
+
+
 def run_audit(
     dataset: Dataset,
     config: Config,
     bars: Bars,
     *,
-    sample: int = DEFAULT_SAMPLE,
-    seed: int = 0,
     rebuild: Callable[[], Dataset] | None = None,
     make_splitter: SplitterFactory | None = None,
     record: Mapping[str, Any] | None = None,
@@ -144,9 +170,7 @@ def run_audit(
     def cv_check() -> CheckResult:
         frame = check_cv.read_fold_columns(dataset)  # read once for the folds and their check
         if record is not None:
-            folds = ((recorded_positions(f["train"]), recorded_positions(f["test"])) for f in record["folds"])
-            label = f"run {record.get('run_id', '?')}'s recorded folds"
-            return check_cv.check_cv(dataset, cv_config, folds, label, frame=frame)
+            return _recorded_folds_check(dataset, record, frame)
         if make_splitter is not None:
             name, folds = audited_code.splitter_folds(dataset, make_splitter(cv_config), frame)
         else:
@@ -154,10 +178,9 @@ def run_audit(
         return check_cv.check_cv(dataset, cv_config, folds, name, frame=frame)
 
     started = time.perf_counter()
-    progress("counting each symbol's rows (the feature sample's plan)")
     counts = symbol_counts(dataset)
     scans = [
-        check_features.FeatureScan(dataset, sample, seed, counts),
+        check_features.FeatureScan(dataset),
         check_point_in_time.PointInTimeScan(dataset),
         check_labels.LabelScan(dataset),
         check_warmup.WarmupScan(dataset),
@@ -186,8 +209,6 @@ def run_audit(
         "cv": dict(cv_config),
         "split": config.split.model_dump(),
         "labels": config.labels.model_dump(),
-        "sample": sample,
-        "seed": seed,
     }
     if record is not None:
         used["run_id"] = record.get("run_id")

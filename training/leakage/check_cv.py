@@ -34,16 +34,21 @@ def read_fold_columns(dataset: Dataset, columns: Sequence[str] = ()) -> pd.DataF
     return dataset.read(list(dict.fromkeys([*COLUMNS, *columns])), categorical=("symbol", "split"))
 
 
+def training_order(frame: pd.DataFrame) -> np.ndarray:
+    """Positions in ``frame`` (:data:`COLUMNS` at least) of the training rows, sorted by (event_timestamp, symbol):
+    the order the trainer cross-validates them in."""
+    train = np.flatnonzero((frame["split"] == "train").to_numpy())
+    # Codes in str order, from the column's own codes when it is a Categorical (no object array of 25M rows).
+    symbols = pd.factorize(pd.Series(frame["symbol"].array.take(train), copy=False), sort=True)[0]
+    return train[np.lexsort((symbols, ns(frame["event_timestamp"])[train]))]  # a stable (time, symbol) sort
+
+
 def training_rows(
     dataset: Dataset, columns: Sequence[str] = COLUMNS, frame: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """The rows the trainer cross-validates, in its order (``columns`` of them; ``frame``: those already read)."""
     frame = read_fold_columns(dataset, columns) if frame is None else frame
-    train = np.flatnonzero((frame["split"] == "train").to_numpy())
-    # Codes in str order, from the column's own codes when it is a Categorical (no object array of 25M rows).
-    symbols = pd.factorize(pd.Series(frame["symbol"].array.take(train), copy=False), sort=True)[0]
-    order = train[np.lexsort((symbols, ns(frame["event_timestamp"])[train]))]  # a stable (time, symbol) sort
-    del train, symbols
+    order = training_order(frame)
     # Only the columns asked for, a column at a time: no sorted copy of the whole frame.
     return pd.DataFrame({c: frame[c].array.take(order) for c in dict.fromkeys(columns)}, copy=False)
 

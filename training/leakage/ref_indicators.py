@@ -43,19 +43,27 @@ def indicator_series(
     return out
 
 
-def values_at_last_bar(bars: dict[str, np.ndarray]) -> dict[str, float]:
-    """Every indicator, its model form and the reference columns at the last bar of ``bars``."""
-    raw = {k: float(s[-1]) for k, s in indicator_series(bars["open"], bars["high"], bars["low"], bars["close"],
-                                                        bars["volume"]).items()}  # fmt: skip
-    refs = {name: float(bars[name][-1]) for name in REFERENCES}
+def values_at_every_bar(bars: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every indicator, its model form and the reference columns at every bar of ``bars`` (one symbol's, oldest
+    first). TA-Lib is causal (its value at bar i is the one it gives on the bars cut at i, bit for bit:
+    tests/test_leakage.py proves it as a property), so one pass over the history gives every row's reference."""
+    raw = indicator_series(bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"])
+    refs = {name: np.asarray(bars[name], dtype=np.float64) for name in REFERENCES}
     values = raw | refs
-    for indicator in INDICATORS:  # the table's spec of each form: level / reference (- 1 when relative)
-        if indicator.scale_free == "already":
-            continue
-        ref = refs[indicator.reference]
-        form = raw[indicator.name] / ref if ref > 0 else float("nan")
-        values[indicator.model_feature] = form - 1.0 if indicator.scale_free == "relative" else form
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for indicator in INDICATORS:  # the table's spec of each form: level / reference (- 1 when relative)
+            if indicator.scale_free == "already":
+                continue
+            ref = refs[indicator.reference]
+            form = np.where(ref > 0, raw[indicator.name] / np.where(ref > 0, ref, 1.0), np.nan)
+            values[indicator.model_feature] = form - 1.0 if indicator.scale_free == "relative" else form
     return values
+
+
+def values_at_last_bar(bars: dict[str, np.ndarray]) -> dict[str, float]:
+    """Every indicator, its model form and the reference columns at the last bar of ``bars`` (nothing after it
+    is given to TA-Lib)."""
+    return {name: float(series[-1]) for name, series in values_at_every_bar(bars).items()}
 
 
 @cache

@@ -31,11 +31,11 @@ def _row(record: dict) -> str:
     return "  ".join(f"{k}={v}" for k, v in record.items() if v is not None)
 
 
-def format_text(report: AuditReport) -> str:
+def format_text(report: AuditReport, title: str = "verify-leakage") -> str:
     """One line per check (PASS/FAIL/SKIP, what, counts, seconds); failures add their message and rows."""
     meta = report.dataset
     lines = [
-        f"verify-leakage {meta['path']}: {meta['rows']:,} rows of {len(meta['symbols'])} symbol(s), "
+        f"{title} {meta['path']}: {meta['rows']:,} rows of {len(meta['symbols'])} symbol(s), "
         f"{meta['features']} features, fingerprint {str(meta['fingerprint'])[:12]}"
     ]
     width = max(len(c.name) for c in report.checks)
