@@ -137,3 +137,13 @@ def test_a_command_an_engine_does_not_run_is_refused_in_one_line_before_anything
         "covers ingest, compute-features, build-dataset, verify-leakage, train, Feast's historical retrieval, "
         "materialize and check-online (unset OHLCV_ENGINE)"
     ]
+
+
+def test_every_table_keyed_by_engine_covers_every_engine():
+    """Below training.engines, two places pick by the setting's name on purpose: Feast's configuration (which
+    the engines use) and the audit's own bar reader (which must share no code with them)."""
+    from training.infra.environment import ENGINES
+    from training.infra.feast_yaml import FEAST_PROFILES
+    from training.leakage.bars import _READERS
+
+    assert sorted(FEAST_PROFILES) == sorted(_READERS) == sorted(ENGINES)

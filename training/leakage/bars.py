@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import pandas as pd
 
@@ -84,20 +84,33 @@ def read_lake(root: str, symbols: Sequence[str]) -> pd.DataFrame:
     return _frame(table["symbol"].to_pylist(), stamps, prices)
 
 
-@contextmanager
-def bar_reader(symbols: Sequence[str]) -> Iterator[BarReader]:
+def bar_reader(symbols: Sequence[str]) -> AbstractContextManager[BarReader]:
     """A reader of the stored adjusted bars, from where OHLCV_ENGINE keeps them; refuses ``symbols`` (the
-    dataset's) the store no longer has."""
-    if environment.engine() == "spark":
-        root = environment.lake_uri()
-        yield lambda wanted: _refuse_missing(read_lake(root, wanted), wanted)
-        return
+    dataset's) the store no longer has. Chosen here by the setting's name, not through training.engines: the
+    audit shares no code with what builds the dataset."""
+    return _READERS[environment.engine()](symbols)
+
+
+@contextmanager
+def _lake_reader(symbols: Sequence[str]) -> Iterator[BarReader]:
+    root = environment.lake_uri()
+    yield lambda wanted: _refuse_missing(read_lake(root, wanted), wanted)
+
+
+@contextmanager
+def _postgres_reader(symbols: Sequence[str]) -> Iterator[BarReader]:
     with db.connect(autocommit=True) as conn:
         if conn.execute("SELECT to_regclass(%s)", (OHLCV_TABLE,)).fetchone()[0] is None:
             raise InputError(f"{OHLCV_TABLE} does not exist: the dataset's bars are gone; ingest and rebuild")
         absent = [row[0] for row in conn.execute(_ABSENT.format(table=OHLCV_TABLE), (list(symbols),))]
         _refuse(absent)
         yield lambda wanted: _refuse_missing(read_postgres(conn, wanted), wanted)
+
+
+_READERS: dict[str, Callable[[Sequence[str]], AbstractContextManager[BarReader]]] = {
+    "postgres": _postgres_reader,
+    "spark": _lake_reader,
+}
 
 
 def _refuse_missing(bars: pd.DataFrame, wanted: Sequence[str]) -> pd.DataFrame:
