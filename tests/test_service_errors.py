@@ -41,7 +41,6 @@ def counts() -> tuple[int, int]:
         ("MLFLOW_TRACKING_URI", "{tmp}/mlruns", ("services",), "is a file store"),
         ("MLFLOW_TRACKING_URI", "bogus://x", ("predict", "--symbol", "AAPL"), "MLflow has no tracking store for bogus"),
         ("FEAST_PROJECT", "a b;drop", ("materialize",), "FEAST_PROJECT must be letters, digits and underscores"),
-        ("FEAST_PROJECT", "a b;drop", ("predict", "--symbol", "AAPL"), "FEAST_PROJECT must be letters, digits"),
         ("OHLCV_SERVICE_TIMEOUT", "abc", ("predict", "--symbol", "AAPL"), "must be a number of seconds in (0, 600]"),
         ("OHLCV_ENGINE", "hadoop", ("compute-features",), "OHLCV_ENGINE must be one of postgres, spark"),
         ("OHLCV_PARTITION_BARS", "many", ("compute-features",), "must be a whole number of bars >= 1, got 'many'"),
