@@ -103,6 +103,7 @@ def _killed_build_staging(out) -> Path:
     process.wait()
     staging = out.parent / f".{out.name}.build-{socket.gethostname()}-{process.pid}-abcd1234"
     staging.mkdir()
+    (staging / artifact.MARKER_FILE).write_text(artifact._marker_text(None))  # what a build writes first
     (staging / artifact.part_name(0)).write_bytes(b"PAR1 half written")
     return staging
 
