@@ -24,7 +24,11 @@ def built(bundled_dataset):
 
 def test_panel_artifact_is_parquet_and_json_with_every_promised_field(built):
     out, dataset = built
-    assert sorted(p.name for p in out.iterdir()) == [artifact.METADATA_FILE, artifact.part_name(0)]
+    assert sorted(p.name for p in out.iterdir()) == [
+        artifact.MARKER_FILE,
+        artifact.METADATA_FILE,
+        artifact.part_name(0),
+    ]
     meta = json.loads((out / artifact.METADATA_FILE).read_text())
     for key in ("features", "feature_service", "config", "fingerprint", "split", "rows_by_split"):
         assert key in meta
@@ -99,6 +103,7 @@ def _killed_build_staging(out) -> Path:
     process.wait()
     staging = out.parent / f".{out.name}.build-{socket.gethostname()}-{process.pid}-abcd1234"
     staging.mkdir()
+    (staging / artifact.MARKER_FILE).write_text(artifact._marker_text(None))  # what a build writes first
     (staging / artifact.part_name(0)).write_bytes(b"PAR1 half written")
     return staging
 

@@ -81,6 +81,7 @@ def test_an_artifact_of_the_previous_format_gets_a_clear_message(bundled_dataset
     assert result.exit_code == 2, result.output
     assert "dataset format 1 (written by an earlier version) is not 2" in result.output
     assert "rebuild it with `python -m training build-dataset`" in result.output
-    replaced = run_cli("build-dataset", "--out", str(old), "--symbols", "IBM")  # an old artifact may be replaced
-    assert replaced.exit_code == 0, replaced.output
-    assert not (old / artifact.LEGACY_DATA_FILE).exists()
+    refused = run_cli("build-dataset", "--out", str(old), "--symbols", "IBM")  # nothing proves it is one of ours
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert "(metadata.json does not describe a dataset of format 2); refusing to replace it" in refused.output
+    assert "or delete it yourself" in refused.output and (old / artifact.LEGACY_DATA_FILE).exists()

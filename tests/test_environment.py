@@ -15,6 +15,10 @@ MALFORMED = [
     ("OHLCV_ENGINE", "hadoop", environment.engine),
     ("REDIS_URL", "http://127.0.0.1:6379/0", environment.redis),
     ("MLFLOW_TRACKING_URI", "/tmp/mlruns", environment.mlflow_tracking_uri),
+    ("MLFLOW_TRACKING_URI", "bogus://x", environment.mlflow_tracking_uri),
+    ("FEAST_PROJECT", "a b;drop", environment.feast_project),
+    ("FEAST_PROJECT", "_hidden", environment.feast_project),
+    ("FEAST_PROJECT", "with-hyphen", environment.feast_project),
 ]
 
 
@@ -55,3 +59,11 @@ def test_settings_are_read_only_by_the_environment_module():
     read = re.compile(rf"(os\.environ\.get\(|os\.getenv\(|envvar=){names}|os\.environ\[{names}\](?!\s*=)")
     readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if read.search(p.read_text()))
     assert readers == [], readers  # environment.py itself reads through _get(name)
+
+
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///x.db", "postgresql+psycopg://u@h/db", "http://h:5000", "databricks://profile"]
+)
+def test_every_tracking_store_mlflow_offers_is_accepted(monkeypatch, uri):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert environment.mlflow_tracking_uri() == uri

@@ -125,6 +125,10 @@ BAD_INPUTS = {
     "zero price": (lambda f: _break(f, 5, "Low", "0"), "non-positive price in column 'Low' at line(s) 5"),
     "negative price": (lambda f: _break(f, 5, "Adj Close", "-3"), "non-positive price in column 'Adj Close'"),
     "negative volume": (lambda f: _break(f, 6, "Volume", "-10"), "negative volume in column 'Volume' at line(s) 6"),
+    "absurd price": (lambda f: _break(f, 5, "High", "1e308"), "price above 1,000,000,000 in column 'High' at line(s)"),
+    "absurd volume": (lambda f: _break(f, 6, "Volume", "1e16"), "volume above 1,000,000,000,000,000 in column"),
+    "a column twice": (lambda f: pd.concat([f, f[["Close"]]], axis=1), "column 'Close' appears 2 times in the header"),
+    "ticker and symbol": (lambda f: f.assign(Symbol="MSFT"), "columns 'Ticker' and 'Symbol' could each be the symbol"),
     "high below low": (lambda f: _break(f, 3, "High", "1.0"), "high < low at line(s) 3"),
     "duplicate row": (lambda f: pd.concat([f, f.iloc[[10]]]), "duplicate (symbol, date) rows at line(s) 12"),
     "unparseable date": (

@@ -39,6 +39,8 @@ def counts() -> tuple[int, int]:
         ("REDIS_URL", "redis://user:s3cret@127.0.0.1:abc/0", ("services",), "REDIS_URL must look like redis://"),
         ("MLFLOW_TRACKING_URI", "file:///{tmp}/mlruns", ("predict", "--symbol", "AAPL"), "is a file store"),
         ("MLFLOW_TRACKING_URI", "{tmp}/mlruns", ("services",), "is a file store"),
+        ("MLFLOW_TRACKING_URI", "bogus://x", ("predict", "--symbol", "AAPL"), "MLflow has no tracking store for bogus"),
+        ("FEAST_PROJECT", "a b;drop", ("materialize",), "FEAST_PROJECT must be letters, digits and underscores"),
         ("OHLCV_SERVICE_TIMEOUT", "abc", ("predict", "--symbol", "AAPL"), "must be a number of seconds in (0, 600]"),
         ("OHLCV_ENGINE", "hadoop", ("compute-features",), "OHLCV_ENGINE must be one of postgres, spark"),
         ("OHLCV_PARTITION_BARS", "many", ("compute-features",), "must be a whole number of bars >= 1, got 'many'"),

@@ -34,8 +34,9 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
     labels, sample weights and a purged, embargoed hold-out split. Works one partition of whole symbols
     at a time (OHLCV_PARTITION_BARS bars), writing OUT/part-NNNNN.parquet per partition and
-    OUT/metadata.json atomically: a failed build leaves OUT as it was. OUT must be new, empty or an
-    earlier dataset: a folder holding anything else is refused before the build starts. Symbols and
+    OUT/metadata.json atomically: a failed build leaves OUT as it was. OUT must be creatable and new, empty
+    or an earlier dataset (proven by its .ohlcv-dataset.json marker): anything else is refused before the
+    build starts, naming what is foreign. Symbols and
     dates come from the options, else from the config file's `data` section (recorded in the metadata).
     With OHLCV_ENGINE=spark (the lake profile) labels, the point-in-time join and the per-symbol weights run
     on Spark over the lake's tables; the artifact is the same, row for row.

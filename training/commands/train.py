@@ -55,10 +55,14 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     from training.infra import settings
     from training.infra.memory import return_freed_memory
     from training.model import promotion
+    from training.output_paths import unwritable_file
 
     return_freed_memory()  # each fold's arrays are freed back to the OS, not kept for the next fold
     if skip_audit and promote:
         raise InputError("--promote and --skip-audit exclude each other: a run that skips the audit is never promoted")
+    unwritable = unwritable_file(results)
+    if unwritable:  # found now, not after the training has registered a model version
+        raise InputError(f"--results {results} cannot be written: {unwritable}")
     settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})

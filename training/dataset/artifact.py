@@ -10,7 +10,16 @@ and the configuration that produced them, so it changes when either changes and 
 inputs are rebuilt, whatever the partition size. Writing goes to a hidden staging folder next to the
 target that is renamed into place, so a failed build leaves no partial artifact; the staging folder's name
 carries the host and process id of its build, so a later build can tell a killed build's leftovers from a
-build still running. A folder that holds anything but an artifact is never replaced.
+build still running.
+
+Every artifact (and every staging folder, from its first moment) holds :data:`MARKER_FILE`, naming this
+project's artifact kind, its format and the dataset's fingerprint (null while the build runs). A folder is
+replaced or deleted only when it proves to be an artifact: the marker parses and agrees with
+``metadata.json``, and every other entry is one the artifact owns (a part file ``metadata.json`` lists that
+starts as Parquet does, the leakage report of the same fingerprint, or a killed audit's staging file).
+A dataset from before the marker proves itself by its rows: its metadata parses and its parts hash to its
+fingerprint (one read of the dataset, once: the rebuild writes the marker). The marker is not hashed, so
+the fingerprint is the same with or without it.
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ import re
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +41,11 @@ import pandas as pd
 
 from training.config import DATASET_SECTIONS, fingerprint_text
 from training.errors import InputError
+from training.output_paths import uncreatable
 
 METADATA_FILE = "metadata.json"
+MARKER_FILE = ".ohlcv-dataset.json"  # proves a folder is this project's artifact (see the module's docstring)
+ARTIFACT_KIND = "ohlcv-training-dataset"
 REPORT_FILE = "leakage_report.json"  # written beside the data by verify-leakage (training.leakage.report)
 LEGACY_DATA_FILE = "dataset.parquet"  # format 1: every row in one file
 PART_FILE = re.compile(r"part-\d{5}\.parquet")
@@ -47,11 +58,10 @@ LABEL_COLUMNS = ("label", "target", "ret", "next_ret", "barrier", "weight", "spl
 REQUIRED_METADATA = (
     "format_version", "fingerprint", "features", "feature_service", "config", "symbols", "split", "parts",
 )  # fmt: skip
-ARTIFACT_ENTRIES = frozenset({LEGACY_DATA_FILE, METADATA_FILE, REPORT_FILE})
+ARTIFACT_ENTRIES = frozenset({METADATA_FILE, MARKER_FILE, REPORT_FILE})
+REPORT_STAGING = re.compile(rf"\.{re.escape(REPORT_FILE)}\.[a-z0-9_]{{8}}")  # a killed audit's (tempfile.mkstemp)
+PARQUET_MAGIC = b"PAR1"
 SHOWN_ENTRIES = 5
-# Staging folders of builds without a process id in their name (written before it was added) count as
-# abandoned once this old; a build never takes a day.
-UNNAMED_STAGING_STALE_SECONDS = 24 * 3600
 _SECOND_HASH_KEY = "ohlcv-dataset-v2"  # 16 bytes: a second, independent 64-bit hash of every row
 
 
@@ -180,20 +190,79 @@ def _named(entries: list[str]) -> str:
     return shown + (f" and {len(entries) - SHOWN_ENTRIES} more" if len(entries) > SHOWN_ENTRIES else "")
 
 
-def _artifact_entry(entry: Path) -> bool:
-    """A file of an artifact (of this format or the last), a build's intermediate part, or the staging file of
-    a leakage report whose audit was killed."""
-    name = entry.name
-    return entry.is_file() and (
-        name in ARTIFACT_ENTRIES
-        or PART_FILE.fullmatch(name) is not None
-        or STAGE_FILE.fullmatch(name) is not None
-        or name.startswith(f".{REPORT_FILE}.")
+def _marker_text(fingerprint: str | None) -> str:
+    marker = {"artifact": ARTIFACT_KIND, "format_version": FORMAT_VERSION, "fingerprint": fingerprint}
+    return json.dumps(marker) + "\n"
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    """The folder's marker when it parses as this project's (any fingerprint); None when absent or foreign."""
+    try:
+        marker = json.loads((folder / MARKER_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ours = isinstance(marker, dict) and marker.get("artifact") == ARTIFACT_KIND
+    return marker if ours and marker.get("format_version") == FORMAT_VERSION else None
+
+
+def _starts_as_parquet(file: Path) -> bool:
+    try:
+        with file.open("rb") as handle:
+            return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
+def _report_of(file: Path, fingerprint: str) -> bool:
+    """Whether ``file`` is verify-leakage's report on the rows of ``fingerprint``."""
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (
+        isinstance(report, dict)
+        and isinstance(report.get("dataset"), dict)
+        and (report["dataset"].get("fingerprint") == fingerprint)
     )
 
 
+def _proven_metadata(out: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the metadata of the artifact in ``out``, "") when the folder proves to be one, else (None, why not)."""
+    marker, metadata_file = _read_marker(out), out / METADATA_FILE
+    if (out / MARKER_FILE).exists() and marker is None:
+        return None, f"{MARKER_FILE} is not this project's dataset marker"
+    if not metadata_file.exists():
+        return None, f"{MARKER_FILE} without {METADATA_FILE}" if marker else ""
+    try:
+        metadata = _read_metadata(out)
+    except InputError:
+        return None, f"{METADATA_FILE} does not describe a dataset of format {FORMAT_VERSION}"
+    if marker is not None:
+        agree = marker.get("fingerprint") == metadata["fingerprint"]
+        return (metadata, "") if agree else (None, f"{MARKER_FILE} and {METADATA_FILE} disagree on the fingerprint")
+    try:  # a dataset from before the marker: its rows must hash to its fingerprint
+        hashed = fingerprint(load(out), metadata["config"], metadata["features"])
+    except InputError:
+        return None, f"no {MARKER_FILE}, and its part files are not those {METADATA_FILE} lists"
+    if hashed != metadata["fingerprint"]:
+        return None, f"no {MARKER_FILE}, and its rows do not hash to the fingerprint in {METADATA_FILE}"
+    (out / MARKER_FILE).write_text(_marker_text(hashed))  # proven once: later checks read the marker
+    return metadata, ""
+
+
+def _owned_entries(out: Path, metadata: dict[str, Any]) -> set[str]:
+    """The entries of a proven artifact that belong to it: a file named like another's is still foreign."""
+    owned = {METADATA_FILE, MARKER_FILE}
+    owned |= {str(p["file"]) for p in metadata["parts"] if _starts_as_parquet(out / str(p["file"]))}
+    if _report_of(out / REPORT_FILE, metadata["fingerprint"]):
+        owned.add(REPORT_FILE)
+    owned |= {e.name for e in out.iterdir() if REPORT_STAGING.fullmatch(e.name) and e.is_file()}
+    return owned
+
+
 def check_target(out: Path) -> None:
-    """Refuse an ``out`` that a build would destroy: a file, or a folder holding anything but an artifact.
+    """Refuse an ``out`` that a build cannot create, or would destroy: a file, or a folder holding anything an
+    artifact there does not own (everything, when the folder does not prove to be an artifact).
 
     Checked before the build starts (it takes minutes at scale) and again just before the swap.
     """
@@ -202,17 +271,21 @@ def check_target(out: Path) -> None:
         raise InputError(f"--out {out} is a symbolic link; give the folder it points to ({out.resolve()})")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is not a folder; give a new or empty folder, or an existing dataset")
-    if not out.exists():
+    problem = uncreatable(out)
+    if problem:
+        raise InputError(f"--out {out} cannot be written: {problem}")
+    entries = sorted(entry.name for entry in out.iterdir()) if out.exists() else []
+    if not entries:
         return
-    foreign = [entry.name for entry in out.iterdir() if not _artifact_entry(entry)]
+    metadata, doubt = _proven_metadata(out)
+    owned = _owned_entries(out, metadata) if metadata is not None else set()
+    foreign = [name for name in entries if name not in owned]
     if foreign:
+        why = f" ({doubt})" if doubt else ""
         raise InputError(
-            f"--out {out} holds {_named(foreign)}, which is not a dataset artifact; refusing to replace it "
-            "(give a new or empty folder)"
+            f"--out {out} holds {_named(foreign)}, which is not part of a dataset artifact{why}; refusing to replace "
+            "it (give a new or empty folder, or delete it yourself)"
         )
-
-
-_UNNAMED_SUFFIX = r"[a-z0-9_]{8}"
 
 
 def _staging_prefix(out: Path) -> str:
@@ -229,34 +302,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _only_artifact_files(folder: Path) -> bool:
-    return all(_artifact_entry(entry) for entry in folder.iterdir())
+def _staging_entry(entry: Path) -> bool:
+    """A file a staging (or retired) folder may hold: an artifact's, a build's intermediate part, or a killed
+    audit's report staging file."""
+    name = entry.name
+    return entry.is_file() and (
+        name in ARTIFACT_ENTRIES
+        or PART_FILE.fullmatch(name) is not None
+        or STAGE_FILE.fullmatch(name) is not None
+        or REPORT_STAGING.fullmatch(name) is not None
+    )
 
 
-def _abandoned(entry: Path, out: Path, now: float) -> bool:
-    """A staging folder of ``out`` whose build is gone: its process is dead (same host), or unnamed and old."""
-    named = re.fullmatch(rf"\.{re.escape(out.name)}\.build-(?P<host>.+)-(?P<pid>\d+)-{_UNNAMED_SUFFIX}", entry.name)
-    if named:
-        return named["host"] == socket.gethostname() and not _alive(int(named["pid"]))
-    if re.fullmatch(rf"\.{re.escape(out.name)}\.{_UNNAMED_SUFFIX}", entry.name):
-        return now - entry.stat().st_mtime > UNNAMED_STAGING_STALE_SECONDS
-    return False
+def _abandoned(entry: Path, out: Path) -> bool:
+    """A staging folder of ``out`` whose build is gone: named by a process of this host that is dead."""
+    named = re.fullmatch(rf"\.{re.escape(out.name)}\.build-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{{8}}", entry.name)
+    return named is not None and named["host"] == socket.gethostname() and not _alive(int(named["pid"]))
 
 
 def remove_abandoned_staging(out: Path) -> list[Path]:
     """Delete the hidden staging folders that killed builds of ``out`` left beside it; returns them.
 
-    Only folders named like this module's staging folders and holding nothing but artifact files are
-    touched, and never one whose build process is still alive.
+    Only folders named like this module's staging folders, carrying its marker (written first, when the
+    folder is made) and holding nothing but artifact files are touched, and never one whose build process is
+    still alive.
     """
     out = Path(out)
     if not out.parent.is_dir():
         return []
-    now, removed = time.time(), []
-    for entry in out.parent.glob(f".{glob.escape(out.name)}.*"):
+    removed = []
+    for entry in out.parent.glob(f".{glob.escape(out.name)}.build-*"):
         try:
-            ours = entry.is_dir() and not entry.is_symlink() and _only_artifact_files(entry)
-            if ours and _abandoned(entry, out, now):
+            if entry.is_symlink() or not entry.is_dir() or _read_marker(entry) is None:
+                continue
+            if all(_staging_entry(file) for file in entry.iterdir()) and _abandoned(entry, out):
                 shutil.rmtree(entry)
                 removed.append(entry)
         except OSError:
@@ -269,7 +348,8 @@ class ArtifactWriter:
 
     Use as a context manager: leaving it by an exception removes the staging folder, so a failed build
     leaves ``out`` as it was; :meth:`commit` writes ``metadata.json`` (with the parts and the fingerprint)
-    and swaps. A part is written as soon as its partition is done, so memory holds one partition.
+    and the marker, and swaps. A part is written as soon as its partition is done, so memory holds one
+    partition.
     """
 
     def __init__(self, out: Path) -> None:
@@ -277,9 +357,15 @@ class ArtifactWriter:
         check_target(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned_staging(self.out)
-        self.staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(self.out), dir=self.out.parent))
+        self.staging = self._new_staging()
         self.parts: list[dict[str, Any]] = []
         self.digest = RowDigest()
+
+    def _new_staging(self) -> Path:
+        """An empty folder of this build beside ``out``, marked as ours from the start (fingerprint not yet known)."""
+        folder = Path(tempfile.mkdtemp(prefix=_staging_prefix(self.out), dir=self.out.parent))
+        (folder / MARKER_FILE).write_text(_marker_text(None))
+        return folder
 
     def __enter__(self) -> ArtifactWriter:
         return self
@@ -310,10 +396,10 @@ class ArtifactWriter:
             leftover.unlink()
         metadata = {**metadata, "parts": self.parts}
         (self.staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n")
+        (self.staging / MARKER_FILE).write_text(_marker_text(metadata["fingerprint"]))
         check_target(self.out)  # nothing else was put there while the rows were written
-        if self.out.exists():
-            retired = self.out.with_name(f".{self.out.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
+        if self.out.exists():  # set aside under a staging name: a build killed here leaves it to the next one
+            retired = Path(tempfile.mkdtemp(prefix=_staging_prefix(self.out), dir=self.out.parent))
             os.replace(self.out, retired)
             os.replace(self.staging, self.out)
             shutil.rmtree(retired, ignore_errors=True)

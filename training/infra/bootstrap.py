@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
 from training.errors import ServiceUnavailable
 from training.infra import environment
 from training.infra.environment import PostgresSettings
+from training.output_paths import uncreatable
 
 
 def postgres() -> PostgresSettings:
@@ -25,10 +27,22 @@ def state_dir() -> Path:
 
 
 def mlflow_tracking_uri() -> str:
-    """The tracking URI, with the local backend's folder created when it is the default SQLite file."""
+    """The tracking URI, with the folder of a SQLite backend created (MLflow creates the file, not its folder):
+    one that cannot be created or written is refused here, before any work, not deep in MLflow's client."""
     uri = environment.mlflow_tracking_uri()
-    if not environment.mlflow_is_remote(uri) and uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    file = environment.mlflow_sqlite_file(uri)
+    if file is None:
+        return uri
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = uncreatable(file) or f"{file.parent} cannot be created ({exc.strerror or exc})"
+    else:
+        where = file if file.exists() else file.parent
+        problem = None if os.access(where, os.R_OK | os.W_OK) else f"{where} is not writable"
+    if problem:
+        raise ServiceUnavailable(f"MLflow's SQLite backend {file} cannot be written: {problem} "
+                                 "(check MLFLOW_TRACKING_URI)")  # fmt: skip
     return uri
 
 

@@ -10,6 +10,7 @@ these variables.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 CONNECT_TIMEOUT_SECONDS = 3
 ENGINES = ("postgres", "spark")
+# The tracking stores MLflow registers (mlflow.tracking._tracking_service.utils), less the file store it refuses.
+MLFLOW_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc", "sqlite", "postgresql", "mysql", "mssql")
 
 
 def _get(name: str) -> str | None:
@@ -88,7 +91,18 @@ def embedded_pgdata() -> Path:
 
 
 def feast_project() -> str:
-    return _get("FEAST_PROJECT") or "ohlcv_features"
+    """FEAST_PROJECT: the Feast project (registry rows, online keys and tables); default ``ohlcv_features``.
+
+    Letters, digits and underscores, not starting with an underscore: Feast's own rule
+    (``feast.repo_operations.is_valid_name``) without the hyphen, which its SQLite online store refuses.
+    """
+    name = _get("FEAST_PROJECT") or "ohlcv_features"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name):
+        raise InputError(
+            f"FEAST_PROJECT must be letters, digits and underscores, starting with a letter or digit (Feast's rule), "
+            f"got {name!r}"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -209,12 +223,23 @@ def mlflow_tracking_uri() -> str:
     uri = _get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{state_path() / 'mlflow.db'}"
-    if urlsplit(uri).scheme in {"", "file"} or (len(uri) > 1 and uri[1] == ":"):  # file:, a path, C:\...
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in {"", "file"} or (len(uri) > 1 and uri[1] == ":"):  # file:, a path, C:\...
         raise InputError(
             f"MLFLOW_TRACKING_URI={without_credentials(uri)} is a file store, which MLflow 3 refuses (maintenance "
             "mode): use sqlite:///path/mlflow.db or http://host:5000 (`mlflow migrate-filestore` converts mlruns)"
         )
+    if scheme.partition("+")[0] not in MLFLOW_SCHEMES:  # a database URL may name its driver: postgresql+psycopg
+        raise InputError(
+            f"MLFLOW_TRACKING_URI={without_credentials(uri)}: MLflow has no tracking store for {scheme}://; use "
+            "http(s)://host:5000, sqlite:///path/mlflow.db or a database URL (postgresql://, mysql://, mssql://)"
+        )
     return uri
+
+
+def mlflow_sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` tracking URI (MLflow creates it on first use); None for other backends."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def mlflow_is_remote(uri: str) -> bool:

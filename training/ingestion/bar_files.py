@@ -4,9 +4,9 @@ A bar of trading date D is stamped at D's session close (16:00 in the exchange's
 stored as tz-aware UTC: nothing about bar D is known before that instant.
 
 Two kinds of bad rows. *Malformed* rows (unreadable values, dates, symbols, duplicates) always refuse the
-file. *Implausible* bars (non-positive prices, high < low, open or close outside [low, high], weekend
-dates) follow a policy: refused by default, naming the lines, or dropped and reported with
-``on_invalid="drop"``. A bar dated after the ingest time is always refused: it cannot have happened yet.
+file. *Implausible* bars (prices outside (0, 1e9], volumes outside [0, 1e15], high < low, open or close
+outside [low, high], weekend dates) follow a policy: refused by default, naming the lines, or dropped and
+reported with ``on_invalid="drop"``. A bar dated after the ingest time is always refused: it cannot have happened yet.
 
 A file is read and checked a chunk at a time (:data:`CHUNK_BYTES` of CSV text, :data:`CHUNK_ROWS` Parquet
 rows), so memory holds one chunk whatever the file's size; refusals still name lines of the whole file.
@@ -50,6 +50,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "adj_close": ("adjclose", "adjustedclose"),
 }
 REQUIRED = ("date", "open", "high", "low", "close", "volume")
+# Plausible magnitudes: the dearest share ever quoted is under 1e6, the busiest day's volume under 1e11; a value
+# beyond these bounds is a wrong column, a unit slip or garbage (1e308 overflows every ratio computed from it).
+MAX_PRICE = 1e9
+MAX_VOLUME = 1e15
 MAX_SYMBOL_LENGTH = 32  # exchange tickers are <= 12 characters; longer text is a wrong column or garbage
 ON_INVALID = ("refuse", "drop")
 _CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
@@ -184,8 +188,9 @@ def _normalise(name: str) -> str:
 
 
 def resolve_columns(found: list[str], mapping: ColumnMap, symbol: str | None) -> dict[str, str]:
-    """Canonical field -> column of the file; raises naming every missing field and the option to map it."""
-    by_normal = {_normalise(c): c for c in found}
+    """Canonical field -> column of the file; raises naming every missing field and the option to map it, and
+    any field two columns could hold (``Ticker`` and ``Symbol``, ``Close`` twice): guessing would store one
+    column's values as the other's."""
     resolved: dict[str, str] = {}
     missing: list[str] = []
     for field_name in ("symbol", *REQUIRED, "adj_close"):
@@ -195,11 +200,18 @@ def resolve_columns(found: list[str], mapping: ColumnMap, symbol: str | None) ->
                 raise InputError(
                     f"column {explicit!r} given for {field_name} is not in the file; columns are: {', '.join(found)}"
                 )
+            _refuse_twice(found, explicit)
             resolved[field_name] = explicit
             continue
-        match = next((by_normal[a] for a in ALIASES[field_name] if a in by_normal), None)
-        if match is not None:
-            resolved[field_name] = match
+        candidates = [c for c in found if _normalise(c) in ALIASES[field_name]]
+        if len(candidates) > 1:
+            _refuse_twice(found, candidates[0])
+            option = f"--{field_name.replace('_', '-')}-column"
+            raise InputError(
+                f"columns {' and '.join(map(repr, candidates))} could each be the {field_name}; say which with {option}"
+            )
+        if candidates:
+            resolved[field_name] = candidates[0]
         elif field_name in REQUIRED or (field_name == "symbol" and symbol is None):
             missing.append(field_name)
     if missing:
@@ -209,6 +221,11 @@ def resolve_columns(found: list[str], mapping: ColumnMap, symbol: str | None) ->
             f"missing column(s): {', '.join(missing)}; the file has: {', '.join(found)}. Map them with {options}{extra}"
         )
     return resolved
+
+
+def _refuse_twice(found: list[str], column: str) -> None:
+    if found.count(column) > 1:
+        raise InputError(f"column {column!r} appears {found.count(column)} times in the header; rename all but one")
 
 
 def _numeric(raw: pd.Series, column: str, first_row: int) -> np.ndarray:
@@ -263,7 +280,11 @@ def _implausible(out: pd.DataFrame, columns: dict[str, str], allow_weekends: boo
     for field_name in (*PRICE_COLUMNS, "adj_close"):
         if field_name in out:
             checks[f"non-positive price in column {columns[field_name]!r}"] = (out[field_name] <= 0).to_numpy()
+            checks[f"price above {MAX_PRICE:,.0f} in column {columns[field_name]!r}"] = (
+                out[field_name] > MAX_PRICE
+            ).to_numpy()
     checks[f"negative volume in column {columns['volume']!r}"] = (out["volume"] < 0).to_numpy()
+    checks[f"volume above {MAX_VOLUME:,.0f} in column {columns['volume']!r}"] = (out["volume"] > MAX_VOLUME).to_numpy()
     low, high = out["low"].to_numpy(), out["high"].to_numpy()
     checks["high < low"] = high < low
     for field_name in ("open", "close"):
