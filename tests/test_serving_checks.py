@@ -134,7 +134,7 @@ def test_a_call_on_its_own_thread_times_out_at_the_deadline_and_others_are_not_s
     from training.serving.bounded import ServiceTimeout, Store
 
     store, hung = Store("PostgreSQL", "PostgreSQL at 127.0.0.1:1", "PGHOST", 0.05), threading.Event()
-    with pytest.raises(ServiceTimeout, match="did not answer within 0.05 s"):
+    with pytest.raises(ServiceTimeout, match=r"did not answer within 0\.05 s"):
         store.call(hung.wait)
     assert store.call(lambda: 1, probe=True) == 1
     hung.set()
