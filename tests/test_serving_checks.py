@@ -138,3 +138,12 @@ def test_a_call_on_its_own_thread_times_out_at_the_deadline_and_others_are_not_s
         store.call(hung.wait)
     assert store.call(lambda: 1, probe=True) == 1
     hung.set()
+
+
+def test_redis_py_given_retry_none_never_retries_a_timed_out_read():
+    """Serving passes retry=null through Feast: redis-py's default would retry a silent read three times."""
+    import redis
+
+    assert redis.Redis(host="127.0.0.1", port=1).connection_pool.make_connection().retry.get_retries() == 3
+    client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=2.0, retry=None)
+    assert client.connection_pool.make_connection().retry.get_retries() == 0
