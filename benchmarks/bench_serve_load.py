@@ -41,6 +41,7 @@ NAME = "ohlcv_bench_serve"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 TIMEOUT = 2.0  # OHLCV_SERVICE_TIMEOUT of the served process (the documented default)
 HEALTHY_CLIENTS, SILENT_CLIENTS = 50, 200
+STARTUP_SECONDS = 900  # importing Feast and MLflow on a busy 2-core machine takes minutes
 
 
 @contextmanager
@@ -125,20 +126,23 @@ def _server(model_uri: str, redis_url: str) -> Iterator[int]:
         port = probe.getsockname()[1]
     env = {**os.environ, "REDIS_URL": redis_url}
     args = [sys.executable, "-m", "training", "serve", "--port", str(port), "--model-uri", model_uri]
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = Path(os.environ["OHLCV_STATE_DIR"]) / f"serve-{port}.log"  # a file: a full pipe would stall the server
+    with log.open("w") as sink:
+        process = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while _call(port, "GET", "/health")[0] != 200:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while _call(port, "GET", "/health", timeout=10)[0] != 200:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {process.stderr.read() if process.stderr else ''}")
+                process.kill()
+                raise RuntimeError(f"serve did not start within {STARTUP_SECONDS} s: {log.read_text()[-2000:]}")
             time.sleep(0.5)
         yield port
     finally:
         process.terminate()
-        process.wait(30)
+        process.wait(60)
 
 
-def _call(port: int, method: str, path: str, timeout: float = 120) -> tuple[int, float, str]:
+def _call(port: int, method: str, path: str, timeout: float = 900) -> tuple[int, float, str]:
     """(status, seconds, detail) of one request; status 0 when the connection failed."""
     data = b"{}" if method == "POST" else None
     request = urllib.request.Request(

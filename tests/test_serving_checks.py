@@ -100,32 +100,56 @@ def test_a_timeout_of_a_self_bounded_client_is_named_as_the_store_not_answering(
         store.call(silent)
 
 
-def test_a_store_found_silent_is_tried_by_one_call_at_a_time_and_a_probe_always():
-    """While one call tries a silent store, the others fail at once without calling it; a probe (/ready) tries
-    it anyway, and the first call that gets an answer makes the store trusted again."""
+def test_a_store_found_silent_fails_calls_at_once_until_its_background_probe_gets_an_answer():
+    """After a timeout, calls fail at once without calling the store, while a background thread retries the
+    probe; the first answer makes the store trusted again."""
     from training.serving.bounded import ServiceTimeout, Store
 
-    store = Store("Redis", "Redis at 127.0.0.1:1/0", "REDIS_URL", 2, self_bounded=True)
+    back, probed = threading.Event(), threading.Event()
+
+    def probe() -> None:
+        probed.set()
+        if not back.is_set():
+            silent()
+
+    store = Store("Redis", "Redis at 127.0.0.1:1/0", "REDIS_URL", 0.01, self_bounded=True, probe=probe)
     with pytest.raises(ServiceTimeout):
         store.call(silent)
-    entered, release, calls = threading.Event(), threading.Event(), []
-
-    def trying() -> str:
-        calls.append("trying")
-        entered.set()
-        release.wait()
-        return "answered"
-
-    first = threading.Thread(target=lambda: calls.append(store.call(trying)))
-    first.start()
-    entered.wait()
-    with pytest.raises(ServiceTimeout, match="another call is trying it now"):
+    assert store.suspect
+    calls = []
+    with pytest.raises(ServiceTimeout, match="is tried again in the background") as refused:
         store.call(lambda: calls.append("must not run"))
-    assert store.call(lambda: "probe answered", probe=True) == "probe answered"  # trusted again from here
-    assert store.call(lambda: "answered too") == "answered too"
-    release.set()
-    first.join()
-    assert calls == ["trying", "answered"]
+    assert "Redis at 127.0.0.1:1/0 did not answer within 0.01 s (check REDIS_URL" in str(refused.value)
+    assert calls == [] and probed.wait(10)
+    back.set()
+    for _ in range(1000):  # the probe's next try answers; bounded, never a hang
+        if not store.suspect:
+            break
+        threading.Event().wait(0.01)
+    assert not store.suspect and store.call(lambda: "answered") == "answered"
+
+
+def test_a_readiness_probe_tries_a_suspect_store_and_its_answer_trusts_it_again():
+    from training.serving.bounded import ServiceTimeout, Store
+
+    hung = threading.Event()  # the background probe hangs: only /ready's own try can see the store back
+    store = Store("Redis", "Redis at 127.0.0.1:1/0", "REDIS_URL", 0.01, self_bounded=True, probe=hung.wait)
+    with pytest.raises(ServiceTimeout):
+        store.call(silent)
+    with pytest.raises(ServiceTimeout):
+        store.refuse_if_suspect()
+    assert store.call(lambda: "ready", probe=True) == "ready"
+    assert not store.suspect and store.call(lambda: "answered") == "answered"
+    hung.set()
+
+
+def test_without_a_probe_every_call_tries_the_store_itself():
+    from training.serving.bounded import ServiceTimeout, Store
+
+    store, calls = Store("Redis", "Redis at 127.0.0.1:1/0", "REDIS_URL", 2, self_bounded=True), []
+    with pytest.raises(ServiceTimeout):
+        store.call(silent)
+    assert not store.suspect and store.call(lambda: calls.append(1)) is None and calls == [1]
 
 
 def test_a_call_on_its_own_thread_times_out_at_the_deadline_and_others_are_not_serialised_behind_it():

@@ -9,9 +9,10 @@ many run at once, :mod:`training.serving.admission`), and the clock starts when 
 - any other (psycopg waits for a query as long as the server does): the call runs on a daemon thread that the
   caller waits for at most ``seconds``; a late thread finishes (or dies with its socket) on its own.
 
-A store found silent stays suspect until a call to it succeeds: meanwhile one call at a time tries it and the
-others fail at once with the same 503, so a burst of requests on a silent store never queues up timeouts one
-after another. A probe (``/ready``) always tries the store itself, so it sees the store recover at once.
+A store found silent stays suspect until it answers again: meanwhile calls fail at once with the same 503 and
+a background thread retries a cheap probe, so a burst of requests on a silent store never queues up timeouts
+one after another. A readiness check (``/ready``) always tries the store itself, so it sees the store recover
+at once.
 """
 
 from __future__ import annotations
@@ -63,51 +64,78 @@ class Store:
     """One store (its name, where it is, the setting to fix) and a deadline for every call to it.
 
     ``self_bounded``: the store's client times out every socket operation after ``seconds`` and never retries,
-    so the call needs no thread of its own.
+    so the call needs no thread of its own. ``probe``: a cheap call to the store; once set, a store that timed
+    out is suspect: calls fail at once while a background thread retries ``probe`` until the store answers.
     """
 
-    def __init__(self, service: str, where: str, setting: str, seconds: float, self_bounded: bool = False) -> None:
+    def __init__(
+        self,
+        service: str,
+        where: str,
+        setting: str,
+        seconds: float,
+        self_bounded: bool = False,
+        probe: Callable[[], object] | None = None,
+    ) -> None:
         self.service, self.where, self.setting, self.seconds = service, where, setting, seconds
-        self.self_bounded = self_bounded
+        self.self_bounded, self.probe = self_bounded, probe
         self._state = threading.Lock()
-        self._silent_since: float | None = None  # monotonic time of the last call that timed out
-        self._probing = False  # a call is trying a store found silent
+        self._silent_since: float | None = None  # monotonic time the store was found silent; None: trusted
+        self._prober: threading.Thread | None = None
+
+    @property
+    def suspect(self) -> bool:
+        return self._silent_since is not None
 
     def call(self, fn: Callable[..., T], *args: object, probe: bool = False) -> T:
         """``fn(*args)``, or ServiceTimeout / StoreDown naming the store within ``seconds`` of the call's start.
 
-        ``probe``: try the store even while it is suspect (readiness checks).
+        ``probe``: try the store even while it is suspect (readiness checks); an answer makes it trusted again.
         """
-        trying = self._admit(probe)
+        if not probe:
+            self.refuse_if_suspect()
         try:
             value = self._bounded(fn, *args)
         except ServiceTimeout:
-            with self._state:
-                self._silent_since = time.monotonic()
+            self._found_silent()
             raise
         except StoreDown:
             raise
         except BaseException:
             self._answered()  # the store answered; the call itself failed
             raise
-        else:
-            self._answered()
-            return value
-        finally:
-            if trying:
-                with self._state:
-                    self._probing = False
+        self._answered()
+        return value
 
-    def _admit(self, probe: bool) -> bool:
-        """Whether this call is the one trying a suspect store; ServiceTimeout at once when another one is."""
+    def refuse_if_suspect(self) -> None:
+        """ServiceTimeout at once while the store is suspect: a request checks before doing any work."""
+        since = self._silent_since
+        if since is not None:
+            ago = time.monotonic() - since
+            raise self._timeout(f"; it stopped answering {ago:.1f} s ago and is tried again in the background")
+
+    def _found_silent(self) -> None:
+        if self.probe is None:
+            return  # nothing to retry with: every call tries the store itself
         with self._state:
-            if self._silent_since is None or probe:
-                return False
-            if not self._probing:
-                self._probing = True
-                return True
-            ago = time.monotonic() - self._silent_since
-        raise self._timeout(f"; its last call timed out {ago:.1f} s ago and another call is trying it now")
+            if self._silent_since is None:
+                self._silent_since = time.monotonic()
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(target=self._probe_until_answered, name=f"{self.service} probe")
+                self._prober.daemon = True
+                self._prober.start()
+
+    def _probe_until_answered(self) -> None:
+        assert self.probe is not None
+        while self._silent_since is not None:
+            try:
+                self._bounded(self.probe)
+            except StoreUnavailable:
+                time.sleep(min(1.0, self.seconds / 2))  # a refusing store answers at once: do not spin
+                continue
+            except BaseException:  # an answer, even an error, means the store is back
+                pass
+            self._answered()
 
     def _answered(self) -> None:
         with self._state:

@@ -57,6 +57,7 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
         return JSONResponse({"detail": f"{type(exc).__name__}: {first}"}, status_code=500)
 
     def predict_one(symbol: str, as_of: str | None) -> dict:
+        predictor.refuse_if_suspect()  # a request that waited its turn behind a silent store fails at once
         try:
             return predictor.predict(_printable(symbol), parse_as_of(as_of) if as_of else None).as_dict()
         except SymbolNotServed as exc:
@@ -71,6 +72,7 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
         return await admission.run(predict_one, symbol, as_of)
 
     def score_many(symbols: list[str] | None) -> dict:
+        predictor.refuse_if_suspect()
         newest = None
         if symbols is None:
             _, newest = predictor.offline.call(session_symbols)

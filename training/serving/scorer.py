@@ -154,6 +154,13 @@ class Predictor:
         self.refs = list(dict.fromkeys([*served_refs, *(f"{v}:{f}" for v, f in checked)]))
         seconds = settings.service_timeout_seconds()
         self.online, self.offline = _online_store(store, seconds), _offline_store(seconds)
+        self.online.probe = lambda: self.store.get_online_features(self.refs, [{"symbol": "__READY__"}])
+        self.offline.probe = _select_one
+
+    def refuse_if_suspect(self) -> None:
+        """503 at once when a store was found silent and has not answered since: a request checks first."""
+        self.online.refuse_if_suspect()
+        self.offline.refuse_if_suspect()
 
     def read(self, symbol: str, probe: bool = False) -> dict[str, Any]:
         """The service's online features of one symbol and each view's bar (None when the symbol is not online)."""
