@@ -45,7 +45,6 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
         description=f"{predictor.model.label} on {predictor.model.feature_service}",
         lifespan=lifespan,
     )
-    app.state.admission = admission
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
