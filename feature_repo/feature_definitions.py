@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from feast import Entity, FeatureService, FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Float64, UnixTimestamp
+from feast.types import Float64, Int64, UnixTimestamp
 from feast.value_type import ValueType
 
 from training.contract import AUDIT_FEATURE, DEFAULT_FEATURE_SERVICE
 from training.engines import current_engine
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS, Family, by_family
-from training.indicators.feature_table import AUDIT_VIEW, VIEW_BAR_FIELDS
+from training.indicators.feature_table import AUDIT_VIEW, VIEW_BAR_FIELDS, VIEW_VERSION_FIELDS
 
 if TYPE_CHECKING:
     pass
@@ -36,7 +36,8 @@ symbol = Entity(
 # One row per (symbol, bar) stamped at the bar's session close. `bar_timestamp` repeats the row's own
 # event timestamp as a value, so every joined row carries the time it describes: the audit checks it is
 # never after the entity timestamp, and online serving reports how old the features are. The other views
-# carry the same stamp as `<view>_bar_timestamp`, so serving can tell a row mixing two bars.
+# carry the same stamp as `<view>_bar_timestamp`, so serving can tell a row mixing two bars, and every view
+# carries its row's version as `<view>_row_version`, so serving can tell a row mixing two versions of one bar.
 technical_indicators_source = current_engine().feature_source()
 
 # Daily bars are 1 day apart on trading days, 3 over a weekend, 4 over a long holiday weekend, and 7
@@ -55,6 +56,18 @@ def _bar_field(family: Family) -> Field:
     return Field(name=VIEW_BAR_FIELDS[family], dtype=UnixTimestamp, description=f"event timestamp of the {family} bar")
 
 
+def _version_field(family: Family) -> Field:
+    """The view's copy of its row's version: serving refuses a row whose views hold two versions of one bar.
+
+    Not in the model's service either (the dataset's fingerprint stays as it was).
+    """
+    return Field(
+        name=VIEW_VERSION_FIELDS[family],
+        dtype=Int64,
+        description=f"created_timestamp of the {family} row in microseconds: renewed when its values change",
+    )
+
+
 def _family_view(family: Family) -> FeatureView:
     schema = [Field(name=i.name, dtype=Float64, description=i.description) for i in by_family(family)]
     schema += [
@@ -63,6 +76,7 @@ def _family_view(family: Family) -> FeatureView:
         if owner == family
     ]
     schema.append(AUDIT_FIELD if family == AUDIT_VIEW else _bar_field(family))
+    schema.append(_version_field(family))
     return FeatureView(
         name=family,
         entities=[symbol],

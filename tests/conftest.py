@@ -360,11 +360,11 @@ def http_app(app, start_timeout: float = 60.0) -> Iterator[Callable[[str], tuple
                 raise RuntimeError(f"uvicorn did not start on port {port} within {start_timeout:.0f} s")
             thread.join(0.05)
 
-        def get(path: str, body: dict | None = None) -> tuple[int, dict]:
-            """GET ``path``, or POST ``body`` to it as JSON."""
-            data = None if body is None else json.dumps(body).encode()
+        def get(path: str, body: dict | bytes | None = None, content_type: str = "application/json") -> tuple:
+            """GET ``path``, or POST ``body`` to it (a dict as JSON, bytes as they are)."""
+            data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                             headers={"Content-Type": "application/json"})  # fmt: skip
+                                             headers={"Content-Type": content_type})  # fmt: skip
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return response.status, json.loads(response.read())

@@ -69,6 +69,14 @@ def test_entity_select_modes_and_the_redis_dedup_switch():
     assert RedisOnlineStoreConfig(skip_dedup=True).skip_dedup is True
 
 
+def test_the_redis_connection_string_passes_null_and_numbers_to_redis_py():
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    nodes, params = RedisOnlineStore._parse_connection_string("127.0.0.1:6379,db=0,socket_timeout=2.0,retry=null")
+    assert nodes == [{"host": "127.0.0.1", "port": "6379"}]
+    assert params == {"db": 0, "socket_timeout": 2.0, "retry": None}
+
+
 def test_feasts_cli_names_its_file_and_repository_in_the_click_context():
     source = inspect.getsource(resolve("feast.cli.cli"))
     assert 'ctx.obj["CHDIR"]' in source and 'ctx.obj["FS_YAML_FILE"]' in source

@@ -105,3 +105,59 @@ def test_a_deleted_sqlite_online_file_is_recreated_by_the_commands_that_use_it(p
     online_file.unlink()
     assert "into the sqlite online store" in ok("materialize")
     assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
+
+
+def test_a_correction_materialized_into_one_view_only_is_refused_until_materialize_reruns(
+    scratch_online, bundled_raw, write_csv
+):
+    """materialize killed (-9) after its first view while writing a correction of the newest bar: that view holds
+    the corrected row, the others the old one, all of the same bar. predict, serve and the universe scoring of
+    update refuse the row (naming the views) until materialize runs again; then predict serves the corrected row.
+    """
+    from datetime import timedelta
+
+    from tests.conftest import http_app
+    from training.serving.http_app import create_app
+    from training.serving.model_loading import load_model
+    from training.serving.online_store import overwriting
+    from training.serving.scorer import Predictor
+    from training.serving.universe_scores import score_universe
+
+    store = scratch_online
+    inputs = model_inputs(store)
+    before = predict_json("--symbol", "AAPL")
+    last = bundled_raw[bundled_raw["Ticker"] == "AAPL"].tail(1).copy()
+    close, adjusted = float(last["Close"].iloc[0]), float(last["Adj Close"].iloc[0])
+    corrected = (float(last["High"].iloc[0]) + float(last["Low"].iloc[0])) / 2
+    last["Close"], last["Adj Close"] = repr(corrected), repr(corrected * adjusted / close)
+    assert "0 inserted, 1 updated" in ok("ingest", str(write_csv(last, "corrected.csv")))
+    assert "0 inserted, 1 updated" in ok("compute-features")
+
+    first = store.list_feature_views()[0].name  # the view materialize writes first
+    bar = pd.Timestamp(before["bar_timestamp"]).to_pydatetime()
+    with overwriting(store):  # what the killed run had written: one view, the corrected row
+        store.materialize(start_date=bar, end_date=bar + timedelta(microseconds=1), feature_views=[first])
+
+    predicted = run_cli("predict", "--symbol", "AAPL")
+    assert predicted.exit_code == 2, predicted.output
+    error = predicted.output.strip().splitlines()
+    assert len(error) == 1 and "online features of AAPL mix versions of the bar of" in error[0], error
+    assert f"{first}: " in error[0] and "python -m training materialize" in error[0]
+    predictor = Predictor(store, load_model())
+    with http_app(create_app(predictor)) as get:
+        status, body = get("/predict/AAPL")
+        assert status == 409 and "mix versions" in body["detail"] and first in body["detail"], body
+        status, body = get("/predict", {"symbols": ["AAPL", "IBM"]})
+        assert status == 200 and [s["symbol"] for s in body["scores"]] == ["IBM"], body
+        assert "mix versions" in body["not_scored"]["AAPL"]
+    assert "mix versions" in score_universe(predictor, ["AAPL"]).skipped["AAPL"]  # what update writes
+    checked = run_cli("check-online", "--symbols", "AAPL")
+    assert checked.exit_code == 1 and "AAPL: predict refuses it: online features of AAPL mix versions" in checked.output
+
+    ok("materialize")  # the rerun writes the views the killed run never reached
+    ok("check-online")
+    after = predict_json("--symbol", "AAPL")
+    assert after["bar_timestamp"] == before["bar_timestamp"]
+    expected = offline_model_rows(inputs, latest=True).loc[["AAPL"], inputs].reset_index(drop=True)
+    assert after["probability"] == pytest.approx(load_model().estimator.predict_proba(expected)[0, 1], rel=1e-12, abs=0)
+    assert after["features"]["close_open_ratio"] != before["features"]["close_open_ratio"]

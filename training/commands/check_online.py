@@ -16,7 +16,9 @@ def check_online(symbols: list[str] | None) -> None:
 
     Every feature of every family view, and every scale-free form of the on-demand view (recomputed
     from the offline row), must equal the offline value (exactly or within 1e-12 relative; missing
-    values equal each other). A symbol with nothing online fails too: run `materialize`.
+    values equal each other). A symbol with nothing online fails too: run `materialize`. A symbol whose views
+    describe different bars, or different versions of one bar (each view's row version, the row's
+    created_timestamp), is named as one predict refuses.
     """
     from training.feast_store.repository import feature_store
     from training.serving.online_store import check_online as run
@@ -29,6 +31,8 @@ def check_online(symbols: list[str] | None) -> None:
         click.echo(f"{c.symbol:<8} {online:<26} {c.offline_bar!s:<26} {c.checked:>8}  {result}")
     failed = [c for c in checks if not c.ok]
     for c in failed[:SHOWN]:  # the values of the first few; the table above counts every symbol's
+        if c.mixed:
+            click.echo(f"  {c.symbol}: predict refuses it: {c.mixed}")
         for ref, online, offline in c.mismatches:
             click.echo(f"  {c.symbol} {ref}: online {_show(online)} != offline {_show(offline)}")
     if failed:
@@ -55,7 +59,8 @@ def _what(check) -> str:
     if check.missing:
         return "missing online"
     refs = [ref for ref, _, _ in check.mismatches]
-    return ", ".join(refs[:3]) + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
+    mixed = "views mix bars or versions, " if check.mixed else ""
+    return mixed + ", ".join(refs[:3]) + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
 
 
 def _show(value: object) -> str:

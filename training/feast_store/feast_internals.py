@@ -25,6 +25,9 @@ tests/test_feast_internals.py so an upgrade that moves one fails there, by name,
 - ``feast.feature_store.FeatureStore._get_provider``: the provider of a store.
 - ``feast.infra.online_stores.redis.RedisOnlineStoreConfig.skip_dedup``: lets materialize overwrite a
   corrected bar with the same event time.
+- ``feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string``: each ``key=value`` of the
+  Redis connection string is read as JSON and passed to redis-py, so ``retry=null`` turns its retries off
+  (serving's Redis calls are bounded by their socket timeouts alone).
 - ``feast.cli.cli``: Feast's click context names the resolved file ``FS_YAML_FILE`` and the repository
   ``CHDIR`` (the validators name the file Feast's CLI loaded).
 - on-demand output naming: a full feature name is ``<projection name>__<feature>``.
@@ -77,6 +80,7 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     ),
     "feast.feature_store.FeatureStore._get_provider": ("self",),
     "feast.infra.online_stores.redis.RedisOnlineStoreConfig.skip_dedup": (),
+    "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string": ("connection_string",),
     "feast.cli.cli": (),
     "on-demand output naming": (),
 }

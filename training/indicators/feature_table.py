@@ -22,14 +22,21 @@ FEATURES_TABLE = "features.technical_indicators"
 # service serves and the dataset keeps as feature_timestamp; the others get `<view>_bar_timestamp`.
 AUDIT_VIEW = "price_action"
 VIEW_BAR_FIELDS = {family: AUDIT_FEATURE if family == AUDIT_VIEW else f"{family}_bar_timestamp" for family in FAMILIES}
+# Two versions of one bar (a correction in place) share the bar's stamp: every view also carries its row's
+# created_timestamp, which compute-features renews whenever a row's values change, in microseconds since the
+# epoch (Feast keeps timestamps to the second; two writes within a second must still differ). A materialize
+# stopped between views leaves them disagreeing, and serving refuses that too. Outside the model's service.
+VIEW_VERSION_FIELDS = {family: f"{family}_row_version" for family in FAMILIES}
+POSTGRES_ROW_VERSION = "(extract(epoch FROM created_timestamp) * 1000000)::bigint"
 
 
-def feature_source_query(table: str = FEATURES_TABLE) -> str:
-    """The Feast source of every feature view: each row plus its event timestamp under each view's name
-    (``table``: the PostgreSQL table, or the lake's as Spark SQL names it)."""
-    return (
-        "SELECT *, " + ", ".join(f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values()) + f" FROM {table}"
-    )
+def feature_source_query(table: str = FEATURES_TABLE, row_version: str = POSTGRES_ROW_VERSION) -> str:
+    """The Feast source of every feature view: each row plus its event timestamp and its version under each
+    view's names (``table``: the PostgreSQL table, or the lake's as Spark SQL names it; ``row_version``: the
+    created_timestamp in microseconds, in that SQL dialect)."""
+    stamps = [f"event_timestamp AS {field}" for field in VIEW_BAR_FIELDS.values()]
+    versions = [f"{row_version} AS {field}" for field in VIEW_VERSION_FIELDS.values()]
+    return f"SELECT *, {', '.join([*stamps, *versions])} FROM {table}"
 
 
 FEATURE_SOURCE_QUERY = feature_source_query()

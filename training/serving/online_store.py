@@ -81,6 +81,7 @@ class SymbolCheck:
     online_bar: datetime | None = None
     checked: int = 0  # 0: nothing online for this symbol at all
     mismatches: list[tuple[str, Any, Any]] = field(default_factory=list)  # (view:feature, online, offline)
+    mixed: str | None = None  # how the views disagree with each other on the bar or its version (predict refuses)
 
     @property
     def missing(self) -> bool:
@@ -170,6 +171,7 @@ def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[
         checks.append(check)
         if all(_missing(v) for r, v in served.items() if not r.startswith(f"{SCALE_FREE_VIEW}:")):
             continue  # nothing online for this symbol: reported as missing, not feature by feature
+        check.mixed = _views_disagree(symbol, served)
         for ref, value in served.items():
             view, feature = ref.split(":")
             expected = derived[feature][position[symbol]] if view == SCALE_FREE_VIEW else offline.loc[symbol, feature]
@@ -177,3 +179,19 @@ def check_online(store: FeatureStore, symbols: list[str] | None = None) -> list[
             if not same_value(value, expected):
                 check.mismatches.append((ref, value, expected))
     return checks
+
+
+def _views_disagree(symbol: str, served: dict[str, Any]) -> str | None:
+    """predict's refusal of a row whose views describe different bars or versions, or None when they agree."""
+    from training.errors import ProjectError
+    from training.indicators.feature_table import VIEW_BAR_FIELDS, VIEW_VERSION_FIELDS
+    from training.serving.scorer import check_views_agree
+
+    def per_view(fields: dict[str, str]) -> dict[str, Any]:
+        return {view: served[f"{view}:{name}"] for view, name in fields.items() if f"{view}:{name}" in served}
+
+    try:
+        check_views_agree(symbol, per_view(VIEW_BAR_FIELDS), per_view(VIEW_VERSION_FIELDS))
+    except ProjectError as refused:
+        return str(refused)
+    return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training.contract import (
@@ -21,7 +21,7 @@ from training.contract import (
 )
 from training.dataset.offline_bars import describe_known, known_symbols
 from training.errors import InputError, ProjectError
-from training.indicators.feature_table import FEATURES_TABLE, VIEW_BAR_FIELDS
+from training.indicators.feature_table import FEATURES_TABLE, VIEW_BAR_FIELDS, VIEW_VERSION_FIELDS
 from training.infra import db, settings
 from training.infra.schema import OHLCV_TABLE
 from training.serving.bounded import Store
@@ -43,6 +43,10 @@ class SymbolNotServed(InputError):
 
 class MixedBars(StaleFeatures):
     """The views of one online row describe different bars (a materialize stopped between views)."""
+
+
+class MixedVersions(MixedBars):
+    """The views of one online row hold two versions of the same bar (a correction materialized partway)."""
 
 
 class UnusableFeatures(InputError):
@@ -141,27 +145,39 @@ class Predictor:
         ensure_online_tables(store)
         self.ttl = _service_ttl(store, self.service)
         views = _source_views(store, self.service)
-        # Each view's own bar timestamp, read in the same call as the service's features (not model inputs).
+        # Each view's own bar timestamp and row version, read in the same call as the service's features (not
+        # model inputs): the row is scored only when every view describes the same version of the same bar.
         self.bar_fields = {view: VIEW_BAR_FIELDS[view] for view in sorted(views) if view in VIEW_BAR_FIELDS}
+        self.version_fields = {view: VIEW_VERSION_FIELDS[view] for view in sorted(views) if view in VIEW_VERSION_FIELDS}
         served_refs = [f"{p.name_to_use()}:{f.name}" for p in self.service.feature_view_projections for f in p.features]
-        self.refs = list(dict.fromkeys([*served_refs, *(f"{v}:{f}" for v, f in self.bar_fields.items())]))
+        checked = [*self.bar_fields.items(), *self.version_fields.items()]
+        self.refs = list(dict.fromkeys([*served_refs, *(f"{v}:{f}" for v, f in checked)]))
         seconds = settings.service_timeout_seconds()
         self.online, self.offline = _online_store(store, seconds), _offline_store(seconds)
+        self.online.probe = lambda: self.store.get_online_features(self.refs, [{"symbol": "__READY__"}])
+        self.offline.probe = _select_one
 
-    def read(self, symbol: str) -> dict[str, Any]:
+    def refuse_if_suspect(self) -> None:
+        """503 at once when a store was found silent and has not answered since: a request checks first."""
+        self.online.refuse_if_suspect()
+        self.offline.refuse_if_suspect()
+
+    def read(self, symbol: str, probe: bool = False) -> dict[str, Any]:
         """The service's online features of one symbol and each view's bar (None when the symbol is not online)."""
-        return self.read_many([symbol])[0]
+        return self.read_many([symbol], probe)[0]
 
-    def read_many(self, symbols: list[str]) -> list[dict[str, Any]]:
-        """:meth:`read` of many symbols in one online call, in their order."""
-        response = self.online.call(self.store.get_online_features, self.refs, [{"symbol": s} for s in symbols])
+    def read_many(self, symbols: list[str], probe: bool = False) -> list[dict[str, Any]]:
+        """:meth:`read` of many symbols in one online call, in their order (``probe``: see :meth:`Store.call`)."""
+        entities = [{"symbol": s} for s in symbols]
+        response = self.online.call(self.store.get_online_features, self.refs, entities, probe=probe)
         columns = response.to_dict()
         return [{name: values[i] for name, values in columns.items()} for i in range(len(symbols))]
 
     def ready(self) -> dict[str, str]:
-        """One read from each store, bounded like every other call: {service: where} when both answer."""
-        self.read("__READY__")
-        self.offline.call(_select_one)
+        """One read from each store, bounded like every other call but tried even when a store was found silent,
+        so a store that recovered is seen at once: {service: where} when both answer."""
+        self.read("__READY__", probe=True)
+        self.offline.call(_select_one, probe=True)
         return {self.online.service: self.online.where, self.offline.service: self.offline.where}
 
     def score(self, row: dict[str, Any]) -> tuple[Any, dict[str, float]]:
@@ -180,9 +196,14 @@ class Predictor:
         ]
 
     def check(self, symbol: str, row: dict[str, Any], reference: datetime, what: str) -> None:
-        """Refuse a row :meth:`predict` would refuse: views of different bars, stale at ``reference``, unusable."""
+        """Refuse a row :meth:`predict` would refuse: views of different bars or of two versions of one bar,
+        stale at ``reference``, unusable."""
         bar = row[AUDIT_FEATURE]
-        _check_one_bar(symbol, {view: row.get(field) for view, field in self.bar_fields.items()})
+        check_views_agree(
+            symbol,
+            {view: row.get(field) for view, field in self.bar_fields.items()},
+            {view: row.get(field) for view, field in self.version_fields.items()},
+        )
         _check_fresh(symbol, bar, reference, what, self.ttl)
         _check_usable(symbol, bar, {name: row[name] for name in self.model.inputs})
 
@@ -248,14 +269,16 @@ def _service_ttl(store: FeatureStore, service) -> timedelta | None:
 
 
 def _online_store(store: FeatureStore, seconds: float) -> Store:
-    """The online store as a bounded :class:`Store`; Redis also gets socket timeouts, so a stuck read ends."""
+    """The online store as a bounded :class:`Store`. Feast's Redis client gets socket timeouts and no retries
+    (redis-py would retry a timed-out read three times with backoff), so it bounds every call by itself."""
     config = store.config.online_store
     redis = settings.redis()
     if getattr(config, "type", "") != "redis" or redis is None:
         return Store("SQLite online store", "the SQLite online store", "REDIS_URL (unset: SQLite)", seconds)
     if "socket_timeout" not in config.connection_string:  # before Feast creates its client on the first read
-        config.connection_string += f",socket_timeout={seconds},socket_connect_timeout={seconds}"
-    return Store("Redis", redis.describe(), "REDIS_URL", seconds)
+        # Feast reads each value as JSON: retry=null is None, which redis-py takes as "no retries".
+        config.connection_string += f",socket_timeout={seconds},socket_connect_timeout={seconds},retry=null"
+    return Store("Redis", redis.describe(), "REDIS_URL", seconds, self_bounded=True)
 
 
 def _offline_store(seconds: float) -> Store:
@@ -269,17 +292,52 @@ def _select_one() -> None:
         conn.execute("SELECT 1").fetchone()
 
 
+def _views_by_value(values: dict[str, str]) -> str | None:
+    """None when every view holds the same value, else "views: value; ..." naming each group."""
+    groups: dict[str, list[str]] = {}
+    for view, value in values.items():
+        groups.setdefault(value, []).append(view)
+    if len(groups) < 2:
+        return None
+    return "; ".join(f"{', '.join(views)}: {value}" for value, views in sorted(groups.items()))
+
+
+def check_views_agree(symbol: str, bars: dict[str, Any], versions: dict[str, Any]) -> None:
+    """Refuse a row whose views describe different bars, or different versions of one bar ({view: value})."""
+    _check_one_bar(symbol, bars)
+    _check_one_version(symbol, next(iter(bars.values()), None), versions)
+
+
 def _check_one_bar(symbol: str, bars: dict[str, Any]) -> None:
     """Refuse a row whose views describe different bars (or some none): a materialize stopped between views."""
-    groups: dict[str, list[str]] = {}
-    for view, bar in bars.items():
-        groups.setdefault("nothing" if bar is None else str(bar), []).append(view)
-    if len(groups) > 1:
-        described = "; ".join(f"{', '.join(views)}: {bar}" for bar, views in sorted(groups.items()))
+    described = _views_by_value({view: "nothing" if bar is None else str(bar) for view, bar in bars.items()})
+    if described:
         raise MixedBars(
             f"online features of {symbol} mix bars across feature views ({described}); a materialize was "
             f"interrupted between views: run `{MATERIALIZE}`"
         )
+
+
+def _check_one_version(symbol: str, bar: Any, versions: dict[str, Any]) -> None:
+    """Refuse a row whose views hold different versions of its bar (or some none): a correction of the bar
+    materialized into some views only. A version is the row's created_timestamp in microseconds."""
+    described = _views_by_value({view: describe_version(version) for view, version in versions.items()})
+    if described:
+        raise MixedVersions(
+            f"online features of {symbol} mix versions of the bar of {bar} across feature views (written "
+            f"{described}); a materialize was interrupted between views: run `{MATERIALIZE}`"
+        )
+
+
+def describe_version(version: Any) -> str:
+    """A row version as the time its row was computed (UTC, to the microsecond), or "nothing"; the number itself
+    when it is no time Python can show."""
+    if version is None:
+        return "nothing"
+    try:
+        return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(version))).isoformat()
+    except OverflowError:
+        return f"version {version}"
 
 
 def unusable_inputs(features: dict[str, Any]) -> list[str]:

@@ -46,7 +46,7 @@ def features_source_query() -> str:
     """The Feast source of the lake's feature views: the PostgreSQL profile's query over the lake's table."""
     from training.indicators.feature_table import feature_source_query
 
-    return feature_source_query(f"parquet.`{table_uri(FEATURES)}`")
+    return feature_source_query(f"parquet.`{table_uri(FEATURES)}`", row_version="unix_micros(created_timestamp)")
 
 
 def bucket_of(symbol: Column) -> Column:
