@@ -33,6 +33,7 @@ EXPECTED_ARTIFACTS = {
 }
 VALIDITY_METRICS = (
     "validity/trials",
+    "validity/pbo_configurations",
     "validity/holdout_psr",
     "validity/holdout_dsr",
     "validity/holdout_min_trl_bars",
@@ -120,6 +121,7 @@ def _assert_complete_run(client, run_id: str, dataset) -> None:
     assert tags["leakage_check_run"] == "passed"  # train's own run audit, before the promotion
     assert {a.path for a in client.list_artifacts(run_id)} >= EXPECTED_ARTIFACTS
     assert set(VALIDITY_METRICS) <= set(metrics)
+    assert tags["trials"] == str(int(metrics["validity/trials"])) and {"trial_family", "trial_key"} <= set(tags)
     assert {a.path for a in client.list_artifacts(run_id, "validity")} == {
         "validity/validity.json",
         "validity/cv_path_returns.csv",
@@ -163,8 +165,15 @@ def test_same_seed_and_data_give_the_same_metrics_and_an_equal_run_is_not_promot
     again = _train(audited, tmp_path / "again.json", "--config", str(model_config(tmp_path, "train-tests-local")))
     assert again["run_id"] != local_run["run_id"]
     assert again["cv"] == local_run["cv"]
-    # One more trial on the same dataset: the same Sharpe ratio is deflated further, never less.
-    assert again["validity"]["trials"] > local_run["validity"]["trials"]
+    # An identical re-run is the same trial: it adds none (N grows only by other trials of the family run
+    # in between), and the same Sharpe ratio is deflated as much or more, never less.
+    from training.model.trials import TRIAL_TAG, family_records
+
+    tags = {r: MlflowClient().get_run(r).data.tags for r in (local_run["run_id"], again["run_id"])}
+    assert tags[again["run_id"]][TRIAL_TAG] == tags[local_run["run_id"]][TRIAL_TAG]
+    records = family_records(MlflowClient(), tags[again["run_id"]]["trial_family"])
+    assert again["validity"]["trials"] == len({r.data.tags[TRIAL_TAG] for r in records}) < len(records)
+    assert again["validity"]["trials"] >= local_run["validity"]["trials"]
     assert again["validity"]["holdout"]["psr"] == pytest.approx(local_run["validity"]["holdout"]["psr"])
     assert again["validity"]["holdout"]["dsr"] <= local_run["validity"]["holdout"]["dsr"] + 1e-12
     assert again["holdout"] == local_run["holdout"]
@@ -209,7 +218,11 @@ def test_cpcv_is_refused_until_audited_then_logs_backtest_paths(bundled_dataset,
     metrics = MlflowClient().get_run(results["run_id"]).data.metrics
     assert "cpcv/path_sharpe_mean" in metrics
     assert results["validity"]["cv_paths"]["paths"] == 3  # C(3, 1) paths of CPCV(4, 2)
-    assert 0 <= metrics["validity/pbo"] <= 1  # over the configurations tried, or this run's 3 paths
+    pbo = results["validity"]["pbo"]  # over the family's configurations, never over one configuration's paths
+    if pbo["configurations"] < 8:
+        assert pbo["pbo"] is None and "validity/pbo" not in metrics and "fewer give" in pbo["reason"]
+    else:
+        assert 0 <= metrics["validity/pbo"] <= 1 and "validity/pbo_logit_q50" in metrics
     assert len(MlflowClient().get_metric_history(results["run_id"], "cv/roc_auc")) == 6  # C(4, 2) splits
 
 

@@ -12,10 +12,23 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from training.model.validity import Moments, dsr, expected_max_sharpe, min_track_record, pbo_cscv, psr
+from training.model.overfitting import MIN_PBO_CONFIGURATIONS, pbo_of
+from training.model.validity import (
+    Moments,
+    dsr,
+    expected_max_sharpe,
+    min_track_record,
+    null_sharpe_variance,
+    pbo_cscv,
+    psr,
+)
 
 
 def test_the_deflated_sharpe_ratio_papers_numerical_example():
@@ -41,6 +54,65 @@ def test_psr_is_one_half_at_its_own_benchmark_and_min_trl_is_where_psr_reaches_9
 def test_one_trial_deflates_nothing():
     moments = Moments(n=1000, sharpe=0.05, skew=0.0, kurtosis=3.0)
     assert dsr(moments, trials=1) == psr(moments)
+
+
+returns_series = arrays(np.float64, st.integers(5, 400), elements=st.floats(-0.2, 0.2, allow_subnormal=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(returns=returns_series, trials=st.integers(1, 5000), more=st.integers(1, 5000))
+def test_for_fixed_returns_adding_a_trial_never_raises_dsr(returns, trials, more):
+    moments = Moments.of(returns)
+    before, after = dsr(moments, trials), dsr(moments, trials + more)
+    assert (math.isnan(before) and math.isnan(after)) or after <= before
+    if math.isfinite(before):
+        assert before <= psr(moments)  # deflating never helps
+
+
+def test_the_null_variance_holds_with_few_trials_and_has_no_switch():
+    """V[SR] depends on the series' own T only: Sharpe ratios a last bit apart change nothing, and two
+    trials deflate a visible amount (a variance from two near-equal Sharpe ratios deflated nothing)."""
+    rng = np.random.default_rng(3)
+    returns = rng.normal(0.0005, 0.01, 500)
+    moments = Moments.of(returns)
+    assert null_sharpe_variance(500) == pytest.approx(1 / 499)
+    nudged = Moments(moments.n, np.nextafter(moments.sharpe, 1.0), moments.skew, moments.kurtosis)
+    assert dsr(nudged, 2) == pytest.approx(dsr(moments, 2), abs=1e-9)
+    assert psr(moments) - dsr(moments, 2) > 0.005
+    assert [round(dsr(moments, n), 6) for n in (1, 2, 3, 5, 10)] == sorted(
+        (round(dsr(moments, n), 6) for n in (1, 2, 3, 5, 10)), reverse=True
+    )
+    with pytest.raises(ValueError, match="must be positive"):
+        dsr(moments, 2, variance=0.0)
+
+
+def test_the_null_variance_is_the_spread_of_skill_less_sharpe_ratios():
+    """What the null variance stands for: Sharpe ratios of T skill-less returns spread with variance 1/(T-1)."""
+    sharpes = [Moments.of(series).sharpe for series in np.random.default_rng(8).normal(0, 0.01, (4000, 250))]
+    assert np.var(sharpes) == pytest.approx(null_sharpe_variance(250), rel=0.08)
+
+
+def _frame(columns: int, dates: int = 600, seed: int = 0) -> pd.DataFrame:
+    index = pd.date_range("2020-01-01", periods=dates, freq="D", tz="UTC")
+    return pd.DataFrame(np.random.default_rng(seed).normal(0, 0.01, (dates, columns)), index=index)
+
+
+@pytest.mark.parametrize("columns", [1, 2, MIN_PBO_CONFIGURATIONS - 1])
+def test_pbo_below_the_minimum_configurations_is_not_computed_and_says_why(columns):
+    pbo, logits = pbo_of(_frame(columns))
+    assert math.isnan(pbo["pbo"]) and len(logits) == 0 and pbo["configurations"] == columns
+    assert f"{columns} configuration(s) tried" in pbo["reason"]
+    assert f"at least {MIN_PBO_CONFIGURATIONS}" in pbo["reason"]
+
+
+def test_pbo_from_the_minimum_configurations_comes_with_its_spread():
+    pbo, logits = pbo_of(_frame(MIN_PBO_CONFIGURATIONS))
+    assert 0 <= pbo["pbo"] <= 1 and pbo["combinations"] == math.comb(16, 8) == len(logits)
+    quantiles = [pbo["logits"][f"logit_q{q}"] for q in ("05", "25", "50", "75", "95")]
+    assert quantiles == sorted(quantiles) and quantiles[0] < quantiles[-1]
+    assert pbo["pbo"] == pytest.approx(float((logits <= 0).mean()))
+    short, _ = pbo_of(_frame(MIN_PBO_CONFIGURATIONS, dates=20))
+    assert math.isnan(short["pbo"]) and "share 20 dates" in short["reason"]
 
 
 def loop_pbo(returns: np.ndarray, s: int) -> float:

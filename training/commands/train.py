@@ -11,6 +11,7 @@ import click
 
 if TYPE_CHECKING:
     from training.config import Config
+    from training.model.trials import Trial
 
 
 @click.command()
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
               help="Train although the dataset's fingerprint or leakage report does not vouch for it (experiments "
                    "only: tagged skip_audit=true and never promoted).")  # fmt: skip
 @click.option("--trials", type=click.IntRange(min=1),
-              help="Configurations tried for this result, for the Deflated Sharpe Ratio (default: the runs on this "
-                   "dataset in the MLflow experiment, this one included).")  # fmt: skip
+              help="Trials behind this result, for the Deflated Sharpe Ratio, when more were run than the trial "
+                   "registry counted (elsewhere): raises N, never lowers it (a lower value is overridden by the "
+                   "registry's count, and the summary says so).")  # fmt: skip
 @click.option(
     "--promote",
     is_flag=True,
@@ -45,9 +47,10 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     weight and split settings come from the dataset itself.
 
     Beside the Sharpe ratios it reports whether they could be luck: the Probabilistic and Deflated Sharpe
-    Ratio of the hold-out and of every CV path (trials = runs on this dataset in the experiment, or
-    --trials), the minimum track record length, and the Probability of Backtest Overfitting (CSCV over the
-    configurations tried, or over CPCV paths when only one was tried).
+    Ratio of the hold-out and of every CV path, the minimum track record length, and the Probability of
+    Backtest Overfitting (CSCV over the configurations tried, from 8 of them). N, the trials behind DSR, is
+    counted by the trial registry in the MLflow backend: every attempt of the family (the symbols and the
+    kind of target), failed ones too, recorded before training starts; an identical re-run adds none.
     """
     from training.config import load_config
     from training.dataset import artifact
@@ -55,6 +58,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     from training.infra import settings
     from training.infra.memory import return_freed_memory
     from training.model import promotion
+    from training.model.trials import attempt
     from training.output_paths import unwritable_file
 
     return_freed_memory()  # each fold's arrays are freed back to the OS, not kept for the next fold
@@ -70,7 +74,8 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     if not audit.passed:
         click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
-    _train_and_log(dataset, dataset_path, config, audit, promote, results, trials)
+    with attempt(config, dataset.metadata, trials) as trial:  # counted from here, whether it succeeds or not
+        _train_and_log(dataset, dataset_path, config, audit, promote, results, trial)
 
 
 def _take_dataset_sections(config: Config, config_path: Path | None, built: dict[str, Any]) -> Config:
@@ -82,7 +87,7 @@ def _take_dataset_sections(config: Config, config_path: Path | None, built: dict
 
 
 def _train_and_log(
-    dataset, dataset_path: Path, config: Config, audit, promote: bool, results: Path, trials: int | None = None
+    dataset, dataset_path: Path, config: Config, audit, promote: bool, results: Path, trial: Trial
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -91,7 +96,7 @@ def _train_and_log(
     from training.model.trainer import train as run_training
 
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
-    logged = log_run(report, dataset, dataset_path, config, audit, trials)
+    logged = log_run(report, dataset, dataset_path, config, audit, trial)
     _audit_run(logged, report, dataset, dataset_path, config)
     decision = promotion.decide(
         MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]

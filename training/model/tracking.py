@@ -27,6 +27,7 @@ from training.model import plots
 from training.model.input_distribution import ARTIFACT as INPUT_DISTRIBUTION
 from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
+from training.model.trials import Trial, config_hash
 
 
 @dataclass(frozen=True)
@@ -129,13 +130,14 @@ def log_run(
     dataset_path: Path,
     config: Config,
     audit: Audit,
-    trials: int | None = None,
+    trial: Trial,
 ) -> LoggedRun:
     """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the registered model.
 
     Every run registers a model version; whether it becomes ``champion`` is decided by
     :mod:`training.model.promotion`, never here. The tags carry what a reader needs to trust (or not) the
-    run: the dataset fingerprint, the audit's verdict, the validation method and the git commit.
+    run: the dataset fingerprint, the audit's verdict, the validation method, the git commit, and the trial
+    (family, key and N, the trials counted for DSR) in the trial registry.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -147,7 +149,7 @@ def log_run(
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment(mlflow, config.mlflow.experiment)
     meta = dataset.metadata
-    validity = overfitting.assess(report, config, MlflowClient(), experiment_id, meta["fingerprint"], trials)
+    validity = overfitting.assess(report, trial)
     run_name = config.mlflow.run_name.format(
         feature_service=meta["feature_service"],
         horizon=config.labels.horizon,
@@ -162,10 +164,13 @@ def log_run(
         "git_dirty": str(dirty).lower(),
         "dataset_fingerprint": meta["fingerprint"],
         "target": config.target,
-        "config_hash": overfitting.config_hash(config),
+        "config_hash": config_hash(config),
+        "trials": str(validity.trials),
+        **trial.tags(),
         **audit_tags(audit),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        trial.attach(run.info.run_id)
         params = _flatten("", {k: v for k, v in config.dump().items() if k != "mlflow"})
         params.update({"dataset.rows": meta["rows"], "dataset.features": len(meta["features"]),
                        "dataset.symbols": ",".join(meta["symbols"]), "dataset.path": str(dataset_path)})  # fmt: skip

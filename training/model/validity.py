@@ -39,7 +39,8 @@ class Moments:
     def of(cls, returns: np.ndarray) -> Moments:
         r = np.asarray(returns, dtype=np.float64)
         r = r[np.isfinite(r)]
-        if len(r) < 3 or np.std(r, ddof=1) == 0:
+        # Constant returns (up to rounding: a spread below 1e-9 of the mean) have no Sharpe ratio.
+        if len(r) < 3 or np.std(r, ddof=1) <= 1e-9 * abs(np.mean(r)):
             return cls(len(r), float("nan"), float("nan"), float("nan"))
         return cls(
             len(r),
@@ -70,20 +71,31 @@ def expected_max_sharpe(trials: int, variance: float) -> float:
     SR0 = sqrt(V[SR_n]) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e))), gamma Euler's constant.
     One trial has nothing to select among: SR0 = 0.
     """
-    if trials <= 1 or not variance > 0:
+    if trials <= 1:
         return 0.0
     z = (1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / trials) + EULER_GAMMA * stats.norm.ppf(1 - 1 / (trials * math.e))
     return float(math.sqrt(variance) * z)
 
 
+def null_sharpe_variance(n: int) -> float:
+    """V[SR^] of ``n`` returns when the true Sharpe ratio is 0: the sampling variance PSR's denominator uses,
+    (1 - g3 SR + (g4 - 1)/4 SR^2) / (n - 1) at SR = 0, which is 1 / (n - 1) whatever the skewness and kurtosis.
+
+    Under DSR's null every trial is skill-less, so this is how far their Sharpe ratios spread by luck alone.
+    It needs no other trial's result: it holds with one trial, and cannot shrink when a trial is added.
+    """
+    return 1.0 / max(n - 1, 1)
+
+
 def dsr(m: Moments, trials: int, variance: float | None = None) -> float:
     """Deflated Sharpe Ratio (2014, eq. 1): PSR against SR0, the best Sharpe ratio luck alone would give.
 
-    ``variance`` is V[SR_n] over the trials (per-period units); unknown, it is the sampling variance of a
-    zero Sharpe ratio estimated from ``m.n`` returns, 1 / (n - 1) (all trials skill-less, the null).
+    ``variance`` is V[SR_n] over the trials (per-period units); by default the null's
+    :func:`null_sharpe_variance` of ``m``'s own length, so DSR never rises when ``trials`` does.
     """
-    if variance is None or not variance > 0:
-        variance = 1.0 / max(m.n - 1, 1)
+    variance = null_sharpe_variance(m.n) if variance is None else variance
+    if not variance > 0:
+        raise ValueError(f"V[SR] must be positive, got {variance}")
     return psr(m, expected_max_sharpe(trials, variance))
 
 
