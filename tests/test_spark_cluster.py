@@ -115,8 +115,9 @@ def connect_server(shipped, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     server = _spawn(
         [
-            str(SPARK_HOME / "bin" / "spark-submit"), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-            "--master", "local[2]", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
+            "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
             "--conf", f"spark.connect.grpc.binding.port={port}",
             "--conf", f"spark.sql.warehouse.dir={(folder / 'warehouse').as_uri()}", "spark-internal",
         ],
@@ -171,13 +172,14 @@ def _run_steps(env: dict[str, str], dataset: Path) -> list[subprocess.CompletedP
 
 def _lake_env(tmp_path: Path, project: str, **spark: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_MASTER", "SPARK_REMOTE", "PYSPARK_PYTHON")}
-    return env | {
+    lake = {
         "OHLCV_ENGINE": "spark",
         "OHLCV_LAKE": (tmp_path / "lake").as_uri(),
         "OHLCV_STATE_DIR": str(tmp_path / "state"),  # the Feast registry and feature_store.yaml of this run
         "FEAST_PROJECT": project,
         "PYTHONPATH": str(PROJECT_ROOT),  # the driver runs the checkout; executors get the shipped zip only
-    } | spark
+    }
+    return env | lake | spark
 
 
 def _fingerprint(dataset: Path) -> str:
