@@ -56,6 +56,7 @@ def session_conf() -> dict[str, str]:
     conf = dict(SQL_CONF)
     if environment.spark_remote():
         return conf
+    conf["spark.app.name"] = "ohlcv-training"  # Feast's sessions too: the cluster's UI lists every step as ours
     master = environment.spark_master()
     if master:
         conf["spark.master"] = master

@@ -91,7 +91,7 @@ def check_remote(url: str) -> None:
 
 
 @cache
-def session(app_name: str = "ohlcv-training") -> SparkSession:
+def session() -> SparkSession:
     """The process's SparkSession, started once from the environment (see the module docstring)."""
     remote = environment.spark_remote()
     if remote:
@@ -111,7 +111,7 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
     except ImportError:  # a broken install, not a setting: say how to repair it
         raise ServiceUnavailable("pyspark is not installed in this environment; run `make install`") from None
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO line at exit is not ours to show
-    builder = SparkSession.builder.appName(app_name)
+    builder = SparkSession.builder
     if remote:
         builder = builder.remote(remote)
     for key, value in spark_conf.session_conf().items():
