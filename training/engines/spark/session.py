@@ -5,9 +5,12 @@
 - otherwise Spark's defaults (``spark-defaults.conf`` in ``SPARK_CONF_DIR``, ``PYSPARK_SUBMIT_ARGS``), which
   run ``local[*]`` on this machine.
 
-Local and master modes start a JVM, so they need Java 17 or newer (``JAVA_HOME`` or ``java`` on PATH). A
-setting that cannot work (no Java, an old one, a Connect server nobody answers at) is reported in one line
-naming it, within seconds, before PySpark would print a page of JVM output or wait on a socket.
+The session's settings are :func:`training.infra.spark_conf.session_conf`'s, the same Feast's Spark store
+starts its own sessions with. Executors run the cluster's interpreter setting; only in local mode does this
+process name its own. Local and master modes start a JVM, so they need Java 17 or newer (``JAVA_HOME`` or
+``java`` on PATH). A setting that cannot work (no Java, an old one, a Connect server nobody answers at) is
+reported in one line naming it, within seconds, before PySpark would print a page of JVM output or wait on a
+socket.
 """
 
 from __future__ import annotations
