@@ -19,6 +19,8 @@ MALFORMED = [
     ("FEAST_PROJECT", "a b;drop", environment.feast_project),
     ("FEAST_PROJECT", "_hidden", environment.feast_project),
     ("FEAST_PROJECT", "with-hyphen", environment.feast_project),
+    ("OHLCV_FEAST_REGISTRY", "s3a://bucket/registry.db", environment.lake_registry),
+    ("OHLCV_FEAST_REGISTRY", "postgresql+psycopg://me:secret@db.example/feast", environment.lake_registry),
 ]
 
 
@@ -67,3 +69,37 @@ def test_settings_are_read_only_by_the_environment_module():
 def test_every_tracking_store_mlflow_offers_is_accepted(monkeypatch, uri):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert environment.mlflow_tracking_uri() == uri
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("file:///srv/feast/registry.db", ("file", "/srv/feast/registry.db")),
+        ("/srv/feast/registry.db", ("file", "/srv/feast/registry.db")),
+        ("s3://bucket/registry.db", ("file", "s3://bucket/registry.db")),
+        ("postgresql+psycopg://me@db.example/feast", ("sql", "postgresql+psycopg://me@db.example/feast")),
+    ],
+)
+def test_the_lake_registry_is_a_setting_of_its_own(monkeypatch, value, expected):
+    """Feast reads its registry on the driver: a file:// URI becomes the path Feast's file registry takes
+    (Feast would read it against feature_repo/), a database URL selects Feast's SQL registry."""
+    monkeypatch.setenv("OHLCV_LAKE", "s3a://bucket/ohlcv")  # the lake's scheme plays no part
+    monkeypatch.setenv("OHLCV_FEAST_REGISTRY", value)
+    registry = environment.lake_registry()
+    assert (registry.registry_type, registry.path) == expected
+
+
+def test_the_lake_registry_defaults_to_the_state_folder_whatever_the_lake(monkeypatch, tmp_path):
+    monkeypatch.delenv("OHLCV_FEAST_REGISTRY", raising=False)
+    monkeypatch.setenv("OHLCV_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("OHLCV_LAKE", "s3a://bucket/ohlcv")
+    assert environment.lake_registry() == environment.FeastRegistry("file", str(tmp_path / "registry.db"))
+    assert environment.lake_uri() == "s3a://bucket/ohlcv"
+
+
+def test_a_file_lake_uri_is_kept_and_a_folder_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.setenv("OHLCV_LAKE", f"{tmp_path.as_uri()}/lake/")
+    assert environment.lake_uri() == f"{tmp_path.as_uri()}/lake"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OHLCV_LAKE", "lake")
+    assert environment.lake_uri() == str(tmp_path / "lake")

@@ -10,6 +10,7 @@ import pytest
 
 from training.engines.spark import session as spark
 from training.errors import ServiceUnavailable
+from training.infra import spark_conf
 
 
 @pytest.fixture
@@ -81,3 +82,47 @@ def test_an_old_java_is_refused_with_its_version(clean_spark_env, tmp_path, prin
 
 def test_the_machine_java_is_accepted():
     assert spark.java_major(spark.check_java()) >= spark.MIN_JAVA
+
+
+def test_a_connect_session_sets_only_runtime_sql_settings(clean_spark_env):
+    """A Connect server refuses JVM, UI and static settings from a client (CANNOT_MODIFY_CONFIG warnings)."""
+    clean_spark_env.setenv("SPARK_REMOTE", "sc://spark.example:15002")
+    clean_spark_env.setenv("SPARK_MASTER", "spark://ignored:7077")
+    conf = spark_conf.session_conf()
+    assert conf == spark_conf.SQL_CONF and all(key.startswith("spark.sql.") for key in conf)
+    assert not spark_conf.local_mode()
+
+
+@pytest.mark.parametrize(("master", "local"), [(None, True), ("local[2]", True), ("spark://h:7077", False),
+                                               ("yarn", False), ("k8s://https://h:6443", False)])  # fmt: skip
+def test_a_cluster_session_names_its_master_and_keeps_the_warehouse_out_of_the_checkout(
+    clean_spark_env, tmp_path, master, local
+):
+    if master:
+        clean_spark_env.setenv("SPARK_MASTER", master)
+    clean_spark_env.setenv("OHLCV_STATE_DIR", str(tmp_path))
+    conf = spark_conf.session_conf()
+    assert conf.get("spark.master") == master
+    assert conf["spark.sql.warehouse.dir"] == (tmp_path / "spark-warehouse").as_uri()
+    assert spark_conf.local_mode() is local  # only then does the driver name the executors' interpreter
+
+
+def test_feast_spark_store_gets_the_project_session_settings(clean_spark_env, tmp_path):
+    """`feast apply` runs in Feast's own process, whose Spark store starts a session from spark_conf: the
+    resolved file carries the master and the settings, and the registry apart from the lake."""
+    import yaml
+
+    from training.infra import feast_yaml
+
+    clean_spark_env.setenv("OHLCV_ENGINE", "spark")
+    clean_spark_env.setenv("SPARK_MASTER", "spark://127.0.0.1:7077")
+    clean_spark_env.setenv("OHLCV_STATE_DIR", str(tmp_path))
+    clean_spark_env.setenv("OHLCV_LAKE", "s3a://bucket/ohlcv")
+    clean_spark_env.delenv("REDIS_URL", raising=False)
+    clean_spark_env.delenv("OHLCV_FEAST_REGISTRY", raising=False)
+    resolved = yaml.safe_load(feast_yaml.feast_yaml_text())
+    assert resolved["offline_store"]["spark_conf"] == spark_conf.session_conf()
+    assert resolved["offline_store"]["spark_conf"]["spark.master"] == "spark://127.0.0.1:7077"
+    assert resolved["registry"] | {"cache_ttl_seconds": 0} == {
+        "registry_type": "file", "path": str(tmp_path / "registry.db"), "cache_ttl_seconds": 0}  # fmt: skip
+    assert "spark://127.0.0.1:7077" in resolved["offline_store"]["resolved_for"]

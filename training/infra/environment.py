@@ -71,9 +71,45 @@ def engine() -> str:
 
 
 def lake_uri() -> str:
-    """OHLCV_LAKE: the lake's root, a folder or any URI Spark reads (``s3a://bucket/ohlcv``); default ``.lake/``."""
+    """OHLCV_LAKE: the lake's root, any URI Spark's Hadoop filesystems read (``file:///data/ohlcv``,
+    ``s3a://bucket/ohlcv``, ``hdfs://...``), or a folder, made absolute against the driver's working directory
+    (executors have their own); default ``.lake/`` in the checkout."""
     uri = (_get("OHLCV_LAKE") or str(PROJECT_ROOT / ".lake")).rstrip("/")
     return uri if "://" in uri else str(Path(uri).resolve())
+
+
+# Feast's registry stores by scheme: its file registry (a local file, s3://, gs://) or its SQL registry.
+_FILE_REGISTRY_SCHEMES = ("", "file", "s3", "gs")
+_SQL_REGISTRY_SCHEMES = ("postgresql", "postgresql+psycopg", "mysql", "mysql+pymysql", "sqlite")
+
+
+@dataclass(frozen=True)
+class FeastRegistry:
+    registry_type: str  # "file" or "sql", as feature_store.yaml names Feast's registry stores
+    path: str
+
+
+def lake_registry() -> FeastRegistry:
+    """OHLCV_FEAST_REGISTRY: the lake profile's Feast registry, apart from the lake (Feast reads it on the driver,
+    whatever filesystem the lake is on): a file (default ``registry.db`` in the state folder), ``s3://``,
+    ``gs://``, or a SQL database URL (``postgresql+psycopg://user@host/db``) that a team shares."""
+    text = _get("OHLCV_FEAST_REGISTRY") or str(state_path() / "registry.db")
+    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    if scheme in _SQL_REGISTRY_SCHEMES:
+        if urlsplit(text).password:  # the URL is written into feature_store.yaml
+            raise InputError(
+                f"OHLCV_FEAST_REGISTRY={without_credentials(text)} holds a password: leave it out (libpq reads "
+                "PGPASSWORD or ~/.pgpass)"
+            )
+        return FeastRegistry("sql", text)
+    if scheme not in _FILE_REGISTRY_SCHEMES:
+        raise InputError(
+            f"OHLCV_FEAST_REGISTRY={without_credentials(text)} is not a registry Feast reads: use a file, "
+            "s3://bucket/registry.db, gs://bucket/registry.db or postgresql+psycopg://user@host/db"
+        )
+    if scheme in ("", "file"):  # Feast's file registry takes a path, and reads a relative one against feature_repo/
+        return FeastRegistry("file", str(Path(unquote(urlsplit(text).path) if scheme else text).resolve()))
+    return FeastRegistry("file", text)
 
 
 def state_path() -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from training.errors import ServiceUnavailable
-from training.infra import bootstrap, environment, probes
+from training.infra import bootstrap, environment, probes, spark_conf
 from training.infra.environment import FEATURE_REPO
 
 _SLOT = re.compile(r"\{\{ *(\w+) *\}\}")
@@ -71,6 +71,15 @@ def _postgres_slots() -> dict[str, str]:
     }
 
 
+def _spark_slots() -> dict[str, str]:
+    registry = environment.lake_registry()
+    return {
+        "registry_type": json.dumps(registry.registry_type),
+        "registry_path": json.dumps(registry.path),
+        "spark_conf": json.dumps(spark_conf.session_conf()),
+    }
+
+
 # Keyed by OHLCV_ENGINE (environment.ENGINES): Feast's configuration sits below the engines, which use it.
 FEAST_PROFILES = {
     "postgres": FeastProfile(
@@ -78,8 +87,11 @@ FEAST_PROFILES = {
     ),
     "spark": FeastProfile(
         "feature_store.spark.template.yaml",
-        lambda: f"lake {environment.lake_uri()} on Spark",
-        lambda: {"lake_registry": json.dumps(f"{environment.lake_uri()}/registry.db")},
+        lambda: (
+            f"lake {environment.lake_uri()} on {spark_conf.where()}, "
+            f"registry {environment.without_credentials(environment.lake_registry().path)}"
+        ),
+        _spark_slots,
     ),
 }
 

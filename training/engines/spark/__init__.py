@@ -12,3 +12,6 @@ def quiet_feast_alpha_warnings() -> None:
 
 
 quiet_feast_alpha_warnings()
+# A Spark Connect client's toPandas hands its query metrics along in DataFrame.attrs, which pyarrow cannot
+# keep when Feast converts the frame: the frame's data is unaffected.
+warnings.filterwarnings("ignore", message="Could not serialize pd.DataFrame.attrs", category=UserWarning)

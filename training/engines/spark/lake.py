@@ -7,19 +7,19 @@ completely, from what they read, into the lake's staging folder first, and only 
 refused input has written nothing by the time it is refused, and a job reading a table never overwrites the
 files it is reading.
 
-Any URI Spark reads works as the lake (``s3a://bucket/ohlcv`` with the cluster's Hadoop settings); the
-default is ``.lake/`` in the checkout.
+Any URI Spark reads works as the lake (``file:///data/ohlcv``, ``s3a://bucket/ohlcv`` with the cluster's
+Hadoop settings); the default is ``.lake/`` in the checkout. Nothing here touches the driver's disk: Spark
+decides whether a table exists, and Hadoop's filesystem (or pyarrow's, from a Connect client) removes staging.
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
+from training.errors import InputError
 from training.infra import settings
 
 if TYPE_CHECKING:
@@ -84,10 +84,11 @@ def replace_buckets(rows: DataFrame, name: str) -> None:
 def staging(spark: SparkSession) -> Iterator[str]:
     """A fresh folder under the lake's ``_staging/`` for one command's intermediate files, removed afterwards."""
     uri = f"{table_uri(STAGING)}/{uuid.uuid4().hex}"
+    remove = _remover(spark, uri)
     try:
         yield uri
     finally:
-        _remove(spark, uri)
+        remove()
 
 
 def staged(spark: SparkSession, rows: DataFrame, uri: str) -> DataFrame:
@@ -96,31 +97,45 @@ def staged(spark: SparkSession, rows: DataFrame, uri: str) -> DataFrame:
     return spark.read.parquet(uri)
 
 
-def _local(uri: str) -> Path | None:
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    return None if "://" in uri else Path(uri)
-
-
 def _exists(spark: SparkSession, uri: str) -> bool:
-    local = _local(uri)
-    if local is not None:
-        return local.is_dir() and any(local.rglob("*.parquet"))
+    """Whether the table holds Parquet files: Spark lists and reads the folder on its own filesystem (no driver
+    path, classic or Connect); a folder missing or without data files is "never written"."""
     from pyspark.errors import AnalysisException
 
     try:
-        spark.read.parquet(uri).limit(0).collect()
-    except AnalysisException:  # PATH_NOT_FOUND, or no files yet
+        spark.read.parquet(uri).schema  # noqa: B018  (resolving the schema lists the files)
+    except AnalysisException:  # PATH_NOT_FOUND, or no data files to infer a schema from
         return False
     return True
 
 
-def _remove(spark: SparkSession, uri: str) -> None:
-    local = _local(uri)
-    if local is not None:
-        shutil.rmtree(local, ignore_errors=True)
-        return
-    jvm = getattr(spark, "_jvm", None)  # a classic session: Hadoop's FileSystem removes remote folders
+def _remover(spark: SparkSession, uri: str) -> Callable[[], None]:
+    """How to remove ``uri``'s folder, found before anything is written there: Hadoop's filesystem on a classic
+    session (any scheme the cluster reads), pyarrow's for the same URI from a Spark Connect client, which has
+    no JVM. A lake the client cannot reach is refused here, in one line."""
+    jvm = getattr(spark, "_jvm", None)
     if jvm is not None:
         path = jvm.org.apache.hadoop.fs.Path(uri)
-        path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(path, True)
+        filesystem = path.getFileSystem(spark._jsc.hadoopConfiguration())
+        return lambda: filesystem.delete(path, True)
+    from pyarrow import ArrowInvalid, fs
+
+    scheme, sep, rest = uri.partition("://")
+    try:  # Hadoop's S3A names the same buckets pyarrow calls s3
+        filesystem, path = fs.FileSystem.from_uri(f"{_PYARROW_SCHEMES.get(scheme, scheme)}://{rest}" if sep else uri)
+    except (ArrowInvalid, ValueError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"OHLCV_LAKE={settings.lake_uri()}: a Spark Connect client removes the lake's staging folders with "
+            f"pyarrow, which cannot reach it ({reason}); use a lake pyarrow reaches from here (a folder, file://, "
+            "s3a://, gs://, abfs://, hdfs:// with libhdfs)"
+        ) from None
+
+    def remove() -> None:
+        with suppress(FileNotFoundError):  # nothing was staged
+            filesystem.delete_dir(path)
+
+    return remove
+
+
+_PYARROW_SCHEMES = {"s3a": "s3", "s3n": "s3"}

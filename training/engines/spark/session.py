@@ -5,9 +5,12 @@
 - otherwise Spark's defaults (``spark-defaults.conf`` in ``SPARK_CONF_DIR``, ``PYSPARK_SUBMIT_ARGS``), which
   run ``local[*]`` on this machine.
 
-Local and master modes start a JVM, so they need Java 17 or newer (``JAVA_HOME`` or ``java`` on PATH). A
-setting that cannot work (no Java, an old one, a Connect server nobody answers at) is reported in one line
-naming it, within seconds, before PySpark would print a page of JVM output or wait on a socket.
+The session's settings are :func:`training.infra.spark_conf.session_conf`'s, the same Feast's Spark store
+starts its own sessions with. Executors run the cluster's interpreter setting; only in local mode does this
+process name its own. Local and master modes start a JVM, so they need Java 17 or newer (``JAVA_HOME`` or
+``java`` on PATH). A setting that cannot work (no Java, an old one, a Connect server nobody answers at) is
+reported in one line naming it, within seconds, before PySpark would print a page of JVM output or wait on a
+socket.
 """
 
 from __future__ import annotations
@@ -25,24 +28,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from training.errors import ServiceUnavailable
-from training.infra import environment
+from training.infra import environment, spark_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
-LOG4J = Path(__file__).resolve().with_name("log4j2.properties")
 CONNECT_PORT = 15002  # Spark Connect's default
 PROBE_SECONDS = 3
-# What a run of ours needs whatever the cluster: UTC session time (timestamps are UTC instants everywhere in
-# the project) and Arrow transfers (applyInPandas and toPandas move columns, not pickled rows).
-SESSION_CONF = {
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.ui.showConsoleProgress": "false",
-    # Parquet timestamps as microseconds (not Spark's legacy INT96), so pyarrow and Feast read the lake's files too.
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-}
 
 
 def java_binary() -> Path:
@@ -100,16 +93,8 @@ def check_remote(url: str) -> None:
         ) from None
 
 
-def describe() -> str:
-    """Where a session would run, for progress lines and errors (no credentials: URLs only)."""
-    remote = environment.spark_remote()
-    if remote:
-        return f"Spark Connect at {remote}"
-    return f"Spark master {environment.spark_master() or 'from Spark defaults (local[*])'}"
-
-
 @cache
-def session(app_name: str = "ohlcv-training") -> SparkSession:
+def session() -> SparkSession:
     """The process's SparkSession, started once from the environment (see the module docstring)."""
     remote = environment.spark_remote()
     if remote:
@@ -119,7 +104,9 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
         # Local and client-mode drivers hold collected results and co-grouped batches: Spark's 1 GB default
         # heap ran out at 250 k entity rows. spark-defaults.conf or PYSPARK_SUBMIT_ARGS still win over this.
         os.environ.setdefault("SPARK_DRIVER_MEMORY", "4g")
-        # The Python workers must run this interpreter (its numpy, TA-Lib and project code), not `python3`.
+    if spark_conf.local_mode():
+        # Local Python workers run this interpreter (its numpy, TA-Lib and project code), not `python3`. On a
+        # cluster the executors' interpreter is the cluster's setting (PYSPARK_PYTHON, spark.pyspark.python).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     try:
@@ -127,22 +114,17 @@ def session(app_name: str = "ohlcv-training") -> SparkSession:
     except ImportError:  # a broken install, not a setting: say how to repair it
         raise ServiceUnavailable("pyspark is not installed in this environment; run `make install`") from None
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO line at exit is not ours to show
-    builder = SparkSession.builder.appName(app_name)
+    builder = SparkSession.builder
     if remote:
         builder = builder.remote(remote)
-    else:
-        master = environment.spark_master()
-        if master:
-            builder = builder.master(master)
-        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J}")
-    for key, value in SESSION_CONF.items():
+    for key, value in spark_conf.session_conf().items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # the JVM's reasons come as many exception types: one line each
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServiceUnavailable(f"Spark did not start ({describe()}): {first[:300]}") from None
+        raise ServiceUnavailable(f"Spark did not start ({spark_conf.where()}): {first[:300]}") from None
     if not remote:  # a Connect client has no SparkContext; the server keeps its own log level
         spark.sparkContext.setLogLevel("ERROR")
-    logging.getLogger(__name__).info("Spark running on %s, lake %s", describe(), environment.lake_uri())
+    logging.getLogger(__name__).info("Spark running on %s, lake %s", spark_conf.where(), environment.lake_uri())
     return spark
