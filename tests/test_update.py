@@ -258,3 +258,32 @@ def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_featu
     again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
     assert {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()} == after
+
+
+def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_by_the_current_one(
+    replayed, empty_store, write_csv
+):
+    """The model that scored the corrected bar was deleted from the registry: the current model scores the bar
+    and its row replaces the old model's, saying so; a second update re-scores nothing."""
+    import mlflow
+
+    from tests.test_online import log_model, model_inputs
+    from training.feast_store.repository import feature_store
+
+    days, files, _, old_uri = replayed
+    name = f"update-test-{uuid.uuid4().hex[:8]}"
+    log_model(model_inputs(feature_store()), registered_model=name)
+    new_uri = f"models:/{name}/1"
+    old_name = old_uri.removeprefix("models:/").rsplit("/", 1)[0]
+    mlflow.MlflowClient().delete_model_version(old_name, "1")
+    earlier = pd.read_csv(files[-2], dtype=str)
+    aapl = earlier["Ticker"] == "AAPL"
+    earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
+    earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
+    output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    assert f"{old_uri} no longer resolve(s): re-scored with {new_uri} instead" in output, output
+    models = "SELECT model_name FROM predictions.daily_scores WHERE symbol = 'AAPL' AND bar_timestamp::date = %s"
+    assert empty_store.execute(models, (days[-2],)).fetchall() == [(name,)]
+    assert empty_store.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
+    again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    assert "re-scored: 0 earlier row(s)" in again, again
