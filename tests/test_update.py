@@ -217,3 +217,73 @@ def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_upd
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output
     assert empty_store.execute(stored).fetchone()[0] == 5
+
+
+def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_features_once(
+    replayed, empty_store, write_csv
+):
+    """A vendor's correction of AAPL's close one session before the newest: its stored score becomes what the
+    model gives on the corrected features (computed here from the feature table, not through Feast), the rows
+    whose features did not change keep their score and write time, and a second update re-scores nothing."""
+    from tests.test_online import model_inputs, offline_model_rows
+    from training.feast_store.repository import feature_store
+    from training.serving.model_loading import load_model
+
+    days, files, _, model_uri = replayed
+    stored = "SELECT symbol, bar_timestamp::date::text, probability, created_timestamp FROM predictions.daily_scores"
+    before = {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()}
+    earlier = pd.read_csv(files[-2], dtype=str)
+    aapl = earlier["Ticker"] == "AAPL"  # a close at the low on ten times the volume: the model's inputs move
+    earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
+    earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
+    output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
+    after = {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()}
+    # What the model gives on the corrected feature rows of AAPL (both sessions' rows changed: the newest one's
+    # returns start from the corrected close).
+    model = load_model(model_uri)
+    rows = offline_model_rows(model_inputs(feature_store()))
+    rows = rows[rows["symbol"] == "AAPL"]
+    for day in days[-2:]:
+        inputs = rows.loc[rows["event_timestamp"].dt.date.astype(str) == day, model.inputs]
+        expected = model.estimator.predict_proba(inputs.astype("float64"))[0][-1]
+        assert after[("AAPL", day)][0] == pytest.approx(expected, abs=1e-12), day
+    assert after[("AAPL", days[-2])][0] != before[("AAPL", days[-2])][0]  # the correction moved the score
+    assert after[("AAPL", days[-2])][1] > before[("AAPL", days[-2])][1]
+    untouched = {key for key in before if not (key[0] == "AAPL" and key[1] in days[-2:])}
+    assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
+    # The newest session's AAPL row is re-scored by the session's own scoring when its numbers changed there.
+    newest_changed = after[("AAPL", days[-1])][0] != before[("AAPL", days[-1])][0]
+    line = next(line for line in output.splitlines() if line.startswith("re-scored: "))
+    assert line.startswith(f"re-scored: {1 + (not newest_changed)} earlier row(s)"), output
+    again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
+    assert "re-scored: 0 earlier row(s)" in again, again
+    assert {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()} == after
+
+
+def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_by_the_current_one(
+    replayed, empty_store, write_csv
+):
+    """The model that scored the corrected bar was deleted from the registry: the current model scores the bar
+    and its row replaces the old model's, saying so; a second update re-scores nothing."""
+    import mlflow
+
+    from tests.test_online import log_model, model_inputs
+    from training.feast_store.repository import feature_store
+
+    days, files, _, old_uri = replayed
+    name = f"update-test-{uuid.uuid4().hex[:8]}"
+    log_model(model_inputs(feature_store()), registered_model=name)
+    new_uri = f"models:/{name}/1"
+    old_name = old_uri.removeprefix("models:/").rsplit("/", 1)[0]
+    mlflow.MlflowClient().delete_model_version(old_name, "1")
+    earlier = pd.read_csv(files[-2], dtype=str)
+    aapl = earlier["Ticker"] == "AAPL"
+    earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
+    earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
+    output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    assert f"{old_uri} no longer resolve(s): re-scored with {new_uri} instead" in output, output
+    models = "SELECT model_name FROM predictions.daily_scores WHERE symbol = 'AAPL' AND bar_timestamp::date = %s"
+    assert empty_store.execute(models, (days[-2],)).fetchall() == [(name,)]
+    assert empty_store.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
+    again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    assert "re-scored: 0 earlier row(s)" in again, again

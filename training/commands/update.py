@@ -30,14 +30,16 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     one update runs at a time (a second waits for the first). Then one line per stage: ingest,
     compute-features (incremental), materialize (only rows that changed), check-online (the symbols written,
     and a sample of up to 100 others), then the scores of every symbol whose newest bar is the newest session
-    in the offline store, into predictions.daily_scores. Last, drift: each model input's median across the
-    scored symbols is placed among the training sessions' medians recorded with the model, and logged as an
-    MLflow monitoring run with a plot; a session stays pending in predictions.monitoring_runs until its run
-    is logged, so a run cut short is completed by the next. Running it twice, or on a file that overlaps
-    earlier ones, changes nothing the second time (the scores table included). Exit codes: 0 done; 1 the
-    online store differs from the offline rows; 2 bad input (nothing written); 3 a service is unreachable
-    (nothing written when found before the first write); 4 done, but inputs drifted from the training
-    sessions (an alert: the scores are written).
+    in the offline store, into predictions.daily_scores; then every earlier score whose bar's features were
+    rewritten after it was scored (a corrected bar) is scored again on its offline features, with the model
+    that scored it (the current one when that no longer resolves, replacing its row). Last, drift: each model
+    input's median across the scored symbols is placed among the training sessions' medians recorded with the
+    model, and logged as an MLflow monitoring run with a plot; a session stays pending in
+    predictions.monitoring_runs until its run is logged, so a run cut short is completed by the next. Running
+    it twice, or on a file that overlaps earlier ones, changes nothing the second time (the scores table
+    included). Exit codes: 0 done; 1 the online store differs from the offline rows; 2 bad input (nothing
+    written); 3 a service is unreachable (nothing written when found before the first write); 4 done, but
+    inputs drifted from the training sessions (an alert: the scores are written).
     """
     from training.commands.compute_features import report_features
     from training.commands.ingest import describe_load
@@ -60,6 +62,7 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
         store = feature_store()
         _check_parity(store, done.symbols)
         report = _score_session(store, ready, monitoring)
+        _rescore_changed(store, ready)
         alerts = _log_pending(monitoring)
     if (report and report.drifted) or alerts:
         click.get_current_context().exit(DRIFT_EXIT_CODE)  # the alert: the scores are written
@@ -124,6 +127,27 @@ def _score_session(store, ready: Ready, monitoring: MonitoringConfig) -> DriftRe
     else:
         click.echo(f"drift: {report.summary()}")
     return report
+
+
+def _rescore_changed(store, ready: Ready) -> None:
+    """Scores of past bars whose feature rows changed since, scored again; one line saying how many."""
+    from training.infra import db
+    from training.serving.daily_scores import SCORES_TABLE
+    from training.serving.model_loading import load_model
+    from training.serving.rescore import rescore_changed
+
+    with db.transaction() as conn:
+        done = rescore_changed(conn, store, ready.model, load_model)
+    notes = ""
+    if done.replaced:
+        notes += f"; {', '.join(done.replaced)} no longer resolve(s): re-scored with {ready.model.label} instead"
+    if done.skipped:
+        first = next(iter(done.skipped.items()))
+        notes += f"; {len(done.skipped)} not re-scored (first: {first[0]}: {first[1]})"
+    click.echo(
+        f"re-scored: {done.rescored} earlier row(s) of {SCORES_TABLE} whose features changed after scoring, "
+        f"{done.changed} with a new score{notes}"
+    )
 
 
 def _log_pending(monitoring: MonitoringConfig) -> list[str]:

@@ -2,7 +2,8 @@
 
 One row per (symbol, bar, model name, model version). The upsert writes only rows whose numbers changed, so
 scoring a session twice writes nothing, while a corrected bar (new features, so new probabilities or a new
-feature row) re-scores its row and renews its created_timestamp.
+feature row) re-scores its row and renews its created_timestamp: the score's write time, which
+:mod:`.rescore` compares with its feature row's to find past bars scored before a correction.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ ON CONFLICT (symbol, bar_timestamp, model_name, model_version) DO UPDATE
 SET probabilities = EXCLUDED.probabilities, probability = EXCLUDED.probability,
     predicted_class = EXCLUDED.predicted_class, feature_timestamp = EXCLUDED.feature_timestamp,
     created_timestamp = now()
+"""
+_ONLY_CHANGED = """
 WHERE (s.probabilities, s.probability, s.predicted_class, s.feature_timestamp)
       IS DISTINCT FROM (EXCLUDED.probabilities, EXCLUDED.probability, EXCLUDED.predicted_class,
                         EXCLUDED.feature_timestamp)
-RETURNING 1
 """
 
 
@@ -81,8 +83,11 @@ def model_identity(uri: str) -> tuple[str, str]:
     return uri, ""
 
 
-def upsert_scores(conn: psycopg.Connection, scores: list[Score], model_uri: str) -> int:
-    """Write ``scores`` of the model at ``model_uri``; returns how many rows were inserted or changed."""
+def upsert_scores(conn: psycopg.Connection, scores: list[Score], model_uri: str, renew: bool = False) -> int:
+    """Write ``scores`` of the model at ``model_uri``; returns how many rows were inserted or changed.
+
+    ``renew``: every row's created_timestamp is renewed, its numbers changed or not (a re-score of a bar whose
+    features changed records that it was scored after them)."""
     conn.execute(SCORES_DDL)
     if not scores:
         return 0
@@ -99,5 +104,5 @@ def upsert_scores(conn: psycopg.Connection, scores: list[Score], model_uri: str)
         "feature": [s.feature_timestamp for s in scores],
     }
     with conn.cursor() as cur:
-        cur.execute(_UPSERT, params)
+        cur.execute(_UPSERT + ("" if renew else _ONLY_CHANGED) + "RETURNING 1", params)
         return cur.rowcount

@@ -188,12 +188,7 @@ class Predictor:
         """:meth:`score` of many rows in one predict_proba call."""
         if not rows:
             return []
-        probabilities = self.model.estimator.predict_proba(feature_frame(rows, self.model.inputs))
-        classes = [_plain(c) for c in self.model.estimator.classes_]
-        return [
-            (classes[int(p.argmax())], {str(c): float(v) for c, v in zip(classes, p, strict=True)})
-            for p in probabilities
-        ]
+        return class_probabilities(self.model, feature_frame(rows, self.model.inputs))
 
     def check(self, symbol: str, row: dict[str, Any], reference: datetime, what: str) -> None:
         """Refuse a row :meth:`predict` would refuse: views of different bars or of two versions of one bar,
@@ -246,6 +241,17 @@ class Predictor:
             features=features,
             notes=notes,
         )
+
+
+def class_probabilities(model: LoadedModel, inputs: pd.DataFrame) -> list[tuple[Any, dict[str, float]]]:
+    """(predicted class, {class: probability}) of each row of ``inputs`` (the model's inputs), one predict_proba."""
+    if inputs.empty:
+        return []
+    probabilities = model.estimator.predict_proba(inputs[model.inputs].astype("float64"))
+    classes = [_plain(c) for c in model.estimator.classes_]
+    return [
+        (classes[int(p.argmax())], {str(c): float(v) for c, v in zip(classes, p, strict=True)}) for p in probabilities
+    ]
 
 
 def _source_views(store: FeatureStore, service) -> set[str]:
