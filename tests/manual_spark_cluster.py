@@ -5,7 +5,7 @@ ingest -> compute-features -> feast apply -> build-dataset -> verify-leakage giv
 fingerprint included, and every step, feast apply included, is an application of the cluster (none ran local).
 
 Not collected by `make test` (its name does not start with test_: five applications on a cluster of JVMs take
-minutes on 2 cores); its Spark Connect twin, tests/test_spark_connect.py, is. Run it by hand (docs/spark.md):
+minutes on 2 cores), nor is its Spark Connect twin, tests/manual_spark_connect.py. Run them by hand (docs/spark.md):
     python -m pytest -p no:randomly tests/manual_spark_cluster.py
 """
 

@@ -4,7 +4,9 @@ own interpreter and the shipped project code): the bundled data through ingest -
 step warns about settings a Connect client cannot set, and a lake the client cannot reach to remove its staging
 folders is refused in one line before anything is written.
 
-Its standalone-cluster twin (a master and a worker) is tests/manual_spark_cluster.py, run by hand (docs/spark.md).
+Not collected by `make test` (its name does not start with test_: the pipeline on a Connect server takes many
+minutes on 2 cores), like its standalone-cluster twin tests/manual_spark_cluster.py. Run it by hand (docs/spark.md):
+    python -m pytest -p no:randomly tests/manual_spark_connect.py
 """
 
 from __future__ import annotations
