@@ -61,7 +61,7 @@ from training.feast_store.plan import (
     entity_table,
 )
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
-from training.infra.db import refuse_unloaded_timescaledb
+from training.infra.db import usable
 from training.infra.pg_io import PG_TYPES, PgType
 
 if TYPE_CHECKING:
@@ -104,12 +104,7 @@ def connect(config: PostgreSQLConfig) -> psycopg.Connection:
         keepalives_idle=config.keepalives_idle,
         options=f"-c search_path={search_path}",
     )
-    try:
-        refuse_unloaded_timescaledb(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return usable(conn)
 
 
 class AsOfRetrievalJob(PostgreSQLRetrievalJob):

@@ -37,12 +37,7 @@ def connect(dbname: str | None = None, autocommit: bool = False) -> psycopg.Conn
         conn = psycopg.connect(pg.conninfo(dbname), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise settings.postgres_unreachable(pg, exc) from None
-    try:
-        refuse_unloaded_timescaledb(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return usable(conn)
 
 
 @contextmanager
@@ -150,6 +145,17 @@ def timescale_facts(conn: psycopg.Connection) -> TimescaleFacts:
 
 
 _loaded_checked: set[tuple[str, str, str]] = set()  # (host, port, database) found usable by this process
+
+
+def usable(conn: psycopg.Connection) -> psycopg.Connection:
+    """``conn``, or ServiceUnavailable naming the fix (``conn`` closed) when the database has TimescaleDB but the
+    server does not load it. What every connection of the project passes through, the Feast store's included."""
+    try:
+        refuse_unloaded_timescaledb(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def refuse_unloaded_timescaledb(conn: psycopg.Connection) -> None:
