@@ -11,7 +11,6 @@ written, and where the per-symbol kernels run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from datetime import date
 from importlib import import_module
 from pathlib import Path
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from training.dataset.artifact import Dataset
     from training.indicators.backfill import FeaturesResult
     from training.ingestion.load_rules import IngestResult
-
-BarReader = Callable[[Sequence[str] | None], "pd.DataFrame"]
 
 
 class Engine(Protocol):
@@ -43,12 +40,6 @@ class Engine(Protocol):
         self, symbols: Sequence[str] | None, start: date | None, end: date | None, full: bool
     ) -> FeaturesResult:
         """Compute the stale feature rows of ``symbols`` (all when None) and write the new or changed ones."""
-
-    def checked_symbols(self, symbols: Sequence[str] | None) -> list[str] | None:
-        """``symbols`` normalised and sorted (None: every symbol), refused when unknown or the store is empty."""
-
-    def bar_reader(self, symbols: Sequence[str] | None) -> AbstractContextManager[BarReader]:
-        """A reader of adjusted bars by symbol, after checking the store still has ``symbols``."""
 
     def build_dataset(
         self,

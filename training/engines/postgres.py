@@ -3,13 +3,11 @@ per-symbol kernels run here, one partition of whole symbols at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.engines import BarReader
 from training.indicators.feature_table import FEATURE_SOURCE_QUERY, FEATURES_TABLE
 from training.infra import db
 
@@ -52,20 +50,6 @@ class PostgresEngine:
         from training.indicators.backfill import compute_features
 
         return compute_features(symbols, start=start, end=end, full=full, progress=True)
-
-    def checked_symbols(self, symbols: Sequence[str] | None) -> list[str] | None:
-        from training.dataset.offline_bars import checked_symbols
-
-        return checked_symbols(None if symbols is None else list(symbols))
-
-    @contextmanager
-    def bar_reader(self, symbols: Sequence[str] | None) -> Iterator[BarReader]:
-        """One autocommit connection: no transaction held open through a long reader's use."""
-        from training.dataset.offline_bars import read_bars
-
-        self.checked_symbols(symbols)
-        with db.connect(autocommit=True) as conn:
-            yield lambda wanted: read_bars(conn, wanted)
 
     def build_dataset(
         self,

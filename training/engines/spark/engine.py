@@ -3,13 +3,11 @@ inside Spark partitions of whole symbols, wherever Spark's own settings say (:mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.engines import BarReader
 from training.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,19 +49,6 @@ class SparkEngine:
         return compute_lake_features(
             self.spark, None if symbols is None else list(symbols), start=start, end=end, full=full
         )
-
-    def checked_symbols(self, symbols: Sequence[str] | None) -> list[str] | None:
-        from training.engines.spark import lake_bars
-
-        return lake_bars.checked_symbols(self.spark, symbols)
-
-    @contextmanager
-    def bar_reader(self, symbols: Sequence[str] | None) -> Iterator[BarReader]:
-        from training.engines.spark import lake_bars
-
-        spark = self.spark
-        lake_bars.checked_symbols(spark, symbols)
-        yield lambda wanted: lake_bars.read_bars(spark, wanted)
 
     def build_dataset(
         self,
