@@ -192,3 +192,33 @@ def compute(
             progress(f"importance fold {index}: {len(train):,} train / {len(test):,} test rows")
     frames = {"mdi": mdi, "mda": mda, "sfi": sfi, "clustered_mda": cmda}
     return Importance({m: _frame(frames[m]) for m in methods}, clusters if "clustered_mda" in methods else {})
+
+
+def of_dataset(dataset: Any, config: Any, methods: tuple[str, ...] = METHODS,
+               progress: Callable[[str], None] | None = None) -> Importance:  # fmt: skip
+    """The importance of a built dataset's features under the purged CV ``train`` scores it with (``config.cv``),
+    on its ``train`` rows only: the hold-out is never read."""
+    from training.model.trainer import _splits, load_training_data
+
+    data = load_training_data(dataset)
+    with data.X:
+        _, splits = _splits(config.cv, data.t0, data.t1, data.calendar)
+        y = data.train["target"].to_numpy()
+        return compute(data.X, y, data.base_weight, data.t0, data.t1, list(splits), config.model, data.features,
+                       balance=config.weights.class_balance, methods=methods, seed=config.model.seed,
+                       progress=progress)  # fmt: skip
+
+
+def write(result: Importance, folder: Any) -> None:
+    """``<method>.csv`` per method, ``importance.json`` (rankings and clusters) and ``importance.png``."""
+    import json
+    from pathlib import Path
+
+    from training.model import plots
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for method, frame in result.frames.items():
+        frame.sort_values("mean", ascending=False).to_csv(folder / f"{method}.csv", index_label="name")
+    (folder / "importance.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    plots.importance_methods(result.frames, folder / "importance.png")
