@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",
     "train": "training.commands.train:train",
     "importance": "training.commands.importance:importance",
+    "meta-label": "training.commands.meta_label:meta_label",
     "materialize": "training.commands.materialize:materialize",
     "check-online": "training.commands.check_online:check_online",
     "predict": "training.commands.predict:predict",

@@ -61,6 +61,22 @@ def importance_methods(frames: dict[str, pd.DataFrame], path: Path) -> Path:
     return path
 
 
+def meta_equity(curves: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Per evaluation (CV path, hold-out) the equity of the unsized primary, the kept bets and the sized bets."""
+    plt, fig, axes = _figure(6.0 * len(curves), 4.0, columns=len(curves))
+    for ax, (title, daily) in zip(np.atleast_1d(axes), curves.items(), strict=True):
+        for column in daily:
+            ax.plot((1.0 + daily[column].fillna(0.0)).cumprod(), label=column, linewidth=1.0)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Meta-labeling: growth of 1 (after costs)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def roc(report: TrainingReport, path: Path) -> Path:
     from sklearn.metrics import roc_curve
 
