@@ -53,9 +53,8 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
-        config_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
     except MlflowException as error:
-        raise InputError(f"run {run_id} is not a train run in MLflow ({error.error_code})") from None
+        raise InputError(f"run {run_id} is not in MLflow ({error.error_code})") from None
     path = dataset_path or Path(run.data.params.get("dataset.path", "artifacts/dataset"))
     dataset = artifact.load(path)
     if dataset.metadata["fingerprint"] != run.data.tags.get("dataset_fingerprint"):
@@ -63,6 +62,10 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
             f"dataset {path} has fingerprint {dataset.metadata['fingerprint'][:12]}, run {run_id} was trained on "
             f"{str(run.data.tags.get('dataset_fingerprint'))[:12]}: pass the run's dataset with --dataset"
         )
+    try:
+        config_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
+    except MlflowException as error:
+        raise InputError(f"run {run_id} has no config.yaml: not a train run ({error.error_code})") from None
     config = load_config(Path(config_file))
     import math
 
