@@ -9,7 +9,7 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 from training.config import default_config
-from training.model import importance
+from training.model import feature_importance as importance
 from training.validation.purged_cv import PurgedKFold
 
 DAY = np.int64(86_400 * 10**9)

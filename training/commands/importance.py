@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from training.model.importance import METHODS
+from training.model.feature_importance import METHODS
 
 ARTIFACT_FOLDER = "importance"
 
@@ -47,7 +47,7 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
     from training.dataset import artifact
     from training.errors import InputError
     from training.infra import settings
-    from training.model import importance as methods_of
+    from training.model import feature_importance as methods_of
 
     mlflow.set_tracking_uri(settings.check_mlflow())
     client = mlflow.MlflowClient()

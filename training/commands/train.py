@@ -81,7 +81,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
         run_id = _train_and_log(dataset, dataset_path, config, audit, promote, results, trial)
     if with_importance:
         from training.commands.importance import log_importance
-        from training.model.importance import METHODS
+        from training.model.feature_importance import METHODS
 
         log_importance(run_id, dataset_path, METHODS)
 
