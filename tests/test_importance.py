@@ -46,6 +46,7 @@ def test_planted_feature_ranks_first_by_every_method():
     for method in ("mdi", "mda", "sfi"):
         assert result.ranking(method)[0] == "signal", (method, result.frames[method]["mean"])
         assert len(result.frames[method].filter(like="fold_").columns) == 5  # a value per fold: the spread
+    assert result.frames["sfi"].loc["signal", "mean"] > 0.1  # log loss below the class prior's: informative alone
     top_cluster = result.ranking("clustered_mda")[0]
     assert result.clusters[top_cluster] == ["signal"], result.clusters
     assert any(set(members) >= {"noise_0", "twin_0"} for members in result.clusters.values()), result.clusters

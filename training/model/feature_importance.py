@@ -7,8 +7,9 @@ it helps on rows its model never saw (MDA, clustered MDA, SFI) or at least on ev
 - **MDI**: each fold model's total gain, normalised to sum to 1 (in-sample, the cheap reference);
 - **MDA**: on each purged test fold, the rise in (sample-weighted) log loss when one feature's values are
   permuted, as AFML's ``(score - permuted) / -permuted`` with score = -log loss;
-- **SFI**: each feature alone, fitted and scored on the same folds (out-of-sample -log loss, no substitution
-  effect: a feature whose twin exists keeps its own score);
+- **SFI**: each feature alone, fitted and scored on the same folds: its out-of-sample log loss below that of
+  the training class shares (AFML's -log loss less a constant per fold, so > 0 means the feature alone beats
+  knowing nothing; no substitution effect: a feature whose twin exists keeps its own score);
 - **clustered MDA**: features clustered on the correlation distance ``sqrt((1 - rho) / 2)`` (average linkage,
   the number of clusters the one with the highest silhouette), each cluster's columns permuted together,
   so twins cannot hide each other's importance as they do in MDA.
@@ -184,10 +185,12 @@ def compute(
                 loss = _loss(y[test], fitted.predict_proba(permuted), test_weight, classes)
                 out[name].append((loss - score) / loss)
         if "sfi" in methods:
+            shares = np.array([weight[y[train] == c].sum() for c in classes]) / weight.sum()
+            prior = _loss(y[test], np.tile(shares, (len(test), 1)), test_weight, classes)
             for j, name in enumerate(features):
                 alone = _column(X, j)[:, None]
                 single = _fit(estimator, model, alone, train, y, weight, t0, t1, [name])
-                sfi[name].append(-_loss(y[test], single.predict_proba(alone[test]), test_weight, classes))
+                sfi[name].append(prior - _loss(y[test], single.predict_proba(alone[test]), test_weight, classes))
         if progress:
             progress(f"importance fold {index}: {len(train):,} train / {len(test):,} test rows")
     frames = {"mdi": mdi, "mda": mda, "sfi": sfi, "clustered_mda": cmda}

@@ -38,7 +38,7 @@ def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
 IMPORTANCE_TITLES = {
     "mdi": "MDI: share of gain (in-sample)",
     "mda": "MDA: log-loss rise when permuted",
-    "sfi": "SFI: -log loss of the feature alone",
+    "sfi": "SFI: log-loss gain of the feature alone",
     "clustered_mda": "Clustered MDA: cluster permuted",
 }
 
