@@ -53,7 +53,7 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
             f"  {name} precision {scores['precision']:.3f} (primary alone {scores['primary_precision']:.3f}), "
             f"recall {scores['recall']:.3f}, F1 {scores['f1']:.3f}; Sharpe primary {scores['primary_sharpe']:.2f}, "
             f"kept {scores['filtered_sharpe']:.2f}, sized {scores['sized_sharpe']:.2f} "
-            f"(mean |size| {scores['mean_abs_size']:.3f})"
+            f"(a position on {scores['sized_share']:.1%} of rows, mean |size| {scores['mean_abs_size']:.3f})"
         )
     click.echo(f"run {run_id}: meta-labeling ({result.primary} primary)\n  results: {results}")
 

@@ -81,6 +81,8 @@ def evaluate(rows: pd.DataFrame, side: np.ndarray, proba: np.ndarray, step: floa
         "roc_auc": float(skm.roc_auc_score(truth, proba)) if len(np.unique(truth)) == 2 else float("nan"),
         "act_share": float(act.mean()),
         "mean_abs_size": float(np.abs(sized).mean()),
+        "sized_share": float((sized != 0).mean()),  # rows holding a position after rounding to the step
+        "max_proba": float(proba.max()) if len(proba) else float("nan"),
     }
     for name, test in tests.items():
         metrics.update({f"{name}_sharpe": test.sharpe, f"{name}_max_drawdown": test.max_drawdown,
