@@ -106,12 +106,12 @@ def _touching(fits: list[np.ndarray], test: np.ndarray, t0: np.ndarray, t1: np.n
 def test_no_fit_behind_a_fold_score_saw_a_label_window_of_that_fold(monkeypatch, primary):
     """Every fit that feeds a fold's out-of-sample scores (the meta model, and for the model primary the inner
     and outer primaries giving the sides) is purged against that fold; a fit on all rows would not be."""
-    from training.model.trainer import _splits, load_training_data
+    from training.model.trainer import load_training_data, purged_splits
 
     dataset = regime_dataset(n_dates=200)
     data = load_training_data(dataset)
     with data.X:
-        _, splits = _splits(_config().cv, data.t0, data.t1, data.calendar)
+        _, splits = purged_splits(_config().cv, data.t0, data.t1, data.calendar)
     fits = _fits_of_each_fold(monkeypatch, dataset, primary)
     for (_, test), fold_fits in zip(splits, fits, strict=True):
         assert fold_fits and _touching(fold_fits, test, data.t0, data.t1) == 0

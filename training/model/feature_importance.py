@@ -201,11 +201,11 @@ def of_dataset(dataset: Any, config: Any, methods: tuple[str, ...] = METHODS,
                progress: Callable[[str], None] | None = None) -> Importance:  # fmt: skip
     """The importance of a built dataset's features under the purged CV ``train`` scores it with (``config.cv``),
     on its ``train`` rows only: the hold-out is never read."""
-    from training.model.trainer import _splits, load_training_data
+    from training.model.trainer import load_training_data, purged_splits
 
     data = load_training_data(dataset)
     with data.X:
-        _, splits = _splits(config.cv, data.t0, data.t1, data.calendar)
+        _, splits = purged_splits(config.cv, data.t0, data.t1, data.calendar)
         y = data.train["target"].to_numpy()
         return compute(data.X, y, data.base_weight, data.t0, data.t1, list(splits), config.model, data.features,
                        balance=config.weights.class_balance, methods=methods, seed=config.model.seed,

@@ -28,7 +28,7 @@ from training.errors import InputError
 from training.model.backtest import Backtest, backtest
 from training.model.bet_sizing import average_active, discretise, size_from_probability
 from training.model.estimator import FittedModel, fit_with_early_stopping
-from training.model.trainer import TrainingData, _splits, fold_weights, load_training_data
+from training.model.trainer import TrainingData, fold_weights, load_training_data, purged_splits
 
 SIDE = "primary_side"  # the meta model's extra feature
 
@@ -112,7 +112,7 @@ def _primary_sides(fits: _Fits, y: np.ndarray, train: np.ndarray, test: np.ndarr
     features = slice(0, len(fits.features) - 1)  # the baseline's features, not the side
     data = fits.data
     inner = np.zeros(len(train))
-    _, splits = _splits(fits.config.cv, data.t0[train], data.t1[train], data.calendar)
+    _, splits = purged_splits(fits.config.cv, data.t0[train], data.t1[train], data.calendar)
     for inner_train, inner_test in splits:
         fitted = fits.fit(train[inner_train], y[train[inner_train]], features)
         inner[inner_test] = np.sign(fits.proba(fitted, train[inner_test], features) - 0.5)
@@ -145,7 +145,7 @@ def meta_label(dataset: Any, config: Config, progress: Callable[[str], None] = l
     if settings.primary == "crossover":
         fixed = crossover_sides(matrix[:, features.index(settings.fast)], matrix[:, features.index(settings.slow)])
     holdout = data.holdout_positions
-    _, splits = _splits(config.cv, data.t0, data.t1, data.calendar)
+    _, splits = purged_splits(config.cv, data.t0, data.t1, data.calendar)
     side_oos, proba_oos, folds = np.zeros(data.n_train), np.full(data.n_train, np.nan), []
     for index, (train, test) in enumerate(splits):
         if settings.primary == "crossover":
