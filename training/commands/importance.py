@@ -68,9 +68,10 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
         raise InputError(f"run {run_id} has no config.yaml: not a train run ({error.error_code})") from None
     config = load_config(Path(config_file))
     import math
+    import sys
 
     folds = math.comb(config.cv.n_groups, config.cv.test_groups) if config.cv.method == "cpcv" else config.cv.n_folds
-    with click.progressbar(length=folds, label="importance (folds)", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=folds, label="importance (folds)", file=sys.stderr) as bar:
         result = methods_of.of_dataset(dataset, config, methods, progress=lambda _: bar.update(1))
     with tempfile.TemporaryDirectory() as folder:
         methods_of.write(result, folder)
