@@ -28,8 +28,8 @@ import pandas as pd
 from sklearn.metrics import log_loss
 
 from training.config import ModelConfig
-from training.labeling.sample_weights import class_balance
 from training.model.estimator import fit_with_early_stopping
+from training.model.trainer import fold_weights, load_training_data, purged_splits
 
 METHODS = ("mdi", "mda", "sfi", "clustered_mda")
 
@@ -85,11 +85,6 @@ def correlation_clusters(X: np.ndarray, features: list[str], max_clusters: int |
         groups.setdefault(int(label), []).append(name)
     ordered = sorted(groups.values(), key=lambda members: features.index(members[0]))
     return {f"c{i}:{members[0]}" + ("+" if len(members) > 1 else ""): members for i, members in enumerate(ordered)}
-
-
-def _weights(base: np.ndarray, y: np.ndarray, balance: bool) -> np.ndarray:
-    weight = base * class_balance(y) if balance else base.copy()
-    return weight * (len(weight) / weight.sum())
 
 
 def _loss(y: np.ndarray, proba: np.ndarray, weight: np.ndarray, classes: list[int]) -> float:
@@ -168,7 +163,7 @@ def compute(
     sfi: dict[str, list[float]] = {f: [] for f in features}
     cmda: dict[str, list[float]] = {c: [] for c in clusters}
     for index, (train, test) in enumerate(splits):
-        weight = _weights(base_weight[train], y[train], balance)
+        weight = fold_weights(base_weight[train], y[train], balance)
         test_weight = base_weight[test]
         if {"mdi", "mda", "clustered_mda"} & set(methods):
             fitted = _fit(estimator, model, X, train, y, weight, t0, t1, features)
@@ -201,8 +196,6 @@ def of_dataset(dataset: Any, config: Any, methods: tuple[str, ...] = METHODS,
                progress: Callable[[str], None] | None = None) -> Importance:  # fmt: skip
     """The importance of a built dataset's features under the purged CV ``train`` scores it with (``config.cv``),
     on its ``train`` rows only: the hold-out is never read."""
-    from training.model.trainer import load_training_data, purged_splits
-
     data = load_training_data(dataset)
     with data.X:
         _, splits = purged_splits(config.cv, data.t0, data.t1, data.calendar)
