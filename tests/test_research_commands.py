@@ -25,12 +25,14 @@ def test_train_importance_logs_every_method_under_the_run_and_importance_run_rec
     trained = run_cli("train", "--dataset", str(audited_panel), "--results", str(results), "--config", str(config),
                       "--importance")  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    run_id = json.loads(results.read_text())["run_id"]
-    client = mlflow.MlflowClient()
+    trained_run = json.loads(results.read_text())
+    run_id, uri = trained_run["run_id"], trained_run["tracking_uri"]
+    client = mlflow.MlflowClient(uri)
     logged = {a.path for a in client.list_artifacts(run_id, "importance")}
     expected = {"mdi.csv", "mda.csv", "sfi.csv", "clustered_mda.csv", "importance.json", "importance.png"}
     assert logged == {f"importance/{name}" for name in expected}
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="importance/importance.json")
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="importance/importance.json",
+                                                tracking_uri=uri)  # fmt: skip
     summary = json.loads(Path(local).read_text())
     features = json.loads((audited_panel / "metadata.json").read_text())["features"]
     assert {entry["name"] for entry in summary["methods"]["mda"]} == set(features)
@@ -67,9 +69,10 @@ def test_meta_label_logs_a_run_with_scores_and_sized_backtests(audited_panel, tm
     for part in ("cv", "holdout"):
         for metric in ("precision", "recall", "f1", "primary_sharpe", "sized_sharpe"):
             assert summary[part][metric] is not None
-    run = mlflow.MlflowClient().get_run(summary["run_id"])
+    client = mlflow.MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["run_id"])
     assert run.data.tags["kind"] == "meta_label" and run.data.metrics["holdout/f1"] == pytest.approx(
         summary["holdout"]["f1"]
     )
-    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"])}
+    logged = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"meta_label.json", "meta_label_equity.png", "cv_daily_returns.csv", "holdout_daily_returns.csv"} <= logged

@@ -37,15 +37,22 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
     from training.model import promotion
     from training.model.meta_labeling import meta_label as run_meta_label
 
-    settings.check_mlflow()  # fail in seconds, not after the fits
+    uri = settings.check_mlflow()  # fail in seconds, not after the fits
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"meta_labeling": {"primary": primary}})
     config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     result = run_meta_label(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
     run_id = _log(result, dataset, config, audit)
-    summary = {"run_id": run_id, "dataset_fingerprint": dataset.metadata["fingerprint"], "primary": result.primary,
-               "cv": result.cv.metrics, "holdout": result.holdout.metrics, "folds": result.folds}  # fmt: skip
+    summary = {
+        "run_id": run_id,
+        "tracking_uri": uri if "@" not in uri else "(redacted)",
+        "dataset_fingerprint": dataset.metadata["fingerprint"],
+        "primary": result.primary,
+        "cv": result.cv.metrics,
+        "holdout": result.holdout.metrics,
+        "folds": result.folds,
+    }
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(_finite(summary), indent=2) + "\n")
     for name, scores in (("CV     ", result.cv.metrics), ("holdout", result.holdout.metrics)):
