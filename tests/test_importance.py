@@ -93,3 +93,12 @@ def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown importance methods"):
         importance.compute(X, y, np.ones(len(y)), t0, t1, _splits(t0, t1), default_config().model, features,
                            methods=("shap",))  # fmt: skip
+
+
+def test_correlation_in_batches_is_numpys():
+    X = np.random.default_rng(1).normal(size=(1000, 4)) @ np.array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0],
+                                                                      [0, 0, 0, 0]])  # fmt: skip
+    rows = np.arange(0, 1000, 3)
+    with np.errstate(invalid="ignore"):  # the constant column: numpy's NaN, 0 here
+        expected = np.nan_to_num(np.corrcoef(X[rows], rowvar=False), nan=0.0)
+    np.testing.assert_allclose(importance.correlation(X, rows, batch=64), expected, atol=1e-9)

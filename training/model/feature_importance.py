@@ -58,9 +58,25 @@ class Importance:
         }
 
 
-def correlation_clusters(X: np.ndarray, features: list[str], max_clusters: int | None = None) -> dict[str, list[str]]:
-    """Features grouped by correlation (MLAM 4): average linkage on ``sqrt((1 - rho) / 2)``, the cut with the
-    highest silhouette among 2 … n - 1 clusters. Unsupervised: it reads the features, never the labels."""
+def correlation(X: Any, rows: np.ndarray, batch: int = 65_536) -> np.ndarray:
+    """Pearson correlation of the columns of ``X`` over ``rows``, from sums over a batch of rows at a time (the
+    run's matrix is never copied whole)."""
+    n_features = X.shape[1]
+    total, cross = np.zeros(n_features), np.zeros((n_features, n_features))
+    for start in range(0, len(rows), batch):
+        block = X[rows[start : start + batch]]
+        total += block.sum(axis=0)
+        cross += block.T @ block
+    mean = total / len(rows)
+    covariance = cross / len(rows) - np.outer(mean, mean)
+    scale = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.nan_to_num(covariance / np.outer(scale, scale), nan=0.0), -1.0, 1.0)
+
+
+def correlation_clusters(rho: np.ndarray, features: list[str], max_clusters: int | None = None) -> dict[str, list[str]]:
+    """Features grouped by their correlations ``rho`` (MLAM 4): average linkage on ``sqrt((1 - rho) / 2)``, the
+    cut with the highest silhouette among 2 … n - 1 clusters. Unsupervised: it reads features, never labels."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
     from sklearn.metrics import silhouette_score
@@ -68,7 +84,6 @@ def correlation_clusters(X: np.ndarray, features: list[str], max_clusters: int |
     n = len(features)
     if n < 3:
         return {f"c{i}": [name] for i, name in enumerate(features)}
-    rho = np.nan_to_num(np.corrcoef(X, rowvar=False), nan=0.0)
     distance = np.sqrt(np.clip((1.0 - rho) / 2.0, 0.0, None))
     np.fill_diagonal(distance, 0.0)
     tree = linkage(squareform(distance, checks=False), method="average")
@@ -157,7 +172,7 @@ def compute(
     rng = np.random.default_rng(seed)
     classes = sorted(int(c) for c in np.unique(y))
     train_rows = np.unique(np.concatenate([train for train, _ in splits]))
-    clusters = correlation_clusters(_rows(X, train_rows, len(features)), features) if "clustered_mda" in methods else {}
+    clusters = correlation_clusters(correlation(X, train_rows), features) if "clustered_mda" in methods else {}
     mdi: dict[str, list[float]] = {f: [] for f in features}
     mda: dict[str, list[float]] = {f: [] for f in features}
     sfi: dict[str, list[float]] = {f: [] for f in features}
