@@ -47,7 +47,8 @@ PROMOTE_METRICS: dict[str, bool] = {
 }
 DATASET_SECTIONS = ("data", "features", "labels", "target", "weights", "split")  # what build-dataset decides
 UNHASHED_KEYS = (("mlflow", "promote_metric"), ("mlflow", "promote_min_improvement"))
-UNHASHED_SECTIONS = ("monitoring",)  # how a served model is watched says nothing about the rows or the model
+# How a served model is watched, and how meta-label sizes bets on a dataset, say nothing about the rows or the model.
+UNHASHED_SECTIONS = ("monitoring", "meta_labeling")
 RUN_NAME_FIELDS = {"feature_service": "x", "horizon": 5, "timestamp": "x"}
 # Each CPCV split fits a model and its folds are recorded: beyond this many, a run takes days and its fold
 # record gigabytes; CPCV's usual settings (6 groups and 2 test groups: 15 splits, 12 and 3: 220) sit well below.
@@ -258,6 +259,13 @@ class MonitoringConfig(Section):
     experiment: Name
 
 
+class MetaLabelingConfig(Section):
+    primary: Literal["crossover", "model"]
+    fast: Name
+    slow: Name
+    step: Share
+
+
 class PipelineConfig(Section):
     """Sections in the order of default_config.yaml, which is the order of :meth:`dump`."""
 
@@ -272,6 +280,7 @@ class PipelineConfig(Section):
     backtest: BacktestConfig
     mlflow: MlflowConfig
     monitoring: MonitoringConfig
+    meta_labeling: MetaLabelingConfig
 
     def dump(self) -> dict[str, Any]:
         """The plain dict recorded with datasets and runs (and hashed): the YAML's keys, order and types."""

@@ -29,13 +29,16 @@ if TYPE_CHECKING:
               help="Trials behind this result, for the Deflated Sharpe Ratio, when more were run than the trial "
                    "registry counted (elsewhere): raises N, never lowers it (a lower value is overridden by the "
                    "registry's count, and the summary says so).")  # fmt: skip
+@click.option("--importance", "with_importance", is_flag=True,
+              help="Also compute MDI, MDA, SFI and clustered MDA under the same purged CV (as the importance "
+                   "command; refits every fold per feature, so off by default).")  # fmt: skip
 @click.option(
     "--promote",
     is_flag=True,
     help="Make this run champion even if it does not beat the current one (never with --skip-audit).",
 )
 def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method: str | None, n_splits: int | None,
-          skip_audit: bool, trials: int | None, promote: bool):  # fmt: skip
+          skip_audit: bool, trials: int | None, promote: bool, with_importance: bool):  # fmt: skip
     """Cross-validate, fit and log the baseline on a built and audited dataset.
 
     Refuses a dataset whose rows no longer hash to its fingerprint, or whose leakage_report.json (written
@@ -75,7 +78,12 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     if not audit.passed:
         click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
     with attempt(config, dataset.metadata, trials) as trial:  # counted from here, whether it succeeds or not
-        _train_and_log(dataset, dataset_path, config, audit, promote, results, trial)
+        run_id = _train_and_log(dataset, dataset_path, config, audit, promote, results, trial)
+    if with_importance:
+        from training.commands.importance import log_importance
+        from training.model.feature_importance import METHODS
+
+        log_importance(run_id, dataset_path, METHODS)
 
 
 def _take_dataset_sections(config: Config, config_path: Path | None, built: dict[str, Any]) -> Config:
@@ -88,7 +96,7 @@ def _take_dataset_sections(config: Config, config_path: Path | None, built: dict
 
 def _train_and_log(
     dataset, dataset_path: Path, config: Config, audit, promote: bool, results: Path, trial: Trial
-) -> None:
+) -> str:
     from mlflow.tracking import MlflowClient
 
     from training.model import promotion
@@ -134,6 +142,7 @@ def _train_and_log(
         f"  {verdict}: {decision.reason}\n"
         f"  results: {results}"
     )
+    return logged.run_id
 
 
 def _audit_run(logged, report, dataset, dataset_path: Path, config: Config) -> None:

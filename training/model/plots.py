@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from training.model.trainer import TrainingReport
 
 
-def _figure(width: float = 7.0, height: float = 4.5):
+def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(figsize=(width, height), dpi=110)
+    return plt, *plt.subplots(1, columns, figsize=(width, height), dpi=110)
 
 
 def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
@@ -29,6 +29,48 @@ def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
     ax.barh(ordered["feature"], ordered["gain"], color="#3b6ea8")
     ax.set_xlabel("total gain")
     ax.set_title("Feature importance of the final model")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+IMPORTANCE_TITLES = {
+    "mdi": "MDI: share of gain (in-sample)",
+    "mda": "MDA: log-loss rise when permuted",
+    "sfi": "SFI: log-loss gain of the feature alone",
+    "clustered_mda": "Clustered MDA: cluster permuted",
+}
+
+
+def importance_methods(frames: dict[str, pd.DataFrame], path: Path) -> Path:
+    """One panel per method: mean over the purged folds, the bar's whisker one standard deviation."""
+    rows = max(len(frame) for frame in frames.values())
+    plt, fig, axes = _figure(5.0 * len(frames), 0.28 * rows + 1.6, columns=len(frames))
+    for ax, (method, frame) in zip(np.atleast_1d(axes), frames.items(), strict=True):
+        ordered = frame.sort_values("mean")
+        ax.barh([str(name) for name in ordered.index], ordered["mean"], xerr=ordered["std"], color="#3b6ea8",
+                ecolor="#888888")  # fmt: skip
+        ax.axvline(0.0, color="black", linewidth=0.6)
+        ax.set_title(IMPORTANCE_TITLES.get(method, method), fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Feature importance under purged CV (mean ± std over folds)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def meta_equity(curves: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Per evaluation (CV path, hold-out) the equity of the unsized primary, the kept bets and the sized bets."""
+    plt, fig, axes = _figure(6.0 * len(curves), 4.0, columns=len(curves))
+    for ax, (title, daily) in zip(np.atleast_1d(axes), curves.items(), strict=True):
+        for column in daily:
+            ax.plot((1.0 + daily[column].fillna(0.0)).cumprod(), label=column, linewidth=1.0)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Meta-labeling: growth of 1 (after costs)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

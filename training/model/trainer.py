@@ -311,7 +311,9 @@ def bar_calendar(dataset: Dataset) -> np.ndarray:
     return split_invariants.bar_calendar(np.concatenate(times), np.array([], dtype=np.int64))
 
 
-def _splits(cv: CVConfig | Mapping[str, Any], t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
+def purged_splits(cv: CVConfig | Mapping[str, Any], t0: np.ndarray, t1: np.ndarray, calendar: np.ndarray):
+    """The configured splitter and its (train, test) positions over rows with these t0 and t1 (int64 ns), a
+    fold at a time, the embargo counted on ``calendar``: the folds train, importance and meta-label share."""
     splitter = make_cv(cv)
     # t1 indexed by t0, as views of the int64 arrays (UTC, naive): the splitter reads them as int64 again.
     label_times = pd.Series(t1.view("M8[ns]"), index=pd.DatetimeIndex(t0.view("M8[ns]"), copy=False), copy=False)
@@ -326,7 +328,7 @@ def iter_cv_splits(
     embargo counted on :func:`bar_calendar`: what ``train`` fits on and what ``verify-leakage`` audits (reads
     no feature)."""
     layout = _layout(dataset)
-    return _splits(cv, layout.t0, layout.t1, layout.calendar)
+    return purged_splits(cv, layout.t0, layout.t1, layout.calendar)
 
 
 def cv_splits(dataset: Dataset, cv: CVConfig | Mapping[str, Any]) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
@@ -362,7 +364,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
     balance = config.weights.class_balance
     cost = config.backtest.cost_bps
 
-    splitter, splits = _splits(config.cv, t0, t1, data.calendar)
+    splitter, splits = purged_splits(config.cv, t0, t1, data.calendar)
     folds: list[Fold] = []
     for index, (train_idx, test_idx) in enumerate(splits):
         fitted = fit_with_early_stopping(

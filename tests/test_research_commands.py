@@ -1,0 +1,78 @@
+"""importance --run and meta-label end to end on the bundled dataset, logging to the session's MLflow backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_train import audited_copy, model_config
+
+
+@pytest.fixture(scope="module")
+def audited_panel(bundled_dataset, tmp_path_factory):
+    return audited_copy(bundled_dataset[0], tmp_path_factory.mktemp("research") / "panel")
+
+
+def test_train_importance_logs_every_method_under_the_run_and_importance_run_recomputes_it(audited_panel, tmp_path):
+    import mlflow
+
+    results = tmp_path / "results.json"
+    config = model_config(tmp_path, "research-tests")
+    trained = run_cli("train", "--dataset", str(audited_panel), "--results", str(results), "--config", str(config),
+                      "--importance")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    trained_run = json.loads(results.read_text())
+    run_id, uri = trained_run["run_id"], trained_run["tracking_uri"]
+    client = mlflow.MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(run_id, "importance")}
+    expected = {"mdi.csv", "mda.csv", "sfi.csv", "clustered_mda.csv", "importance.json", "importance.png"}
+    assert logged == {f"importance/{name}" for name in expected}
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="importance/importance.json",
+                                                tracking_uri=uri)  # fmt: skip
+    summary = json.loads(Path(local).read_text())
+    features = json.loads((audited_panel / "metadata.json").read_text())["features"]
+    assert {entry["name"] for entry in summary["methods"]["mda"]} == set(features)
+    assert sorted(m for members in summary["clusters"].values() for m in members) == sorted(features)
+
+    again = run_cli("importance", "--run", str(results), "--method", "mdi")  # the results JSON names the run
+    assert again.exit_code == 0, again.output
+    assert "mdi" in again.output and "importance logged" in again.output
+
+
+def test_importance_refuses_a_dataset_other_than_the_runs(audited_panel, tmp_path):
+    results = tmp_path / "results.json"
+    trained = run_cli("train", "--dataset", str(audited_panel), "--results", str(results), "--config",
+                      str(model_config(tmp_path, "research-tests-other")))  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    other = tmp_path / "other"
+    shutil.copytree(audited_panel, other)
+    metadata = json.loads((other / "metadata.json").read_text())
+    metadata["fingerprint"] = "0" * 64
+    (other / "metadata.json").write_text(json.dumps(metadata))
+    refused = run_cli("importance", "--run", str(results), "--dataset", str(other))
+    assert refused.exit_code != 0
+    assert "pass the run's dataset with --dataset" in refused.output and len(refused.output.strip().splitlines()) == 1
+
+
+def test_meta_label_logs_a_run_with_scores_and_sized_backtests(audited_panel, tmp_path):
+    import mlflow
+
+    results = tmp_path / "meta.json"
+    done = run_cli("meta-label", "--dataset", str(audited_panel), "--results", str(results))
+    assert done.exit_code == 0, done.output
+    summary = json.loads(results.read_text())
+    assert summary["primary"] == "crossover"
+    for part in ("cv", "holdout"):
+        for metric in ("precision", "recall", "f1", "primary_sharpe", "sized_sharpe"):
+            assert summary[part][metric] is not None
+    client = mlflow.MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["run_id"])
+    assert run.data.tags["kind"] == "meta_label" and run.data.metrics["holdout/f1"] == pytest.approx(
+        summary["holdout"]["f1"]
+    )
+    logged = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert {"meta_label.json", "meta_label_equity.png", "cv_daily_returns.csv", "holdout_daily_returns.csv"} <= logged

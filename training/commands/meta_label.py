@@ -1,0 +1,102 @@
+"""``meta-label``: a primary side, a secondary LightGBM deciding whether to act on it, sized bets; one MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("meta-label")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path), default=Path("artifacts/dataset"),
+              show_default=True, help="Folder written by build-dataset (audited by verify-leakage).")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML overriding the defaults.")
+@click.option("--primary", type=click.Choice(["crossover", "model"]),
+              help="Where the side comes from (default: meta_labeling.primary of the configuration).")  # fmt: skip
+@click.option("--results", type=click.Path(path_type=Path), default=Path("artifacts/meta_label_results.json"),
+              show_default=True, help="Where to write the results JSON (carries the MLflow run id).")  # fmt: skip
+@click.option("--skip-audit", is_flag=True, help="Run although the dataset's leakage report does not vouch for it.")
+def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None, results: Path, skip_audit: bool):
+    """Meta-label the primary's sides and size the bets (AFML 3.6 and 10), under train's purged CV.
+
+    The primary gives each decision a side: the moving-average crossover named by meta_labeling.fast and
+    .slow, or the sign of the baseline's out-of-sample P(+1) (nested: a fold's sides never come from a model
+    that saw the fold). The meta-label is 1 when that side earned a positive return to the first barrier
+    (only the label window (t, t1] is read). A secondary LightGBM on the features plus the side learns it;
+    its probability p becomes a size 2 Phi(z) - 1, z = (p - 1/2) / sqrt(p (1 - p)), averaged over a symbol's
+    open bets and rounded to meta_labeling.step. Reports precision, recall and F1 of the meta model and the
+    Sharpe ratios of the unsized primary, of the bets the meta model keeps and of the sized bets, out of
+    sample over the purged folds and once on the hold-out. A command of its own (not a train option): it
+    fits another model on top of a primary, and train's run, champion and serving stay the baseline's.
+    """
+    from training.commands.train import _finite, _take_dataset_sections
+    from training.config import load_config
+    from training.dataset import artifact
+    from training.infra import settings
+    from training.model import promotion
+    from training.model.meta_labeling import meta_label as run_meta_label
+
+    uri = settings.check_mlflow()  # fail in seconds, not after the fits
+    dataset = artifact.load(dataset_path)
+    config = load_config(config_path, {"meta_labeling": {"primary": primary}})
+    config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
+    result = run_meta_label(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
+    run_id = _log(result, dataset, config, audit)
+    summary = {
+        "run_id": run_id,
+        "tracking_uri": uri if "@" not in uri else "(redacted)",
+        "dataset_fingerprint": dataset.metadata["fingerprint"],
+        "primary": result.primary,
+        "cv": result.cv.metrics,
+        "holdout": result.holdout.metrics,
+        "folds": result.folds,
+    }
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    for name, scores in (("CV     ", result.cv.metrics), ("holdout", result.holdout.metrics)):
+        click.echo(
+            f"  {name} precision {scores['precision']:.3f} (primary alone {scores['primary_precision']:.3f}), "
+            f"recall {scores['recall']:.3f}, F1 {scores['f1']:.3f}; Sharpe primary {scores['primary_sharpe']:.2f}, "
+            f"kept {scores['filtered_sharpe']:.2f}, sized {scores['sized_sharpe']:.2f} "
+            f"(a position on {scores['sized_share']:.1%} of rows, mean |size| {scores['mean_abs_size']:.3f})"
+        )
+    click.echo(f"run {run_id}: meta-labeling ({result.primary} primary)\n  results: {results}")
+
+
+def _log(result, dataset, config, audit) -> str:
+    """One MLflow run in the training experiment: parameters, metrics per fold and overall, artifacts."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    import mlflow
+    import yaml
+
+    from training.infra import settings
+    from training.model import plots
+    from training.model.tracking import _experiment, _scalars, audit_tags, git_commit, validation_method
+
+    mlflow.set_tracking_uri(settings.check_mlflow())
+    commit, dirty = git_commit()
+    tags = {"kind": "meta_label", "primary": result.primary, "dataset_fingerprint": dataset.metadata["fingerprint"],
+            "validation_method": validation_method(config), "git_commit": commit, "git_dirty": str(dirty).lower(),
+            **audit_tags(audit)}  # fmt: skip
+    name = f"meta-label-{result.primary}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    with mlflow.start_run(experiment_id=_experiment(mlflow, config.mlflow.experiment), run_name=name, tags=tags) as run:
+        mlflow.log_params({f"meta_labeling.{k}": v for k, v in config.meta_labeling.model_dump().items()})
+        for fold in result.folds:
+            mlflow.log_metrics(_scalars("cv", {k: v for k, v in fold.items() if k != "fold"}), step=fold["fold"])
+        mlflow.log_metrics({**_scalars("cv", result.cv.metrics), **_scalars("holdout", result.holdout.metrics)})
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder)
+            scores = {"primary": result.primary, "cv": result.cv.metrics, "holdout": result.holdout.metrics,
+                      "folds": result.folds}  # fmt: skip
+            (out / "meta_label.json").write_text(json.dumps(scores, indent=2, default=float) + "\n")
+            result.cv.daily.to_csv(out / "cv_daily_returns.csv")
+            result.holdout.daily.to_csv(out / "holdout_daily_returns.csv")
+            (out / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
+            plots.meta_equity({"purged CV (out of sample)": result.cv.daily, "hold-out": result.holdout.daily},
+                              out / "meta_label_equity.png")  # fmt: skip
+            mlflow.log_artifacts(folder)
+        return run.info.run_id
