@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "build-dataset": "training.commands.build_dataset:build_dataset",
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",
     "train": "training.commands.train:train",
+    "tune": "training.commands.tune:tune",
     "materialize": "training.commands.materialize:materialize",
     "check-online": "training.commands.check_online:check_online",
     "predict": "training.commands.predict:predict",
