@@ -369,6 +369,10 @@ def _one_line(error: Any, path: str) -> str:
         return f"configuration key {where!r} {error['msg']}, got {value!r}"
     if error["type"] in ("model_type", "dict_type"):
         return f"configuration key {where!r} must be a mapping"
+    if error["type"] == "list_type":
+        return f"configuration key {where!r} must be a list or null, got {value!r}"
+    if any(isinstance(part, int) for part in error["loc"]):  # an item of a list (model.feature_families)
+        return f"configuration key {where!r} must be {error['ctx']['expected']}, got {value!r}"
     field = _field(where)
     if error["type"] == "literal_error":
         return f"configuration key {where!r} must be one of {', '.join(get_args(field.annotation))}, got {value!r}"

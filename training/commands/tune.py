@@ -73,9 +73,9 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
         with tqdm(total=config.tune.trials, desc="tune", unit="trial") as bar:
 
             def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-                bar.update(1)
                 if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-                    bar.set_postfix({f"best {config.tune.objective}": f"{study.best_value:.3f}"})
+                    bar.set_postfix({f"best {config.tune.objective}": f"{study.best_value:.3f}"}, refresh=False)
+                bar.update(1)
 
             study.optimize(search.run_trial, n_trials=config.tune.trials, n_jobs=config.tune.n_jobs,
                            callbacks=[advance], catch=(InputError,))  # fmt: skip

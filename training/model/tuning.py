@@ -146,7 +146,7 @@ class Search:
             section = of_cv(cv.folds, cv.classes, data.train, config.cross_section.top_k, config.backtest.cost_bps)
         objective = objective_of(config.tune.objective, cv, section)
         metrics = {f"cv/{k}": v for k, v in cv.summary.items()}
-        metrics |= {f"cross_section/cv_{k}": v for k, v in section.metrics().items()}
+        metrics |= {f"cross_section/cv/{k}": v for k, v in section.metrics().items()}
         metrics |= {"cpcv/path_sharpe_mean": float(np.mean(cv.path_sharpes)), "objective": objective}
         params = {k: json.dumps(v) if isinstance(v, list | None) else str(v) for k, v in values.items()}
         params |= {"dataset.path": str(path), "features": str(len(features))}
