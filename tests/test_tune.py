@@ -109,3 +109,11 @@ def test_a_search_whose_trials_read_the_holdout_is_caught(search, holdout_reads,
     with pytest.raises(AssertionError, match="read before the winner's evaluation"):
         read_once_by_the_last(holdout_reads, len(holdout_reads) and holdout_reads[-1])
     assert holdout_rows  # the leaky search still ran to the end: only the check tells
+
+
+def test_a_work_folder_that_cannot_be_written_is_refused_before_the_search(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    result = run_cli("tune", "--dataset", str(tmp_path / "none"), "--work", str(taken))
+    assert result.exit_code != 0 and f"--work {taken} cannot be written: {taken} is a file" in result.output
+    assert taken.read_text() == "not a folder"

@@ -46,9 +46,13 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     from training.infra.memory import return_freed_memory
     from training.model.tracking import _experiment
     from training.model.tuning import LabelledDatasets, Search, check_space, direction
+    from training.output_paths import uncreatable
     from training.search_space import parse_space
 
     return_freed_memory()
+    problem = f"{work} is a file, not a folder" if work.is_file() else uncreatable(work / "winner.yaml")
+    if problem:  # found now, not after the search
+        raise InputError(f"--work {work} cannot be written: {problem}")
     uri = settings.check_mlflow()  # fail in seconds, not after the search
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"tune": {"trials": trials, "n_jobs": n_jobs}})

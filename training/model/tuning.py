@@ -177,4 +177,7 @@ def check_space(config: Config, dimensions: list[Dimension]) -> None:
         raise InputError("configuration key 'tune.space' is empty: nothing to search")
     for dimension in dimensions:
         for value in dimension.extremes():
-            config.with_sections(overrides({dimension.key: value}))
+            try:
+                config.with_sections(overrides({dimension.key: value}))
+            except InputError as exc:
+                raise InputError(f"tune.space {dimension.key} offers {value!r}: {exc}") from None
