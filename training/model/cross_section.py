@@ -80,15 +80,20 @@ def _weights(frame: pd.DataFrame, top_k: int) -> pd.Series:
 
 def cross_section(symbol: pd.Series, t0: pd.Series, score: np.ndarray, ret: np.ndarray, next_ret: np.ndarray,
                   top_k: int, cost_bps: float) -> CrossSection:  # fmt: skip
-    """IC, Rank IC and the top-k / bottom-k portfolio of ``score`` over rows (symbol, decision time t0)."""
-    frame = pd.DataFrame({"symbol": np.asarray(symbol), "t0": np.asarray(t0), "score": np.asarray(score, float),
-                          "ret": np.asarray(ret, float), "next_ret": np.asarray(next_ret, float)})  # fmt: skip
-    frame = frame.sort_values(["t0", "symbol"], kind="stable").reset_index(drop=True)
+    """IC, Rank IC and the top-k portfolio of ``score`` over rows (symbol, decision time t0).
+
+    A symbol's previous weight is its row before (flat before its first), as the per-symbol backtest counts
+    position changes; no dates x symbols matrix is formed, so memory stays a few columns of the rows."""
+    frame = pd.DataFrame({"symbol": pd.factorize(np.asarray(symbol))[0], "t0": np.asarray(t0),
+                          "score": np.asarray(score, float), "ret": np.asarray(ret, float),
+                          "next_ret": np.asarray(next_ret, float)})  # fmt: skip
+    frame = frame.sort_values(["symbol", "t0"], kind="stable").reset_index(drop=True)
     frame["weight"] = _weights(frame, top_k)
-    held = frame.pivot(index="t0", columns="symbol", values="weight").fillna(0.0)
-    turnover = held.diff().abs().sum(axis=1)
-    turnover.iloc[:1] = held.iloc[:1].abs().sum(axis=1)  # the first date opens every position
-    gross = (frame["weight"] * frame["next_ret"]).groupby(frame["t0"]).sum()
+    previous = frame["weight"].shift(1, fill_value=0.0).where(frame["symbol"].diff().fillna(1) == 0, 0.0)
+    traded = (frame["weight"] - previous).abs()
+    by_date = frame["t0"]
+    turnover = traded.groupby(by_date).sum()
+    gross = (frame["weight"] * frame["next_ret"]).groupby(by_date).sum()
     daily = _correlations(frame)
     daily["turnover"] = turnover
     daily["long_short"] = gross - turnover * cost_bps / 1e4
