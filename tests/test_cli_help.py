@@ -7,7 +7,7 @@ import sys
 
 from training.cli import COMMANDS, PROG_NAME
 
-PIPELINE = ["ingest", "compute-features", "feast", "build-dataset", "verify-leakage", "train", "importance",
+PIPELINE = ["ingest", "compute-features", "feast", "build-dataset", "verify-leakage", "train", "tune", "importance",
             "meta-label", "materialize",
             "check-online", "predict", "serve", "update", "services"]  # fmt: skip
 

@@ -127,7 +127,9 @@ def test_the_dump_is_what_the_dict_configuration_recorded():
         '{"experiment":"ohlcv-triple-barrier","run_name":"lgbm-{feature_service}-h{horizon}-{timestamp}",'
         '"registered_model":"ohlcv-lgbm-baseline","promote_metric":"roc_auc","promote_min_improvement":0.0},'
         '"monitoring":{"drift_alpha":0.01,"experiment":"ohlcv-monitoring"},"meta_labeling":{"primary":"crossover",'
-        '"fast":"sma_5_rel","slow":"sma_20_rel","step":0.1}}'
+        '"fast":"sma_5_rel","slow":"sma_20_rel","step":0.1},"cross_section":{"top_k":1},"tune":'
+        + json.dumps(default_config().tune.model_dump(), separators=(",", ":"))
+        + "}"
     )
     assert json.dumps(default_config().dump(), separators=(",", ":")) == recorded
     assert load_config(overrides={"model": {"num_leaves": 31.0}, "weights": {"time_decay": 1}}).dump() == json.loads(

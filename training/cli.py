@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "build-dataset": "training.commands.build_dataset:build_dataset",
     "verify-leakage": "training.commands.verify_leakage:verify_leakage",
     "train": "training.commands.train:train",
+    "tune": "training.commands.tune:tune",
     "importance": "training.commands.importance:importance",
     "meta-label": "training.commands.meta_label:meta_label",
     "materialize": "training.commands.materialize:materialize",

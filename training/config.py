@@ -33,6 +33,8 @@ from pydantic_core import PydanticCustomError
 
 from training.contract import DEFAULT_FEATURE_SERVICE
 from training.errors import InputError
+from training.indicators.definitions import Family
+from training.search_space import parse_space
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
 
@@ -47,8 +49,10 @@ PROMOTE_METRICS: dict[str, bool] = {
 }
 DATASET_SECTIONS = ("data", "features", "labels", "target", "weights", "split")  # what build-dataset decides
 UNHASHED_KEYS = (("mlflow", "promote_metric"), ("mlflow", "promote_min_improvement"))
-# How a served model is watched, and how meta-label sizes bets on a dataset, say nothing about the rows or the model.
-UNHASHED_SECTIONS = ("monitoring", "meta_labeling")
+# How a served model is watched, how predictions are ranked across symbols, what tune searches and how
+# meta-label sizes bets say nothing about the rows or the model one run fits: neither in fingerprints nor
+# in trial keys.
+UNHASHED_SECTIONS = ("monitoring", "cross_section", "tune", "meta_labeling")
 RUN_NAME_FIELDS = {"feature_service": "x", "horizon": 5, "timestamp": "x"}
 # Each CPCV split fits a model and its folds are recorded: beyond this many, a run takes days and its fold
 # record gigabytes; CPCV's usual settings (6 groups and 2 test groups: 15 splits, 12 and 3: 220) sit well below.
@@ -229,6 +233,16 @@ class ModelConfig(Section):
     num_boost_round: Annotated[Whole, Ge(1)]
     early_stopping_rounds: Annotated[Whole, Ge(1)]
     early_stopping_fraction: Annotated[Number, Gt(0), Le(0.5)]
+    # The indicator families (training.indicators.definitions.FAMILIES) whose features the model sees; null =
+    # every feature of the dataset. Dumped only when set, so configurations without it hash as before.
+    feature_families: list[Family] | None = None
+
+    @model_serializer(mode="wrap")
+    def _families_when_set(self, handler: Any) -> dict[str, Any]:
+        dumped = handler(self)
+        if dumped.get("feature_families") is None:
+            dumped.pop("feature_families", None)
+        return dumped
 
 
 class BacktestConfig(Section):
@@ -266,6 +280,26 @@ class MetaLabelingConfig(Section):
     step: Share
 
 
+class CrossSectionConfig(Section):
+    top_k: Annotated[Whole, Ge(1)]
+
+
+class TuneConfig(Section):
+    """What ``tune`` searches: ``space`` maps a configuration key (``model.num_leaves``, ``labels.horizon``,
+    ``model.feature_families``) to ``{low, high[, log]}`` (whole numbers when both bounds are) or ``{choices}``."""
+
+    trials: Annotated[Whole, Ge(1)]
+    n_jobs: Annotated[Whole, Ge(1)]
+    seed: Annotated[Whole, Ge(0)]
+    objective: Literal["sharpe", "roc_auc", "log_loss", "rank_ic"]
+    space: dict[str, dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> TuneConfig:
+        parse_space(self.space)  # refuses an unknown key or a malformed range in one line
+        return self
+
+
 class PipelineConfig(Section):
     """Sections in the order of default_config.yaml, which is the order of :meth:`dump`."""
 
@@ -281,6 +315,8 @@ class PipelineConfig(Section):
     mlflow: MlflowConfig
     monitoring: MonitoringConfig
     meta_labeling: MetaLabelingConfig
+    cross_section: CrossSectionConfig
+    tune: TuneConfig
 
     def dump(self) -> dict[str, Any]:
         """The plain dict recorded with datasets and runs (and hashed): the YAML's keys, order and types."""
@@ -342,6 +378,10 @@ def _one_line(error: Any, path: str) -> str:
         return f"configuration key {where!r} {error['msg']}, got {value!r}"
     if error["type"] in ("model_type", "dict_type"):
         return f"configuration key {where!r} must be a mapping"
+    if error["type"] == "list_type":
+        return f"configuration key {where!r} must be a list or null, got {value!r}"
+    if any(isinstance(part, int) for part in error["loc"]):  # an item of a list (model.feature_families)
+        return f"configuration key {where!r} must be {error['ctx']['expected']}, got {value!r}"
     field = _field(where)
     if error["type"] == "literal_error":
         return f"configuration key {where!r} must be one of {', '.join(get_args(field.annotation))}, got {value!r}"

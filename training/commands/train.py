@@ -124,6 +124,7 @@ def _train_and_log(
         "holdout": {k: v for k, v in report.holdout.items()},
         "baselines": {"cv": report.baseline_summary, "holdout": report.holdout_baselines},
         "validity": logged.validity.to_json(),
+        "cross_section": {name: section.metrics() for name, section in report.cross_sections.items()},
     }
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(_finite(summary), indent=2, default=float) + "\n")
@@ -138,11 +139,22 @@ def _train_and_log(
         f"  holdout AUC {holdout['roc_auc']:.3f}, accuracy {holdout['accuracy']:.3f} "
         f"(majority {majority['accuracy']:.3f}), Sharpe {holdout['backtest_sharpe']:.2f} "
         f"(buy and hold {hold['backtest_sharpe']:.2f}), IC {holdout['information_coefficient']:.3f}\n"
+        f"{_cross_section_line(report)}\n"
         f"{logged.validity.summary()}\n"
         f"  {verdict}: {decision.reason}\n"
         f"  results: {results}"
     )
     return logged.run_id
+
+
+def _cross_section_line(report) -> str:
+    """Rank IC, ICIR and the top-k long-short Sharpe of CV and hold-out, on one line."""
+    parts = []
+    for name, section in report.cross_sections.items():
+        m = section.metrics()
+        parts.append(f"{name} Rank IC {m['rank_ic_mean']:.3f} (ICIR {m['rank_icir']:.2f}), top-{section.top_k} "
+                     f"long-short Sharpe {m['topk_sharpe']:.2f}, turnover {m['topk_turnover']:.2f}")  # fmt: skip
+    return "  across symbols: " + "; ".join(parts)
 
 
 def _audit_run(logged, report, dataset, dataset_path: Path, config: Config) -> None:

@@ -23,7 +23,7 @@ from training.config import Config
 from training.contract import CHAMPION_ALIAS
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
 from training.infra import settings
-from training.model import plots
+from training.model import cross_section, plots
 from training.model.input_distribution import ARTIFACT as INPUT_DISTRIBUTION
 from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
@@ -109,6 +109,8 @@ def _write_artifacts(folder: Path, report: TrainingReport, dataset_path: Path, c
     ]  # fmt: skip
     (folder / "cv_folds.json").write_text(json.dumps(folds, indent=2, default=float))
     (folder / INPUT_DISTRIBUTION).write_text(json.dumps(report.input_distribution))
+    if report.cross_sections:
+        cross_section.write_artifacts(report.cross_sections, folder)
     leakage = dataset_path / REPORT_FILE
     if leakage.exists():
         (folder / REPORT_FILE).write_text(leakage.read_text())
@@ -191,6 +193,8 @@ def log_run(
             (tn, fp), (fn, tp) = report.holdout["confusion_matrix"]
             summary.update({"holdout/tn": tn, "holdout/fp": fp, "holdout/fn": fn, "holdout/tp": tp})
         summary.update(validity.metrics())
+        for name, section in report.cross_sections.items():
+            summary.update(_scalars(f"cross_section/{name}", section.metrics()))
         mlflow.log_metrics(summary)
 
         with tempfile.TemporaryDirectory() as folder:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,10 @@ import pandas as pd
 from training.config import Config, CVConfig
 from training.dataset.artifact import Dataset, stacked_in_order
 from training.errors import InputError
+from training.indicators.definitions import INDICATORS
 from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest, backtest
+from training.model.cross_section import CrossSection, of_cv, of_rows, score_of
 from training.model.estimator import FittedModel, fit_with_early_stopping
 from training.model.evaluation import baselines, buy_and_hold, score, signal, summarise
 from training.model.feature_matrix import FeatureMatrix
@@ -97,6 +99,7 @@ class TrainingReport:
     calendar_bars: int = 0
     input_example: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # first hold-out rows' features
     input_distribution: dict[str, Any] = field(repr=False, default_factory=dict)  # update's drift reference
+    cross_sections: dict[str, CrossSection] = field(repr=False, default_factory=dict)  # "cv", "holdout"
 
     def splits_record(self, fingerprint: str, cv: CVConfig) -> dict[str, Any]:
         """What ``verify-leakage --run`` audits: every fold's rows and the preprocessing fitted in it (JSON)."""
@@ -237,16 +240,32 @@ def _columns(dataset: Dataset) -> list[str]:
     return list(pq.read_schema(dataset.part_files()[0]).names)
 
 
-def load_training_data(dataset: Dataset) -> TrainingData:
-    """Read the dataset a part at a time, only the columns training needs.
+def model_features(features: list[str], families: list[str] | None) -> list[str]:
+    """The dataset's features the model sees: every one, or those of the configured indicator families."""
+    if families is None:
+        return list(features)
+    family_of = {name: i.family for i in INDICATORS for name in (i.name, i.model_feature)}
+    chosen = [f for f in features if family_of.get(f) in families]
+    if not chosen:
+        raise InputError(f"configuration key 'model.feature_families' {families} selects none of the dataset features")
+    return chosen
+
+
+def load_training_data(dataset: Dataset, features: list[str] | None = None, holdout: bool = True) -> TrainingData:
+    """Read the dataset a part at a time, only the columns training needs: ``features`` (default: every one of the
+    dataset's) of the ``train`` rows, and of the ``validation`` rows unless ``holdout`` is false (tune's trials
+    never read the hold-out).
 
     A first pass over (event_timestamp, t1, symbol, split) fixes where every row goes. Then each feature
     is read from every part into one column and written to ``X``'s scratch file (memory holds one column,
     not the matrix), and a last pass reads the scoring columns and weight components. The base weight is
     the product of the weight components that do not depend on class shares (uniqueness, returns, decay).
     """
-    features = dataset.features
+    features = list(features or dataset.features)
     layout = _layout(dataset)
+    if not holdout:
+        layout = replace(layout, holdout_masks=[np.zeros_like(m) for m in layout.holdout_masks],
+                         holdout_order=np.arange(0))  # fmt: skip
     weights = [c for c in _columns(dataset) if c.startswith(WEIGHT_PREFIX) and c != "w_class_balance"]
     n_train, n_holdout = len(layout.train_order), len(layout.holdout_order)
     train_to = _inverse(layout.train_order)
@@ -346,15 +365,31 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     Trivial baselines are scored on the same folds so every metric has something to beat. The rows are
     read once into one float64 matrix on disk (:func:`load_training_data`); folds are positions into it.
     """
-    data = load_training_data(dataset)
+    data = load_training_data(dataset, model_features(dataset.features, config.model.feature_families))
     with data.X:  # its scratch file goes when the run ends
         return _cross_validate_and_fit(data, config, progress)
 
 
-def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callable[[str], None]) -> TrainingReport:
-    features, rows, holdout_rows, X = data.features, data.train, data.holdout, data.X
-    if rows.empty or holdout_rows.empty:
-        raise InputError("the dataset needs both training and validation rows; rebuild it with a longer period")
+@dataclass
+class CrossValidation:
+    """The purged CV of one configuration on the training rows: its folds and out-of-sample path returns."""
+
+    classes: list[int]
+    splitter: Any = field(repr=False)
+    folds: list[Fold] = field(repr=False)
+    path_returns: pd.DataFrame = field(repr=False)  # OOS daily returns, a column per path
+    path_sharpes: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return summarise([f.metrics for f in self.folds])
+
+
+def cross_validate(data: TrainingData, config: Config, progress: Callable[[str], None] = log.info) -> CrossValidation:
+    """Purged K-fold or CPCV (``config.cv``) of the training rows alone: what ``tune`` scores each trial on."""
+    features, rows, X = data.features, data.train, data.X
+    if rows.empty:
+        raise InputError("the dataset has no training rows; rebuild it with a longer period")
     classes = sorted(int(c) for c in rows["target"].unique())
     if len(classes) < 2:
         raise InputError(f"the training rows hold a single class ({classes[0]}); widen the barriers or the period")
@@ -389,15 +424,32 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
             f"fold {index}: {len(train_idx):,} train / {len(test_idx):,} test rows, AUC {metrics['roc_auc']:.3f}, "
             f"best iteration {fitted.best_iteration}"
         )
-
     path_returns = _path_returns(splitter, rows, folds, classes, cost)
-    path_sharpes = _cpcv_path_sharpes(splitter, path_returns)
+    return CrossValidation(classes, splitter, folds, path_returns, _cpcv_path_sharpes(splitter, path_returns))
+
+
+def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callable[[str], None]) -> TrainingReport:
+    features, rows, holdout_rows, X = data.features, data.train, data.holdout, data.X
+    if rows.empty or holdout_rows.empty:
+        raise InputError("the dataset needs both training and validation rows; rebuild it with a longer period")
+    cv = cross_validate(data, config, progress)
+    classes, folds, splitter = cv.classes, cv.folds, cv.splitter
+    y = rows["target"].to_numpy()
+    t0, t1 = data.t0, data.t1
+    base = data.base_weight
+    balance = config.weights.class_balance
+    cost = config.backtest.cost_bps
+
+    path_returns, path_sharpes = cv.path_returns, cv.path_sharpes
     # Every training row: X's first n_train rows (no array of positions).
     final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config.model, features=features)
     holdout_proba = final.predict_proba(X, data.holdout_positions, features)
     holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
     holdout["best_iteration"] = final.best_iteration
     holdout_baselines = baselines(y, holdout_rows, classes, cost)
+    top_k = config.cross_section.top_k
+    cross_sections = {"cv": of_cv(folds, classes, rows, top_k, cost),
+                      "holdout": of_rows(holdout_rows, score_of(holdout_proba, classes), top_k, cost)}  # fmt: skip
     progress(
         f"hold-out: {len(holdout_rows):,} rows, AUC {holdout['roc_auc']:.3f}, Sharpe {holdout_backtest.sharpe:.2f}"
     )
@@ -405,7 +457,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         classes=classes,
         features=features,
         folds=folds,
-        cv_summary=summarise([f.metrics for f in folds]),
+        cv_summary=cv.summary,
         baseline_summary={name: summarise([f.baselines[name] for f in folds]) for name in folds[0].baselines},
         final=final,
         holdout=holdout,
@@ -425,6 +477,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         input_distribution=input_distribution(
             ((name, X.column(j)[: data.n_train]) for j, name in enumerate(features)), data.n_train, data.t0
         ),
+        cross_sections=cross_sections,
     )
 
 
