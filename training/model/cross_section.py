@@ -133,27 +133,10 @@ def of_cv(folds: Sequence[Any], classes: list[int], rows: pd.DataFrame, top_k: i
 
 def write_artifacts(results: dict[str, CrossSection], folder: Path) -> None:
     """cross_section/: per date IC, Rank IC, portfolio return and turnover of every evaluated set, and a plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from training.model import plots
 
     target = folder / "cross_section"
     target.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for name, result in results.items():
         result.daily.to_csv(target / f"{name}_daily.csv")
-        m = result.metrics()
-        axes[0].plot(result.daily["rank_ic"].rolling(63, min_periods=10).mean(),
-                     label=f"{name}: Rank IC {m['rank_ic_mean']:.3f}, ICIR {m['rank_icir']:.2f}")  # fmt: skip
-        axes[1].plot((1.0 + result.daily["long_short"]).cumprod(),
-                     label=f"{name}: Sharpe {m['topk_sharpe']:.2f}, turnover {m['topk_turnover']:.2f}")  # fmt: skip
-    axes[0].axhline(0.0, color="grey", lw=0.5)
-    axes[0].set_ylabel("Rank IC (63-bar mean)")
-    top_k = next(iter(results.values())).top_k if results else 0
-    axes[1].set_ylabel(f"top-{top_k} / bottom-{top_k} equity")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(target / "cross_section.png", dpi=110)
-    plt.close(fig)
+    plots.cross_section(results, target / "cross_section.png")

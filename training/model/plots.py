@@ -1,26 +1,37 @@
-"""PNG figures of a training run (feature importance, ROC, confusion matrix, equity curves) and of a monitoring
-run (drift of the inputs)."""
+"""PNG figures of a training run (feature importance, ROC, confusion matrix, equity curves, the cross-section),
+of the research commands (importance, meta-labeling) and of a monitoring run (drift of the inputs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from training.model.cross_section import CrossSection
     from training.model.trainer import TrainingReport
 
 
-def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
+def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1, rows: int = 1, **layout: Any):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(1, columns, figsize=(width, height), dpi=110)
+    return plt, *plt.subplots(rows, columns, figsize=(width, height), dpi=110, **layout)
+
+
+def _saved(plt, fig, path: Path, title: str | None = None) -> Path:
+    """Lay out, write and release a figure (pyplot keeps every open figure alive until it is closed)."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
@@ -29,10 +40,7 @@ def feature_importance(importance: pd.DataFrame, path: Path) -> Path:
     ax.barh(ordered["feature"], ordered["gain"], color="#3b6ea8")
     ax.set_xlabel("total gain")
     ax.set_title("Feature importance of the final model")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 IMPORTANCE_TITLES = {
@@ -54,11 +62,7 @@ def importance_methods(frames: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.axvline(0.0, color="black", linewidth=0.6)
         ax.set_title(IMPORTANCE_TITLES.get(method, method), fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Feature importance under purged CV (mean ± std over folds)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path, "Feature importance under purged CV (mean ± std over folds)")
 
 
 def meta_equity(curves: dict[str, pd.DataFrame], path: Path) -> Path:
@@ -70,11 +74,7 @@ def meta_equity(curves: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Meta-labeling: growth of 1 (after costs)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path, "Meta-labeling: growth of 1 (after costs)")
 
 
 def roc(report: TrainingReport, path: Path) -> Path:
@@ -96,10 +96,7 @@ def roc(report: TrainingReport, path: Path) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC of class {positive:+d}: purged CV folds and hold-out")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def confusion(matrix: list[list[int]], classes: list[int], path: Path, title: str) -> Path:
@@ -113,10 +110,7 @@ def confusion(matrix: list[list[int]], classes: list[int], path: Path, title: st
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def equity(report: TrainingReport, path: Path, cost_bps: float) -> Path:
@@ -128,10 +122,7 @@ def equity(report: TrainingReport, path: Path, cost_bps: float) -> Path:
     ax.set_ylabel("growth of 1")
     ax.legend()
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def pbo_logits(logits: np.ndarray, pbo: float, basis: str, path: Path) -> Path:
@@ -144,10 +135,7 @@ def pbo_logits(logits: np.ndarray, pbo: float, basis: str, path: Path) -> Path:
     ax.set_ylabel("combinations")
     ax.set_title(f"CSCV over {basis}" if len(logits) else f"PBO not computable: {basis}", fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def path_sharpes(sharpes: list[float], holdout: float, path: Path) -> Path:
@@ -160,10 +148,7 @@ def path_sharpes(sharpes: list[float], holdout: float, path: Path) -> Path:
     ax.set_ylabel("paths")
     ax.set_title("Out-of-sample Sharpe ratio by backtest path")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _saved(plt, fig, path)
 
 
 def drift_chart(report):
@@ -183,3 +168,21 @@ def drift_chart(report):
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def cross_section(results: dict[str, CrossSection], path: Path) -> Path:
+    """Rank IC (63-bar rolling mean) and the top-k / bottom-k portfolio's growth of every evaluated set."""
+    plt, fig, axes = _figure(9.0, 6.0, rows=2, sharex=True)
+    for name, result in results.items():
+        m = result.metrics()
+        axes[0].plot(result.daily["rank_ic"].rolling(63, min_periods=10).mean(),
+                     label=f"{name}: Rank IC {m['rank_ic_mean']:.3f}, ICIR {m['rank_icir']:.2f}")  # fmt: skip
+        axes[1].plot((1.0 + result.daily["long_short"]).cumprod(),
+                     label=f"{name}: Sharpe {m['topk_sharpe']:.2f}, turnover {m['topk_turnover']:.2f}")  # fmt: skip
+    axes[0].axhline(0.0, color="grey", lw=0.5)
+    axes[0].set_ylabel("Rank IC (63-bar mean)")
+    top_k = next(iter(results.values())).top_k if results else 0
+    axes[1].set_ylabel(f"top-{top_k} / bottom-{top_k} equity")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    return _saved(plt, fig, path)
