@@ -289,3 +289,41 @@ def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_
     assert empty_store.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
     again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
+
+
+def test_serve_scores_the_session_update_writes_while_it_runs_never_the_one_it_remembers(
+    replayed, bundled_raw, write_csv
+):
+    """serve remembers the newest session between POST /predict {} requests, but scores what PostgreSQL names
+    now: a session ingested while it runs is the one answered at once (its symbols refused until materialized,
+    the remembered rows never scored as today's), a symbol added to it later joins it, and once materialized
+    the new session is scored."""
+    from tests.conftest import http_app
+    from training.feast_store.repository import feature_store
+    from training.serving.http_app import create_app
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+
+    days, _, _, model_uri = replayed
+    symbols = ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
+    nextday = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
+    first = nextday["Ticker"].isin(["AAPL", "IBM"])
+
+    def scored(body: dict) -> dict[str, str]:
+        return {score["symbol"]: score["bar_timestamp"][:10] for score in body["scores"]}
+
+    with http_app(create_app(Predictor(feature_store(), load_model(model_uri)))) as post:
+        for _ in range(2):  # the second request reads with the session the first one remembered
+            status, body = post("/predict", {})
+            assert status == 200 and scored(body) == dict.fromkeys(symbols, days[-1]), body
+        _ok("ingest", str(write_csv(nextday[first], "first.csv")))
+        status, body = post("/predict", {})
+        assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == ["AAPL", "IBM"], body
+        assert all("2013-03-04" in why and "materialize" in why for why in body["not_scored"].values()), body
+        _ok("ingest", str(write_csv(nextday[~first], "later.csv")))
+        status, body = post("/predict", {})
+        assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == symbols, body
+        _ok("compute-features")
+        _ok("materialize")
+        status, body = post("/predict", {})
+        assert status == 200 and scored(body) == dict.fromkeys(symbols, "2013-03-04") and not body["not_scored"], body
