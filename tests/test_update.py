@@ -17,9 +17,16 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.conftest import SCRATCH, _create_database, _drop_database, run_cli, run_module, session_environment
+from tests.conftest import (
+    SCRATCH,
+    _create_database,
+    _drop_database,
+    copied_database,
+    run_cli,
+    run_module,
+    session_environment,
+)
 from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db, settings
 from training.infra.schema import OHLCV_TABLE
@@ -87,24 +94,10 @@ def replayed(replay, monkeypatch) -> Iterator[psycopg.Connection]:
     the replay left it), and a connection to the copy. The copies share the replay's Feast project (its registry
     rows are in the database), hence its online rows: a test session runs its tests one at a time, so those rows
     are each test's own while it runs (another session, or xdist worker, has a project of its own)."""
-    pg = settings.postgres()
-    copy = f"{SCRATCH}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
-        # A template must have no connection open (a Feast registry's pool may keep one): none of them is used again.
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (replay.database,),
-        )
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(replay.database))
-        )
-    monkeypatch.setenv("PGDATABASE", copy)
-    monkeypatch.setenv("FEAST_PROJECT", replay.project)
-    _ok("materialize", "--full")  # an earlier test may have left other rows online: the copy's newest, rewritten
-    connection = psycopg.connect(pg.conninfo(copy), autocommit=True)
-    yield connection
-    connection.close()
-    _drop_database(pg, copy)
+    with copied_database(replay.database) as connection:
+        monkeypatch.setenv("FEAST_PROJECT", replay.project)
+        _ok("materialize", "--full")  # an earlier test may have left other rows online: the copy's newest, rewritten
+        yield connection
 
 
 def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(
