@@ -321,6 +321,33 @@ def empty_store(isolated_services, monkeypatch):
     _drop_database(pg, name)
 
 
+@contextmanager
+def copied_database(template: str) -> Iterator[psycopg.Connection]:
+    """A new database copied from ``template`` (CREATE DATABASE ... TEMPLATE: a file copy, a second or two where
+    building it again costs a minute), PGDATABASE pointing at it and a connection to it; dropped afterwards.
+
+    A template must have no connection open: any left (a Feast registry's pool) is ended, and none is used again.
+    """
+    name = f"{SCRATCH}_{uuid.uuid4().hex[:6]}"
+    pg = settings.postgres()
+    with psycopg.connect(pg.conninfo(), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (template,),
+        )
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    connection = None
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PGDATABASE", name)
+            connection = psycopg.connect(pg.conninfo(name), autocommit=True)
+            yield connection
+    finally:
+        if connection is not None:
+            connection.close()
+        _drop_database(pg, name)
+
+
 @pytest.fixture(scope="session")
 def bundled_raw() -> pd.DataFrame:
     return pd.read_csv(BUNDLED_DATA, dtype=str, keep_default_na=False)

@@ -6,10 +6,23 @@ place (same stamp, new values) used to keep its old values online while material
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from tests.conftest import BUNDLED_DATA, run_cli, run_module
+from tests.conftest import (
+    BUNDLED_DATA,
+    SCRATCH,
+    _create_database,
+    _drop_database,
+    copied_database,
+    run_cli,
+    run_module,
+    session_environment,
+)
 from tests.test_online import log_model, model_inputs, offline_model_rows, predict_json
 
 
@@ -19,26 +32,57 @@ def ok(*args: str) -> str:
     return result.output
 
 
+@pytest.fixture(scope="module")
+def online_template(pipeline, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """Built once per module: bundled bars and features in a database of their own, its Feast project applied and
+    materialized, a model in an MLflow backend of its own. Tests get copies (:func:`scratch_online`)."""
+    from training.feast_store.repository import feature_store
+    from training.infra import settings
+
+    name, folder = f"{SCRATCH}_online_ops", tmp_path_factory.mktemp("online_ops")
+    _create_database(settings.postgres(), name)
+    with session_environment(), _module_environment(name, folder):
+        ok("ingest", str(BUNDLED_DATA))
+        ok("compute-features")
+        run_module("feast", "apply")
+        ok("materialize")
+        log_model(model_inputs(feature_store()))
+    yield name, folder
+    with session_environment(), _module_environment(name, folder):
+        store = feature_store()
+        store._get_provider().teardown_infra(store.project, store.list_feature_views(), store.list_entities())
+    _drop_database(settings.postgres(), name)
+
+
+@contextmanager
+def _module_environment(name: str, folder: Path) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGDATABASE", name)
+        patch.setenv("FEAST_PROJECT", name)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("OHLCV_STATE_DIR", str(folder))
+        yield
+
+
 @pytest.fixture
-def scratch_online(empty_store, tmp_path, monkeypatch):
-    """Bundled bars and features in the scratch database, its Feast project applied and materialized, a model."""
+def scratch_online(online_template, monkeypatch) -> Iterator[tuple]:
+    """A copy of the template's database, its project's online rows rewritten to the copy's newest ones (an earlier
+    test may have left a correction online): (the FeatureStore, a connection to the copy)."""
     from training.feast_store.repository import feature_store
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("OHLCV_STATE_DIR", str(tmp_path))
-    ok("ingest", str(BUNDLED_DATA))
-    ok("compute-features")
-    run_module("feast", "apply")
-    ok("materialize")
-    store = feature_store()
-    log_model(model_inputs(store))
-    yield store
-    store._get_provider().teardown_infra(store.project, store.list_feature_views(), store.list_entities())
+    name, folder = online_template
+    with copied_database(name) as connection:
+        monkeypatch.setenv("FEAST_PROJECT", name)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        monkeypatch.setenv("OHLCV_STATE_DIR", str(folder))
+        ok("materialize", "--full")
+        yield feature_store(), connection
 
 
-def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_online, empty_store, bundled_raw, write_csv):
+def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_online, bundled_raw, write_csv):
     """Also: check-online's failure is one short line (a count and the first few), and materialize repairs it."""
-    inputs = model_inputs(scratch_online)
+    store, connection = scratch_online
+    inputs = model_inputs(store)
     assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
     before = predict_json("--symbol", "AAPL")
 
@@ -62,7 +106,7 @@ def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_onlin
     assert after["features"]["roc_1"] != before["features"]["roc_1"]
     stamp = pd.Timestamp(after["bar_timestamp"])
     assert stamp == offline_model_rows([], latest=True).loc["AAPL", "event_timestamp"]
-    _check_online_fails_in_one_short_line(empty_store)
+    _check_online_fails_in_one_short_line(connection)
 
 
 def _check_online_fails_in_one_short_line(conn) -> None:
@@ -123,7 +167,7 @@ def test_a_correction_materialized_into_one_view_only_is_refused_until_materiali
     from training.serving.scorer import Predictor
     from training.serving.universe_scores import score_universe
 
-    store = scratch_online
+    store, _ = scratch_online
     inputs = model_inputs(store)
     before = predict_json("--symbol", "AAPL")
     last = bundled_raw[bundled_raw["Ticker"] == "AAPL"].tail(1).copy()

@@ -171,3 +171,32 @@ def test_redis_py_given_retry_none_never_retries_a_timed_out_read():
     assert redis.Redis(host="127.0.0.1", port=1).connection_pool.make_connection().retry.get_retries() == 3
     client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=2.0, retry=None)
     assert client.connection_pool.make_connection().retry.get_retries() == 0
+
+
+def test_a_started_call_runs_while_its_caller_waits_on_another_store():
+    """``start``: the call is under way before its result is asked for (the universe's PostgreSQL query runs
+    while Redis is read); its outcome is the call's own, and a store found silent is suspect after it."""
+    from training.serving.bounded import ServiceTimeout, Store
+
+    store = Store("PostgreSQL", "PostgreSQL at 127.0.0.1:1", "PGHOST", 60)
+    began, release = threading.Event(), threading.Event()
+
+    def session() -> str:
+        began.set()
+        release.wait()
+        return "session"
+
+    result = store.start(session)
+    assert began.wait(30)  # running before anyone waits for it
+    release.set()
+    assert result() == "session"
+    with pytest.raises(ZeroDivisionError):  # the store answered; the call itself failed
+        store.start(lambda: 1 / 0)()
+    hung: list[str] = []
+    quick = Store("PostgreSQL", "PostgreSQL at 127.0.0.1:1", "PGHOST", 0.05, probe=threading.Event().wait)
+    with pytest.raises(ServiceTimeout, match=r"did not answer within 0\.05 s"):
+        quick.start(threading.Event().wait)()
+    assert quick.suspect
+    with pytest.raises(ServiceTimeout, match="tried again in the background"):
+        quick.start(lambda: hung.append("must not run"))
+    assert hung == []

@@ -9,14 +9,26 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
-from tests.conftest import run_cli, run_module
+from tests.conftest import (
+    SCRATCH,
+    _create_database,
+    _drop_database,
+    copied_database,
+    run_cli,
+    run_module,
+    session_environment,
+)
 from training.indicators.feature_table import FEATURES_TABLE
-from training.infra import db
+from training.infra import db, settings
 from training.infra.schema import OHLCV_TABLE
 
 SESSIONS = 3
@@ -33,51 +45,86 @@ def _features(conn) -> pd.DataFrame:
     return db.copy_out(conn, query, {}, parse_dates=["event_timestamp"]).drop(columns="created_timestamp")
 
 
-@pytest.fixture
-def replayed(pipeline, empty_store, bundled_raw, write_csv):
-    """The scratch store holding all but the last SESSIONS sessions, features computed, Feast applied and
-    materialized, a model registered; then each last session ingested by `update` from a file of its own."""
+@dataclass(frozen=True)
+class Replay:
+    days: list[str]  # the last SESSIONS trading dates of the bundled data, each ingested by `update`
+    files: list[Path]  # one CSV per day, as `update` read it
+    outputs: list[str]  # what each `update` printed
+    model: str  # the registered model that scored the sessions (models:/name/1)
+    database: str  # the template database holding the result, copied for each test
+    project: str  # its Feast project (the registry rows live in the database)
+
+
+@pytest.fixture(scope="module")
+def replay(pipeline, bundled_raw, tmp_path_factory) -> Iterator[Replay]:
+    """Built once per module: a database holding all but the last SESSIONS sessions, features computed, Feast
+    applied and materialized, a model registered; then each last session ingested by `update` from a file of its
+    own. Tests get copies (:func:`replayed`): replaying costs minutes, copying a database a second."""
     from tests.test_online import log_model, model_inputs
     from training.feast_store.repository import feature_store
 
-    days = sorted(bundled_raw["Date"].unique())[-SESSIONS:]
-    _ok("ingest", str(write_csv(bundled_raw[~bundled_raw["Date"].isin(days)], "history.csv")))
-    _ok("compute-features")
-    run_module("feast", "apply")
-    _ok("materialize")
-    name = f"update-test-{uuid.uuid4().hex[:8]}"  # its own model: the online tests count their champion's versions
-    log_model(model_inputs(feature_store()), registered_model=name)
-    model = f"models:/{name}/1"
-    files = [write_csv(bundled_raw[bundled_raw["Date"] == day], f"{day}.csv") for day in days]
-    outputs = [_ok("update", str(file), "--model", model) for file in files]
-    return days, files, outputs, model
+    name, folder = f"{SCRATCH}_replay", tmp_path_factory.mktemp("replay")
+    pg = settings.postgres()
+    _create_database(pg, name)
+    with session_environment(), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGDATABASE", name)
+        patch.setenv("FEAST_PROJECT", name)
+        days = sorted(bundled_raw["Date"].unique())[-SESSIONS:]
+        history = folder / "history.csv"
+        bundled_raw[~bundled_raw["Date"].isin(days)].to_csv(history, index=False)
+        _ok("ingest", str(history))
+        _ok("compute-features")
+        run_module("feast", "apply")
+        _ok("materialize")
+        model_name = f"update-test-{uuid.uuid4().hex[:8]}"  # its own: the online tests count their champion's versions
+        log_model(model_inputs(feature_store()), registered_model=model_name)
+        model = f"models:/{model_name}/1"
+        files = []
+        for day in days:
+            files.append(folder / f"{day}.csv")
+            bundled_raw[bundled_raw["Date"] == day].to_csv(files[-1], index=False)
+        outputs = [_ok("update", str(file), "--model", model) for file in files]
+    yield Replay(days, files, outputs, model, name, name)
+    _drop_database(pg, name)
+
+
+@pytest.fixture
+def replayed(replay, monkeypatch) -> Iterator[psycopg.Connection]:
+    """A copy of the replayed database, its Feast project's online store rewritten to the copy's newest rows (as
+    the replay left it), and a connection to the copy. The copies share the replay's Feast project (its registry
+    rows are in the database), hence its online rows: a test session runs its tests one at a time, so those rows
+    are each test's own while it runs (another session, or xdist worker, has a project of its own)."""
+    with copied_database(replay.database) as connection:
+        monkeypatch.setenv("FEAST_PROJECT", replay.project)
+        _ok("materialize", "--full")  # an earlier test may have left other rows online: the copy's newest, rewritten
+        yield connection
 
 
 def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_nothing(
-    replayed, empty_store, pipeline, write_csv
+    replay, replayed, pipeline, write_csv
 ):
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model
     from training.serving.scorer import Predictor
     from training.serving.universe_scores import score_universe
 
-    days, files, outputs, model_uri = replayed
+    days, files, outputs, model_uri = replay.days, replay.files, replay.outputs, replay.model
     for day, output in zip(days, outputs, strict=True):
         assert "inserted" in output and f"of the session of {day}" in output, output
         assert "check-online: the online store serves the newest offline row of the 5 symbol(s) written" in output
     # The features equal those of one ingest of the whole file (the session's pipeline database).
     with db.connect(pipeline) as full:
         expected = _features(full)
-    pd.testing.assert_frame_equal(_features(empty_store), expected, check_exact=True)
+    pd.testing.assert_frame_equal(_features(replayed), expected, check_exact=True)
     # Every session was scored once per symbol, each with the numbers predict gives for the newest one.
-    rows = empty_store.execute(
+    rows = replayed.execute(
         "SELECT bar_timestamp::date, count(*) FROM predictions.daily_scores GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert [(str(day), n) for day, n in rows] == [(day, 5) for day in days]
     model = load_model(model_uri)
     newest = score_universe(Predictor(feature_store(), model), ["AAPL", "FB", "GOOG", "IBM", "MSFT"]).scores
     stored = dict(
-        empty_store.execute(
+        replayed.execute(
             "SELECT symbol, probability FROM predictions.daily_scores WHERE bar_timestamp::date = %s", (days[-1],)
         ).fetchall()
     )
@@ -96,14 +143,14 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     assert "1 updated" in corrected and "1 new or changed row(s)" in corrected, corrected
 
 
-def test_a_session_whose_volume_jumped_tenfold_trips_the_drift_alarm_after_scoring(replayed, empty_store,
+def test_a_session_whose_volume_jumped_tenfold_trips_the_drift_alarm_after_scoring(replay, replayed,
                                                                                    bundled_raw, write_csv):  # fmt: skip
     """The bundled sessions replayed above do not drift; a next session whose every volume is ten times the
     last one's (prices unchanged) is still scored, then update exits 4 naming the volume inputs, and a
     monitoring run with the plot is in MLflow."""
     import mlflow
 
-    days, _, outputs, model_uri = replayed
+    days, outputs, model_uri = replay.days, replay.outputs, replay.model
     assert all("drift: no input drifted" in output and "monitoring: session" in output for output in outputs), outputs
     shifted = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
     shifted["Volume"] = (shifted["Volume"].astype(float) * 10).astype(int).astype(str)
@@ -162,19 +209,19 @@ def test_an_unreachable_redis_exits_3_before_anything_is_written(empty_store, bu
     assert _nothing_written(empty_store)
 
 
-def test_an_online_store_that_lost_the_write_exits_1(replayed, empty_store, bundled_raw, write_csv, monkeypatch):
+def test_an_online_store_that_lost_the_write_exits_1(replay, replayed, bundled_raw, write_csv, monkeypatch):
     """A materialization whose rows never reach the online store (an eviction, a second writer) is caught by
     the parity check: exit 1, naming the stale symbols, and no score of a session the store does not serve."""
     from training.serving import materialization
 
-    days, _, _, model_uri = replayed
+    days, model_uri = replay.days, replay.model
     lost = materialization.Materialized([], [], 0, None, None, "redis")
     monkeypatch.setattr(materialization, "materialize_changed", lambda *args, **kwargs: lost)
     nextday = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
     result = run_cli("update", str(write_csv(nextday, "next.csv")), "--model", model_uri)
     assert result.exit_code == 1, result.output
     assert "scores:" not in result.output, result.output
-    assert _count(empty_store, "predictions.daily_scores") == 5 * SESSIONS
+    assert _count(replayed, "predictions.daily_scores") == 5 * SESSIONS
 
 
 def _start_update(*args: str) -> subprocess.Popen:
@@ -183,13 +230,13 @@ def _start_update(*args: str) -> subprocess.Popen:
 
 
 def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_update_waits(
-    replayed, empty_store, bundled_raw, write_csv
+    replay, replayed, bundled_raw, write_csv
 ):
     """kill -9 once the scores are written: the session's monitoring run is pending, and the next update
     (nothing else to do) logs it. An update started while another holds the lock waits, writing nothing."""
     import mlflow
 
-    days, _, _, model_uri = replayed
+    days, model_uri = replay.days, replay.model
     last = bundled_raw[bundled_raw["Date"] == days[-1]]
     process = _start_update(str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
     for line in process.stdout:
@@ -200,30 +247,28 @@ def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_upd
     process.stdout.close()
     assert process.returncode == -signal.SIGKILL
     pending = "SELECT session::text, mlflow_run_id FROM predictions.monitoring_runs WHERE session = '2013-03-04'"
-    assert empty_store.execute(pending).fetchall() == [("2013-03-04", None)]
+    assert replayed.execute(pending).fetchall() == [("2013-03-04", None)]
     again = _ok("update", str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
     assert "0 new or changed row(s)" in again and "monitoring: session 2013-03-04" in again, again
-    ((_, run_id),) = empty_store.execute(pending).fetchall()
+    ((_, run_id),) = replayed.execute(pending).fetchall()
     assert "drift.png" in [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)]
     # A second update waits for the lock of the first (held here), then does its whole run.
     key = f"training update {os.environ['FEAST_PROJECT']}"
-    empty_store.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+    replayed.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
     process = _start_update(str(write_csv(last.assign(Date="2013-03-05"), "b.csv")), "--model", model_uri)
     first = process.stdout.readline()
     assert "another update is running" in first, first
     time.sleep(2)
     assert process.poll() is None
     stored = f"SELECT count(*) FROM {OHLCV_TABLE} WHERE trade_date = '2013-03-05'"
-    assert empty_store.execute(stored).fetchone()[0] == 0
-    empty_store.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    assert replayed.execute(stored).fetchone()[0] == 0
+    replayed.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output
-    assert empty_store.execute(stored).fetchone()[0] == 5
+    assert replayed.execute(stored).fetchone()[0] == 5
 
 
-def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_features_once(
-    replayed, empty_store, write_csv
-):
+def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_features_once(replay, replayed, write_csv):
     """A vendor's correction of AAPL's close one session before the newest: its stored score becomes what the
     model gives on the corrected features (computed here from the feature table, not through Feast), the rows
     whose features did not change keep their score and write time, and a second update re-scores nothing."""
@@ -231,15 +276,15 @@ def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_featu
     from training.feast_store.repository import feature_store
     from training.serving.model_loading import load_model
 
-    days, files, _, model_uri = replayed
+    days, files, model_uri = replay.days, replay.files, replay.model
     stored = "SELECT symbol, bar_timestamp::date::text, probability, created_timestamp FROM predictions.daily_scores"
-    before = {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()}
+    before = {(s, d): (p, c) for s, d, p, c in replayed.execute(stored).fetchall()}
     earlier = pd.read_csv(files[-2], dtype=str)
     aapl = earlier["Ticker"] == "AAPL"  # a close at the low on ten times the volume: the model's inputs move
     earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
     earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
     output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
-    after = {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()}
+    after = {(s, d): (p, c) for s, d, p, c in replayed.execute(stored).fetchall()}
     # What the model gives on the corrected feature rows of AAPL (both sessions' rows changed: the newest one's
     # returns start from the corrected close).
     model = load_model(model_uri)
@@ -259,25 +304,32 @@ def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_featu
     assert line.startswith(f"re-scored: {1 + (not newest_changed)} earlier row(s)"), output
     again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
-    assert {(s, d): (p, c) for s, d, p, c in empty_store.execute(stored).fetchall()} == after
+    assert {(s, d): (p, c) for s, d, p, c in replayed.execute(stored).fetchall()} == after
 
 
 def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_by_the_current_one(
-    replayed, empty_store, write_csv
+    replay, replayed, write_csv
 ):
     """The model that scored the corrected bar was deleted from the registry: the current model scores the bar
-    and its row replaces the old model's, saying so; a second update re-scores nothing."""
+    and its row replaces the old model's, saying so; a second update re-scores nothing.
+
+    The replay's model is shared by every copy, so the scores of this copy are handed to a registered copy of it
+    (the same artifact: the same numbers), and that one is deleted."""
     import mlflow
 
     from tests.test_online import log_model, model_inputs
     from training.feast_store.repository import feature_store
 
-    days, files, _, old_uri = replayed
+    days, files, client = replay.days, replay.files, mlflow.MlflowClient()
+    shared, old_name = replay.model.removeprefix("models:/").rsplit("/", 1)[0], f"update-test-{uuid.uuid4().hex[:8]}"
+    mlflow.register_model(client.get_model_version(shared, "1").source, old_name)
+    old_uri = f"models:/{old_name}/1"
+    for table in ("predictions.daily_scores", "predictions.monitoring_runs"):
+        replayed.execute(f"UPDATE {table} SET model_name = %s WHERE model_name = %s", (old_name, shared))
+    client.delete_model_version(old_name, "1")
     name = f"update-test-{uuid.uuid4().hex[:8]}"
     log_model(model_inputs(feature_store()), registered_model=name)
     new_uri = f"models:/{name}/1"
-    old_name = old_uri.removeprefix("models:/").rsplit("/", 1)[0]
-    mlflow.MlflowClient().delete_model_version(old_name, "1")
     earlier = pd.read_csv(files[-2], dtype=str)
     aapl = earlier["Ticker"] == "AAPL"
     earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
@@ -285,7 +337,45 @@ def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_
     output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
     assert f"{old_uri} no longer resolve(s): re-scored with {new_uri} instead" in output, output
     models = "SELECT model_name FROM predictions.daily_scores WHERE symbol = 'AAPL' AND bar_timestamp::date = %s"
-    assert empty_store.execute(models, (days[-2],)).fetchall() == [(name,)]
-    assert empty_store.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
+    assert replayed.execute(models, (days[-2],)).fetchall() == [(name,)]
+    assert replayed.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
     again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
+
+
+def test_serve_scores_the_session_update_writes_while_it_runs_never_the_one_it_remembers(
+    replay, replayed, bundled_raw, write_csv
+):
+    """serve remembers the newest session between POST /predict {} requests, but scores what PostgreSQL names
+    now: a session ingested while it runs is the one answered at once (its symbols refused until materialized,
+    the remembered rows never scored as today's), a symbol added to it later joins it, and once materialized
+    the new session is scored."""
+    from tests.conftest import http_app
+    from training.feast_store.repository import feature_store
+    from training.serving.http_app import create_app
+    from training.serving.model_loading import load_model
+    from training.serving.scorer import Predictor
+
+    days, model_uri = replay.days, replay.model
+    symbols = ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
+    nextday = bundled_raw[bundled_raw["Date"] == days[-1]].assign(Date="2013-03-04")
+    first = nextday["Ticker"].isin(["AAPL", "IBM"])
+
+    def scored(body: dict) -> dict[str, str]:
+        return {score["symbol"]: score["bar_timestamp"][:10] for score in body["scores"]}
+
+    with http_app(create_app(Predictor(feature_store(), load_model(model_uri)))) as post:
+        for _ in range(2):  # the second request reads with the session the first one remembered
+            status, body = post("/predict", {})
+            assert status == 200 and scored(body) == dict.fromkeys(symbols, days[-1]), body
+        _ok("ingest", str(write_csv(nextday[first], "first.csv")))
+        status, body = post("/predict", {})
+        assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == ["AAPL", "IBM"], body
+        assert all("2013-03-04" in why and "materialize" in why for why in body["not_scored"].values()), body
+        _ok("ingest", str(write_csv(nextday[~first], "later.csv")))
+        status, body = post("/predict", {})
+        assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == symbols, body
+        _ok("compute-features")
+        _ok("materialize")
+        status, body = post("/predict", {})
+        assert status == 200 and scored(body) == dict.fromkeys(symbols, "2013-03-04") and not body["not_scored"], body

@@ -98,8 +98,9 @@ def _score_session(store, ready: Ready, monitoring: MonitoringConfig) -> DriftRe
     from training.serving.daily_scores import SCORES_TABLE, upsert_scores
     from training.serving.drift import check_drift
     from training.serving.monitoring_runs import record_pending
+    from training.serving.newest_session import session_symbols
     from training.serving.scorer import Predictor
-    from training.serving.universe_scores import score_universe, session_symbols
+    from training.serving.universe_scores import score_universe
 
     model = ready.model
     session, newest = session_symbols()

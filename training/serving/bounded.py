@@ -94,8 +94,19 @@ class Store:
         """
         if not probe:
             self.refuse_if_suspect()
+        return self._settled(lambda: self._bounded(fn, *args))
+
+    def start(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
+        """:meth:`call` begun on a thread of its own; the returned function waits for its outcome, still within
+        ``seconds`` of this start. Lets a caller wait on another store meanwhile instead of one after the other."""
+        self.refuse_if_suspect()
+        outcome = self._begin(fn, *args)
+        return lambda: self._settled(outcome)
+
+    def _settled(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, noting whether the store answered (trusted) or stayed silent (suspect)."""
         try:
-            value = self._bounded(fn, *args)
+            value = attempt()
         except ServiceTimeout:
             self._found_silent()
             raise
@@ -154,6 +165,12 @@ class Store:
                 return fn(*args)
             except BaseException as exc:
                 raise self._translated(exc) from None
+        return self._begin(fn, *args)()
+
+    def _begin(self, fn: Callable[..., T], *args: object) -> Callable[[], T]:
+        """Run ``fn(*args)`` on a daemon thread now; the returned function waits for it until ``seconds`` after
+        now (a self-bounded store's client times out by itself), then returns its value or raises its failure."""
+        deadline = time.monotonic() + self.seconds
         outcome: list[tuple[bool, object]] = []
 
         def run() -> None:
@@ -164,13 +181,17 @@ class Store:
 
         worker = threading.Thread(target=run, name=f"{self.service} call", daemon=True)
         worker.start()
-        worker.join(self.seconds)
-        if not outcome:
-            raise self._timeout()
-        ok, value = outcome[0]
-        if ok:
-            return value  # type: ignore[return-value]
-        raise self._translated(value)  # type: ignore[arg-type]
+
+        def wait() -> T:
+            worker.join(None if self.self_bounded else max(0.0, deadline - time.monotonic()))
+            if not outcome:
+                raise self._timeout()
+            ok, value = outcome[0]
+            if ok:
+                return value  # type: ignore[return-value]
+            raise self._translated(value)  # type: ignore[arg-type]
+
+        return wait
 
     def _translated(self, exc: BaseException) -> BaseException:
         """The store's failure as StoreDown / ServiceTimeout naming it; any other exception as it is."""

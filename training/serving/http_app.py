@@ -30,10 +30,11 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
     from training.contract import normalise_symbols
     from training.errors import ServiceUnavailable
     from training.serving.admission import Admission
+    from training.serving.newest_session import NewestSession
     from training.serving.scorer import StaleFeatures, SymbolNotServed, parse_as_of
-    from training.serving.universe_scores import score_universe, session_symbols
+    from training.serving.universe_scores import score_universe
 
-    admission = Admission(workers, queue)
+    admission, newest_session = Admission(workers, queue), NewestSession()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -72,10 +73,8 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
 
     def score_many(symbols: list[str] | None) -> dict:
         predictor.refuse_if_suspect()
-        newest = None
         if symbols is None:
-            _, newest = predictor.offline.call(session_symbols)
-            symbols = list(newest)
+            result = newest_session.score(predictor)
         else:
             try:
                 symbols = normalise_symbols(_printable(symbol) for symbol in symbols)
@@ -83,7 +82,7 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
                 raise HTTPException(422, str(exc)) from None
             if not symbols:
                 raise HTTPException(422, "no symbols given")
-        result = score_universe(predictor, symbols, newest)
+            result = score_universe(predictor, symbols)
         return {
             "model": predictor.model.label,
             "scores": [score.as_dict() for score in result.scores],

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import pandas as pd
 
 from training.contract import AUDIT_FEATURE, MATERIALIZE
-from training.errors import InputError, ProjectError
+from training.errors import ProjectError
 from training.serving.daily_scores import Score
 from training.serving.scorer import Predictor, feature_frame, newest_offline_bars, reported_probability
 
@@ -34,20 +34,38 @@ def score_universe(
     predictor: Predictor, symbols: Sequence[str], newest: Mapping[str, datetime] | None = None
 ) -> UniverseScores:
     """The newest bar of every symbol of ``symbols`` (those with bars), scored as ``predict`` would score it;
-    ``newest``: each symbol's newest offline bar when the caller read it already (:func:`session_symbols`)."""
-    if newest is None:
-        newest = predictor.offline.call(newest_offline_bars, list(symbols))
+    ``newest``: each symbol's newest offline bar when the caller read it already (``session_symbols``).
+    Otherwise PostgreSQL is asked while the online store is read, not before: a silent online store is
+    reported within its timeout, never after a PostgreSQL query too."""
+    if newest is not None:
+        return scored(predictor, symbols, newest, read_rows(predictor, [s for s in symbols if s in newest]))
+    bars = predictor.offline.start(newest_offline_bars, list(symbols))
+    rows = read_rows(predictor, list(symbols))
+    return scored(predictor, symbols, bars(), rows)
+
+
+def read_rows(predictor: Predictor, symbols: Sequence[str]) -> dict[str, dict]:
+    """Each symbol's online row (:meth:`Predictor.read_many`), in reads of READ_BLOCK symbols."""
+    rows: dict[str, dict] = {}
+    for first in range(0, len(symbols), READ_BLOCK):
+        block = list(symbols[first : first + READ_BLOCK])
+        rows.update(zip(block, predictor.read_many(block), strict=True))
+    return rows
+
+
+def scored(
+    predictor: Predictor, symbols: Sequence[str], newest: Mapping[str, datetime], rows: Mapping[str, dict]
+) -> UniverseScores:
+    """The symbols' online ``rows`` (every symbol with a ``newest`` bar has one) checked and scored."""
     skipped = {symbol: "no bars in the offline store" for symbol in symbols if symbol not in newest}
     servable: list[tuple[str, dict]] = []
-    wanted = [symbol for symbol in symbols if symbol in newest]
-    for first in range(0, len(wanted), READ_BLOCK):
-        block = wanted[first : first + READ_BLOCK]
-        for symbol, row in zip(block, predictor.read_many(block), strict=True):
-            reason = _refusal(predictor, symbol, row, newest[symbol])
+    for symbol in symbols:
+        if symbol in newest:
+            reason = _refusal(predictor, symbol, rows[symbol], newest[symbol])
             if reason:
                 skipped[symbol] = reason
             else:
-                servable.append((symbol, row))
+                servable.append((symbol, rows[symbol]))
     scores = []
     for (symbol, row), (predicted, by_class) in zip(
         servable, predictor.score_many([row for _, row in servable]), strict=True
@@ -70,21 +88,3 @@ def _refusal(predictor: Predictor, symbol: str, row: dict, newest) -> str | None
     except ProjectError as refused:
         return str(refused)
     return None
-
-
-def session_symbols() -> tuple[date, dict[str, datetime]]:
-    """The newest trading date in the offline store, and the symbols whose newest bar falls on it with that bar's
-    stamp (what :func:`score_universe` would otherwise read again)."""
-    from training.infra import db
-    from training.infra.schema import OHLCV_TABLE
-
-    query = f"""
-    WITH newest AS (SELECT symbol, max(trade_date) AS day, max(event_timestamp) AS bar FROM {OHLCV_TABLE}
-                    GROUP BY symbol)
-    SELECT day, symbol, bar FROM newest WHERE day = (SELECT max(day) FROM newest) ORDER BY symbol
-    """
-    with db.connect() as conn:
-        rows = conn.execute(query).fetchall()
-    if not rows:
-        raise InputError(f"{OHLCV_TABLE} is empty: nothing to score")
-    return rows[0][0], {symbol: bar for _, symbol, bar in rows}
