@@ -164,6 +164,13 @@ def run_cli(*args: str):
     return CliRunner().invoke(cli, [*args], catch_exceptions=False)
 
 
+def run_ok(*args: str) -> str:
+    """:func:`run_cli` that must succeed: its output, or the test fails showing it."""
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def run_module(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m training ARGS` in a subprocess (for commands that exec another program)."""
     result = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True)

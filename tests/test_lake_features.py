@@ -10,19 +10,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import BUNDLED_DATA
+from tests.conftest import BUNDLED_DATA, run_ok
 from training.cli import cli
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.indicators.feature_table import FEATURES_TABLE
 from training.infra import db
 
 VALUES = (*FEATURE_NAMES, *REFERENCE_COLUMNS)
-
-
-def _ok(*args: str) -> str:
-    result = CliRunner().invoke(cli, [*args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _lake_features(lake) -> pd.DataFrame:
@@ -43,8 +37,8 @@ def lake(pipeline, spark, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OHLCV_LAKE", str(root))
         patch.setenv("OHLCV_ENGINE", "spark")
-        _ok("ingest", str(BUNDLED_DATA))
-        _ok("compute-features")
+        run_ok("ingest", str(BUNDLED_DATA))
+        run_ok("compute-features")
     return root
 
 
@@ -93,7 +87,7 @@ def test_lake_features_equal_the_postgres_job_bit_for_bit(lake):
 
 def test_an_up_to_date_lake_writes_nothing(in_lake):
     files = _files(in_lake)
-    assert "up to date, nothing to compute" in _ok("compute-features")
+    assert "up to date, nothing to compute" in run_ok("compute-features")
     assert _files(in_lake) == files
 
 
@@ -103,8 +97,8 @@ def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(
     midpoint = (float(ibm["Low"].iloc[0]) + float(ibm["High"].iloc[0])) / 2
     assert midpoint != float(ibm["Close"].iloc[0])
     ibm["Close"] = repr(midpoint)  # a vendor's correction of one bar
-    assert "1 updated" in _ok("ingest", str(write_csv(ibm, "ibm.csv")))
-    output = _ok("compute-features")
+    assert "1 updated" in run_ok("ingest", str(write_csv(ibm, "ibm.csv")))
+    output = run_ok("compute-features")
     assert "of 1 symbol(s) computed (incremental)" in output and "0 inserted" in output
     after = _lake_features(lake_copy)
     others = before["symbol"] != "IBM"
@@ -112,7 +106,7 @@ def test_a_corrected_bar_recomputes_its_symbol_only_and_equals_a_full_recompute(
     changed = (after[list(VALUES)].fillna(-1) != before[list(VALUES)].fillna(-1)).any(axis=1)
     assert set(after.loc[changed, "symbol"]) == {"IBM"}
     # An incremental run writes what a full recompute would: --full then changes nothing.
-    assert ", 0 updated" in _ok("compute-features", "--full")
+    assert ", 0 updated" in run_ok("compute-features", "--full")
 
 
 def test_unknown_symbols_are_refused_naming_them(in_lake):
@@ -145,9 +139,9 @@ def test_the_lake_profile_serves_the_postgres_profiles_training_rows(in_lake, la
     lake_job, on_lake = rows(feature_store())
     assert isinstance(lake_job, AsOfSparkRetrievalJob)
     # The online store of the lake's project serves exactly each symbol's newest lake row; a second run writes nothing.
-    assert "5 symbol(s) written (5 changed)" in _ok("materialize")
-    assert "nothing to write" in _ok("materialize")
-    assert "online store matches the newest offline row of 5 symbol(s)" in _ok("check-online")
+    assert "5 symbol(s) written (5 changed)" in run_ok("materialize")
+    assert "nothing to write" in run_ok("materialize")
+    assert "online store matches the newest offline row of 5 symbol(s)" in run_ok("check-online")
     monkeypatch.setenv("OHLCV_ENGINE", "postgres")
     monkeypatch.setenv("FEAST_PROJECT", pipeline)
     _, on_postgres = rows(feature_store())
@@ -173,12 +167,12 @@ def test_build_dataset_on_spark_equals_the_one_box_dataset(in_lake, lake_project
                       "  class_balance: true\n")  # fmt: skip
     monkeypatch.setenv("FEAST_PROJECT", lake_project)
     monkeypatch.setenv("OHLCV_PARTITION_BARS", "3000")  # a part per symbol or two
-    output = _ok("build-dataset", "--out", str(tmp_path / "spark"), "--config", str(config))
+    output = run_ok("build-dataset", "--out", str(tmp_path / "spark"), "--config", str(config))
     assert "on Spark" in output
     monkeypatch.setenv("OHLCV_ENGINE", "postgres")
     monkeypatch.setenv("FEAST_PROJECT", pipeline)
     monkeypatch.delenv("OHLCV_PARTITION_BARS")
-    _ok("build-dataset", "--out", str(tmp_path / "one-box"), "--config", str(config))
+    run_ok("build-dataset", "--out", str(tmp_path / "one-box"), "--config", str(config))
     spark, one_box = artifact.load(tmp_path / "spark"), artifact.load(tmp_path / "one-box")
     assert len(spark.metadata["parts"]) > 2 and len(one_box.metadata["parts"]) == 1
     assert spark.metadata["fingerprint"] == one_box.metadata["fingerprint"]
@@ -190,7 +184,7 @@ def test_build_dataset_on_spark_equals_the_one_box_dataset(in_lake, lake_project
     }
     monkeypatch.setenv("OHLCV_ENGINE", "spark")
     monkeypatch.setenv("FEAST_PROJECT", lake_project)
-    report = _ok("verify-leakage", "--dataset", str(tmp_path / "spark"))
+    report = run_ok("verify-leakage", "--dataset", str(tmp_path / "spark"))
     assert "FAIL" not in report and "reproducibility" in report
 
 

@@ -21,15 +21,10 @@ from tests.conftest import (
     copied_database,
     run_cli,
     run_module,
+    run_ok,
     session_environment,
 )
 from tests.test_online import log_model, model_inputs, offline_model_rows, predict_json
-
-
-def ok(*args: str) -> str:
-    result = run_cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +37,10 @@ def online_template(pipeline, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     name, folder = f"{SCRATCH}_online_ops", tmp_path_factory.mktemp("online_ops")
     _create_database(settings.postgres(), name)
     with session_environment(), _module_environment(name, folder):
-        ok("ingest", str(BUNDLED_DATA))
-        ok("compute-features")
+        run_ok("ingest", str(BUNDLED_DATA))
+        run_ok("compute-features")
         run_module("feast", "apply")
-        ok("materialize")
+        run_ok("materialize")
         log_model(model_inputs(feature_store()))
     yield name, folder
     with session_environment(), _module_environment(name, folder):
@@ -75,7 +70,7 @@ def scratch_online(online_template, monkeypatch) -> Iterator[tuple]:
         monkeypatch.setenv("FEAST_PROJECT", name)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
         monkeypatch.setenv("OHLCV_STATE_DIR", str(folder))
-        ok("materialize", "--full")
+        run_ok("materialize", "--full")
         yield feature_store(), connection
 
 
@@ -83,7 +78,7 @@ def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_onlin
     """Also: check-online's failure is one short line (a count and the first few), and materialize repairs it."""
     store, connection = scratch_online
     inputs = model_inputs(store)
-    assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
+    assert run_ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
     before = predict_json("--symbol", "AAPL")
 
     last = bundled_raw[bundled_raw["Ticker"] == "AAPL"].tail(1).copy()
@@ -91,11 +86,11 @@ def test_a_corrected_last_bar_reaches_the_online_store_and_predict(scratch_onlin
     corrected = (float(last["High"].iloc[0]) + float(last["Low"].iloc[0])) / 2
     assert corrected != close
     last["Close"], last["Adj Close"] = repr(corrected), repr(corrected * adjusted / close)
-    assert "0 inserted, 1 updated" in ok("ingest", str(write_csv(last, "corrected.csv")))
-    assert "0 inserted, 1 updated" in ok("compute-features")  # only the corrected bar's row changes
-    ok("materialize")
+    assert "0 inserted, 1 updated" in run_ok("ingest", str(write_csv(last, "corrected.csv")))
+    assert "0 inserted, 1 updated" in run_ok("compute-features")  # only the corrected bar's row changes
+    run_ok("materialize")
 
-    checked = ok("check-online")
+    checked = run_ok("check-online")
     assert "matches the newest offline row of 5 symbol(s)" in checked
     after = predict_json("--symbol", "AAPL")
     assert after["bar_timestamp"] == before["bar_timestamp"]  # the same bar, corrected in place
@@ -123,8 +118,8 @@ def _check_online_fails_in_one_short_line(conn) -> None:
     assert len(error) == 1 and len(error[0]) < 400, error
     assert "for 5 symbol(s): AAPL momentum:roc_1" in error[0] and "python -m training materialize" in error[0]
     assert SHOWN == 5
-    ok("materialize")
-    ok("check-online")
+    run_ok("materialize")
+    run_ok("check-online")
 
 
 def test_a_deleted_sqlite_online_file_is_recreated_by_the_commands_that_use_it(pipeline, tmp_path, monkeypatch):
@@ -147,8 +142,8 @@ def test_a_deleted_sqlite_online_file_is_recreated_by_the_commands_that_use_it(p
     assert result.exit_code == 1, result.output
     assert "no such table" not in result.output and "python -m training materialize" in result.output
     online_file.unlink()
-    assert "into the sqlite online store" in ok("materialize")
-    assert ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
+    assert "into the sqlite online store" in run_ok("materialize")
+    assert run_ok("check-online").strip().endswith("matches the newest offline row of 5 symbol(s)")
 
 
 def test_a_correction_materialized_into_one_view_only_is_refused_until_materialize_reruns(
@@ -174,8 +169,8 @@ def test_a_correction_materialized_into_one_view_only_is_refused_until_materiali
     close, adjusted = float(last["Close"].iloc[0]), float(last["Adj Close"].iloc[0])
     corrected = (float(last["High"].iloc[0]) + float(last["Low"].iloc[0])) / 2
     last["Close"], last["Adj Close"] = repr(corrected), repr(corrected * adjusted / close)
-    assert "0 inserted, 1 updated" in ok("ingest", str(write_csv(last, "corrected.csv")))
-    assert "0 inserted, 1 updated" in ok("compute-features")
+    assert "0 inserted, 1 updated" in run_ok("ingest", str(write_csv(last, "corrected.csv")))
+    assert "0 inserted, 1 updated" in run_ok("compute-features")
 
     first = store.list_feature_views()[0].name  # the view materialize writes first
     bar = pd.Timestamp(before["bar_timestamp"]).to_pydatetime()
@@ -198,8 +193,8 @@ def test_a_correction_materialized_into_one_view_only_is_refused_until_materiali
     checked = run_cli("check-online", "--symbols", "AAPL")
     assert checked.exit_code == 1 and "AAPL: predict refuses it: online features of AAPL mix versions" in checked.output
 
-    ok("materialize")  # the rerun writes the views the killed run never reached
-    ok("check-online")
+    run_ok("materialize")  # the rerun writes the views the killed run never reached
+    run_ok("check-online")
     after = predict_json("--symbol", "AAPL")
     assert after["bar_timestamp"] == before["bar_timestamp"]
     expected = offline_model_rows(inputs, latest=True).loc[["AAPL"], inputs].reset_index(drop=True)

@@ -25,6 +25,7 @@ from tests.conftest import (
     copied_database,
     run_cli,
     run_module,
+    run_ok,
     session_environment,
 )
 from training.indicators.feature_table import FEATURES_TABLE
@@ -32,12 +33,6 @@ from training.infra import db, settings
 from training.infra.schema import OHLCV_TABLE
 
 SESSIONS = 3
-
-
-def _ok(*args: str) -> str:
-    result = run_cli(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _features(conn) -> pd.DataFrame:
@@ -72,10 +67,10 @@ def replay(pipeline, bundled_raw, tmp_path_factory) -> Iterator[Replay]:
         days = sorted(bundled_raw["Date"].unique())[-SESSIONS:]
         history = folder / "history.csv"
         bundled_raw[~bundled_raw["Date"].isin(days)].to_csv(history, index=False)
-        _ok("ingest", str(history))
-        _ok("compute-features")
+        run_ok("ingest", str(history))
+        run_ok("compute-features")
         run_module("feast", "apply")
-        _ok("materialize")
+        run_ok("materialize")
         model_name = f"update-test-{uuid.uuid4().hex[:8]}"  # its own: the online tests count their champion's versions
         log_model(model_inputs(feature_store()), registered_model=model_name)
         model = f"models:/{model_name}/1"
@@ -83,7 +78,7 @@ def replay(pipeline, bundled_raw, tmp_path_factory) -> Iterator[Replay]:
         for day in days:
             files.append(folder / f"{day}.csv")
             bundled_raw[bundled_raw["Date"] == day].to_csv(files[-1], index=False)
-        outputs = [_ok("update", str(file), "--model", model) for file in files]
+        outputs = [run_ok("update", str(file), "--model", model) for file in files]
     yield Replay(days, files, outputs, model, name, name)
     _drop_database(pg, name)
 
@@ -96,7 +91,7 @@ def replayed(replay, monkeypatch) -> Iterator[psycopg.Connection]:
     are each test's own while it runs (another session, or xdist worker, has a project of its own)."""
     with copied_database(replay.database) as connection:
         monkeypatch.setenv("FEAST_PROJECT", replay.project)
-        _ok("materialize", "--full")  # an earlier test may have left other rows online: the copy's newest, rewritten
+        run_ok("materialize", "--full")  # an earlier test may have left other rows online: the copy's newest, rewritten
         yield connection
 
 
@@ -131,7 +126,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     np.testing.assert_array_equal([stored[s.symbol] for s in newest], [s.probability for s in newest])
     # A second replay changes nothing at all.
     for file in files:
-        again = _ok("update", str(file), "--model", model_uri)
+        again = run_ok("update", str(file), "--model", model_uri)
         assert "0 inserted, 0 updated" in again and "up to date, nothing to compute" in again, again
         assert "0 symbol(s) with a new or changed newest row written" in again
         assert "0 new or changed row(s)" in again and "drift: no input drifted" in again and "MLflow run" not in again
@@ -139,7 +134,7 @@ def test_a_replay_of_the_last_sessions_equals_one_full_run_and_a_second_changes_
     # A vendor's correction of the last session's IBM close re-scores IBM's row of that session only.
     last = pd.read_csv(files[-1], dtype=str)
     last.loc[last["Ticker"] == "IBM", "Close"] = last.loc[last["Ticker"] == "IBM", "Low"]
-    corrected = _ok("update", str(write_csv(last, "corrected.csv")), "--model", model_uri)
+    corrected = run_ok("update", str(write_csv(last, "corrected.csv")), "--model", model_uri)
     assert "1 updated" in corrected and "1 new or changed row(s)" in corrected, corrected
 
 
@@ -248,7 +243,7 @@ def test_a_kill_after_scoring_leaves_the_monitoring_run_pending_and_a_second_upd
     assert process.returncode == -signal.SIGKILL
     pending = "SELECT session::text, mlflow_run_id FROM predictions.monitoring_runs WHERE session = '2013-03-04'"
     assert replayed.execute(pending).fetchall() == [("2013-03-04", None)]
-    again = _ok("update", str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
+    again = run_ok("update", str(write_csv(last.assign(Date="2013-03-04"), "a.csv")), "--model", model_uri)
     assert "0 new or changed row(s)" in again and "monitoring: session 2013-03-04" in again, again
     ((_, run_id),) = replayed.execute(pending).fetchall()
     assert "drift.png" in [a.path for a in mlflow.MlflowClient().list_artifacts(run_id)]
@@ -283,7 +278,7 @@ def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_featu
     aapl = earlier["Ticker"] == "AAPL"  # a close at the low on ten times the volume: the model's inputs move
     earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
     earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
-    output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
+    output = run_ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
     after = {(s, d): (p, c) for s, d, p, c in replayed.execute(stored).fetchall()}
     # What the model gives on the corrected feature rows of AAPL (both sessions' rows changed: the newest one's
     # returns start from the corrected close).
@@ -302,7 +297,7 @@ def test_a_corrected_bar_of_an_earlier_session_is_re_scored_on_its_offline_featu
     newest_changed = after[("AAPL", days[-1])][0] != before[("AAPL", days[-1])][0]
     line = next(line for line in output.splitlines() if line.startswith("re-scored: "))
     assert line.startswith(f"re-scored: {1 + (not newest_changed)} earlier row(s)"), output
-    again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
+    again = run_ok("update", str(write_csv(earlier, "corrected.csv")), "--model", model_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
     assert {(s, d): (p, c) for s, d, p, c in replayed.execute(stored).fetchall()} == after
 
@@ -334,12 +329,12 @@ def test_a_corrected_bar_scored_by_a_model_that_no_longer_resolves_is_re_scored_
     aapl = earlier["Ticker"] == "AAPL"
     earlier.loc[aapl, "Close"] = earlier.loc[aapl, "Low"]
     earlier.loc[aapl, "Volume"] = (earlier.loc[aapl, "Volume"].astype(float) * 10).astype(int).astype(str)
-    output = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    output = run_ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
     assert f"{old_uri} no longer resolve(s): re-scored with {new_uri} instead" in output, output
     models = "SELECT model_name FROM predictions.daily_scores WHERE symbol = 'AAPL' AND bar_timestamp::date = %s"
     assert replayed.execute(models, (days[-2],)).fetchall() == [(name,)]
     assert replayed.execute(models, (days[-3],)).fetchall() == [(old_name,)]  # its features did not change
-    again = _ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
+    again = run_ok("update", str(write_csv(earlier, "corrected.csv")), "--model", new_uri)
     assert "re-scored: 0 earlier row(s)" in again, again
 
 
@@ -368,14 +363,14 @@ def test_serve_scores_the_session_update_writes_while_it_runs_never_the_one_it_r
         for _ in range(2):  # the second request reads with the session the first one remembered
             status, body = post("/predict", {})
             assert status == 200 and scored(body) == dict.fromkeys(symbols, days[-1]), body
-        _ok("ingest", str(write_csv(nextday[first], "first.csv")))
+        run_ok("ingest", str(write_csv(nextday[first], "first.csv")))
         status, body = post("/predict", {})
         assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == ["AAPL", "IBM"], body
         assert all("2013-03-04" in why and "materialize" in why for why in body["not_scored"].values()), body
-        _ok("ingest", str(write_csv(nextday[~first], "later.csv")))
+        run_ok("ingest", str(write_csv(nextday[~first], "later.csv")))
         status, body = post("/predict", {})
         assert status == 200 and body["scores"] == [] and sorted(body["not_scored"]) == symbols, body
-        _ok("compute-features")
-        _ok("materialize")
+        run_ok("compute-features")
+        run_ok("materialize")
         status, body = post("/predict", {})
         assert status == 200 and scored(body) == dict.fromkeys(symbols, "2013-03-04") and not body["not_scored"], body
