@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import run_cli
 from tests.test_train import audited_copy, model_config
@@ -76,3 +77,40 @@ def test_meta_label_logs_a_run_with_scores_and_sized_backtests(audited_panel, tm
     )
     logged = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"meta_label.json", "meta_label_equity.png", "cv_daily_returns.csv", "holdout_daily_returns.csv"} <= logged
+
+
+def test_meta_label_runs_are_counted_in_a_family_of_their_own_and_deflate_the_sized_sharpe(
+    audited_panel, tmp_path, monkeypatch
+):
+    """Each meta-label run is an attempt in the trial registry (family meta_label:<primary>, so the baseline's N
+    does not move), and its sized bets' PSR is deflated by that family's N, like train's."""
+    from mlflow.tracking import MlflowClient
+
+    from training.config import load_config
+    from training.dataset import artifact
+    from training.model.trials import Family, family_records
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # counted from 0
+    coarser = tmp_path / "coarser.yaml"
+    coarser.write_text(yaml.safe_dump({"meta_labeling": {"step": 0.2}}))  # another trial of the same family
+    runs = []
+    for name, extra in (("first", ()), ("second", ("--config", str(coarser)))):
+        results = tmp_path / f"{name}.json"
+        done = run_cli("meta-label", "--dataset", str(audited_panel), "--results", str(results), *extra)
+        assert done.exit_code == 0, done.output
+        runs.append(json.loads(results.read_text()))
+    first, second = (run["validity"] for run in runs)
+    assert first["trials"] == 1 and second["trials"] == 2
+    assert first["cv"]["dsr"] == pytest.approx(first["cv"]["psr"])  # one trial: nothing to deflate by
+    assert second["cv"]["dsr"] < second["cv"]["psr"]
+    assert second["pbo"]["configurations"] == 2  # the first run's sized CV returns were found through its record
+    assert "sized bets, N = 2 trial(s)" in done.output
+
+    client = MlflowClient()
+    metadata = artifact.load(audited_panel).metadata
+    meta_family = Family.of(load_config(), metadata, "meta_label:crossover").key
+    assert len(family_records(client, meta_family)) == 2
+    assert family_records(client, Family.of(load_config(), metadata).key) == []  # the baseline's N is untouched
+    logged = client.get_run(runs[1]["run_id"])
+    assert logged.data.metrics["validity/trials"] == 2
+    assert logged.data.metrics["validity/cv_sized_dsr"] == pytest.approx(second["cv"]["dsr"])

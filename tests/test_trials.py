@@ -64,6 +64,16 @@ def test_the_symbols_and_the_kind_of_target_make_another_family():
     assert trial_key(config(), "b" * 64) != trial_key(config(), "a" * 64)  # the same configuration on other rows
 
 
+def test_meta_label_is_a_family_of_its_own_and_its_settings_make_its_trials():
+    """meta-label's kind replaces the target kind; its section, unhashed for train, tells its trials apart."""
+    base, coarser = config(), config(meta_labeling={"step": 0.2})
+    kind, counted = "meta_label:crossover", ("meta_labeling",)
+    assert Family.of(base, meta(), kind).key not in {Family.of(base, meta()).key, Family.of(base, meta(), "x").key}
+    assert trial_key(coarser, "a" * 64) == trial_key(base, "a" * 64)  # train does not read meta_labeling
+    assert trial_key(coarser, "a" * 64, counted) != trial_key(base, "a" * 64, counted)
+    assert trial_key(base, "a" * 64, counted) != trial_key(base, "a" * 64)
+
+
 def counted(horizon: int, fingerprint: str = "a" * 64, requested: int | None = None, **meta_args) -> tuple[int, str]:
     with attempt(config(labels={"horizon": horizon}), meta(fingerprint, **meta_args), requested) as trial:
         return trial.resolve()

@@ -1,6 +1,7 @@
 """tune end to end on two bundled symbols: every trial a nested MLflow run counted in the trial registry, label
 settings searched through datasets of their own, the winner trained by train with N = the trials and PBO over
-them, and the hold-out rows read exactly once, by the winner's evaluation (a leaky search is caught)."""
+them (and its feature importance with --importance), and the hold-out rows read exactly once, by the winner's
+evaluation (a leaky search is caught)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_trials_are_nested_counted_runs_and_the_holdout_is_read_once(search, hol
     from mlflow.tracking import MlflowClient
 
     dataset, config, work = search
-    result = run_cli("tune", "--dataset", str(dataset), "--config", str(config), "--work", str(work))
+    result = run_cli("tune", "--dataset", str(dataset), "--config", str(config), "--work", str(work), "--importance")
     assert result.exit_code == 0, result.output
     out = json.loads((work / "tune_results.json").read_text())
     client = MlflowClient()
@@ -91,8 +92,13 @@ def test_trials_are_nested_counted_runs_and_the_holdout_is_read_once(search, hol
     from training.dataset import artifact
 
     holdout_rows = artifact.load(out["winner"]["dataset"]).metadata["rows_by_split"]["validation"]
-    assert len(holdout_reads) == TRIALS + 1
-    read_once_by_the_last(holdout_reads, holdout_rows)
+    assert len(holdout_reads) == TRIALS + 2  # the trials, the winner's train, then its importance
+    read_once_by_the_last(holdout_reads[:-1], holdout_rows)
+    assert holdout_reads[-1] == 0  # --importance: the winner's training rows only
+
+    importance = {a.path for a in client.list_artifacts(winner.info.run_id, "importance")}
+    expected = {"mdi.csv", "mda.csv", "sfi.csv", "clustered_mda.csv", "importance.json", "importance.png"}
+    assert importance == {f"importance/{name}" for name in expected}
 
 
 def test_a_search_whose_trials_read_the_holdout_is_caught(search, holdout_reads, monkeypatch):

@@ -36,14 +36,19 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
     from training.infra import settings
     from training.model import promotion
     from training.model.meta_labeling import meta_label as run_meta_label
+    from training.model.overfitting import deflate, describe_pbo
+    from training.model.trials import attempt
 
     uri = settings.check_mlflow()  # fail in seconds, not after the fits
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"meta_labeling": {"primary": primary}})
     config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
-    result = run_meta_label(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
-    run_id = _log(result, dataset, config, audit)
+    kind = f"meta_label:{config.meta_labeling.primary}"  # a family of its own: the baseline's N stays its own
+    with attempt(config, dataset.metadata, kind=kind, counted=("meta_labeling",)) as trial:  # counted from here
+        result = run_meta_label(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
+        validity = deflate({"cv": result.cv.daily["sized"], "holdout": result.holdout.daily["sized"]}, trial)
+        run_id = _log(result, dataset, config, audit, trial, validity)
     summary = {
         "run_id": run_id,
         "tracking_uri": uri if "@" not in uri else "(redacted)",
@@ -52,6 +57,7 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
         "cv": result.cv.metrics,
         "holdout": result.holdout.metrics,
         "folds": result.folds,
+        "validity": validity,
     }
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(_finite(summary), indent=2) + "\n")
@@ -62,32 +68,42 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
             f"kept {scores['filtered_sharpe']:.2f}, sized {scores['sized_sharpe']:.2f} "
             f"(a position on {scores['sized_share']:.1%} of rows, mean |size| {scores['mean_abs_size']:.3f})"
         )
+    cv, held = validity["cv"], validity["holdout"]
+    click.echo(
+        f"  sized bets, N = {validity['trials']} trial(s) ({validity['trials_source']}): "
+        f"CV PSR {cv['psr']:.3f}, DSR {cv['dsr']:.3f}; hold-out PSR {held['psr']:.3f}, DSR {held['dsr']:.3f}; "
+        f"PBO {describe_pbo(validity['pbo'])}"
+    )
     click.echo(f"run {run_id}: meta-labeling ({result.primary} primary)\n  results: {results}")
 
 
-def _log(result, dataset, config, audit) -> str:
-    """One MLflow run in the training experiment: parameters, metrics per fold and overall, artifacts."""
+def _log(result, dataset, config, audit, trial, validity) -> str:
+    """One MLflow run in the training experiment: parameters, metrics per fold and overall, the sized bets'
+    PSR, DSR and PBO, artifacts; linked to its trial record (its CV sized returns are what PBO compares)."""
     import tempfile
     from datetime import UTC, datetime
 
     import mlflow
     import yaml
 
+    from training.commands.train import _finite
     from training.infra import settings
     from training.model import plots
+    from training.model.overfitting import PATH_RETURNS
     from training.model.tracking import _experiment, _scalars, audit_tags, git_commit, validation_method
 
     mlflow.set_tracking_uri(settings.check_mlflow())
     commit, dirty = git_commit()
     tags = {"kind": "meta_label", "primary": result.primary, "dataset_fingerprint": dataset.metadata["fingerprint"],
             "validation_method": validation_method(config), "git_commit": commit, "git_dirty": str(dirty).lower(),
-            **audit_tags(audit)}  # fmt: skip
+            "trials": str(validity["trials"]), **audit_tags(audit), **trial.tags()}  # fmt: skip
     name = f"meta-label-{result.primary}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     with mlflow.start_run(experiment_id=_experiment(mlflow, config.mlflow.experiment), run_name=name, tags=tags) as run:
         mlflow.log_params({f"meta_labeling.{k}": v for k, v in config.meta_labeling.model_dump().items()})
         for fold in result.folds:
             mlflow.log_metrics(_scalars("cv", {k: v for k, v in fold.items() if k != "fold"}), step=fold["fold"])
         mlflow.log_metrics({**_scalars("cv", result.cv.metrics), **_scalars("holdout", result.holdout.metrics)})
+        mlflow.log_metrics(_validity_metrics(validity))
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)
             scores = {"primary": result.primary, "cv": result.cv.metrics, "holdout": result.holdout.metrics,
@@ -96,7 +112,21 @@ def _log(result, dataset, config, audit) -> str:
             result.cv.daily.to_csv(out / "cv_daily_returns.csv")
             result.holdout.daily.to_csv(out / "holdout_daily_returns.csv")
             (out / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
+            (out / "validity").mkdir()
+            (out / "validity" / "validity.json").write_text(json.dumps(_finite(validity), indent=2) + "\n")
+            result.cv.daily[["sized"]].to_csv(out / PATH_RETURNS)
             plots.meta_equity({"purged CV (out of sample)": result.cv.daily, "hold-out": result.holdout.daily},
                               out / "meta_label_equity.png")  # fmt: skip
             mlflow.log_artifacts(folder)
+        trial.attach(run.info.run_id)
         return run.info.run_id
+
+
+def _validity_metrics(validity: dict) -> dict[str, float]:
+    """validity/trials, validity/pbo and validity/{cv,holdout}_sized_<statistic>, the finite ones."""
+    import math
+
+    flat = {"trials": validity["trials"], "pbo": validity["pbo"]["pbo"]}
+    for part in ("cv", "holdout"):
+        flat |= {f"{part}_sized_{k}": v for k, v in validity[part].items()}
+    return {f"validity/{k}": float(v) for k, v in flat.items() if math.isfinite(float(v))}

@@ -21,7 +21,11 @@ DEFAULT_WORK = Path("artifacts/tune")
 @click.option("--n-jobs", type=click.IntRange(min=1), help="Trials at once (tune.n_jobs).")
 @click.option("--work", type=click.Path(path_type=Path), default=DEFAULT_WORK, show_default=True,
               help="Datasets of other label settings (reused by reruns), winner's files.")  # fmt: skip
-def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_jobs: int | None, work: Path) -> None:
+@click.option("--importance", "with_importance", is_flag=True,
+              help="Also compute MDI, MDA, SFI and clustered MDA of the winner (train --importance: logged under "
+                   "its run, on its training rows).")  # fmt: skip
+def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_jobs: int | None, work: Path,
+         with_importance: bool) -> None:  # fmt: skip
     """Search model parameters, label horizon and barriers, and feature families under CPCV.
 
     Each trial (drawn by a seeded TPE sampler: a rerun draws the same configurations with --n-jobs 1) is
@@ -86,7 +90,7 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
         if not search.results:
             raise InputError("no trial finished: every configuration was refused (see the trial runs' failure tags)")
         winner = next(r for r in search.results if r.number == study.best_trial.number)
-        summary = _train_winner(winner, work)
+        summary = _train_winner(winner, work, with_importance)
         _log_parent(client, parent_id, search, winner, summary)
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
@@ -117,7 +121,7 @@ def _pbo(pbo: dict[str, Any]) -> str:
     return f"{value:.2f} over {pbo['configurations']} configurations" if value is not None else f"n/a ({pbo['reason']})"
 
 
-def _train_winner(winner: Any, work: Path) -> dict[str, Any]:
+def _train_winner(winner: Any, work: Path, with_importance: bool) -> dict[str, Any]:
     """Audit the winner's dataset for its folds, then `train` it: the one read of the hold-out."""
     import yaml
 
@@ -129,7 +133,8 @@ def _train_winner(winner: Any, work: Path) -> dict[str, Any]:
     results = work / "winner_results.json"
     context = click.get_current_context()
     context.invoke(verify_leakage, dataset_path=winner.dataset_path, config_path=config_file)
-    context.invoke(train, dataset_path=winner.dataset_path, config_path=config_file, results=results)
+    context.invoke(train, dataset_path=winner.dataset_path, config_path=config_file, results=results,
+                   with_importance=with_importance)  # fmt: skip
     return json.loads(results.read_text())
 
 

@@ -211,7 +211,7 @@ def of_dataset(dataset: Any, config: Any, methods: tuple[str, ...] = METHODS,
                progress: Callable[[str], None] | None = None) -> Importance:  # fmt: skip
     """The importance of a built dataset's features under the purged CV ``train`` scores it with (``config.cv``),
     on its ``train`` rows only: the hold-out is never read."""
-    data = load_training_data(dataset)
+    data = load_training_data(dataset, holdout=False)
     with data.X:
         _, splits = purged_splits(config.cv, data.t0, data.t1, data.calendar)
         y = data.train["target"].to_numpy()

@@ -73,11 +73,11 @@ class Assessment:
             f"({years:.1f} years) vs {h['bars']:.0f} observed\n"
             f"            CV paths ({p['paths']:.0f}): Sharpe {p['sharpe_mean']:.2f}, PSR {p['psr_mean']:.3f}, "
             f"DSR {p['dsr_mean']:.3f}\n"
-            f"            PBO {_describe_pbo(self.pbo)}"
+            f"            PBO {describe_pbo(self.pbo)}"
         )
 
 
-def _describe_pbo(pbo: dict[str, Any]) -> str:
+def describe_pbo(pbo: dict[str, Any]) -> str:
     if not math.isfinite(pbo["pbo"]):
         return f"n/a: {pbo['reason']}"
     q = pbo["logits"]
@@ -143,6 +143,15 @@ def assess(report: TrainingReport, trial: Trial) -> Assessment:
     configurations = _configurations(trial.tried_runs(), trial.key, report.path_returns.mean(axis=1))
     pbo, logits = pbo_of(configurations)
     return Assessment(n_trials, source, holdout, paths, pbo, [p["sharpe_annual"] for p in per_path], logits)
+
+
+def deflate(returns: dict[str, pd.Series], trial: Trial) -> dict[str, Any]:
+    """PSR, DSR (deflated by the trial's family's N) and MinTRL of each named return series, and PBO over the
+    family's configurations from the ``cv`` series: what a run other than train (meta-label) reports."""
+    n_trials, source = trial.resolve()
+    pbo, _ = pbo_of(_configurations(trial.tried_runs(), trial.key, returns["cv"]))
+    stats = {name: _stats(series, n_trials) for name, series in returns.items()}
+    return {"trials": n_trials, "trials_source": source, "variance_source": VARIANCE_SOURCE, **stats, "pbo": pbo}
 
 
 def write_artifacts(assessment: Assessment, report: TrainingReport, folder: Path) -> None:

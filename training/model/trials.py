@@ -1,9 +1,11 @@
-"""The trial registry: every ``train`` attempt of a family counted from the moment it starts, failed ones too.
+"""The trial registry: every attempt (train, tune, meta-label) of a family counted from its start, failed ones too.
 
 Family (what a researcher calls one search for a signal): the symbols the rows cover and the kind of target
-(``binary`` or ``multiclass``). Everything varied while searching within it (label horizon, barrier widths,
-touch and vertical label, sample weights, feature service, date range, split and CV settings, model
-parameters, seed) is one more trial of the same family, never a new family.
+(``binary`` or ``multiclass``; ``meta_label:<primary>`` for ``meta-label``, whose model learns whether the
+primary's side was right and whose sized bets are another strategy, so its attempts never raise the
+baseline's N). Everything varied while searching within it (label horizon, barrier widths, touch and
+vertical label, sample weights, feature service, date range, split and CV settings, model parameters, seed)
+is one more trial of the same family, never a new family.
 
 Trial: a distinct (configuration, dataset fingerprint) pair. The configuration hash covers every setting
 but the MLflow names and monitoring, the seed included, so an identical re-run (same configuration, rows
@@ -39,9 +41,11 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def config_hash(config: Config) -> str:
-    """Identity of a configuration tried: everything but the MLflow names and how the model is watched."""
-    return _digest({k: v for k, v in config.dump().items() if k != "mlflow" and k not in UNHASHED_SECTIONS})
+def config_hash(config: Config, counted: tuple[str, ...] = ()) -> str:
+    """Identity of a configuration tried: everything but the MLflow names and how the model is watched, and
+    the unhashed sections ``counted`` that this kind of trial reads (``meta_labeling`` for meta-label)."""
+    kept = {k: v for k, v in config.dump().items() if k != "mlflow" and (k not in UNHASHED_SECTIONS or k in counted)}
+    return _digest(kept)
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class Family:
     target: str
 
     @classmethod
-    def of(cls, config: Config, metadata: dict[str, Any]) -> Family:
-        return cls(tuple(sorted(metadata["symbols"])), config.target)
+    def of(cls, config: Config, metadata: dict[str, Any], kind: str | None = None) -> Family:
+        return cls(tuple(sorted(metadata["symbols"])), kind or config.target)
 
     @property
     def key(self) -> str:
@@ -64,9 +68,9 @@ class Family:
         return f"{self.target} target on {len(self.symbols)} symbol(s) {shown}"
 
 
-def trial_key(config: Config, fingerprint: str) -> str:
-    """A trial: this configuration (seed included) on these rows."""
-    return _digest({"config": config_hash(config), "fingerprint": fingerprint})
+def trial_key(config: Config, fingerprint: str, counted: tuple[str, ...] = ()) -> str:
+    """A trial: this configuration (seed included, and the ``counted`` unhashed sections) on these rows."""
+    return _digest({"config": config_hash(config, counted), "fingerprint": fingerprint})
 
 
 def _registry(client: Any) -> str:
@@ -141,17 +145,24 @@ class Trial:
 
 
 @contextmanager
-def attempt(config: Config, metadata: dict[str, Any], requested: int | None = None) -> Iterator[Trial]:
-    """Record a train attempt before it starts; end the record FINISHED, or FAILED on any exception."""
+def attempt(
+    config: Config,
+    metadata: dict[str, Any],
+    requested: int | None = None,
+    kind: str | None = None,
+    counted: tuple[str, ...] = (),
+) -> Iterator[Trial]:
+    """Record an attempt before it starts; end the record FINISHED, or FAILED on any exception. ``kind``
+    replaces the target kind in the family (meta-label's own), ``counted`` adds unhashed sections to the key."""
     from mlflow.tracking import MlflowClient
 
     from training.infra import settings
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri())
-    family = Family.of(config, metadata)
-    key = trial_key(config, metadata["fingerprint"])
+    family = Family.of(config, metadata, kind)
+    key = trial_key(config, metadata["fingerprint"], counted)
     tags = {FAMILY_TAG: family.key, TRIAL_TAG: key, "family": family.describe()[:5000],
-            "config_hash": config_hash(config), "dataset_fingerprint": metadata["fingerprint"]}  # fmt: skip
+            "config_hash": config_hash(config, counted), "dataset_fingerprint": metadata["fingerprint"]}  # fmt: skip
     record = client.create_run(_registry(client), tags=tags, run_name=f"{family.key}-{key}")
     trial = Trial(client, record.info.run_id, family, key, requested)
     try:
