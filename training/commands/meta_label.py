@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -71,10 +72,16 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
     cv, held = validity["cv"], validity["holdout"]
     click.echo(
         f"  sized bets, N = {validity['trials']} trial(s) ({validity['trials_source']}): "
-        f"CV PSR {cv['psr']:.3f}, DSR {cv['dsr']:.3f}; hold-out PSR {held['psr']:.3f}, DSR {held['dsr']:.3f}; "
-        f"PBO {describe_pbo(validity['pbo'])}"
+        f"CV {_deflated(cv)}; hold-out {_deflated(held)}; PBO {describe_pbo(validity['pbo'])}"
     )
     click.echo(f"run {run_id}: meta-labeling ({result.primary} primary)\n  results: {results}")
+
+
+def _deflated(stats: dict[str, float]) -> str:
+    """PSR and DSR, or why there are none (sized bets that never held a position have no Sharpe ratio)."""
+    if not math.isfinite(stats["psr"]):
+        return "PSR n/a (no sized position)"
+    return f"PSR {stats['psr']:.3f}, DSR {stats['dsr']:.3f}"
 
 
 def _log(result, dataset, config, audit, trial, validity) -> str:
