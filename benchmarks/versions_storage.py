@@ -30,7 +30,9 @@ BUNDLED = Path(__file__).resolve().parents[1] / "data" / "stocks.csv.gz"
 
 def _step(env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "training", *args], env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "training", *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"python -m training {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return round(time.perf_counter() - started, 2)
 
 
