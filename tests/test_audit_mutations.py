@@ -109,8 +109,8 @@ def holdout_embargo_of_zero(monkeypatch):
 
 
 def warmup_one_bar_short(monkeypatch):
-    bug = mutant(builder, "build_dataset", "warmup = warmup_bars()", "warmup = warmup_bars() - 1")
-    monkeypatch.setattr(builder, "build_dataset", bug)
+    bug = mutant(builder, "_build", "warmup = warmup_bars()", "warmup = warmup_bars() - 1")
+    monkeypatch.setattr(builder, "_build", bug)
 
 
 def feature_from_the_next_bar(monkeypatch):

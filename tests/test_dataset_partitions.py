@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import run_cli
 from training.dataset import artifact
 
-VARYING = {"created_at", "build_seconds", "parts", "partitions"}  # how, not what, was built
+VARYING = {"created_at", "known_at", "build_seconds", "parts", "partitions"}  # how or when, not what, was built
 
 
 @pytest.fixture(scope="module")

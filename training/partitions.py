@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from training.infra.schema import OHLCV_TABLE
+from training.infra.versions import relation
 
 # Bars per symbol, sorted as Python sorts str; an index-only scan of the primary key on a large table.
-_BARS_PER_SYMBOL = f"""
-SELECT symbol, count(*) FROM {OHLCV_TABLE}
+_BARS_PER_SYMBOL = """
+SELECT symbol, count(*) FROM {bars} AS b
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 GROUP BY symbol ORDER BY symbol COLLATE "C"
 """
@@ -51,7 +52,9 @@ def plan_partitions(counts: Iterable[tuple[str, int]], budget: int) -> list[Part
 
 def bar_counts(conn, symbols: Sequence[str] | None = None) -> list[tuple[str, int]]:
     """(symbol, bars) of the stored bars of ``symbols`` (all when None), in sorted symbol order."""
-    return [(s, int(n)) for s, n in conn.execute(_BARS_PER_SYMBOL, {"symbols": list(symbols) if symbols else None})]
+    bars = relation(OHLCV_TABLE, ("symbol", "created_timestamp"), conn)  # as known at a build's time, if any
+    query = _BARS_PER_SYMBOL.format(bars=bars)
+    return [(s, int(n)) for s, n in conn.execute(query, {"symbols": list(symbols) if symbols else None})]
 
 
 def symbol_partitions(conn, symbols: Sequence[str] | None = None, budget: int | None = None) -> list[Partition]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,15 @@ DEFAULT_OUT = Path("artifacts/dataset")
 @click.option("--profit-taking", type=float, help="Upper barrier as a fraction (labels.profit_taking).")
 @click.option("--stop-loss", type=float, help="Lower barrier as a fraction (labels.stop_loss).")
 @click.option("--barriers", type=click.Choice(["fixed", "volatility"]), help="Fixed or volatility-scaled barriers.")
-def build_dataset(config_path, out, symbols, start, end, feature_service, horizon, profit_taking, stop_loss, barriers):
+@click.option(
+    "--known-at",
+    callback=lambda ctx, param, value: _moment(value),
+    help="Build from the bars, adjustments and features as known at this time (ISO 8601, e.g. a dataset's "
+    "metadata `known_at`; without an offset: UTC): rebuilds that dataset row for row.",
+)
+def build_dataset(
+    config_path, out, symbols, start, end, feature_service, horizon, profit_taking, stop_loss, barriers, known_at
+):
     """Build the training set from the offline store.
 
     One row per (symbol, bar close) in range with point-in-time features from Feast, triple-barrier
@@ -60,7 +68,7 @@ def build_dataset(config_path, out, symbols, start, end, feature_service, horizo
     artifact.check_target(out)  # before minutes of work, not after
     for left in artifact.remove_abandoned_staging(out):
         click.echo(f"  removed {left}, left behind by a build that was killed", err=True)
-    dataset = _build(config, out)
+    dataset = _build(config, out, known_at)
     meta = dataset.metadata
     click.echo(
         f"{out}: {meta['rows']:,} samples of {len(meta['symbols'])} symbol(s), {len(meta['features'])} features, "
@@ -72,7 +80,18 @@ def _day(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
 
-def _build(config: Config, out: Path):
+def _moment(value: str | None) -> datetime | None:
+    """``--known-at`` as a tz-aware time; refused in one line when it is not ISO 8601."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2024-05-01T21:30:00+00:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _build(config: Config, out: Path, known_at: datetime | None):
     """The build over the request the configuration's `data` section holds (Feast imported only here), on the
     profile's engine."""
     from training.engines import current_engine
@@ -87,4 +106,5 @@ def _build(config: Config, out: Path):
         start=date.fromisoformat(data.start) if data.start else None,
         end=date.fromisoformat(data.end) if data.end else None,
         progress=lambda message: click.echo(f"  {message}", err=True),
+        known_at=known_at,
     )

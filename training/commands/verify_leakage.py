@@ -65,7 +65,7 @@ def verify_leakage(
         config = config.model_copy(update={"cv": cv})
     record = _run_record(run) if run else None
     with (
-        bar_reader(dataset.metadata["symbols"]) as read_bars,
+        bar_reader(dataset.metadata["symbols"], dataset.metadata.get("known_at")) as read_bars,
         tempfile.TemporaryDirectory(prefix=".rebuild-", dir=Path(dataset_path).resolve().parent) as scratch,
     ):
         loaded = time.perf_counter()

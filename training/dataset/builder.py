@@ -40,7 +40,7 @@ from training.dataset.historical_features import ServiceFeatures, describe_servi
 from training.dataset.offline_bars import check_range, checked_symbols, decision_mask, no_bars_in_range, read_bars
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
-from training.infra import db
+from training.infra import db, versions
 from training.labeling.sample_weights import WeightStream
 from training.labeling.triple_barrier import triple_barrier_labels
 from training.partitions import Partition, bar_counts, plan_partitions
@@ -242,8 +242,27 @@ def build_dataset(
     end: date | None = None,
     progress: Progress = log.info,
     partition_bars: int | None = None,
+    known_at: datetime | None = None,
 ) -> artifact.Dataset:
-    """Build the dataset partition by partition into the artifact folder ``out`` (atomically); returns it."""
+    """Build the dataset partition by partition into the artifact folder ``out`` (atomically); returns it.
+
+    ``known_at``: read bars, adjustments and features as they were known then (:mod:`training.infra.versions`),
+    which rebuilds a dataset built at that time row for row; None reads the newest and records the database's
+    clock at the start as the build's knowledge time.
+    """
+    with db.connect() as conn:
+        now = versions.database_now(conn)
+    if known_at is None:
+        return _build(config, store, out, symbols, start, end, progress, partition_bars, now)
+    if known_at > now:
+        raise InputError(f"--known-at {known_at.isoformat()} is later than the database's clock ({now.isoformat()}): "
+                         "what will be known then is not known yet")  # fmt: skip
+    with versions.knowing(known_at):
+        return _build(config, store, out, symbols, start, end, progress, partition_bars, known_at)
+
+
+def _build(config: Config, store: Any, out: Path, symbols: list[str] | None, start: date | None, end: date | None,
+           progress: Progress, partition_bars: int | None, known_at: datetime) -> artifact.Dataset:  # fmt: skip
     from tqdm import tqdm
 
     from training.infra.settings import partition_bars as default_budget
@@ -261,7 +280,7 @@ def build_dataset(
         f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s); "
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
     )
-    request = {"start": start, "end": end, "warmup": warmup, "horizon": horizon}
+    request = {"start": start, "end": end, "warmup": warmup, "horizon": horizon, "known_at": known_at}
     bar = {"unit": "partition", "disable": None, "leave": False}
     calendar = Calendar()
     with artifact.ArtifactWriter(out) as writer, db.connect() as conn:
@@ -395,6 +414,8 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
             "last_t0": timestamp_of(int(calendar.dates[-1]), tz).isoformat(),
         },
         "request": {"symbols": request["symbols"], "start": _text(start), "end": _text(end)},
+        # What the build read was known at this time: `build-dataset --known-at` it to rebuild these rows.
+        "known_at": _iso(request.get("known_at")),
         "split": split_summary(
             timestamp_of(bounds.cutoff, tz),
             timestamp_of(bounds.validation_start, tz),
@@ -414,3 +435,7 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
 
 def _text(day: date | None) -> str | None:
     return str(day) if day else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

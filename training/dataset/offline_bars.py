@@ -10,36 +10,47 @@ import pandas as pd
 
 from training.contract import COMPUTE_FEATURES, INGEST, normalise_symbols
 from training.errors import NAMED, InputError, name_some
-from training.indicators.feature_table import FEATURES_TABLE
+from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_TABLE
 from training.infra import db
-from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
+from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
+from training.infra.versions import relation
 
 # Indicators and labels are computed on split/dividend-adjusted prices where the input had them.
-_ADJUSTED_BARS = f"""
-SELECT symbol, event_timestamp, trade_date, {ADJUSTED_BAR_COLUMNS}
-FROM {OHLCV_TABLE}
+_ADJUSTED_BARS = """
+SELECT symbol, event_timestamp, trade_date, {adjusted}
+FROM {bars} AS b
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 ORDER BY symbol, event_timestamp
 """
 
 
 # Requested symbols without a single feature row (an index probe each, not a scan of the table).
-_WITHOUT_FEATURES = f"""
+_WITHOUT_FEATURES = """
 SELECT s FROM unnest(%s::text[]) AS s
-WHERE NOT EXISTS (SELECT 1 FROM {FEATURES_TABLE} AS f WHERE f.symbol = s)
+WHERE NOT EXISTS (SELECT 1 FROM {features} AS f WHERE f.symbol = s)
 ORDER BY 1
 """
 # Bars with no feature row at their own stamp: new bars (or re-stamped ones) that compute-features has not
 # seen yet. Feast would join such a decision to the previous bar's features within the TTL, silently.
-_BARS_WITHOUT_FEATURE_ROW = f"""
+_BARS_WITHOUT_FEATURE_ROW = """
 SELECT b.symbol, count(*), min(b.trade_date)
-FROM {OHLCV_TABLE} AS b
+FROM {bars} AS b
 WHERE b.symbol = ANY(%s::text[])
   AND NOT EXISTS (
-      SELECT 1 FROM {FEATURES_TABLE} AS f WHERE f.symbol = b.symbol AND f.event_timestamp = b.event_timestamp
+      SELECT 1 FROM {features} AS f WHERE f.symbol = b.symbol AND f.event_timestamp = b.event_timestamp
   )
 GROUP BY b.symbol ORDER BY b.symbol
 """
+
+
+def bars_relation(conn) -> str:
+    """The bars table, or its rows as known at the enclosing :func:`training.infra.versions.knowing` time."""
+    return relation(OHLCV_TABLE, (*OHLCV_VERSION_COLUMNS, "created_timestamp"), conn)
+
+
+def features_relation(conn) -> str:
+    """The features table, or its rows as known at the enclosing knowledge time."""
+    return relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
 
 
 def describe_known(known: Sequence[str], wanted: Sequence[str] = ()) -> str:
@@ -70,10 +81,12 @@ def require_features(symbols: Sequence[str]) -> None:
     with db.connect() as conn:
         if conn.execute("SELECT to_regclass(%s)", (FEATURES_TABLE,)).fetchone()[0] is None:
             raise InputError(f"{FEATURES_TABLE} does not exist: run `{COMPUTE_FEATURES}` first")
-        missing = [row[0] for row in conn.execute(_WITHOUT_FEATURES, (list(symbols),))]
+        features = features_relation(conn)
+        missing = [row[0] for row in conn.execute(_WITHOUT_FEATURES.format(features=features), (list(symbols),))]
         behind: list[tuple[str, int, object]] = []
         if not missing:
-            behind = conn.execute(_BARS_WITHOUT_FEATURE_ROW, (list(symbols),)).fetchall()
+            query = _BARS_WITHOUT_FEATURE_ROW.format(bars=bars_relation(conn), features=features)
+            behind = conn.execute(query, (list(symbols),)).fetchall()
     if missing:
         raise missing_features_error(missing, FEATURES_TABLE)
     if behind:
@@ -97,7 +110,10 @@ def features_behind_error(behind: Sequence[tuple[str, int, object]]) -> InputErr
 
 def known_symbols() -> list[str]:
     with db.connect() as conn:
-        return db.table_symbols(conn, OHLCV_TABLE)
+        bars = bars_relation(conn)
+        if bars == OHLCV_TABLE:
+            return db.table_symbols(conn, OHLCV_TABLE)
+        return [row[0] for row in conn.execute(f"SELECT symbol FROM {bars} AS b GROUP BY symbol ORDER BY symbol")]
 
 
 def checked_symbols(symbols: list[str] | None) -> list[str] | None:
@@ -124,7 +140,8 @@ def checked_against(symbols: Sequence[str] | None, known: Sequence[str], empty: 
 
 def read_bars(conn, symbols: Sequence[str] | None) -> pd.DataFrame:
     """The adjusted bars of ``symbols`` (all when None) as stored, sorted by (symbol, event_timestamp)."""
-    bars = db.copy_out(conn, _ADJUSTED_BARS, {"symbols": symbols}, parse_dates=["event_timestamp"])
+    query = _ADJUSTED_BARS.format(adjusted=ADJUSTED_BAR_COLUMNS, bars=bars_relation(conn))
+    bars = db.copy_out(conn, query, {"symbols": symbols}, parse_dates=["event_timestamp"])
     bars["trade_date"] = pd.to_datetime(bars["trade_date"]).dt.date
     return bars
 

@@ -11,7 +11,7 @@ written, and where the per-symbol kernels run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,9 +51,10 @@ class Engine(Protocol):
         start: date | None,
         end: date | None,
         progress: Callable[[str], None],
+        known_at: datetime | None = None,
     ) -> Dataset:
         """Label, join point in time through Feast, weigh and split into the artifact ``out``: the same
-        artifact, row for row, on either engine."""
+        artifact, row for row, on either engine; ``known_at``: from the versions known then."""
 
     def feature_symbols(self) -> list[str]:
         """The sorted symbols that have feature rows (none when the table was never written)."""

@@ -4,7 +4,7 @@ per-symbol kernels run here, one partition of whole symbols at a time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,13 @@ class PostgresEngine:
         start: date | None,
         end: date | None,
         progress: Callable[[str], None],
+        known_at: datetime | None = None,
     ) -> Dataset:
         from training.dataset.builder import build_dataset
 
-        return build_dataset(config, store, out, symbols=symbols, start=start, end=end, progress=progress)
+        return build_dataset(
+            config, store, out, symbols=symbols, start=start, end=end, progress=progress, known_at=known_at
+        )
 
     def feature_symbols(self) -> list[str]:
         with db.connect() as conn:

@@ -50,6 +50,7 @@ from psycopg import sql
 from pydantic import StrictStr
 
 from training.feast_store import pit_join, pit_sql
+from training.feast_store.known_at import as_known, refuse_stock_store
 from training.feast_store.plan import (
     KEY_PG_TYPES,
     Bounds,
@@ -279,7 +280,10 @@ class AsOfPostgreSQLOfflineStore(PostgreSQLOfflineStore):
                 ),
             )
 
-        return answer(PostgreSQLOfflineStore, request, decide(request), job)
+        decision = decide(request)
+        if isinstance(decision, Unsupported):
+            refuse_stock_store(decision.reason)
+        return answer(PostgreSQLOfflineStore, request, decision, job)
 
 
 def latest_rows_query(
@@ -374,6 +378,7 @@ def decide(request: HistoricalRequest) -> Decision:
         joins = request.joins((low, high) if low and high else (datetime.min,) * 2, schema)
         if isinstance(joins, Unsupported):
             return joins
+        as_known(joins.groups, conn)
         group_types = _group_types(conn, joins)
         if isinstance(group_types, Unsupported):
             return group_types

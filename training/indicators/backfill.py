@@ -61,6 +61,7 @@ from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.indicators.feature_table import FEATURES_TABLE, ensure_features_table
 from training.infra import db, settings
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
+from training.infra.versions import archive_sql
 from training.panels import symbol_runs
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORED_VALUES: tuple[str, ...] = (*FEATURE_NAMES, *REFERENCE_COLUMNS)
+VERSION_COLUMNS = ("symbol", "event_timestamp", *STORED_VALUES)  # a row version besides its created_timestamp
 
 # Bars as the indicators see them (adjusted where an adjusted close exists), the first stale bar of
 # every symbol, and whether each bar's row is to be written. COLLATE "C" orders symbols as Python
@@ -100,6 +102,13 @@ WHERE (%(symbols)s::text[] IS NULL OR f.symbol = ANY(%(symbols)s::text[]))
   AND NOT EXISTS (SELECT 1 FROM {ohlcv} o WHERE o.symbol = f.symbol AND o.event_timestamp = f.event_timestamp)
 """
 # The constant bounds let TimescaleDB decompress only the batches the keys can be in.
+_GONE_ROWS = """
+unnest(%(keys)s::text[], %(stamps)s::timestamptz[]) AS gone(symbol, event_timestamp)
+"""
+_GONE_WHERE = """
+t.symbol = gone.symbol AND t.event_timestamp = gone.event_timestamp
+  AND t.symbol = ANY(%(keys)s::text[]) AND t.event_timestamp BETWEEN %(first)s AND %(last)s
+"""
 _DELETE_ROWS = """
 DELETE FROM {features} f USING unnest(%(keys)s::text[], %(stamps)s::timestamptz[]) AS gone(symbol, event_timestamp)
 WHERE f.symbol = gone.symbol AND f.event_timestamp = gone.event_timestamp
@@ -151,6 +160,11 @@ def _write_sql() -> tuple[psycopg.sql.Composed, psycopg.sql.Composed, psycopg.sq
         staged=sql.SQL(", ").join(sql.SQL("s.{}").format(v) for v in values),
     )
     # Constant symbol and stamp bounds let TimescaleDB decompress only the batches the changed rows are in.
+    changed = (
+        "NOT p.new AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp "
+        "AND t.symbol = ANY(%s::text[]) AND t.event_timestamp BETWEEN %s AND %s"
+    )
+    archive = sql.SQL(archive_sql(FEATURES_TABLE, VERSION_COLUMNS, "features_plan p", changed))
     update = sql.SQL(
         """
         UPDATE {table} t SET ({listed}, created_timestamp) = ({planned}, now())
@@ -167,7 +181,7 @@ def _write_sql() -> tuple[psycopg.sql.Composed, psycopg.sql.Composed, psycopg.sq
         "INSERT INTO {table} (symbol, event_timestamp, created_timestamp, {listed}) "
         "SELECT symbol, event_timestamp, now(), {listed} FROM features_plan WHERE new"
     ).format(table=table, listed=sql.SQL(", ").join(values))
-    return plan, update, insert
+    return plan, archive, update, insert
 
 
 _PLAN_COUNTS = """
@@ -179,11 +193,13 @@ FROM features_plan
 
 
 def _write_rows(conn: psycopg.Connection) -> tuple[int, int]:
-    """Write the staged rows that are new or changed; (inserted, updated). A no-op run writes nothing."""
-    plan, update, insert = _write_sql()
+    """Write the staged rows that are new or changed, each replaced row's version kept in the history table;
+    (inserted, updated). A no-op run writes nothing."""
+    plan, archive, update, insert = _write_sql()
     conn.execute(plan)
     inserted, updated, symbols, first, last = conn.execute(_PLAN_COUNTS).fetchone()
     if updated:
+        conn.execute(archive, (symbols, first, last))
         conn.execute(update, (symbols, first, last))
     if inserted:
         conn.execute(insert)
@@ -277,11 +293,16 @@ def _stage_partition(conn: psycopg.Connection, params: dict) -> tuple[int, int]:
 
 
 def _remove_orphans(conn: psycopg.Connection, symbols: list[str] | None) -> int:
-    """Delete feature rows without a bar at their stamp, e.g. the old stamp of a re-stamped bar."""
+    """Delete feature rows without a bar at their stamp, e.g. the old stamp of a re-stamped bar (their versions
+    kept in the history table)."""
+    from psycopg import sql
+
     orphans = conn.execute(_query(_ORPHANS), {"symbols": symbols}).fetchall()
     if orphans:
         keys, stamps = zip(*orphans, strict=True)
         bounds = {"keys": list(keys), "stamps": list(stamps), "first": min(stamps), "last": max(stamps)}
+        archive = archive_sql(FEATURES_TABLE, VERSION_COLUMNS, _GONE_ROWS, _GONE_WHERE)
+        conn.execute(sql.SQL(archive), bounds)
         conn.execute(_query(_DELETE_ROWS), bounds)
         log.info("removed %d feature row(s) whose bar no longer exists", len(orphans))
     return len(orphans)

@@ -11,6 +11,7 @@ from training.contract import AUDIT_FEATURE
 from training.indicators.definitions import FAMILIES, FEATURE_NAMES, REFERENCE_COLUMNS
 from training.infra.db import timescaledb_available
 from training.infra.schema import OHLCV_TABLE, make_hypertable
+from training.infra.versions import history_ddl, history_table
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,21 +43,30 @@ def feature_source_query(table: str = FEATURES_TABLE, row_version: str = POSTGRE
 FEATURE_SOURCE_QUERY = feature_source_query()
 
 _FEATURE_COLUMNS = ",\n".join(f"    {name} double precision" for name in (*FEATURE_NAMES, *REFERENCE_COLUMNS))
-FEATURES_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS features;
-CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
+_COLUMNS = f"""
     symbol            text        NOT NULL,
     event_timestamp   timestamptz NOT NULL,
     created_timestamp timestamptz NOT NULL,
-{_FEATURE_COLUMNS},
+{_FEATURE_COLUMNS}"""
+FEATURES_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS features;
+CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} ({_COLUMNS},
     PRIMARY KEY (symbol, event_timestamp)
 );
 """
+# Every feature row a recomputation replaced or removed (training.infra.versions).
+FEATURES_HISTORY_TABLE = history_table(FEATURES_TABLE)
+FEATURES_HISTORY_DDL = history_ddl(FEATURES_TABLE, _COLUMNS)
+# A row version's columns in the table's order (the Feast source selects *), created_timestamp included.
+FEATURE_ROW_COLUMNS = ("symbol", "event_timestamp", "created_timestamp", *FEATURE_NAMES, *REFERENCE_COLUMNS)
 
 
 def ensure_features_table(conn: psycopg.Connection) -> None:
-    """The features table, a hypertable when TimescaleDB is usable (chunks sized from the bars: one row per bar)."""
+    """The features table and its history, hypertables when TimescaleDB is usable (chunks sized from the bars: one
+    row per bar)."""
     hypertable = timescaledb_available(conn)
     conn.execute(FEATURES_DDL)
+    conn.execute(FEATURES_HISTORY_DDL)
     if hypertable:
         make_hypertable(conn, FEATURES_TABLE, rows_from=OHLCV_TABLE)
+        make_hypertable(conn, FEATURES_HISTORY_TABLE, rows_from=OHLCV_TABLE)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from training.infra.db import timescaledb_available
+from training.infra.versions import history_ddl, history_table
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,6 +46,15 @@ CREATE TABLE IF NOT EXISTS {OHLCV_TABLE} ({OHLCV_COLUMNS},
     PRIMARY KEY (symbol, event_timestamp)
 );
 """
+
+# Every version a correction, a re-adjustment or a re-stamp replaced (training.infra.versions).
+OHLCV_HISTORY_TABLE = history_table(OHLCV_TABLE)
+OHLCV_HISTORY_DDL = history_ddl(OHLCV_TABLE, OHLCV_COLUMNS)
+# A bar version's columns besides created_timestamp, as both tables hold them.
+OHLCV_VERSION_COLUMNS = (
+    "symbol", "event_timestamp", "trade_date", "open", "high", "low", "close", "volume",
+    "adj_open", "adj_high", "adj_low", "adj_close", "adj_volume",
+)  # fmt: skip
 
 # The bars indicators and labels are computed from: split/dividend-adjusted where an adjusted close was given.
 ADJUSTED_BAR_COLUMNS = (
@@ -197,13 +207,17 @@ def make_hypertable(conn: psycopg.Connection, table: str, rows_from: str | None 
 
 
 def create_ohlcv_table(conn: psycopg.Connection) -> bool:
-    """The bars table as plain DDL; whether it is to be a hypertable (decided before any DDL runs)."""
+    """The bars table and its history as plain DDL; whether they are to be hypertables (decided before any DDL
+    runs). A database from before versioning gains its (empty) history table here, on its next ingest."""
     hypertable = timescaledb_available(conn)
     conn.execute(OHLCV_DDL)
+    conn.execute(OHLCV_HISTORY_DDL)
     return hypertable
 
 
 def ensure_ohlcv_table(conn: psycopg.Connection, rows_from: str | None = None) -> None:
-    """The bars table, a hypertable when TimescaleDB is usable (chunks sized from ``rows_from``, default itself)."""
+    """The bars table and its history, hypertables when TimescaleDB is usable (chunks sized from ``rows_from``,
+    default the bars table itself)."""
     if create_ohlcv_table(conn):
         make_hypertable(conn, OHLCV_TABLE, rows_from)
+        make_hypertable(conn, OHLCV_HISTORY_TABLE, rows_from=OHLCV_TABLE)

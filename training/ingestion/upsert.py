@@ -28,7 +28,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from training.infra import db
-from training.infra.schema import OHLCV_COLUMNS, OHLCV_TABLE, create_ohlcv_table, make_hypertable
+from training.infra.schema import (
+    OHLCV_COLUMNS,
+    OHLCV_HISTORY_TABLE,
+    OHLCV_TABLE,
+    OHLCV_VERSION_COLUMNS,
+    create_ohlcv_table,
+    make_hypertable,
+)
+from training.infra.versions import archive_sql
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -96,6 +104,15 @@ _UPDATE_BOUNDS = (
     "SELECT array_agg(DISTINCT symbol), min(event_timestamp), max(event_timestamp) FROM ohlcv_plan WHERE changed"
 )
 _WITHIN = "t.symbol = ANY(%s::text[]) AND t.event_timestamp BETWEEN %s AND %s"
+# Before a row is deleted or updated, its version goes to the history table, superseded now (the new
+# version's created_timestamp): the same rows, selected the same way.
+_RESTAMPED_ROWS = (
+    "p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp "
+    f"AND {_WITHIN}"
+)
+_CHANGED_ROWS = f"p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}"
+_ARCHIVE_RESTAMPED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _RESTAMPED_ROWS)
+_ARCHIVE_CHANGED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _CHANGED_ROWS)
 _DELETE_RESTAMPED = f"""
 DELETE FROM {OHLCV_TABLE} t USING ohlcv_plan p
 WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp
@@ -144,7 +161,8 @@ def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool =
     them, all in one transaction: an error raised while ``chunks`` is read rolls everything back.
 
     Rows identical to the stored ones are left alone (created_timestamp too), so ingesting the same file
-    twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed.
+    twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed, its
+    earlier version kept in the history table (:mod:`training.infra.versions`).
     """
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
@@ -161,6 +179,7 @@ def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool =
         conn.execute("ANALYZE ohlcv_stage")
         if hypertable:
             make_hypertable(conn, OHLCV_TABLE, rows_from="ohlcv_stage")
+            make_hypertable(conn, OHLCV_HISTORY_TABLE, rows_from="ohlcv_stage")
         return db.retry_lock_conflicts(lambda: _write(conn, allow_mixed_adjustment), "ingest")
 
 
@@ -174,9 +193,13 @@ def _write(conn: psycopg.Connection, allow_mixed_adjustment: bool) -> IngestResu
         if to_insert:
             _refuse_taken_stamps(conn)
         if restamped:
-            conn.execute(_DELETE_RESTAMPED, conn.execute(_DELETE_BOUNDS).fetchone())
+            bounds = conn.execute(_DELETE_BOUNDS).fetchone()
+            conn.execute(_ARCHIVE_RESTAMPED, bounds)
+            conn.execute(_DELETE_RESTAMPED, bounds)
         if changed:
-            conn.execute(_UPDATE_CHANGED, conn.execute(_UPDATE_BOUNDS).fetchone())
+            bounds = conn.execute(_UPDATE_BOUNDS).fetchone()
+            conn.execute(_ARCHIVE_CHANGED, bounds)
+            conn.execute(_UPDATE_CHANGED, bounds)
         if to_insert:
             conn.execute(_INSERT_NEW)
     return IngestResult(rows=rows, inserted=inserted, updated=updated, symbols=symbols, restamped=restamped)

@@ -10,7 +10,7 @@ the builder make them, and are then judged by code that shares nothing with them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,14 @@ def splitter_folds(
 
 def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda message: None) -> Dataset:
     """Build the dataset again from its own configuration and request into ``out``, through Feast (imported
-    here only)."""
+    here only), from the versions known at its build (corrections ingested since do not count against it)."""
     from training.config import default_config
     from training.engines import current_engine
     from training.feast_store.repository import feature_store
 
     request = metadata.get("request") or {}
     start, end = request.get("start"), request.get("end")
+    known_at = metadata.get("known_at")
     return current_engine().build_dataset(
         default_config().with_sections(metadata["config"]),
         feature_store(),
@@ -76,4 +77,5 @@ def rebuild(metadata: dict[str, Any], out: Path, progress: Callable[[str], None]
         start=date.fromisoformat(start) if start else None,
         end=date.fromisoformat(end) if end else None,
         progress=progress,
+        known_at=datetime.fromisoformat(known_at) if known_at else None,
     )

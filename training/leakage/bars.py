@@ -26,11 +26,19 @@ BarReader = Callable[[Sequence[str]], pd.DataFrame]
 _QUERY = """
 COPY (
     SELECT symbol, (extract(epoch FROM event_timestamp) * 1000000)::bigint AS event_us, {prices}
-    FROM {table}
+    FROM {table} AS b
     WHERE symbol = ANY({symbols})
     ORDER BY symbol, event_timestamp
 ) TO STDOUT (FORMAT csv, HEADER true)
 """
+# The bars as known at the dataset's build: the table's versions created by then, and the replaced versions that
+# were still current then (the history table, when the database has one).
+_VERSIONS = """
+(SELECT symbol, event_timestamp, {columns} FROM {table} WHERE created_timestamp <= {at}{older})
+"""
+_OLDER = """
+ UNION ALL SELECT symbol, event_timestamp, {columns} FROM {history}
+ WHERE created_timestamp <= {at} AND superseded_timestamp > {at}"""
 # Symbols with no bar at all (an index probe each).
 _ABSENT = (
     "SELECT s FROM unnest(%s::text[]) AS s WHERE NOT EXISTS (SELECT 1 FROM {table} AS b WHERE b.symbol = s) ORDER BY 1"
@@ -43,8 +51,26 @@ def _frame(symbols: list[str], stamps_us, prices: dict) -> pd.DataFrame:
     return frame.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 
-def read_postgres(conn, symbols: Sequence[str]) -> pd.DataFrame:
-    """The adjusted bars of ``symbols`` from PostgreSQL, one COPY of the audit's own query."""
+def _table(known_at: str | None, history: bool):
+    """What the audit reads: the bars table, or its versions known at ``known_at`` (ISO 8601)."""
+    from datetime import datetime
+
+    from psycopg import sql
+
+    schema, table = OHLCV_TABLE.split(".")
+    if known_at is None:
+        return sql.Identifier(schema, table)
+    at = sql.Literal(datetime.fromisoformat(known_at))
+    columns = sql.SQL(", ").join(sql.Identifier(c) for p in PRICES for c in (p, f"adj_{p}"))
+    older = sql.SQL(_OLDER).format(columns=columns, history=sql.Identifier(schema, table + "_history"), at=at)
+    return sql.SQL(_VERSIONS).format(
+        columns=columns, table=sql.Identifier(schema, table), at=at, older=older if history else sql.SQL("")
+    )
+
+
+def read_postgres(conn, symbols: Sequence[str], known_at: str | None = None, history: bool = True) -> pd.DataFrame:
+    """The adjusted bars of ``symbols`` from PostgreSQL (as known at ``known_at``, when given), one COPY of the
+    audit's own query."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     from psycopg import sql
@@ -53,10 +79,9 @@ def read_postgres(conn, symbols: Sequence[str]) -> pd.DataFrame:
         sql.SQL("COALESCE({adj}, {raw})::float8 AS {raw}").format(adj=sql.Identifier(f"adj_{c}"), raw=sql.Identifier(c))
         for c in PRICES
     )
-    schema, table = OHLCV_TABLE.split(".")
     # COPY takes no bind parameters: the symbols go in as one quoted array literal.
     wanted = sql.Literal(list(symbols))
-    query = sql.SQL(_QUERY).format(prices=prices, table=sql.Identifier(schema, table), symbols=wanted)
+    query = sql.SQL(_QUERY).format(prices=prices, table=_table(known_at, history), symbols=wanted)
     buffer = io.BytesIO()
     with conn.cursor() as cur, cur.copy(query) as copy:
         for block in copy:
@@ -84,30 +109,32 @@ def read_lake(root: str, symbols: Sequence[str]) -> pd.DataFrame:
     return _frame(table["symbol"].to_pylist(), stamps, prices)
 
 
-def bar_reader(symbols: Sequence[str]) -> AbstractContextManager[BarReader]:
-    """A reader of the stored adjusted bars, from where OHLCV_ENGINE keeps them; refuses ``symbols`` (the
-    dataset's) the store no longer has. Chosen here by the setting's name, not through training.engines: the
-    audit shares no code with what builds the dataset."""
-    return _READERS[environment.engine()](symbols)
+def bar_reader(symbols: Sequence[str], known_at: str | None = None) -> AbstractContextManager[BarReader]:
+    """A reader of the stored adjusted bars, from where OHLCV_ENGINE keeps them, as known at ``known_at`` (the
+    dataset's build, ISO 8601; None: the newest); refuses ``symbols`` (the dataset's) the store no longer has.
+    Chosen here by the setting's name, not through training.engines: the audit shares no code with what builds
+    the dataset. The lake keeps no versions: it reads the newest."""
+    return _READERS[environment.engine()](symbols, known_at)
 
 
 @contextmanager
-def _lake_reader(symbols: Sequence[str]) -> Iterator[BarReader]:
+def _lake_reader(symbols: Sequence[str], known_at: str | None) -> Iterator[BarReader]:
     root = environment.lake_uri()
     yield lambda wanted: _refuse_missing(read_lake(root, wanted), wanted)
 
 
 @contextmanager
-def _postgres_reader(symbols: Sequence[str]) -> Iterator[BarReader]:
+def _postgres_reader(symbols: Sequence[str], known_at: str | None) -> Iterator[BarReader]:
     with db.connect(autocommit=True) as conn:
         if conn.execute("SELECT to_regclass(%s)", (OHLCV_TABLE,)).fetchone()[0] is None:
             raise InputError(f"{OHLCV_TABLE} does not exist: the dataset's bars are gone; ingest and rebuild")
         absent = [row[0] for row in conn.execute(_ABSENT.format(table=OHLCV_TABLE), (list(symbols),))]
         _refuse(absent)
-        yield lambda wanted: _refuse_missing(read_postgres(conn, wanted), wanted)
+        history = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (OHLCV_TABLE + "_history",)).fetchone()[0]
+        yield lambda wanted: _refuse_missing(read_postgres(conn, wanted, known_at, history), wanted)
 
 
-_READERS: dict[str, Callable[[Sequence[str]], AbstractContextManager[BarReader]]] = {
+_READERS: dict[str, Callable[[Sequence[str], str | None], AbstractContextManager[BarReader]]] = {
     "postgres": _postgres_reader,
     "spark": _lake_reader,
 }

@@ -4,7 +4,7 @@ inside Spark partitions of whole symbols, wherever Spark's own settings say (:mo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +60,12 @@ class SparkEngine:
         start: date | None,
         end: date | None,
         progress: Callable[[str], None],
+        known_at: datetime | None = None,
     ) -> Dataset:
         from training.engines.spark.lake_dataset import build_lake_dataset
 
+        if known_at is not None:
+            raise InputError("--known-at: the lake keeps no versions yet; build as known at a time on PostgreSQL")
         return build_lake_dataset(config, store, out, symbols=symbols, start=start, end=end, progress=progress)
 
     def feature_symbols(self) -> list[str]:

@@ -1,0 +1,39 @@
+"""The feature source as known at a build's knowledge time: the as-of join reads the features table's versions
+known then instead of its newest rows (see :mod:`training.infra.versions`)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from training.errors import InputError
+from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_TABLE
+from training.infra.versions import known_at, relation
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from training.feast_store.plan import JoinGroup
+
+_TABLE = re.compile(rf"\bFROM\s+{re.escape(FEATURES_TABLE)}\b", re.IGNORECASE)
+
+
+def as_known(groups: list[JoinGroup], conn: psycopg.Connection) -> None:
+    """Within :func:`training.infra.versions.knowing`, make every group read the features table as known then;
+    refuse a source that reads features some other way (its versions are not kept)."""
+    if known_at() is None:
+        return
+    versions = relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
+    for group in groups:
+        if not _TABLE.search(group.table_subquery):
+            raise InputError(
+                f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {FEATURES_TABLE}, "
+                "whose versions are kept; only its views can be read as known at a time"
+            )
+        group.table_subquery = _TABLE.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
+
+
+def refuse_stock_store(reason: str) -> None:
+    """Feast's stock store reads the newest rows only: a build as known at a time cannot go there."""
+    if known_at() is not None:
+        raise InputError(f"--known-at needs the as-of store's own join, which cannot answer this request: {reason}")
