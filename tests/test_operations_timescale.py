@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import BUNDLED_DATA, run_cli
 from tests.hypertables import is_hypertable, relations, settle_compression, uncompressed
@@ -339,3 +340,33 @@ def test_a_lock_cycle_on_every_attempt_ends_in_one_line_and_writes_nothing(
     _one_line(result, 3, "ingest met a lock held by another session", "deadlock detected", "retry is safe")
     after = empty_store.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY event_timestamp)) FROM {OHLCV_TABLE} t")
     assert after.fetchone()[0] == before
+
+
+def test_a_correction_decompressing_more_than_the_servers_cap_lands(empty_store, bundled_raw, write_csv):
+    """TimescaleDB caps the tuples a transaction may decompress (100,000 by default; 50 here, so the bundled data
+    can cross it): a correction of bars in compressed chunks, and the recomputed features of every later bar, must
+    still land whole. On plain PostgreSQL the same commands simply write."""
+    server = Server.read(empty_store)
+    if server.refuses:
+        return
+    for args in (("ingest", str(BUNDLED_DATA)), ("compute-features",)):
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+    if server.hypertables:
+        for table in (OHLCV_TABLE, FEATURES_TABLE):
+            settle_compression(empty_store, table)
+        database = empty_store.execute("SELECT current_database()").fetchone()[0]
+        empty_store.execute(
+            sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 50").format(
+                sql.Identifier(database)
+            )
+        )
+    ibm = bundled_raw[bundled_raw["Ticker"] == "IBM"].iloc[::50].copy()  # a bar every 50 sessions, in every chunk
+    midpoint = (ibm["Low"].astype(float) + ibm["High"].astype(float)) / 2
+    ibm = ibm[midpoint != ibm["Close"].astype(float)].assign(Close=midpoint.map(repr))  # vendor corrections
+    result = run_cli("ingest", str(write_csv(ibm, "ibm.csv")))
+    assert result.exit_code == 0, result.output
+    assert f"{len(ibm)} updated" in result.output, result.output
+    result = run_cli("compute-features")
+    assert result.exit_code == 0, result.output
+    assert "updated" in result.output and ", 0 updated" not in result.output, result.output

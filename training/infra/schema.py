@@ -204,6 +204,14 @@ def make_hypertable(conn: psycopg.Connection, table: str, rows_from: str | None 
         )
     if not has_compression_policy(conn, table):
         conn.execute("SELECT add_compression_policy(%s, compress_after => %s::interval)", (table, COMPRESS_AFTER))
+    allow_decompressing_writes(conn)
+
+
+def allow_decompressing_writes(conn: psycopg.Connection) -> None:
+    """Lift TimescaleDB's cap on the tuples one transaction may decompress (default 100,000), for this transaction
+    only: a vendor's correction of 1 % of the bars touches a batch in nearly every compressed chunk, and the
+    recomputed features of every later bar; the cap would refuse the whole write half-way through the data."""
+    conn.execute("SELECT set_config('timescaledb.max_tuples_decompressed_per_dml_transaction', '0', true)")
 
 
 def create_ohlcv_table(conn: psycopg.Connection) -> bool:
