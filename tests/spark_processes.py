@@ -96,11 +96,14 @@ def shipped(folder: Path) -> tuple[Path, Path]:
 
 
 def run_steps(env: dict[str, str], dataset: Path) -> list[subprocess.CompletedProcess]:
+    """Each step as a driver process of its own; its wall time printed (``pytest -s`` shows where time goes)."""
     done = []
     for step in STEPS:
         args = [a.format(dataset=dataset) for a in step]
+        started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "training", *args], env=env, cwd=PROJECT_ROOT,
                                 capture_output=True, text=True)  # fmt: skip
+        print(f"spark tier: {' '.join(step[:2])}: {time.monotonic() - started:.1f} s", file=sys.stderr)
         assert result.returncode == 0, (args, result.stdout[-3000:], result.stderr[-3000:])
         done.append(result)
     return done

@@ -4,9 +4,9 @@ project's code shipped through spark-defaults.conf's ``spark.submit.pyFiles``. T
 ingest -> compute-features -> feast apply -> build-dataset -> verify-leakage gives the one-box dataset,
 fingerprint included, and every step, feast apply included, is an application of the cluster (none ran local).
 
-Not collected by `make test` (its name does not start with test_: five applications on a cluster of JVMs take
-minutes on 2 cores), nor is its Spark Connect twin, tests/manual_spark_connect.py. Run them by hand (docs/spark.md):
-    python -m pytest -p no:randomly tests/manual_spark_cluster.py
+The Spark tier (marked ``spark_tier``): `make test-spark` runs it with its Spark Connect twin,
+tests/test_spark_connect.py, and CI runs that beside `make test`, which leaves the tier out (five applications
+on a cluster of JVMs take minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -21,38 +21,47 @@ import pytest
 from tests import spark_processes as sp
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.spark_tier
+SPARK_CLASS = str(sp.SPARK_HOME / "bin" / "spark-class")
+
 
 @pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """(master URL, the worker's application folder: one ``app-*`` folder per application it ran)."""
+    """(master URL, the worker's application folder: one ``app-*`` folder per application it ran); both daemons
+    stopped afterwards, whatever failed."""
     folder = tmp_path_factory.mktemp("cluster")
     worker_home = folder / "worker"
     worker_home.mkdir()
     port, ui = free_port(), free_port()
-    spark_class = str(sp.SPARK_HOME / "bin" / "spark-class")
     master = sp.spawn(
-        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+        [SPARK_CLASS, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
          "--webui-port", str(ui)],
         folder, "master.log", sp.daemon_env(folder),
     )  # fmt: skip
-    sp.wait_until(lambda: sp.listening(port), [master], folder, "the Spark master")
-    url = f"spark://127.0.0.1:{port}"
-    worker = sp.spawn(
-        [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
-         "--memory", "4g", "--work-dir", str(worker_home / "work"), "--webui-port", str(free_port())],
-        worker_home, "worker.log", sp.daemon_env(worker_home),
-    )  # fmt: skip
-
-    def registered() -> bool:
+    try:
+        sp.wait_until(lambda: sp.listening(port), [master], folder, "the Spark master")
+        url = f"spark://127.0.0.1:{port}"
+        worker = sp.spawn(
+            [SPARK_CLASS, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
+             "--memory", "4g", "--work-dir", str(worker_home / "work"), "--webui-port", str(free_port())],
+            worker_home, "worker.log", sp.daemon_env(worker_home),
+        )  # fmt: skip
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
-                return any(w["state"] == "ALIVE" for w in json.load(response)["workers"])
-        except OSError:  # the master's web UI is not up yet
-            return False
+            sp.wait_until(lambda: _worker_alive(ui), [master, worker], folder, "the Spark worker")
+            yield url, worker_home / "work"
+        finally:
+            sp.stop(worker)
+    finally:
+        sp.stop(master)
 
-    sp.wait_until(registered, [master, worker], folder, "the Spark worker")
-    yield url, worker_home / "work"
-    sp.stop(worker, master)
+
+def _worker_alive(ui: int) -> bool:
+    """Whether the master's web UI lists a live worker."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
+            return any(w["state"] == "ALIVE" for w in json.load(response)["workers"])
+    except OSError:  # the master's web UI is not up yet
+        return False
 
 
 def test_the_lake_profile_on_a_standalone_cluster_builds_the_one_box_dataset(

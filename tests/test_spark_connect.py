@@ -4,9 +4,8 @@ own interpreter and the shipped project code): the bundled data through ingest -
 step warns about settings a Connect client cannot set, and a lake the client cannot reach to remove its staging
 folders is refused in one line before anything is written.
 
-Not collected by `make test` (its name does not start with test_: the pipeline on a Connect server takes many
-minutes on 2 cores), like its standalone-cluster twin tests/manual_spark_cluster.py. Run it by hand (docs/spark.md):
-    python -m pytest -p no:randomly tests/manual_spark_connect.py
+The Spark tier (marked ``spark_tier``), like its standalone-cluster twin tests/test_spark_cluster.py:
+`make test-spark` runs both, and CI runs that beside `make test`, which leaves the tier out.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ import pytest
 from tests import spark_processes as sp
 from tests.conftest import free_port
 from training.infra.environment import PROJECT_ROOT
+
+pytestmark = pytest.mark.spark_tier
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,11 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
         ],
         folder, "server.log", sp.daemon_env(folder, PYSPARK_PYTHON=str(python), PYTHONPATH=str(code)),
     )  # fmt: skip
-    sp.wait_until(lambda: sp.listening(port), [server], folder, "Spark Connect")
-    yield f"sc://127.0.0.1:{port}"
-    sp.stop(server)
+    try:
+        sp.wait_until(lambda: sp.listening(port), [server], folder, "Spark Connect")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        sp.stop(server)
 
 
 def test_the_lake_profile_on_spark_connect_builds_the_one_box_dataset(
