@@ -81,7 +81,7 @@ test-timescale: install ## The hypertable tests against a real TimescaleDB start
 	PYTHON=$(PY) .ci/timescale $(TSDB_START)
 
 test-spark: install ## The lake profile on a standalone Spark cluster and a Spark Connect server started for it
-	$(PY) -m pytest -q -p no:randomly -m spark_tier tests/test_spark_cluster.py tests/test_spark_connect.py
+	$(PY) -m pytest -q -s -p no:randomly -m spark_tier tests/test_spark_cluster.py tests/test_spark_connect.py
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks

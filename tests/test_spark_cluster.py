@@ -2,10 +2,11 @@
 process of its own on 127.0.0.1 in its own working directory; executors in a virtualenv of their own with the
 project's code shipped through spark-defaults.conf's ``spark.submit.pyFiles``. The bundled data through
 ingest -> compute-features -> feast apply -> build-dataset -> verify-leakage gives the one-box dataset,
-fingerprint included, and every step, feast apply included, is an application of the cluster (none ran local).
+fingerprint included, and every Spark step, feast apply included, is an application of the cluster (none ran
+local).
 
 The Spark tier (marked ``spark_tier``): `make test-spark` runs it with its Spark Connect twin,
-tests/test_spark_connect.py, and CI runs that beside `make test`, which leaves the tier out (five applications
+tests/test_spark_connect.py, and CI runs that beside `make test`, which leaves the tier out (four applications
 on a cluster of JVMs take minutes on 2 cores).
 """
 
@@ -77,5 +78,5 @@ def test_the_lake_profile_on_a_standalone_cluster_builds_the_one_box_dataset(
     before = set(applications.glob("app-*")) if applications.exists() else set()
     sp.run_steps(env, tmp_path / "dataset")
     assert sp.fingerprint(tmp_path / "dataset") == bundled_dataset[1].metadata["fingerprint"]
-    assert len(set(applications.glob("app-*")) - before) == len(sp.STEPS)
+    assert len(set(applications.glob("app-*")) - before) == len(sp.SPARK_STEPS)
     sp.assert_repository_clean(tmp_path / "lake")
