@@ -34,6 +34,8 @@ STEPS = (
 # Spark, and its rebuild (skipped: the test compares the fingerprint with the one-box build itself) would be one.
 SPARK_STEPS = STEPS[:-1]
 START_SECONDS = 180
+# The test cluster's settings for data this small on 2 cores: as many shuffle partitions as cores, not 200
+SMALL_DATA_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
 
 
 def _project_zip(folder: Path) -> Path:

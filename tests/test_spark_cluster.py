@@ -72,7 +72,8 @@ def test_the_lake_profile_on_a_standalone_cluster_builds_the_one_box_dataset(
     python, code = sp.shipped(tmp_path / "executors")
     conf = tmp_path / "spark-conf"  # the cluster's settings, as spark-defaults.conf gives them to every session
     conf.mkdir()
-    (conf / "spark-defaults.conf").write_text(f"spark.submit.pyFiles {code}\nspark.executor.memory 2g\n")
+    settings = {"spark.submit.pyFiles": str(code), "spark.executor.memory": "2g", **sp.SMALL_DATA_CONF}
+    (conf / "spark-defaults.conf").write_text("".join(f"{key} {value}\n" for key, value in settings.items()))
     env = sp.lake_env(tmp_path, f"{isolated_services}_cluster", SPARK_MASTER=master, SPARK_CONF_DIR=str(conf),
                       PYSPARK_PYTHON=str(python))  # fmt: skip
     before = set(applications.glob("app-*")) if applications.exists() else set()

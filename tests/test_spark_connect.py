@@ -35,7 +35,8 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
             "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
             "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
             "--conf", f"spark.connect.grpc.binding.port={port}",
-            "--conf", f"spark.sql.warehouse.dir={(folder / 'warehouse').as_uri()}", "spark-internal",
+            "--conf", f"spark.sql.warehouse.dir={(folder / 'warehouse').as_uri()}",
+            *(f"--conf={key}={value}" for key, value in sp.SMALL_DATA_CONF.items()), "spark-internal",
         ],
         folder, "server.log", sp.daemon_env(folder, PYSPARK_PYTHON=str(python), PYTHONPATH=str(code)),
     )  # fmt: skip
