@@ -68,7 +68,7 @@ SEED := $(or $(SEED),$(shell od -An -N4 -tu4 /dev/urandom | tr -d ' '))
 PYTEST_ORDER := -p randomly --randomly-seed=$(SEED)
 REPRODUCE = { echo "tests failed; this order again: make $@ SEED=$(SEED)"; exit 1; }
 
-test: install ## Every test (unit and integration) against real PostgreSQL, Redis/SQLite, MLflow and Spark
+test: install ## Every test but the Spark tier: unit and integration, real PostgreSQL, Redis/SQLite, MLflow, local Spark
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	@echo "test order seed $(SEED) (make test SEED=$(SEED) repeats it)"
