@@ -15,7 +15,7 @@ export OHLCV_ENGINE := $(ENGINE)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train update test test-unit test-timescale bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
+.PHONY: help install train update test test-unit test-timescale test-spark bench bench-scale docs lint ingest features apply materialize dataset verify fit predict services check-online clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,17 +68,20 @@ SEED := $(or $(SEED),$(shell od -An -N4 -tu4 /dev/urandom | tr -d ' '))
 PYTEST_ORDER := -p randomly --randomly-seed=$(SEED)
 REPRODUCE = { echo "tests failed; this order again: make $@ SEED=$(SEED)"; exit 1; }
 
-test: install ## Every test (unit and integration) against real PostgreSQL, Redis/SQLite, MLflow and Spark
+test: install ## Every test but the Spark tier: unit and integration, real PostgreSQL, Redis/SQLite, MLflow, local Spark
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	@echo "test order seed $(SEED) (make test SEED=$(SEED) repeats it)"
-	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ORDER) || $(REPRODUCE)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not spark_tier" $(PYTEST_ORDER) || $(REPRODUCE)
 
 test-unit: install ## The tests that need no service (PostgreSQL and Redis may be down), in under a minute
 	$(PY) -m pytest -q -n 2 -m "not integration" $(PYTEST_ORDER) || $(REPRODUCE)
 
 test-timescale: install ## The hypertable tests against a real TimescaleDB started for them (TSDB_START=start-cluster script)
 	PYTHON=$(PY) .ci/timescale $(TSDB_START)
+
+test-spark: install ## The lake profile on a standalone Spark cluster and a Spark Connect server started for it
+	$(PY) -m pytest -q -s -p no:randomly -m spark_tier tests/test_spark_cluster.py tests/test_spark_connect.py
 
 bench: install ## Benchmarks side by side with their references; writes benchmarks/results/
 	$(PY) -m benchmarks

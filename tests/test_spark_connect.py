@@ -4,9 +4,8 @@ own interpreter and the shipped project code): the bundled data through ingest -
 step warns about settings a Connect client cannot set, and a lake the client cannot reach to remove its staging
 folders is refused in one line before anything is written.
 
-Not collected by `make test` (its name does not start with test_: the pipeline on a Connect server takes many
-minutes on 2 cores), like its standalone-cluster twin tests/manual_spark_cluster.py. Run it by hand (docs/spark.md):
-    python -m pytest -p no:randomly tests/manual_spark_connect.py
+The Spark tier (marked ``spark_tier``), like its standalone-cluster twin tests/test_spark_cluster.py:
+`make test-spark` runs both, and CI runs that beside `make test`, which leaves the tier out.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from tests import spark_processes as sp
 from tests.conftest import free_port
 from training.infra.environment import PROJECT_ROOT
 
+pytestmark = pytest.mark.spark_tier
+
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory) -> Iterator[str]:
@@ -34,13 +35,16 @@ def connect_server(tmp_path_factory) -> Iterator[str]:
             "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
             "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
             "--conf", f"spark.connect.grpc.binding.port={port}",
-            "--conf", f"spark.sql.warehouse.dir={(folder / 'warehouse').as_uri()}", "spark-internal",
+            "--conf", f"spark.sql.warehouse.dir={(folder / 'warehouse').as_uri()}",
+            *(f"--conf={key}={value}" for key, value in sp.SMALL_DATA_CONF.items()), "spark-internal",
         ],
         folder, "server.log", sp.daemon_env(folder, PYSPARK_PYTHON=str(python), PYTHONPATH=str(code)),
     )  # fmt: skip
-    sp.wait_until(lambda: sp.listening(port), [server], folder, "Spark Connect")
-    yield f"sc://127.0.0.1:{port}"
-    sp.stop(server)
+    try:
+        sp.wait_until(lambda: sp.listening(port), [server], folder, "Spark Connect")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        sp.stop(server)
 
 
 def test_the_lake_profile_on_spark_connect_builds_the_one_box_dataset(
