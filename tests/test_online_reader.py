@@ -14,7 +14,7 @@ from feast.value_type import ValueType
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.serving.online_reader import as_served, decode_double, feast_decoded
+from training.serving.online_reader import VECTOR_FROM, as_served, decode_double, decode_doubles, feast_decoded
 
 values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
 
@@ -29,6 +29,27 @@ def same(a, b) -> bool:
 def test_a_stored_double_decodes_as_feasts_protobuf_decodes_it(value):
     raw = Value(double_val=value).SerializeToString()
     assert same(decode_double(raw), feast_decoded(raw))
+
+
+stored = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda v: Value(double_val=v).SerializeToString()),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(lambda v: Value(int64_val=v).SerializeToString()),
+    st.sampled_from([None, b""]),
+)
+
+
+@given(st.lists(stored, max_size=3 * VECTOR_FROM))
+def test_a_column_decodes_as_its_values_one_by_one(column):
+    """The numpy pass over a column of bare doubles, and its fallback on anything else, give Feast's values."""
+    decoded = decode_doubles(column)
+    assert len(decoded) == len(column)
+    assert all(same(a, feast_decoded(raw)) for a, raw in zip(decoded, column, strict=True))
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=VECTOR_FROM, max_size=3 * VECTOR_FROM))
+def test_a_column_of_doubles_takes_the_numpy_pass_with_feasts_values(numbers):
+    column = [Value(double_val=v).SerializeToString() for v in numbers]
+    assert all(same(a, feast_decoded(raw)) for a, raw in zip(decode_doubles(column), column, strict=True))
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
