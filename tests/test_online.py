@@ -584,7 +584,7 @@ def test_the_fast_read_refuses_a_row_mixing_two_versions_of_one_bar_like_feast(m
     serves what Feast serves, and predict refuses it naming that view, with Feast's row refused the same way."""
     from training.indicators.feature_table import VIEW_VERSION_FIELDS
     from training.serving.model_loading import load_model
-    from training.serving.online_store import latest_offline_rows
+    from training.serving.online_store import latest_offline_rows, overwriting
     from training.serving.scorer import MixedVersions, Predictor
 
     predictor = Predictor(store, load_model())
@@ -593,8 +593,8 @@ def test_the_fast_read_refuses_a_row_mixing_two_versions_of_one_bar_like_feast(m
     trend += [f.name for f in store.get_feature_view("trend").features]
     other = row[trend].copy()
     other[VIEW_VERSION_FIELDS["trend"]] += 1  # a correction one microsecond later, for this view only
-    other["event_timestamp"] += pd.Timedelta(seconds=1)  # Redis keeps a row unless the write is newer
-    store.write_to_online_store("trend", other)
+    with overwriting(store):  # at the bar's own stamp, which Redis would otherwise keep
+        store.write_to_online_store("trend", other)
     try:
         fast, feast = predictor.read("IBM"), feast_rows(store, predictor.refs, ["IBM"])[0]
         assert_same_rows([fast], [feast])
@@ -604,9 +604,8 @@ def test_the_fast_read_refuses_a_row_mixing_two_versions_of_one_bar_like_feast(m
         with pytest.raises(MixedVersions) as feasts:
             predictor.check("IBM", feast, feast["bar_timestamp"], "--as-of")
         assert str(feasts.value) == str(refused.value)
-    finally:  # the true row back, newer still, whatever the assertions said: later tests read IBM online
-        right = row[trend].copy()
-        right["event_timestamp"] += pd.Timedelta(seconds=2)
-        store.write_to_online_store("trend", right)
+    finally:  # the true row back at its own stamp, whatever the assertions said: later tests read IBM online
+        with overwriting(store):
+            store.write_to_online_store("trend", row[trend])
     predictor.predict("IBM", as_of=fast["bar_timestamp"])
     assert run_cli("check-online").exit_code == 0
