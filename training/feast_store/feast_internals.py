@@ -31,11 +31,10 @@ tests/test_feast_internals.py so an upgrade that moves one fails there, by name,
 - ``feast.cli.cli``: Feast's click context names the resolved file ``FS_YAML_FILE`` and the repository
   ``CHDIR`` (the validators name the file Feast's CLI loaded).
 - on-demand output naming: a full feature name is ``<projection name>__<feature>``.
-- ``feast.utils._prepare_entities_to_read_from_online_store``: which views, fields and on-demand views an online
-  request reads (:mod:`training.serving.online_reader` asks once, then reads Redis itself).
-- ``feast.infra.online_stores.redis._versioned_fv_name``,
+- ``feast.infra.online_stores.helpers.compute_versioned_name``,
   ``feast.infra.online_stores.redis.RedisOnlineStore._generate_hset_keys_for_features`` and
-  ``feast.infra.online_stores.helpers._redis_key``: the Redis store's hash fields and keys.
+  ``feast.infra.online_stores.redis.RedisOnlineStore._generate_redis_keys_for_entities``: the Redis store's hash
+  fields and keys (:mod:`training.serving.online_reader` reads Redis with them).
 - ``feast.infra.online_stores.redis.RedisOnlineStore._read_hash_fields``: its one pipeline of HMGETs.
 - ``feast.on_demand_feature_view.OnDemandFeatureView.transform_dict``: a python-mode view's transformation of
   the columns read.
@@ -91,22 +90,18 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string": ("connection_string",),
     "feast.cli.cli": (),
     "on-demand output naming": (),
-    "feast.utils._prepare_entities_to_read_from_online_store": (
-        "registry",
-        "project",
-        "features",
-        "entity_values",
-        "full_feature_names",
-        "native_entity_values",
-    ),
-    "feast.infra.online_stores.redis._versioned_fv_name": ("table", "config"),
+    "feast.infra.online_stores.helpers.compute_versioned_name": ("table", "enable_versioning"),
     "feast.infra.online_stores.redis.RedisOnlineStore._generate_hset_keys_for_features": (
         "self",
         "feature_view",
         "requested_features",
         "fv_name_override",
     ),
-    "feast.infra.online_stores.helpers._redis_key": ("project", "entity_key", "entity_key_serialization_version"),
+    "feast.infra.online_stores.redis.RedisOnlineStore._generate_redis_keys_for_entities": (
+        "self",
+        "config",
+        "entity_keys",
+    ),
     "feast.infra.online_stores.redis.RedisOnlineStore._read_hash_fields": ("self", "config", "commands"),
     "feast.on_demand_feature_view.OnDemandFeatureView.transform_dict": ("self", "feature_dict"),
 }

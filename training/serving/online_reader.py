@@ -2,8 +2,9 @@
 
 Feast's ``get_online_features`` resolves the request through its registry, builds a response protobuf, runs
 python-mode on-demand views on a dict made from it and converts it again: about 20x a raw HGETALL per call.
-A serving process asks the same question every time, so :class:`OnlineReader` asks Feast once how to read it
-(views, fields, on-demand views), then per call sends one HMGET per symbol in one pipeline (Feast keeps every
+A serving process asks the same question every time, so :class:`OnlineReader` resolves it once from the registry
+as Feast does (each view's features, plus every source feature of a requested on-demand view) and takes the
+hash fields from Feast's Redis store, then per call sends one HMGET per symbol in one pipeline (Feast keeps every
 view of an entity in one hash), decodes only the fields read and runs the on-demand views' own transformations.
 Its rows are exactly ``get_online_features(...).to_dict()``'s. Any other online store (SQLite in the embedded
 profile) or request shape (several join keys, aggregations, pandas-mode views) reads through Feast itself.
@@ -43,65 +44,94 @@ class OnlineReader:
 
 
 class _RedisPlan:
-    """What Feast would read for the request, resolved once: the hash fields, their decoders, the on-demand views."""
+    """What Feast reads for the request, resolved once: the hash fields, their decoders, the on-demand views."""
 
-    def __init__(self, store: FeatureStore, join_key: str, plan: tuple) -> None:
-        from feast.infra.online_stores.redis import _versioned_fv_name
+    def __init__(self, store: FeatureStore, join_key: str, reads: dict, odfvs: dict, refs: list[str]) -> None:
+        from feast.infra.online_stores.helpers import compute_versioned_name
 
-        _, grouped_refs, _, odfvs, feature_refs, wanted, _ = plan
         self.store, self.join_key = store, join_key
         self.online = store._get_provider().online_store
         self.names: list[str] = []
         self.fields: list[bytes] = []
         self.decoders: list[ColumnDecoder] = []
         view_of: dict[str, str] = {}
-        for table, requested in grouped_refs:
+        versioned = store.config.registry.enable_online_feature_view_versioning
+        for table, requested in reads.values():
             names, fields = self.online._generate_hset_keys_for_features(
-                table, list(requested), fv_name_override=_versioned_fv_name(table, store.config)
+                table, list(requested), fv_name_override=compute_versioned_name(table, versioned)
             )
             types = {f.name: f.dtype.to_value_type() for f in table.features}
             for name, field in zip(names[:-1], fields[:-1], strict=True):  # the last is the view's _ts field
                 self.names.append(name)
                 self.fields.append(field)
                 self.decoders.append(_decoder(types[name]))
-                view_of[name] = table.projection.name
+                view_of[name] = table.name
         self.odfvs = []
-        for odfv in odfvs:
-            name = odfv.projection.name_alias or odfv.name
-            outputs = {r.split(":", 1)[1] for r in feature_refs if r.split(":", 1)[0] == name}
+        for odfv, outputs in odfvs.values():
             types = {f.name: f.dtype.to_value_type() for f in odfv.schema}
-            self.odfvs.append((odfv, _odfv_inputs(odfv, feature_refs, odfvs, view_of, join_key), outputs, types))
-        self.wanted = wanted
+            inputs = _odfv_inputs(odfv, refs, [o for o, _ in odfvs.values()], view_of, join_key)
+            self.odfvs.append((odfv, inputs, set(outputs), types))
+        self.wanted = {join_key, *(ref.split(":", 1)[1] for ref in refs)}
+        self._key = lru_cache(maxsize=65536)(self._feast_key)  # a serving process reads the same symbols all day
+
+    def _feast_key(self, symbol: str) -> bytes:
+        """Feast's Redis key of one entity."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        entity = EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=symbol)])
+        return self.online._generate_redis_keys_for_entities(self.store.config, [entity])[0]
 
     @classmethod
     def of(cls, store: FeatureStore, features: list[str] | FeatureService) -> _RedisPlan | None:
-        """The plan, or None when Feast must read: not Redis, or a request outside what this path reproduces."""
-        from feast import utils
+        """The plan, or None when Feast must read: not Redis, or a request outside what this path reproduces
+        (aliased projections, views keyed otherwise than by symbol, names repeated across views, on-demand
+        views other than plain python-mode ones, names Feast would refuse)."""
         from feast.infra.online_stores.redis import RedisOnlineStore
 
         if not isinstance(store._get_provider().online_store, RedisOnlineStore):
             return None
-        plan = utils._prepare_entities_to_read_from_online_store(
-            registry=store.registry,
-            project=store.project,
-            features=features,
-            entity_values={"symbol": ["__PLAN__"]},
-            full_feature_names=False,
-            native_entity_values=True,
+        if isinstance(features, list):
+            refs = list(features)
+        elif any(p.name_alias or p.join_key_map for p in features.feature_view_projections):
+            return None
+        else:
+            refs = [f"{p.name}:{f.name}" for p in features.feature_view_projections for f in p.features]
+        views = {view.name: view for view in store.list_feature_views()}
+        on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
+        reads: dict[str, tuple[Any, list[str]]] = {}
+        odfvs: dict[str, tuple[Any, list[str]]] = {}
+
+        def read(view: str, feature: str) -> None:
+            reads.setdefault(view, (views[view], []))[1].append(feature)
+
+        for ref in refs:
+            view, _, feature = ref.partition(":")
+            if view in on_demand:
+                odfvs.setdefault(view, (on_demand[view], []))[1].append(feature)
+                for projection in on_demand[view].source_feature_view_projections.values():
+                    if projection.name not in views:
+                        return None  # a request source or another on-demand view
+                    for field in projection.features:
+                        read(projection.name, field.name)
+            elif view in views:
+                read(view, feature)
+            else:
+                return None  # Feast names the unknown view
+        reads = {v: (table, list(dict.fromkeys(names))) for v, (table, names) in reads.items()}
+        keys = {c.name for table, _ in reads.values() for c in table.entity_columns}
+        names = [n for _, requested in reads.values() for n in requested]
+        plain = all(
+            o.mode == "python" and not o.aggregations and not o.write_to_online_store for o, _ in odfvs.values()
         )
-        _, grouped_refs, join_keys, odfvs, _, _, _ = plan
-        keys = {join_keys[e] for table, _ in grouped_refs for e in table.entities}
-        names = [n for _, requested in grouped_refs for n in requested]
-        plain = all(o.mode == "python" and not o.aggregations and not o.write_to_online_store for o in odfvs)
         if keys != {"symbol"} or len(set(names)) != len(names) or not plain:
             return None
-        return cls(store, "symbol", plan)
+        return cls(store, "symbol", reads, odfvs, refs)
 
     def read(self, symbols: list[str]) -> list[dict[str, Any]]:
         if not symbols:
             return []
-        version = self.store.config.entity_key_serialization_version
-        keys = [_redis_key(self.store.project, self.join_key, s, version) for s in symbols]
+        keys = [self._key(s) for s in symbols]
         replies = self.online._read_hash_fields(self.store.config, [(key, self.fields) for key in keys])
         columns: dict[str, list[Any]] = {self.join_key: symbols}
         for position, (name, decode) in enumerate(zip(self.names, self.decoders, strict=True)):
@@ -126,17 +156,6 @@ def _odfv_inputs(odfv, feature_refs: list[str], odfvs: list, view_of: dict[str, 
             if projection.name not in declared:
                 undeclared.update(f.name for f in projection.features)
     return [join_key, *(name for name in view_of if name not in undeclared)]
-
-
-@lru_cache(maxsize=65536)
-def _redis_key(project: str, join_key: str, symbol: str, version: int) -> bytes:
-    """Feast's Redis key of one entity (cached: a serving process asks for the same symbols all day)."""
-    from feast.infra.online_stores.helpers import _redis_key as feast_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    entity = EntityKey(join_keys=[join_key], entity_values=[Value(string_val=symbol)])
-    return feast_key(project, entity, entity_key_serialization_version=version)
 
 
 @lru_cache(maxsize=4096)
