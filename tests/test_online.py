@@ -538,3 +538,74 @@ def test_serve_answers_503_naming_a_redis_that_refuses(materialized, registered,
     with http_app(create_app_for(refusing)) as get:
         status, body = get("/predict/IBM")
     assert status == 503 and body["service"] == "Redis" and "unreachable" in body["detail"], (status, body)
+
+
+# --- issue 35: the fast online read ---------------------------------------------------------------------
+
+
+def feast_rows(store, features, symbols: list[str]) -> list[dict]:
+    columns = store.get_online_features(features, [{"symbol": s} for s in symbols]).to_dict()
+    return [{name: values[i] for name, values in columns.items()} for i in range(len(symbols))]
+
+
+def assert_same_rows(got: list[dict], want: list[dict]) -> None:
+    """Equal rows (the same names; Feast's order follows a set's); NaN equals NaN only (None is not NaN)."""
+    assert [sorted(row) for row in got] == [sorted(row) for row in want]
+    for g, w in zip(got, want, strict=True):
+        for name, value in w.items():
+            nan = isinstance(value, float) and np.isnan(value)
+            assert (isinstance(g[name], float) and np.isnan(g[name])) if nan else g[name] == value, (name, g, w)
+            assert type(g[name]) is type(value), (name, g[name], value)
+
+
+def test_the_fast_read_returns_exactly_what_feast_returns(materialized, registered, store):
+    """Every service and predict's own request (the service plus each view's bar and version), over the bundled
+    symbols, an unknown one and a repeated one: the same rows, names, values and types as Feast's
+    get_online_features; on Redis without Feast's request path, elsewhere through it."""
+    from training.infra import settings
+    from training.serving.model_loading import load_model
+    from training.serving.online_reader import OnlineReader
+    from training.serving.scorer import Predictor
+
+    predictor = Predictor(store, load_model())
+    assert predictor.reader.fast == (settings.redis() is not None)
+    symbols = [*BUNDLED_SYMBOLS, "NOPE", "AAPL"]
+    requests = [predictor.refs, *(store.get_feature_service(s.name) for s in store.list_feature_services())]
+    for features in requests:
+        reader = OnlineReader(store, features)
+        assert reader.fast == predictor.reader.fast
+        assert_same_rows(reader.read_many(symbols), feast_rows(store, features, symbols))
+    rows = predictor.read_many(symbols)
+    assert all(row["bar_timestamp"] is not None for row in rows[:5]) and rows[5]["bar_timestamp"] is None
+
+
+def test_the_fast_read_refuses_a_row_mixing_two_versions_of_one_bar_like_feast(materialized, registered, store):
+    """One view holds another version of IBM's newest bar (same bar stamp, another row version): the fast read
+    serves what Feast serves, and predict refuses it naming that view, with Feast's row refused the same way."""
+    from training.indicators.feature_table import VIEW_VERSION_FIELDS
+    from training.serving.model_loading import load_model
+    from training.serving.online_store import latest_offline_rows, overwriting
+    from training.serving.scorer import MixedVersions, Predictor
+
+    predictor = Predictor(store, load_model())
+    row = latest_offline_rows(["IBM"]).reset_index(drop=True)
+    trend = ["symbol", "event_timestamp", "created_timestamp"]
+    trend += [f.name for f in store.get_feature_view("trend").features]
+    other = row[trend].copy()
+    other[VIEW_VERSION_FIELDS["trend"]] += 1  # a correction one microsecond later, for this view only
+    with overwriting(store):  # at the bar's own stamp, which Redis would otherwise keep
+        store.write_to_online_store("trend", other)
+    try:
+        fast, feast = predictor.read("IBM"), feast_rows(store, predictor.refs, ["IBM"])[0]
+        assert_same_rows([fast], [feast])
+        with pytest.raises(MixedVersions, match="mix versions of the bar of") as refused:
+            predictor.predict("IBM", as_of=fast["bar_timestamp"])
+        assert "trend: " in str(refused.value)
+        with pytest.raises(MixedVersions) as feasts:
+            predictor.check("IBM", feast, feast["bar_timestamp"], "--as-of")
+        assert str(feasts.value) == str(refused.value)
+    finally:  # the true row back at its own stamp, whatever the assertions said: later tests read IBM online
+        with overwriting(store):
+            store.write_to_online_store("trend", row[trend])
+    predictor.predict("IBM", as_of=fast["bar_timestamp"])
+    assert run_cli("check-online").exit_code == 0

@@ -31,6 +31,13 @@ tests/test_feast_internals.py so an upgrade that moves one fails there, by name,
 - ``feast.cli.cli``: Feast's click context names the resolved file ``FS_YAML_FILE`` and the repository
   ``CHDIR`` (the validators name the file Feast's CLI loaded).
 - on-demand output naming: a full feature name is ``<projection name>__<feature>``.
+- ``feast.infra.online_stores.helpers.compute_versioned_name``,
+  ``feast.infra.online_stores.redis.RedisOnlineStore._generate_hset_keys_for_features`` and
+  ``feast.infra.online_stores.redis.RedisOnlineStore._generate_redis_keys_for_entities``: the Redis store's hash
+  fields and keys (:mod:`training.serving.online_reader` reads Redis with them).
+- ``feast.infra.online_stores.redis.RedisOnlineStore._read_hash_fields``: its one pipeline of HMGETs.
+- ``feast.on_demand_feature_view.OnDemandFeatureView.transform_dict``: a python-mode view's transformation of
+  the columns read.
 """
 
 from __future__ import annotations
@@ -83,4 +90,18 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string": ("connection_string",),
     "feast.cli.cli": (),
     "on-demand output naming": (),
+    "feast.infra.online_stores.helpers.compute_versioned_name": ("table", "enable_versioning"),
+    "feast.infra.online_stores.redis.RedisOnlineStore._generate_hset_keys_for_features": (
+        "self",
+        "feature_view",
+        "requested_features",
+        "fv_name_override",
+    ),
+    "feast.infra.online_stores.redis.RedisOnlineStore._generate_redis_keys_for_entities": (
+        "self",
+        "config",
+        "entity_keys",
+    ),
+    "feast.infra.online_stores.redis.RedisOnlineStore._read_hash_fields": ("self", "config", "commands"),
+    "feast.on_demand_feature_view.OnDemandFeatureView.transform_dict": ("self", "feature_dict"),
 }

@@ -26,6 +26,7 @@ from training.infra import db, settings
 from training.infra.schema import OHLCV_TABLE
 from training.serving.bounded import Store
 from training.serving.model_loading import LoadedModel
+from training.serving.online_reader import OnlineReader
 from training.serving.online_store import ensure_online_tables
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def newest_offline_bars(symbols: list[str]) -> dict[str, datetime]:
 
 
 class Predictor:
-    """The model and its feature service, resolved once; :meth:`predict` reads Feast and scores a symbol."""
+    """The model and its feature service, resolved once; :meth:`predict` reads the online row (Feast's, through
+    :class:`.online_reader.OnlineReader`) and scores a symbol."""
 
     def __init__(self, store: FeatureStore, model: LoadedModel) -> None:
         from feast.errors import FeatureServiceNotFoundException
@@ -154,7 +156,9 @@ class Predictor:
         self.refs = list(dict.fromkeys([*served_refs, *(f"{v}:{f}" for v, f in checked)]))
         seconds = settings.service_timeout_seconds()
         self.online, self.offline = _online_store(store, seconds), _offline_store(seconds)
-        self.online.probe = lambda: self.store.get_online_features(self.refs, [{"symbol": "__READY__"}])
+        # After _online_store: the reader's Redis client is Feast's, created with the socket timeouts set there.
+        self.reader = OnlineReader(store, self.refs)
+        self.online.probe = lambda: self.reader.read_many(["__READY__"])
         self.offline.probe = _select_one
 
     def refuse_if_suspect(self) -> None:
@@ -168,10 +172,7 @@ class Predictor:
 
     def read_many(self, symbols: list[str], probe: bool = False) -> list[dict[str, Any]]:
         """:meth:`read` of many symbols in one online call, in their order (``probe``: see :meth:`Store.call`)."""
-        entities = [{"symbol": s} for s in symbols]
-        response = self.online.call(self.store.get_online_features, self.refs, entities, probe=probe)
-        columns = response.to_dict()
-        return [{name: values[i] for name, values in columns.items()} for i in range(len(symbols))]
+        return self.online.call(self.reader.read_many, symbols, probe=probe)
 
     def ready(self) -> dict[str, str]:
         """One read from each store, bounded like every other call but tried even when a store was found silent,
