@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     tags = {"tune": "parent", "dataset_fingerprint": dataset.metadata["fingerprint"]}
     parent = client.create_run(experiment_id, run_name=f"tune-{time.strftime('%Y%m%dT%H%M%S')}", tags=tags)
     parent_id = parent.info.run_id
-    datasets = LabelledDatasets(dataset, dataset_path, work / "datasets", _build)
+    known_at = _known_at(dataset.metadata)  # every label setting sees the bars the given dataset saw
+    datasets = LabelledDatasets(dataset, dataset_path, work / "datasets", lambda c, out: _build(c, out, known_at))
     search = Search(config, dimensions, datasets, client, experiment_id, parent_id)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction(config.tune.objective),
@@ -110,10 +112,16 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     )
 
 
-def _build(config: Any, out: Path) -> Any:
+def _known_at(metadata: dict[str, Any]) -> datetime | None:
+    """The given dataset's knowledge time (none for a lake build or a dataset from before versions were kept)."""
+    recorded = metadata.get("known_at")
+    return datetime.fromisoformat(recorded) if recorded else None
+
+
+def _build(config: Any, out: Path, known_at: datetime | None) -> Any:
     from training.commands.build_dataset import _build as build
 
-    return build(config, out)
+    return build(config, out, known_at)
 
 
 def _pbo(pbo: dict[str, Any]) -> str:

@@ -71,7 +71,8 @@ class LabelledDatasets:
         with self._lock:
             if (path / artifact.METADATA_FILE).exists():
                 found = artifact.load(path)
-                if found.metadata["config"]["labels"] == labels:
+                same_bars = found.metadata.get("known_at") == self.base.metadata.get("known_at")
+                if found.metadata["config"]["labels"] == labels and same_bars:
                     return path, found
             return path, self.build(self.config_for(labels), path)
 
