@@ -61,7 +61,7 @@ from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
 from training.indicators.feature_table import FEATURES_TABLE, ensure_features_table
 from training.infra import db, settings
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE
-from training.infra.versions import archive_sql
+from training.infra.versions import REPLACED_AT, archive_sql
 from training.panels import symbol_runs
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def _write_sql() -> tuple[psycopg.sql.Composed, psycopg.sql.Composed, psycopg.sq
     archive = sql.SQL(archive_sql(FEATURES_TABLE, VERSION_COLUMNS, "features_plan p", changed))
     update = sql.SQL(
         """
-        UPDATE {table} t SET ({listed}, created_timestamp) = ({planned}, now())
+        UPDATE {table} t SET ({listed}, created_timestamp) = ({planned}, {replaced_at})
         FROM features_plan p
         WHERE NOT p.new AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp
           AND t.symbol = ANY(%s::text[]) AND t.event_timestamp BETWEEN %s AND %s
@@ -176,6 +176,7 @@ def _write_sql() -> tuple[psycopg.sql.Composed, psycopg.sql.Composed, psycopg.sq
         table=table,
         listed=sql.SQL(", ").join(values),
         planned=sql.SQL(", ").join(sql.SQL("p.{}").format(v) for v in values),
+        replaced_at=sql.SQL(REPLACED_AT),
     )
     insert = sql.SQL(
         "INSERT INTO {table} (symbol, event_timestamp, created_timestamp, {listed}) "

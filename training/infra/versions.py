@@ -46,13 +46,19 @@ CREATE TABLE IF NOT EXISTS {history_table(table)} ({columns},
 """
 
 
+# The knowledge time of a version replacing the row ``t``: now(), the writing transaction's start, unless the row
+# was written by a transaction that started later but committed first (two writers waiting on one lock start in
+# one order and write in the other): a version is never known before the one it replaces.
+REPLACED_AT = "GREATEST(now(), t.created_timestamp)"
+
+
 def archive_sql(table: str, columns: Sequence[str], joined: str, where: str) -> str:
     """An INSERT copying the rows of ``table`` (aliased ``t``) that a write is about to replace or delete into its
     history, superseded now: ``joined`` is the FROM clause's other relations, ``where`` selects the rows."""
     listed = ", ".join(columns)
     return (
         f"INSERT INTO {history_table(table)} ({listed}, created_timestamp, {SUPERSEDED}) "
-        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, now() "
+        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, {REPLACED_AT} "
         f"FROM {table} t{', ' + joined if joined else ''} WHERE {where}"
     )
 

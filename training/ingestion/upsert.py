@@ -36,7 +36,7 @@ from training.infra.schema import (
     create_ohlcv_table,
     make_hypertable,
 )
-from training.infra.versions import archive_sql
+from training.infra.versions import REPLACED_AT, archive_sql
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -120,7 +120,7 @@ WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.
 """
 _UPDATE_CHANGED = f"""
 UPDATE {OHLCV_TABLE} t
-SET ({", ".join(VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in VALUE_COLUMNS)}, now())
+SET ({", ".join(VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in VALUE_COLUMNS)}, {REPLACED_AT})
 FROM ohlcv_plan p WHERE p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}
 """
 _INSERT_NEW = f"""
