@@ -42,7 +42,7 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     from training.serving.scorer import Predictor
 
     model = load_model(model_uri, trust_pickle=trust_pickle)
-    prediction = Predictor(feature_store(), model).predict(symbol, as_of=moment)
+    prediction = Predictor(feature_store(), model, log="predict").predict(symbol, as_of=moment)
     if as_json:
         click.echo(json.dumps(prediction.as_dict()))
         return

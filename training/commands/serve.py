@@ -47,7 +47,7 @@ def serve(host: str, port: int, model_uri: str | None, workers: int, queue: int,
     from training.serving.scorer import Predictor
 
     model = load_model(model_uri, trust_pickle=trust_pickle)  # refused before Feast's seconds-long import
-    predictor = Predictor(feature_store(), model)
+    predictor = Predictor(feature_store(), model, log="serve")
     click.echo(
         f"serving {predictor.model.label} on http://{host}:{port}/predict/{{symbol}} "
         f"({workers} worker(s), {queue} queued at most)"

@@ -104,7 +104,7 @@ def _score_session(store, ready: Ready, monitoring: MonitoringConfig) -> DriftRe
 
     model = ready.model
     session, newest = session_symbols()
-    result = score_universe(Predictor(store, model), list(newest), newest)
+    result = score_universe(Predictor(store, model, log="update"), list(newest), newest)
     report = None
     if ready.reference is not None and result.scores:
         report = check_drift(ready.reference, result.features, monitoring.drift_alpha)
