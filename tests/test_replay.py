@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 from training.serving.prediction_log import LOG_TABLE, BufferedLog, Logged, PredictionLog
-from training.serving.replay import epochs, read_log, same
+from training.serving.served_replay import epochs, read_log, same
 
 NOW = datetime(2026, 12, 7, 21, tzinfo=UTC)
 BAR = datetime(2013, 3, 1, 21, tzinfo=UTC)

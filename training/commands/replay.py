@@ -46,8 +46,8 @@ def replay(start: str, end: str) -> None:
     """
     from training.engines import current_engine
     from training.infra import db
-    from training.serving.replay import logged_span, read_log
-    from training.serving.replay import replay as run
+    from training.serving.served_replay import logged_span, read_log
+    from training.serving.served_replay import replay as run
 
     first, last = parse_bound(start, "--from"), parse_bound(end, "--to", end=True)
     if first >= last:
