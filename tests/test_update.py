@@ -391,8 +391,8 @@ def test_served_predictions_replay_as_known_when_served_after_a_correction_and_a
     from training.serving.http_app import create_app
     from training.serving.model_loading import load_model
     from training.serving.prediction_log import LOG_TABLE
-    from training.serving.served_replay import read_log, replayed_rows
     from training.serving.scorer import Predictor
+    from training.serving.served_replay import read_log, replayed_rows
 
     days, files, model_uri = replay.days, replay.files, replay.model
     model = load_model(model_uri)
