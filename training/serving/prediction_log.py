@@ -106,7 +106,7 @@ def ensure_log_table(conn: psycopg.Connection) -> None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         conn.execute(
             "SELECT create_hypertable(%s, 'request_time', chunk_time_interval => make_interval(days => %s), "
-            "if_not_exists => TRUE, migrate_data => TRUE)",
+            "create_default_indexes => FALSE, if_not_exists => TRUE, migrate_data => TRUE)",
             (LOG_TABLE, CHUNK_DAYS),
         )
 
