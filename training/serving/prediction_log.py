@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
 CREATE INDEX IF NOT EXISTS prediction_log_request_time ON {LOG_TABLE} (request_time);
 """
 CHUNK_DAYS = 7
+# A log write waits at most this long for PostgreSQL (serve's writer thread never hangs on a silent server).
+STATEMENT_TIMEOUT = "30s"
 _INSERT = f"""
 INSERT INTO {LOG_TABLE} (request_time, source, symbol, bar_timestamp, model_name, model_version, feature_service,
                          probability, features)
@@ -140,6 +143,8 @@ class PredictionLog:
         self.model_name, self.model_version = model_identity(model_uri)
         self.features = features  # the service's features, as the online row names them
         self._ready = False
+        # How record() runs a write: at once here; predict bounds it as its other PostgreSQL calls.
+        self.bound: Callable[..., Any] = lambda write, rows: write(rows)
 
     def entry(self, symbol: str, row: dict[str, Any], probability: float, at: datetime) -> Logged:
         """The log's row for one scored online ``row`` (``at``: when it was scored)."""
@@ -156,7 +161,7 @@ class PredictionLog:
         )
 
     def record(self, rows: list[Logged]) -> None:
-        self.write(rows)
+        self.bound(self.write, rows)
 
     def write(self, rows: list[Logged]) -> None:
         from training.infra import db
@@ -164,6 +169,7 @@ class PredictionLog:
         if not rows:
             return
         with db.transaction() as conn:
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (STATEMENT_TIMEOUT,))
             if not self._ready:
                 ensure_log_table(conn)
                 self._ready = True

@@ -163,6 +163,8 @@ class Predictor:
         self.online.probe = lambda: self.reader.read_many(["__READY__"])
         self.offline.probe = _select_one
         self.log = None if log is None else prediction_log(log, model, served)
+        if log == "predict":
+            self.log.bound = self.offline.call  # one row, bounded like predict's every PostgreSQL call
 
     def refuse_if_suspect(self) -> None:
         """503 at once when a store was found silent and has not answered since: a request checks first."""
