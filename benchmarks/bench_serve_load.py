@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -206,14 +207,16 @@ def _symbol_load(port: int, symbols: list[str]) -> list[tuple[int, float, str]]:
         return [answer for answers in pool.map(client, range(SYMBOL_CLIENTS)) for answer in answers]
 
 
-def _logged_rows() -> int:
+def _logged_rows(since: datetime) -> int:
+    """Rows serve logged for requests scored from ``since`` on (this machine's clock, as the server's)."""
     from training.infra import db
     from training.serving.prediction_log import LOG_TABLE
 
     with db.connect() as conn:
         if conn.execute("SELECT to_regclass(%s)", (LOG_TABLE,)).fetchone()[0] is None:
             return 0
-        return conn.execute(f"SELECT count(*) FROM {LOG_TABLE} WHERE source = 'serve'").fetchone()[0]
+        query = f"SELECT count(*) FROM {LOG_TABLE} WHERE source = 'serve' AND request_time >= %s"
+        return conn.execute(query, (since,)).fetchone()[0]
 
 
 def _describe(answers: list[tuple[int, float, str]]) -> str:
@@ -254,9 +257,9 @@ def run(quick: bool) -> list[Result]:
                 alone = [_call(port, "POST", "/predict") for _ in range(3)]  # the first warms the model and Feast
                 healthy = _burst(port, HEALTHY_CLIENTS)
                 universe = _call_json(port, "/predict")
-                logged_before = _logged_rows()
+                since = datetime.now(UTC)
                 with_log = _symbol_load(port, universe)
-            logged = _logged_rows() - logged_before  # after SIGTERM: what the shutdown flushed counts too
+            logged = _logged_rows(since)  # after SIGTERM: what the shutdown flushed counts too
             with _server(model_uri, os.environ["REDIS_URL"], "--no-log-predictions") as port:
                 _symbol_load(port, universe[:SYMBOL_CLIENTS])  # warm-up
                 without_log = _symbol_load(port, universe)
