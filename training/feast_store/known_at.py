@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from training.errors import InputError
 from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_TABLE
-from training.infra.versions import known_at, relation
+from training.infra.versions import SUPERSEDED, every_version_relation, has_history, known_at, relation
 
 if TYPE_CHECKING:
     import psycopg
@@ -18,9 +18,14 @@ if TYPE_CHECKING:
 _TABLE = re.compile(rf"\bFROM\s+{re.escape(FEATURES_TABLE)}\b", re.IGNORECASE)
 
 
-def as_known(groups: list[JoinGroup], conn: psycopg.Connection) -> None:
+def as_known(groups: list[JoinGroup], conn: psycopg.Connection, every_version: bool = False) -> None:
     """Within :func:`training.infra.versions.knowing`, make every group read the features table as known then;
-    refuse a source that reads features some other way (its versions are not kept)."""
+    refuse a source that reads features some other way (its versions are not kept). ``every_version`` (a join
+    by decision time): groups over the features table read all its versions (known then) with their
+    ``superseded_timestamp``, so each row can take the version known at its own time."""
+    if every_version:
+        _every_version(groups, conn)
+        return
     if known_at() is None:
         return
     versions = relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
@@ -37,3 +42,18 @@ def refuse_stock_store(reason: str) -> None:
     """Feast's stock store reads the newest rows only: a build as known at a time cannot go there."""
     if known_at() is not None:
         raise InputError(f"--known-at needs the as-of store's own join, which cannot answer this request: {reason}")
+
+
+def _every_version(groups: list[JoinGroup], conn: psycopg.Connection) -> None:
+    history = has_history(conn, FEATURES_TABLE)
+    versions = every_version_relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, known_at(), history)
+    for group in groups:
+        if not _TABLE.search(group.table_subquery):
+            if known_at() is not None:
+                raise InputError(
+                    f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {FEATURES_TABLE}, "
+                    "whose versions are kept; only its views can be read as known at a time"
+                )
+            continue  # another source: its current rows, Feast's own rule
+        group.table_subquery = _TABLE.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
+        group.superseded_column = SUPERSEDED

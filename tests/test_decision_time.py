@@ -1,0 +1,162 @@
+"""Decision-time knowledge: each entity row joins the feature version usable at its own time (created + lag <=
+t, not superseded by then), in the PostgreSQL store's SQL and in the numpy kernel the Spark store runs, equal to
+a brute-force search over every version; on the real features table after a correction, rows decided before
+the correction see the replaced version (from the history table), rows decided after see Feast's answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from training.feast_store import pit_join
+from training.feast_store.decision_time import NEVER, deciding, match
+from training.feast_store.plan import JoinGroup, OutputFeature, RetrievalPlan
+from training.infra import db
+from training.infra.pg_io import PG_TYPES
+
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+MINUTE_US = 60_000_000
+SCHEMA = "pit_decision"
+FLOAT8 = 701
+
+
+def _us(minutes: int) -> int:
+    return int((BASE - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000 + minutes * MINUTE_US
+
+
+@st.composite
+def histories(draw):
+    """Versions of a few (symbol, event) keys, in minutes from BASE: chains of versions, each superseded when
+    the next became known, some chains removed (superseded, no successor), some re-added after a gap."""
+    rows = []
+    for symbol in ("A", "B"):
+        for event in sorted(draw(st.sets(st.integers(0, 20), min_size=0, max_size=6))):
+            e = event * 60
+            created = e + draw(st.integers(-90, 240))
+            for _ in range(draw(st.integers(1, 3))):
+                ends = draw(st.sampled_from(["next", "next", "removed", "gap", "current"]))
+                superseded = None if ends == "current" else created + draw(st.integers(1, 200))
+                rows.append((symbol, e, created, superseded, float(len(rows))))
+                if superseded is None:
+                    break
+                created = superseded + (draw(st.integers(1, 100)) if ends == "gap" else 0)
+                if ends == "removed":
+                    break
+    return rows
+
+
+def _reference(rows, symbol: str, at: int, lag: int, ttl: int | None) -> float | None:
+    """The version with the newest (event, created) among those usable at ``at``, by brute force."""
+    known = at - lag
+    alive = [
+        r
+        for r in rows
+        if r[0] == symbol
+        and r[1] <= at
+        and r[2] <= known
+        and (r[3] is None or r[3] > known)
+        and (ttl is None or r[1] >= at - ttl)
+    ]
+    return max(alive, key=lambda r: (r[1], r[2], r[4]))[4] if alive else None
+
+
+def _postgres(rows, entity: list[tuple[str, int]], lag: int, ttl: int | None) -> list[float | None]:
+    """The PostgreSQL store's decision-time join (pit_sql) over a table of these versions."""
+    frame = pd.DataFrame(rows, columns=["symbol", "e", "c", "s", "v"])
+    stamp = lambda minutes: pd.to_datetime(minutes.map(_us), unit="us", utc=True)  # noqa: E731
+    table = pd.DataFrame(
+        {
+            "symbol": frame["symbol"],
+            "event_timestamp": stamp(frame["e"]),
+            "created_timestamp": stamp(frame["c"]),
+            "superseded_timestamp": stamp(frame["s"].dropna().astype(int)).reindex(frame.index),
+            "v": frame["v"],
+        }
+    )
+    with db.connect(autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {SCHEMA}.versions")
+        if len(table):
+            db.copy_in(conn, f"{SCHEMA}.versions", table)
+    group = JoinGroup(
+        f"{SCHEMA}.versions",
+        "event_timestamp",
+        "created_timestamp",
+        ("symbol",),
+        ("symbol",),
+        None if ttl is None else timedelta(minutes=ttl),
+        [OutputFeature("v", "v")],
+        superseded_column="superseded_timestamp",
+    )
+    entity_table = pa.table(
+        {
+            "symbol": pa.array([s for s, _ in entity], pa.string()),
+            "event_timestamp": pa.array([_us(t) for _, t in entity], pa.int64()).cast(pa.timestamp("us")),
+        }
+    )
+    plan = RetrievalPlan(
+        entity_table, [], "event_timestamp", [group], [[PG_TYPES[FLOAT8]]], ["v"], None, timedelta(minutes=lag)
+    )
+    with db.connect() as conn:
+        return pit_join.execute(conn, plan).column("v").to_pylist()
+
+
+def _kernel(rows, entity: list[tuple[str, int]], lag: int, ttl: int | None) -> list[float | None]:
+    """The numpy kernel the Spark store runs per key."""
+    out: list[float | None] = []
+    for symbol, at in entity:
+        mine = [r for r in rows if r[0] == symbol]
+        chosen = match(
+            np.array([_us(at)], dtype=np.int64),
+            np.array([_us(r[1]) for r in mine], dtype=np.int64),
+            np.array([_us(r[2]) for r in mine], dtype=np.int64),
+            np.array([NEVER if r[3] is None else _us(r[3]) for r in mine], dtype=np.int64),
+            None if ttl is None else ttl * MINUTE_US,
+            lag * MINUTE_US,
+        )[0]
+        out.append(None if chosen < 0 else mine[chosen][4])
+    return out
+
+
+@pytest.fixture(scope="module")
+def versions_table(isolated_services):
+    with db.connect(autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(
+            f"CREATE TABLE {SCHEMA}.versions (symbol text, event_timestamp timestamptz, created_timestamp timestamptz, "
+            "superseded_timestamp timestamptz, v float8)"
+        )
+    yield
+    with db.connect(autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    rows=histories(),
+    entity=st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.integers(-100, 1700)), min_size=1, max_size=25),
+    lag=st.sampled_from([0, 0, 1, 30, 125]),
+    ttl=st.sampled_from([None, 60, 180]),
+)
+def test_a_version_created_after_decision_time_minus_lag_never_joins(versions_table, rows, entity, lag, ttl):
+    expected = [_reference(rows, s, t, lag, ttl) for s, t in entity]
+    joined = _postgres(rows, entity, lag, ttl)
+    assert joined == expected
+    assert _kernel(rows, entity, lag, ttl) == expected
+    by_value = {r[4]: r for r in rows}
+    for (_, at), value in zip(entity, joined, strict=True):
+        if value is not None:
+            version = by_value[value]
+            assert version[2] + lag <= at  # known (usable) by the decision time
+            assert version[3] is None or version[3] > at - lag  # and not yet replaced then
+
+
+def test_the_lag_cannot_be_negative():
+    with pytest.raises(ValueError, match="cannot be negative"), deciding(timedelta(seconds=-1)):
+        pass
