@@ -160,3 +160,103 @@ def test_a_version_created_after_decision_time_minus_lag_never_joins(versions_ta
 def test_the_lag_cannot_be_negative():
     with pytest.raises(ValueError, match="cannot be negative"), deciding(timedelta(seconds=-1)):
         pass
+
+
+def _ok(*args: str) -> str:
+    from tests.conftest import run_cli
+
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def recent_history(empty_store, bundled_raw, write_csv):
+    """IBM's first 300 bars re-dated to the business days ending three days ago (their knowledge times, the
+    ingest's, then fall within the views' 7-day TTL of the last bar), features computed, Feast applied."""
+    from tests.conftest import run_module
+
+    raw = bundled_raw[bundled_raw["Ticker"] == "IBM"].head(300).reset_index(drop=True)
+    last = pd.Timestamp.now(tz="UTC").normalize() - pd.offsets.BDay(3)
+    raw["Date"] = pd.bdate_range(end=last.tz_localize(None), periods=len(raw)).strftime("%Y-%m-%d")
+    _ok("ingest", str(write_csv(raw, "recent.csv")))
+    _ok("compute-features")
+    run_module("feast", "apply")
+    return raw
+
+
+def _latest_created(conn) -> datetime:
+    return conn.execute("SELECT max(created_timestamp) FROM features.technical_indicators").fetchone()[0]
+
+
+def test_rows_decided_before_a_correction_join_the_replaced_version_and_after_it_feasts_answer(
+    recent_history, empty_store, write_csv
+):
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStore
+
+    from training.contract import DEFAULT_FEATURE_SERVICE
+    from training.feast_store.offline_store import AsOfRetrievalJob
+    from training.feast_store.repository import feature_store
+
+    first = _latest_created(empty_store)
+    corrected = recent_history.copy()
+    corrected.loc[len(corrected) - 2, "Close"] = repr(float(corrected.loc[len(corrected) - 2, "Close"]) * 1.03)
+    corrected.loc[len(corrected) - 2, "High"] = repr(
+        max(float(corrected.loc[len(corrected) - 2, "High"]), float(corrected.loc[len(corrected) - 2, "Close"]))
+    )
+    _ok("ingest", str(write_csv(corrected, "corrected.csv")))
+    _ok("compute-features")
+    second = _latest_created(empty_store)
+    assert second > first
+    assert empty_store.execute("SELECT count(*) FROM features.technical_indicators_history").fetchone()[0] > 0
+
+    store = feature_store()
+    service = store.get_feature_service(DEFAULT_FEATURE_SERVICE)
+    views = {v.name: v for v in store.list_feature_views()}
+    refs = [f"{p.name}:{f.name}" for p in service.feature_view_projections if p.name in views for f in p.features]
+    between = first + (second - first) / 2
+    times = [first - timedelta(seconds=1), first, between, second, second + timedelta(hours=1)]
+    entity = pd.DataFrame({"symbol": "IBM", "event_timestamp": pd.to_datetime(times, utc=True)})
+
+    def ours(lag: timedelta = timedelta(0)) -> pd.DataFrame:
+        with deciding(lag):
+            job = store.get_historical_features(entity, refs, filter_by_created_timestamp=True)
+        assert isinstance(job, AsOfRetrievalJob)
+        return job.to_df()
+
+    decided = ours()
+    event_time = store.get_historical_features(entity, refs).to_df()
+    # Feast's stock store, one view at a time (it cannot join two views that share a column name).
+    for name in dict.fromkeys(r.split(":")[0] for r in refs):
+        mine = [r for r in refs if r.startswith(f"{name}:")]
+        stock = PostgreSQLOfflineStore.get_historical_features(
+            store.config, [views[name]], mine, entity, store.registry, store.project, False, True
+        ).to_df()
+        stock = stock.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+        expected = stock[["symbol", "event_timestamp", *(r.split(":")[1] for r in mine)]]
+        pd.testing.assert_frame_equal(decided.iloc[3:][list(expected.columns)], expected.iloc[3:], check_exact=True)
+        assert expected.iloc[0, 2:].isna().all()
+    from training.indicators.definitions import FEATURE_NAMES
+
+    changed = [c for c in FEATURE_NAMES if c in decided.columns and decided.loc[2, c] != event_time.loc[2, c]]
+    assert changed  # the correction changed the last bar's features
+    value = changed[0]
+    # Before anything was known, no row; once the corrected versions are known, Feast's answer (the current rows).
+    assert decided.loc[0, changed].isna().all()
+    pd.testing.assert_frame_equal(decided.iloc[3:], event_time.iloc[3:], check_exact=True)
+    # Between the two writes: the version known then, from the history table, which the stock store (current
+    # rows only) cannot see.
+    then = _known_then(empty_store, between, value)
+    assert decided.loc[1:2, value].tolist() == [then, then]
+    # A publication lag moves knowledge back: an hour after the correction, with an hour's lag, the first version.
+    lagged = ours(timedelta(hours=1) + (second - between))
+    assert lagged.loc[4, value] == then
+
+
+def _known_then(conn, at: datetime, name: str) -> float:
+    """The last bar's feature ``name`` as known at ``at``, read from the history table."""
+    return conn.execute(
+        f"SELECT {name} FROM features.technical_indicators_history WHERE created_timestamp <= %s "
+        "AND superseded_timestamp > %s ORDER BY event_timestamp DESC LIMIT 1",
+        (at, at),
+    ).fetchone()[0]
