@@ -260,3 +260,66 @@ def _known_then(conn, at: datetime, name: str) -> float:
         "AND superseded_timestamp > %s ORDER BY event_timestamp DESC LIMIT 1",
         (at, at),
     ).fetchone()[0]
+
+
+@pytest.fixture
+def live_history(empty_store, bundled_raw, write_csv):
+    """IBM's first 400 bars with features written as a daily loop writes them: each bar's row known 10 minutes
+    after its close (the stored knowledge times set so, as the live loop would have stamped them)."""
+    from tests.conftest import run_module
+
+    raw = bundled_raw[bundled_raw["Ticker"] == "IBM"].head(400).reset_index(drop=True)
+    _ok("ingest", str(write_csv(raw, "ibm.csv")))
+    _ok("compute-features")
+    empty_store.execute(
+        "UPDATE features.technical_indicators SET created_timestamp = event_timestamp + interval '10 minutes'"
+    )
+    run_module("feast", "apply")
+    return raw
+
+
+def _build(tmp_path, name: str, decision: bool) -> object:
+    from training.dataset import artifact
+
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(f"features:\n  decision_time: {{enabled: {str(decision).lower()}, publication_lag: 5m}}\n")
+    _ok("build-dataset", "--symbols", "IBM", "--config", str(config), "--out", str(tmp_path / name))
+    return artifact.load(tmp_path / name)
+
+
+def test_a_decision_time_build_passes_the_audit_and_a_leaky_one_fails_it(live_history, tmp_path):
+    from training.leakage import check_decision_time, check_point_in_time
+
+    decided = _build(tmp_path, "decided", decision=True)
+    assert decided.metadata["config"]["features"]["decision_time"] == {"enabled": True, "publication_lag": "300s"}
+    frame = decided.frame
+    # Each bar's features became usable 15 minutes after its close: every row joined the bar before its own.
+    assert (frame["feature_timestamp"] < frame["event_timestamp"]).all()
+    no_bars = lambda symbols: None  # noqa: E731  (these checks read versions, not bars)
+    result = check_decision_time(decided, no_bars)
+    assert result.status == "passed", result
+    assert result.counts["rows"] == len(frame) and result.counts["versions"] >= len(frame)
+    from training.leakage.bars import bar_reader
+
+    with bar_reader(["IBM"]) as read:
+        assert check_point_in_time(decided, read).status == "passed"
+
+    # Leaky: the event-time build (each row joins its own bar, known only 10 minutes after the decision) claimed
+    # as a decision-time dataset.
+    event_time = _build(tmp_path, "event_time", decision=False)
+    assert "decision_time" not in event_time.metadata["config"]["features"]
+    assert event_time.metadata["fingerprint"] != decided.metadata["fingerprint"]
+    assert check_decision_time(event_time, no_bars).status == "passed"  # event time claims nothing
+    event_time.metadata["config"]["features"]["decision_time"] = {"enabled": True, "publication_lag": "300s"}
+    leaky = check_decision_time(event_time, no_bars)
+    assert leaky.status == "failed"
+    assert leaky.counts["known_after_decision"] == len(event_time.frame) == leaky.offending_total
+    assert leaky.offending[0]["problem"] == "joined a version usable only after the decision"
+    # Values that no stored version has (a tampered row) fail too.
+    from training.dataset.artifact import Dataset
+    from training.indicators.definitions import FEATURE_NAMES
+
+    tampered = decided.frame.copy()
+    tampered.loc[0, next(f for f in decided.features if f in FEATURE_NAMES)] += 1.0
+    result = check_decision_time(Dataset(metadata=decided.metadata, frame=tampered), no_bars)
+    assert result.status == "failed" and result.counts["no_stored_version"] == 1
