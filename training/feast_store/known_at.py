@@ -22,38 +22,29 @@ def as_known(groups: list[JoinGroup], conn: psycopg.Connection, every_version: b
     """Within :func:`training.infra.versions.knowing`, make every group read the features table as known then;
     refuse a source that reads features some other way (its versions are not kept). ``every_version`` (a join
     by decision time): groups over the features table read all its versions (known then) with their
-    ``superseded_timestamp``, so each row can take the version known at its own time."""
+    ``superseded_timestamp``, so each row can take the version known at its own time; other sources keep their
+    current rows (Feast's own rule)."""
+    if not every_version and known_at() is None:
+        return
     if every_version:
-        _every_version(groups, conn)
-        return
-    if known_at() is None:
-        return
-    versions = relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
+        history = has_history(conn, FEATURES_TABLE)
+        versions = every_version_relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, known_at(), history)
+    else:
+        versions = relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
     for group in groups:
         if not _TABLE.search(group.table_subquery):
+            if known_at() is None:
+                continue
             raise InputError(
                 f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {FEATURES_TABLE}, "
                 "whose versions are kept; only its views can be read as known at a time"
             )
         group.table_subquery = _TABLE.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
+        if every_version:
+            group.superseded_column = SUPERSEDED
 
 
 def refuse_stock_store(reason: str) -> None:
     """Feast's stock store reads the newest rows only: a build as known at a time cannot go there."""
     if known_at() is not None:
         raise InputError(f"--known-at needs the as-of store's own join, which cannot answer this request: {reason}")
-
-
-def _every_version(groups: list[JoinGroup], conn: psycopg.Connection) -> None:
-    history = has_history(conn, FEATURES_TABLE)
-    versions = every_version_relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, known_at(), history)
-    for group in groups:
-        if not _TABLE.search(group.table_subquery):
-            if known_at() is not None:
-                raise InputError(
-                    f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {FEATURES_TABLE}, "
-                    "whose versions are kept; only its views can be read as known at a time"
-                )
-            continue  # another source: its current rows, Feast's own rule
-        group.table_subquery = _TABLE.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
-        group.superseded_column = SUPERSEDED
