@@ -1,5 +1,5 @@
 """Decision-time knowledge: each entity row joins the feature version usable at its own time (created + lag <=
-t, not superseded by then), in the PostgreSQL store's SQL and in the numpy kernel the Spark store runs, equal to
+t, not superseded by then), in the PostgreSQL store's SQL and in the Spark store's per-key Arrow function, equal to
 a brute-force search over every version; on the real features table after a correction, rows decided before
 the correction see the replaced version (from the history table), rows decided after see Feast's answer."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from training.feast_store import pit_join
-from training.feast_store.decision_time import NEVER, deciding, match
+from training.feast_store.decision_time import deciding
 from training.feast_store.plan import JoinGroup, OutputFeature, RetrievalPlan
 from training.infra import db
 from training.infra.pg_io import PG_TYPES
@@ -107,20 +106,41 @@ def _postgres(rows, entity: list[tuple[str, int]], lag: int, ttl: int | None) ->
 
 
 def _kernel(rows, entity: list[tuple[str, int]], lag: int, ttl: int | None) -> list[float | None]:
-    """The numpy kernel the Spark store runs per key."""
-    out: list[float | None] = []
-    for symbol, at in entity:
+    """The Spark store's per-key function (``asof_join.join_one_key``, pure Arrow: what each cogroup call runs),
+    one symbol at a time, with a superseded column as a source of every version has."""
+    from training.engines.spark import asof_join
+
+    stamp = pa.timestamp("us", tz="UTC")
+    out: dict[int, float | None] = {}
+    for symbol in {s for s, _ in entity}:
         mine = [r for r in rows if r[0] == symbol]
-        chosen = match(
-            np.array([_us(at)], dtype=np.int64),
-            np.array([_us(r[1]) for r in mine], dtype=np.int64),
-            np.array([_us(r[2]) for r in mine], dtype=np.int64),
-            np.array([NEVER if r[3] is None else _us(r[3]) for r in mine], dtype=np.int64),
-            None if ttl is None else ttl * MINUTE_US,
-            lag * MINUTE_US,
-        )[0]
-        out.append(None if chosen < 0 else mine[chosen][4])
-    return out
+        ids = [i for i, (s, _) in enumerate(entity) if s == symbol]
+        features = pa.table(
+            {
+                asof_join.FEATURE_TS: pa.array([_us(r[1]) for r in mine], pa.int64()).cast(stamp),
+                asof_join.CREATED: pa.array([_us(r[2]) for r in mine], pa.int64()).cast(stamp),
+                asof_join.SUPERSEDED: pa.array([None if r[3] is None else _us(r[3]) for r in mine], pa.int64()).cast(
+                    stamp
+                ),
+                "v": pa.array([r[4] for r in mine], pa.float64()),
+            }
+        )
+        rows_of_key = pa.table(
+            {
+                asof_join.ROW_ID: pa.array(ids, pa.int64()),
+                asof_join.ENTITY_TS: pa.array([_us(entity[i][1]) for i in ids], pa.int64()).cast(stamp),
+            }
+        )
+        joined = asof_join.join_one_key(
+            rows_of_key,
+            features if mine else pa.table({}),
+            ttl=None if ttl is None else timedelta(minutes=ttl),
+            created=True,
+            columns=pa.schema([("v", pa.float64())]),
+            lag=timedelta(minutes=lag),
+        )
+        out.update(zip(joined[asof_join.ROW_ID].to_pylist(), joined["v"].to_pylist(), strict=True))
+    return [out[i] for i in range(len(entity))]
 
 
 @pytest.fixture(scope="module")
