@@ -78,6 +78,29 @@ def known_at_relation(table: str, columns: Sequence[str], known_at: datetime, hi
     return f"({current} UNION ALL {earlier})"
 
 
+def every_version_relation(
+    table: str, columns: Sequence[str], known_at: datetime | None = None, history: bool = True
+) -> str:
+    """Every version of ``table``'s rows with ``superseded_timestamp`` (NULL: the current one), as a
+    parenthesised SELECT: what a join by decision time reads (each row then takes the version known at its own
+    time). With ``known_at``, only what was known then: versions created after it are left out, and a
+    supersession after it is not known yet (NULL). ``history`` False: no history table yet, current rows only."""
+    from psycopg import sql
+
+    listed = ", ".join(columns)
+    at = sql.Literal(known_at).as_string() if known_at is not None else None
+    current = f"SELECT {listed}, NULL::timestamptz AS {SUPERSEDED} FROM {table}"
+    if at is not None:
+        current += f" WHERE created_timestamp <= {at}"
+    if not history:
+        return f"({current})"
+    ended = f"CASE WHEN {SUPERSEDED} <= {at} THEN {SUPERSEDED} END" if at is not None else SUPERSEDED
+    earlier = f"SELECT {listed}, {ended} AS {SUPERSEDED} FROM {history_table(table)}"
+    if at is not None:
+        earlier += f" WHERE created_timestamp <= {at}"
+    return f"({current} UNION ALL {earlier})"
+
+
 @contextmanager
 def knowing(known_at: datetime | None) -> Iterator[None]:
     """Within the block, :func:`relation` reads the tables as known at ``known_at`` (None: latest knowledge)."""
