@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
+from training.engines import current_engine
 from training.errors import InputError
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.infra import db, environment
+from training.infra import db
 from training.infra.versions import SUPERSEDED, history_table
 from training.leakage.panel import MISSING, BarHistory, ns
 from training.leakage.result import CheckResult
@@ -48,8 +49,7 @@ def read_versions(symbols: list[str], columns: list[str], known_at: datetime | N
     ``superseded_timestamp`` NaT when current, ``columns``), as known at ``known_at`` (None: now)."""
     from psycopg import sql
 
-    if environment.engine() != "postgres":
-        raise InputError("the lake keeps no feature versions: a decision-time dataset is audited on PostgreSQL")
+    current_engine().require("the decision_time audit")  # the lake keeps no feature versions yet
     listed = sql.SQL(", ").join(sql.Identifier(c) for c in ["symbol", "event_timestamp", "created_timestamp", *columns])
     at = sql.Literal(known_at) if known_at is not None else sql.SQL("'infinity'::timestamptz")
     schema, table = FEATURES_TABLE.split(".")
