@@ -16,6 +16,7 @@ from training.dataset import artifact
 from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_HISTORY_TABLE, FEATURES_TABLE
 from training.infra import db
 from training.infra.schema import OHLCV_HISTORY_TABLE, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
+from training.infra.adjustments import ADJUSTMENTS_TABLE, bars_known_at
 from training.infra.versions import known_at_relation
 
 SYMBOLS = "AAPL,IBM"
@@ -44,7 +45,9 @@ def _both(conn) -> list[pd.DataFrame]:
 
 
 def _as_known(conn, table: str, columns, at: datetime) -> pd.DataFrame:
-    return _snapshot(conn, known_at_relation(table, columns, at), columns)
+    """``table`` as known at ``at``, through the readers' own relation (bars: re-adjustments undone)."""
+    relation = bars_known_at if table == OHLCV_TABLE else known_at_relation
+    return _snapshot(conn, relation(table, columns, at), columns)
 
 
 def _dividend(raw: pd.DataFrame, symbol: str, before: str, factor: float) -> pd.DataFrame:
@@ -126,9 +129,12 @@ def test_build_known_at_the_first_build_gives_its_fingerprint_after_corrections_
     changed = _dividend(raw, "IBM", "2012-11-07", 0.99)
     row = changed.index[(changed["Ticker"] == "AAPL") & (changed["Date"] == "2008-03-03")][0]
     changed.loc[row, "High"] = repr(float(changed.loc[row, "High"]) * 1.02)
-    _ok("ingest", str(write_csv(changed, "restated.csv")))
+    output = _ok("ingest", str(write_csv(changed, "restated.csv")))
     _ok("compute-features")
-    assert _count(empty_store, OHLCV_HISTORY_TABLE) > 3000  # IBM's adjusted history restated (and AAPL's bar)
+    # IBM's restated adjusted history is one adjustment event (and no bar of it a history row); AAPL's bar is one.
+    assert "3192 re-adjusted" in output, output
+    assert _count(empty_store, ADJUSTMENTS_TABLE) == 1
+    assert _count(empty_store, OHLCV_HISTORY_TABLE) == 1
     _ok("build-dataset", "--symbols", SYMBOLS, "--out", str(tmp_path / "now"))
     now = artifact.load(tmp_path / "now")
     assert now.metadata["fingerprint"] != first.metadata["fingerprint"]
@@ -161,30 +167,33 @@ def test_a_database_from_before_versioning_keeps_working(history, empty_store, w
     """An existing database has no history tables: builds (as known at a time too) read its rows as they are,
     and the next write creates the history table."""
     raw, later = history
-    empty_store.execute(f"DROP TABLE {OHLCV_HISTORY_TABLE}; DROP TABLE {FEATURES_HISTORY_TABLE}")
+    empty_store.execute(f"DROP TABLE {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}, {FEATURES_HISTORY_TABLE}")
     _ok("build-dataset", "--symbols", SYMBOLS, "--out", str(tmp_path / "old"))
     old = artifact.load(tmp_path / "old")
     _ok("build-dataset", "--symbols", SYMBOLS, "--known-at", old.metadata["known_at"], "--out", str(tmp_path / "at"))
     assert artifact.load(tmp_path / "at").metadata["fingerprint"] == old.metadata["fingerprint"]
     _ok("ingest", str(write_csv(_dividend(raw[~raw["Date"].isin(later)], "IBM", "2012-11-07", 0.99), "r.csv")))
-    assert _count(empty_store, OHLCV_HISTORY_TABLE) > 3000
+    assert (_count(empty_store, ADJUSTMENTS_TABLE), _count(empty_store, OHLCV_HISTORY_TABLE)) == (1, 0)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     edits=st.lists(
-        st.tuples(st.integers(0, 5), st.sampled_from(["Close", "Adj Close", "Volume", "none"]), st.floats(0.5, 2.0)),
+        st.tuples(
+            st.integers(0, 5), st.sampled_from(["Close", "Adj Close", "Volume", "none", "re-adjust"]), st.floats(0.5, 2.0)
+        ),
         min_size=1,
         max_size=4,
     )
 )
 def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_store, write_csv, edits):
-    """Property: after any sequence of loads (corrections, re-adjustments, no-ops) the bars as known at the
-    moment after each load equal the table as it stood then, and a no-op load adds no version."""
+    """Property: after any sequence of loads (corrections, re-adjustments of one bar or of every bar before one,
+    no-ops) the bars as known at the moment after each load equal the table as it stood then, and a no-op load
+    adds no version."""
     from training.ingestion.bar_files import clean_bars
     from training.ingestion.upsert import upsert_bars
 
-    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}")
+    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}")
     days = pd.bdate_range("2020-01-01", periods=6).strftime("%Y-%m-%d")
     frame = pd.DataFrame(
         {
@@ -200,7 +209,10 @@ def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_stor
     )
     snapshots = []
     for day, column, factor in [(0, "none", 1.0), *edits]:
-        if column != "none":
+        if column == "re-adjust":  # a dividend: every adjusted close before ``day`` restated, as a vendor prints it
+            earlier = frame.index < max(day, 2)
+            frame.loc[earlier, "Adj Close"] = (frame.loc[earlier, "Adj Close"] * factor).map(lambda v: float(f"{v:.14g}"))
+        elif column != "none":
             frame.loc[day, column] = frame.loc[day, column] * factor
             frame.loc[day, "High"] = max(frame.loc[day, ["Open", "High", "Close"]])
             frame.loc[day, "Low"] = min(frame.loc[day, ["Open", "Low", "Close"]])

@@ -111,7 +111,9 @@ def ingest(
 
 
 def describe_load(path: Path, result) -> str:
-    restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
+    notes = [f"{result.restamped} re-stamped"] if result.restamped else []
+    notes += [f"{result.readjusted} re-adjusted, kept as adjustment events"] if result.readjusted else []
+    restamped = f" ({'; '.join(notes)})" if notes else ""
     return (
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "
         f"{result.inserted} inserted, {result.updated} updated{restamped}, {result.unchanged} unchanged"
