@@ -83,7 +83,7 @@ WITH stored AS (
            o.symbol IS NOT NULL AS known, coalesce(o.same_stamp, false) AS same_stamp,
            coalesce(o.restamped, false) AS restamped, o.old_first, o.old_last,
            {", ".join(f"o.{c} AS stored_{c}" for c in (*RAW, *ADJUSTED))}, o.created_timestamp AS stored_created,
-           now() AS knowledge, false AS evented
+           coalesce(s.known_at, now()) AS knowledge, false AS evented
     FROM ohlcv_stage s LEFT JOIN stored o ON o.symbol = s.symbol AND o.trade_date = s.trade_date
 )
 SELECT *, same_stamp AND ({", ".join(c for c in (*RAW, *ADJUSTED))})
@@ -97,6 +97,15 @@ SELECT count(*), count(DISTINCT symbol), count(*) FILTER (WHERE NOT known),
 FROM ohlcv_plan
 """
 _DUPLICATES = duplicates_query("ohlcv_stage")
+# The file's knowledge time (its as-of column) of a bar that replaces a version known later: versions would not
+# follow each other in knowledge time. (symbol, trade_date, file line, the file's time, the stored version's.)
+AS_OF = "known_at"
+_KNOWN_BEFORE_STORED = """
+SELECT p.symbol, p.trade_date, s.line, p.knowledge, p.stored_created FROM ohlcv_plan p
+JOIN ohlcv_stage s ON s.symbol = p.symbol AND s.trade_date = p.trade_date
+WHERE (p.changed OR p.restamped) AND s.known_at IS NOT NULL AND p.knowledge < p.stored_created
+ORDER BY s.line LIMIT 1
+"""
 _MIXED = mixed_adjustment_query("ohlcv_plan", "ohlcv_stage", OHLCV_TABLE)
 _STAMP_TAKEN = taken_stamp_query("ohlcv_plan", "ohlcv_stage", OHLCV_TABLE)
 # Where the rows a DELETE/UPDATE touches lie, as constants: TimescaleDB filters compressed batches by
@@ -162,6 +171,18 @@ def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
         raise taken_stamp_error(*taken)
 
 
+def _refuse_knowledge_before_stored(conn: psycopg.Connection) -> None:
+    from training.errors import InputError
+
+    found = conn.execute(_KNOWN_BEFORE_STORED).fetchone()
+    if found:
+        symbol, day, line, known, stored = found
+        raise InputError(
+            f"the knowledge time of {symbol} {day} (line {line}: {known.isoformat()}) is before that of its stored "
+            f"version ({stored.isoformat()}): a version cannot replace one known later; nothing was loaded"
+        )
+
+
 def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool = False) -> IngestResult:
     """Stage validated bars chunk by chunk (see :func:`~training.ingestion.bar_files.clean_chunks`), then write
     them, all in one transaction: an error raised while ``chunks`` is read rolls everything back.
@@ -174,10 +195,13 @@ def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool =
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
         hypertable = create_ohlcv_table(conn)
-        conn.execute(f"CREATE TEMP TABLE ohlcv_stage ({OHLCV_COLUMNS}, line bigint, dropped boolean) ON COMMIT DROP")
+        conn.execute(
+            f"CREATE TEMP TABLE ohlcv_stage ({OHLCV_COLUMNS}, line bigint, dropped boolean, known_at timestamptz) "
+            "ON COMMIT DROP"
+        )
         any_dropped = False
         for bars in chunks:
-            staged = bars.reindex(columns=list(STAGED_COLUMNS))
+            staged = bars.reindex(columns=[*STAGED_COLUMNS, AS_OF])
             db.copy_in(conn, "ohlcv_stage", staged)
             any_dropped = any_dropped or bool(staged["dropped"].any())
         _refuse_duplicates(conn)
@@ -199,6 +223,8 @@ def _write(conn: psycopg.Connection, allow_mixed_adjustment: bool) -> IngestResu
             _refuse_mixed_adjustment(conn)
         if to_insert:
             _refuse_taken_stamps(conn)
+        if updated:
+            _refuse_knowledge_before_stored(conn)
         if restamped:
             bounds = conn.execute(_DELETE_BOUNDS).fetchone()
             conn.execute(_ARCHIVE_RESTAMPED, bounds)
