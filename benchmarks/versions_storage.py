@@ -133,8 +133,12 @@ def compress_history(env: dict[str, str]) -> dict[str, int]:
 @click.option("--bars", type=int, default=1_260_000, show_default=True, help="Synthetic universe size (2,520 days).")
 @click.option("--fraction", type=float, default=0.01, show_default=True, help="Share of bars corrected once.")
 @click.option("--features/--no-features", default=True, show_default=True, help="Compute features too.")
-@click.option("--dividend/--no-dividend", default=True, show_default=True,
-              help="Then a dividend restating one symbol's adjusted history (rounded to 14 digits, as vendors print).")
+@click.option(
+    "--dividend/--no-dividend",
+    default=True,
+    show_default=True,
+    help="Then a dividend restating one symbol's adjusted history (rounded to 14 digits, as vendors print).",
+)
 def main(bundled: bool, bars: int, fraction: float, features: bool, dividend: bool) -> None:
     """Time the loads and measure the history tables' storage; JSON on stdout."""
     from benchmarks.universe import write_universe

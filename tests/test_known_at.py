@@ -15,13 +15,14 @@ from tests.conftest import run_cli, run_module
 from training.dataset import artifact
 from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_HISTORY_TABLE, FEATURES_TABLE
 from training.infra import db
-from training.infra.schema import OHLCV_HISTORY_TABLE, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
 from training.infra.adjustments import ADJUSTMENTS_TABLE, bars_known_at
+from training.infra.schema import OHLCV_HISTORY_TABLE, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
 from training.infra.versions import known_at_relation
 
 SYMBOLS = "AAPL,IBM"
 LATER_SESSIONS = 10
 BAR_VERSION = (*OHLCV_VERSION_COLUMNS, "created_timestamp")
+EDITED = ("Close", "Adj Close", "Volume")
 
 
 def _ok(*args: str) -> str:
@@ -179,9 +180,7 @@ def test_a_database_from_before_versioning_keeps_working(history, empty_store, w
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     edits=st.lists(
-        st.tuples(
-            st.integers(0, 5), st.sampled_from(["Close", "Adj Close", "Volume", "none", "re-adjust"]), st.floats(0.5, 2.0)
-        ),
+        st.tuples(st.integers(0, 5), st.sampled_from([*EDITED, "none", "re-adjust"]), st.floats(0.5, 2.0)),
         min_size=1,
         max_size=4,
     )
@@ -211,7 +210,8 @@ def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_stor
     for day, column, factor in [(0, "none", 1.0), *edits]:
         if column == "re-adjust":  # a dividend: every adjusted close before ``day`` restated, as a vendor prints it
             earlier = frame.index < max(day, 2)
-            frame.loc[earlier, "Adj Close"] = (frame.loc[earlier, "Adj Close"] * factor).map(lambda v: float(f"{v:.14g}"))
+            restated = frame.loc[earlier, "Adj Close"] * factor
+            frame.loc[earlier, "Adj Close"] = restated.map(lambda v: float(f"{v:.14g}"))
         elif column != "none":
             frame.loc[day, column] = frame.loc[day, column] * factor
             frame.loc[day, "High"] = max(frame.loc[day, ["Open", "High", "Close"]])

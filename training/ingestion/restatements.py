@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 MIN_RUN = 2  # an event row costs about one history row: a run of one bar is archived instead
 SAMPLE = 1_000  # bars of a group the candidates are scored on
 RATIO_KEY = "round(ratio::numeric, 9)"
+_IN_GROUP = "r.symbol = c.symbol AND r.knowledge = c.knowledge AND round(r.ratio::numeric, 9) = c.key"
 
 _SAME_RAW = " AND ".join(f"p.{c} = p.stored_{c}" for c in RAW)
 _STORED_DERIVED = " AND ".join(
@@ -56,14 +57,14 @@ SELECT c.id, count(*) FILTER (WHERE {restored_close("r.new", "c.ratio", "c.digit
 FROM ohlcv_candidates c
 JOIN (SELECT *, row_number() OVER (PARTITION BY symbol, knowledge, {RATIO_KEY} ORDER BY event_timestamp) AS n
       FROM ohlcv_restated) r
-  ON r.symbol = c.symbol AND r.knowledge = c.knowledge AND {RATIO_KEY.replace("ratio", "r.ratio")} = c.key AND r.n <= {SAMPLE}
+  ON {_IN_GROUP} AND r.n <= {SAMPLE}
 GROUP BY c.id
 """
 _CHOOSE = f"""
 UPDATE ohlcv_restated r SET chosen = c.ratio, digits = c.digits,
        exact = {restored_close("r.new", "c.ratio", "c.digits")} = r.old
 FROM ohlcv_candidates c
-WHERE c.id = ANY(%s) AND r.symbol = c.symbol AND r.knowledge = c.knowledge AND {RATIO_KEY.replace("ratio", "r.ratio")} = c.key
+WHERE c.id = ANY(%s) AND {_IN_GROUP}
 """
 # Runs of consecutive plan rows of a symbol restated exactly by one event (gaps and islands), then only those
 # with no stored bar between their ends that the file does not hold (an event must cover only bars it restated).

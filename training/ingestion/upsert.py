@@ -37,7 +37,6 @@ from training.infra.schema import (
     make_hypertable,
 )
 from training.infra.versions import archive_sql
-from training.ingestion.restatements import record_events
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -53,6 +52,7 @@ from training.ingestion.load_rules import (
     taken_stamp_error,
     taken_stamp_query,
 )
+from training.ingestion.restatements import record_events
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +121,9 @@ _RESTAMPED_ROWS = (
     "p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp "
     f"AND {_WITHIN}"
 )
-_CHANGED_ROWS = f"p.changed AND NOT p.evented AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}"
+_CHANGED_ROWS = (
+    f"p.changed AND NOT p.evented AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}"
+)
 # A row's new version is known at the plan's ``knowledge`` (now()), never before the version it replaces
 # (:data:`training.infra.versions.REPLACED_AT`).
 _REPLACED_AT = "GREATEST(p.knowledge, t.created_timestamp)"
