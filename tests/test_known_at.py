@@ -224,3 +224,49 @@ def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_stor
         snapshots.append((at, _snapshot(empty_store, OHLCV_TABLE, BAR_VERSION)))
     for at, stored in snapshots:
         pd.testing.assert_frame_equal(_as_known(empty_store, OHLCV_TABLE, BAR_VERSION, at), stored, check_exact=True)
+
+
+def test_two_dividends_a_backfilled_bar_a_correction_and_a_gapped_restatement_read_back_as_stored(empty_store):
+    """The event rules' edge cases, each load's table read back as known just after it: a second dividend over
+    the first's events, a bar inserted later inside an event's range (absent before its insert), a correction of
+    an evented bar, and a restatement whose run would span a stored bar the file lacks (archived per bar)."""
+    from training.ingestion.bar_files import clean_bars
+    from training.ingestion.upsert import upsert_bars
+
+    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}")
+    days = pd.bdate_range("2020-01-01", periods=20).strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"Ticker": "ZZZ", "Date": days, "Open": 10.0, "High": 11.0, "Low": 9.0, "Close": 10.5,
+                          "Volume": 1000.0, "Adj Close": [5.25 + 0.013 * i for i in range(20)]})  # fmt: skip
+
+    def restate(rows, factor: float) -> None:
+        frame.loc[rows, "Adj Close"] = (frame.loc[rows, "Adj Close"] * factor).map(lambda v: float(f"{v:.14g}"))
+
+    snapshots = []
+
+    def load(rows) -> None:
+        upsert_bars(clean_bars(frame.loc[rows].reset_index(drop=True)).bars)
+        at = empty_store.execute("SELECT clock_timestamp()").fetchone()[0]
+        snapshots.append((at, _snapshot(empty_store, OHLCV_TABLE, BAR_VERSION)))
+
+    everything, without_10 = list(range(20)), [i for i in range(20) if i != 10]
+    load(without_10)
+    restate(frame.index < 15, 0.98)
+    load(without_10)
+    assert _count(empty_store, ADJUSTMENTS_TABLE) >= 1
+    load(everything)  # day 10 backfilled inside the first event's range
+    restate(frame.index < 18, 0.5)
+    load(everything)
+    frame.loc[3, "Close"] = 10.25
+    load(everything)
+    events = _count(empty_store, ADJUSTMENTS_TABLE)
+    restate(frame.index != 6, 0.97)
+    load([i for i in range(20) if i != 6])  # day 6 stored but not in the file: no event may cover it
+    covering = empty_store.execute(
+        f"SELECT count(*) FROM {ADJUSTMENTS_TABLE} a JOIN {OHLCV_TABLE} t ON t.symbol = a.symbol "
+        "AND t.event_timestamp BETWEEN a.first_timestamp AND a.last_timestamp "
+        f"WHERE t.trade_date = '{days[6]}' AND a.created_timestamp > %s",
+        (snapshots[-2][0],),
+    ).fetchone()[0]
+    assert covering == 0 and _count(empty_store, ADJUSTMENTS_TABLE) > events
+    for at, stored in snapshots:
+        pd.testing.assert_frame_equal(_as_known(empty_store, OHLCV_TABLE, BAR_VERSION, at), stored, check_exact=True)

@@ -66,15 +66,20 @@ UPDATE ohlcv_restated r SET chosen = c.ratio, digits = c.digits,
 FROM ohlcv_candidates c
 WHERE c.id = ANY(%s) AND {_IN_GROUP}
 """
-# Runs of consecutive plan rows of a symbol restated exactly by one event (gaps and islands), then only those
-# with no stored bar between their ends that the file does not hold (an event must cover only bars it restated).
+# Runs of consecutive bars of a symbol restated exactly by one event (gaps and islands over the plan's rows and
+# the symbol's stored bars the file does not hold, which break runs); the count check after it is a guard.
 _RUNS = f"""
 CREATE TEMP TABLE ohlcv_runs ON COMMIT DROP AS
-WITH ordered AS (
-    SELECT p.symbol, p.event_timestamp, r.chosen, r.digits, p.knowledge, coalesce(r.exact, false) AS exact,
-           row_number() OVER (PARTITION BY p.symbol ORDER BY p.event_timestamp) AS i
+WITH symbols AS (SELECT DISTINCT symbol FROM ohlcv_restated WHERE exact), bars AS (
+    SELECT p.symbol, p.event_timestamp, r.chosen, r.digits, p.knowledge, coalesce(r.exact, false) AS exact
     FROM ohlcv_plan p LEFT JOIN ohlcv_restated r ON r.symbol = p.symbol AND r.event_timestamp = p.event_timestamp
-    WHERE p.symbol IN (SELECT symbol FROM ohlcv_restated WHERE exact)
+    WHERE p.symbol IN (SELECT symbol FROM symbols)
+    UNION ALL
+    SELECT t.symbol, t.event_timestamp, NULL, NULL, NULL, false FROM {OHLCV_TABLE} t
+    WHERE t.symbol IN (SELECT symbol FROM symbols)
+      AND NOT EXISTS (SELECT 1 FROM ohlcv_plan p WHERE p.symbol = t.symbol AND p.event_timestamp = t.event_timestamp)
+), ordered AS (
+    SELECT *, row_number() OVER (PARTITION BY symbol ORDER BY event_timestamp) AS i FROM bars
 ), islands AS (
     SELECT *, i - row_number() OVER (PARTITION BY symbol, chosen, digits, knowledge ORDER BY event_timestamp) AS run
     FROM ordered WHERE exact
