@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from training.errors import InputError
 from training.infra import db
 from training.infra.schema import (
     OHLCV_COLUMNS,
@@ -174,8 +175,6 @@ def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
 
 
 def _refuse_knowledge_before_stored(conn: psycopg.Connection) -> None:
-    from training.errors import InputError
-
     found = conn.execute(_KNOWN_BEFORE_STORED).fetchone()
     if found:
         symbol, day, line, known, stored = found
