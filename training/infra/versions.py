@@ -52,13 +52,14 @@ CREATE TABLE IF NOT EXISTS {history_table(table)} ({columns},
 REPLACED_AT = "GREATEST(now(), t.created_timestamp)"
 
 
-def archive_sql(table: str, columns: Sequence[str], joined: str, where: str) -> str:
+def archive_sql(table: str, columns: Sequence[str], joined: str, where: str, replaced_at: str = REPLACED_AT) -> str:
     """An INSERT copying the rows of ``table`` (aliased ``t``) that a write is about to replace or delete into its
-    history, superseded now: ``joined`` is the FROM clause's other relations, ``where`` selects the rows."""
+    history, superseded at ``replaced_at`` (SQL; default now()): ``joined`` is the FROM clause's other relations,
+    ``where`` selects the rows."""
     listed = ", ".join(columns)
     return (
         f"INSERT INTO {history_table(table)} ({listed}, created_timestamp, {SUPERSEDED}) "
-        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, {REPLACED_AT} "
+        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, {replaced_at} "
         f"FROM {table} t{', ' + joined if joined else ''} WHERE {where}"
     )
 
