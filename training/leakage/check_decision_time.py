@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
-from training.engines import current_engine
 from training.errors import InputError
 from training.indicators.definitions import FEATURE_NAMES, REFERENCE_COLUMNS
-from training.infra import db
+from training.infra import db, environment
 from training.infra.versions import SUPERSEDED, history_table
 from training.leakage.panel import MISSING, BarHistory, ns
 from training.leakage.result import CheckResult
@@ -46,10 +45,19 @@ def settings(dataset: Dataset) -> tuple[bool, int]:
 
 def read_versions(symbols: list[str], columns: list[str], known_at: datetime | None) -> pd.DataFrame:
     """Every version of the symbols' feature rows (``symbol``, ``event_timestamp``, ``created_timestamp``,
-    ``superseded_timestamp`` NaT when current, ``columns``), as known at ``known_at`` (None: now)."""
+    ``superseded_timestamp`` NaT when current, ``columns``), as known at ``known_at`` (None: now).
+
+    Chosen by the setting's name, not through training.engines: the audit shares no code with what builds."""
+    return _VERSION_READERS[environment.engine()](symbols, columns, known_at)
+
+
+def _lake_versions(symbols: list[str], columns: list[str], known_at: datetime | None) -> pd.DataFrame:
+    raise InputError("the lake keeps no feature versions: a decision-time dataset is audited on PostgreSQL")
+
+
+def _postgres_versions(symbols: list[str], columns: list[str], known_at: datetime | None) -> pd.DataFrame:
     from psycopg import sql
 
-    current_engine().require("the decision_time audit")  # the lake keeps no feature versions yet
     listed = sql.SQL(", ").join(sql.Identifier(c) for c in ["symbol", "event_timestamp", "created_timestamp", *columns])
     at = sql.Literal(known_at) if known_at is not None else sql.SQL("'infinity'::timestamptz")
     schema, table = FEATURES_TABLE.split(".")
@@ -69,6 +77,9 @@ def read_versions(symbols: list[str], columns: list[str], known_at: datetime | N
         conn.execute("SET TimeZone = 'UTC'")
         dates = ["event_timestamp", "created_timestamp", SUPERSEDED]
         return db.copy_out(conn, query, {"s": list(symbols)}, parse_dates=dates)
+
+
+_VERSION_READERS: dict[str, VersionReader] = {"postgres": _postgres_versions, "spark": _lake_versions}
 
 
 def _fingerprints(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
