@@ -64,6 +64,7 @@ from training.feast_store.plan import (
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
 from training.infra.db import usable
 from training.infra.pg_io import PG_TYPES, PgType
+from training.infra.stage_times import stage
 
 if TYPE_CHECKING:
     from feast.saved_dataset import ValidationReference
@@ -124,7 +125,7 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
 
     def joined(self) -> pa.Table:
         """The entity rows with the joined feature columns, before on-demand views."""
-        with connect(self.config.offline_store) as conn:
+        with stage("as-of join"), connect(self.config.offline_store) as conn:
             return pit_join.execute(conn, self.plan)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:

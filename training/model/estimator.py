@@ -29,6 +29,7 @@ import pandas as pd
 
 from training.config import ModelConfig
 from training.errors import InputError
+from training.infra.stage_times import stage
 from training.model.position_runs import positions_of, runs_of
 
 PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy a prediction makes
@@ -221,7 +222,8 @@ def fit_with_early_stopping(
             f"the {len(fit):,} training rows before the early-stopping slice lack a class of the target; "
             "use a longer training period or a smaller model.early_stopping_fraction"
         )
-    scaler = fit_scaler(X, _positions(rows, fit), features)
+    with stage("scaler"):
+        scaler = fit_scaler(X, _positions(rows, fit), features)
     encoder = _LGBMLabelEncoder().fit(y)
     params = _params(model, n_classes)
 
@@ -232,19 +234,21 @@ def fit_with_early_stopping(
                                 weight=weight[subset], feature_name=features, params=params,
                                 reference=reference).construct()  # fmt: skip
 
-    train_set = binned(fit)
-    watched = binned(watch, reference=train_set)
+    with stage("bin"):
+        train_set = binned(fit)
+        watched = binned(watch, reference=train_set)
     n_fit, n_watch, fit_runs, watch_runs = len(fit), len(watch), runs_of(fit), runs_of(watch)
     del fit, watch
     evals: dict[str, Any] = {}
-    booster = lightgbm.train(
-        params,
-        train_set,
-        num_boost_round=model.num_boost_round,
-        valid_sets=[watched],
-        callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
-                   lightgbm.record_evaluation(evals)],
-    )  # fmt: skip
+    with stage("boost"):
+        booster = lightgbm.train(
+            params,
+            train_set,
+            num_boost_round=model.num_boost_round,
+            valid_sets=[watched],
+            callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
+                       lightgbm.record_evaluation(evals)],
+        )  # fmt: skip
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
