@@ -71,7 +71,8 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     unwritable = unwritable_file(results)
     if unwritable:  # found now, not after the training has registered a model version
         raise InputError(f"--results {results} cannot be written: {unwritable}")
-    settings.check_mlflow()  # fail in seconds, not after the training
+    with stage("MLflow check"):
+        settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
     config = _take_dataset_sections(config, config_path, dataset.metadata["config"])

@@ -21,6 +21,10 @@ metrics) stay what they were.
 
 from __future__ import annotations
 
+import operator
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +38,27 @@ from training.model.position_runs import positions_of, runs_of
 
 PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy a prediction makes
 PUSH_BATCH_ROWS = 16_384  # rows scaled and handed to LightGBM's binning at a time
+THREADS_ENV = "OHLCV_LGBM_THREADS"
+_concurrent_fits = 1  # fits running at once in this process (tune's parallel trials share the cores)
+
+
+def lgbm_threads() -> int:
+    """LightGBM's threads per fit: the cores this process may run on (its CPU affinity), shared by the fits
+    running at once; ``OHLCV_LGBM_THREADS`` overrides."""
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    return max(1, len(os.sched_getaffinity(0)) // _concurrent_fits)
+
+
+@contextmanager
+def concurrent_fits(n: int) -> Iterator[None]:
+    """``n`` fits run at once inside the block (e.g. tune's trials in threads): each gets its share of the cores."""
+    global _concurrent_fits
+    before, _concurrent_fits = _concurrent_fits, max(1, n)
+    try:
+        yield
+    finally:
+        _concurrent_fits = before
 
 
 def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
@@ -50,9 +75,10 @@ def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
         "reg_lambda": model.lambda_l2,
         "random_state": model.seed,
         "n_estimators": model.num_boost_round,
-        # One thread with a fixed seed is bit-for-bit reproducible; LightGBM's `deterministic` flag costs ~7x
-        # on these small panels, and more threads buy little at this size.
-        "n_jobs": 1,
+        "n_jobs": lgbm_threads(),
+        # Column-wise histograms: each feature's histogram sums its rows in order on one thread, whatever the
+        # thread count, and LightGBM does not pick a layout by timing both (a choice that could differ by run).
+        "force_col_wise": True,
         "verbose": -1,
     }
     return params
@@ -87,15 +113,21 @@ class FittedModel:
         return positions_of(self.early_stopping_runs)
 
     def predict_proba(self, X: np.ndarray, rows: np.ndarray | None = None, features: list[str] | None = None):
-        """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time
-        through the Pipeline, so a prediction copies at most :data:`PREDICT_BATCH_ROWS` rows."""
-        features = features or list(self.pipeline.named_steps["scaler"].feature_names_in_)
+        """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time,
+        so a prediction copies at most :data:`PREDICT_BATCH_ROWS` rows.
+
+        What ``pipeline.predict_proba`` gives, without its copies: the batch is read once and scaled in place as
+        ``RobustScaler.transform`` scales it, and the booster scores the array (no DataFrame, no validation
+        copy, no conversion back to an array); the binary model's ``[1 - p, p]`` is LGBMClassifier's.
+        ``features`` is accepted for callers that name the columns; the fitted scaler already knows them."""
+        scaler, classifier = self.pipeline.named_steps["scaler"], self.pipeline.named_steps["model"]
         rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
         out = []
         for start in range(0, len(rows), PREDICT_BATCH_ROWS):
-            batch = pd.DataFrame(X[rows[start : start + PREDICT_BATCH_ROWS]], columns=features, copy=False)
-            out.append(self.pipeline.predict_proba(batch))
-        n_classes = len(self.pipeline.named_steps["model"].classes_)
+            batch = _scaled(X, rows[start : start + PREDICT_BATCH_ROWS], scaler.center_, scaler.scale_)
+            score = classifier.booster_.predict(batch, num_threads=lgbm_threads())
+            out.append(score if score.ndim == 2 else np.vstack((1.0 - score, score)).transpose())
+        n_classes = len(classifier.classes_)
         return np.concatenate(out) if out else np.empty((0, n_classes))
 
 
@@ -128,24 +160,41 @@ def fit_scaler(X: np.ndarray, rows: np.ndarray, features: list[str]):
     return scaler
 
 
+def _scaled(X: np.ndarray, positions: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``X[positions]`` as ``RobustScaler.transform`` gives them: subtract, then divide, in float64, in place
+    in the one copy the read makes (fancy indexing, or :meth:`FeatureMatrix.take`)."""
+    values = X[positions]
+    values -= center
+    values /= scale
+    return values
+
+
 def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
     """``rows`` of ``X`` as ``scaler.transform`` gives them, for LightGBM to read a batch (or a row) at a time."""
     import lightgbm
 
     center, scale = scaler.center_, scaler.scale_
 
+    def scaled(positions: np.ndarray) -> np.ndarray:
+        return _scaled(X, positions, center, scale)
+
     class ScaledRows(lightgbm.Sequence):
         batch_size = PUSH_BATCH_ROWS
+        block_start, block = 0, np.empty((0, len(center)))
 
         def __len__(self) -> int:
             return len(rows)
 
         def __getitem__(self, index):
-            picked = rows[index]
-            values = X[picked] if np.ndim(picked) else X[picked].copy()  # a single row would be a view
-            values -= center  # as RobustScaler.transform: subtract, then divide, in float64
-            values /= scale
-            return values
+            if isinstance(index, slice):
+                return scaled(rows[index])
+            # One row: LightGBM draws its bin-construction sample (up to 200,000 rows) one row at a time, in
+            # increasing order. Rows come from a block scaled at once, so a row costs an index, not a read
+            # and two numpy operations of its own (LightGBM copies the view it is given).
+            i = operator.index(index) + (len(rows) if index < 0 else 0)
+            if not self.block_start <= i < self.block_start + len(self.block):
+                self.block_start, self.block = i, scaled(rows[i : i + PUSH_BATCH_ROWS])
+            return self.block[i - self.block_start]
 
     return ScaledRows()
 
@@ -153,10 +202,10 @@ def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
 def _params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
     """What LGBMClassifier.fit passes to lightgbm.train for :func:`lgbm_params` (LightGBM 4's rules)."""
     params = dict(lgbm_params(model, n_classes))
-    for unused in ("n_estimators", "n_jobs"):
-        params.pop(unused)
+    params["num_threads"] = params.pop("n_jobs")
+    params.pop("n_estimators")
     params.update(boosting_type="gbdt", min_child_samples=20, min_child_weight=1e-3, min_split_gain=0.0,
-                  subsample_for_bin=200_000, metric=params["objective"], num_threads=1)  # fmt: skip
+                  subsample_for_bin=200_000, metric=params["objective"])  # fmt: skip
     if n_classes > 2:
         params["num_class"] = n_classes
     # A Dataset read a batch at a time (a Sequence) draws its bin-construction sample in Python with the
