@@ -230,3 +230,37 @@ def test_the_training_times_are_views_of_the_rows_not_copies(bundled_dataset):
     with data.X:
         assert np.shares_memory(data.t0, data.train["event_timestamp"].array._ndarray)
         assert np.shares_memory(data.t1, data.train["t1"].array._ndarray)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_model_does_not_depend_on_the_thread_count(n_classes, monkeypatch):
+    """LightGBM runs on the cores (column-wise histograms: each feature's rows summed in order on one thread):
+    one thread and three give the same trees, early stopping and probabilities."""
+    from training.model.estimator import THREADS_ENV
+
+    X, y, t0, t1, weight = _panel(5, n_classes)
+    matrix, fits = X.to_numpy(), []
+    for threads in ("1", "3"):
+        monkeypatch.setenv(THREADS_ENV, threads)
+        fitted = fit_with_early_stopping(matrix, y, weight, t0, t1, _model(60), features=list(X.columns))
+        model = fitted.pipeline.named_steps["model"]
+        assert model.get_params()["n_jobs"] == int(threads)
+        fits.append((model.booster_.model_to_string().split("\nparameters:")[0], fitted.best_iteration,
+                     fitted.predict_proba(matrix)))  # fmt: skip
+    assert fits[0][:2] == fits[1][:2]
+    np.testing.assert_array_equal(fits[0][2], fits[1][2])
+
+
+def test_fits_running_at_once_share_the_cores(monkeypatch):
+    import os
+
+    from training.model.estimator import THREADS_ENV, concurrent_fits, lgbm_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert lgbm_threads() == cores
+    with concurrent_fits(2):
+        assert lgbm_threads() == max(1, cores // 2)
+    with concurrent_fits(10 * cores):
+        assert lgbm_threads() == 1
+    assert lgbm_threads() == cores

@@ -145,11 +145,12 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
             return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
         table = self.joined()
         inputs = [c for c in table.column_names if c in self._on_demand_inputs()]
-        pieces = [
-            TableJob(table.slice(offset, ODFV_CHUNK_ROWS).select(inputs), self).to_arrow(timeout=timeout)
-            for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS)
-        ]
-        outputs = pa.concat_tables(pieces, promote_options="default")
+        with stage("on-demand views"):
+            pieces = [
+                TableJob(table.slice(offset, ODFV_CHUNK_ROWS).select(inputs), self).to_arrow(timeout=timeout)
+                for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS)
+            ]
+            outputs = pa.concat_tables(pieces, promote_options="default")
         for name in outputs.column_names:
             if name not in inputs:
                 table = table.append_column(name, outputs.column(name))

@@ -103,6 +103,7 @@ class FittedModel:
     purged_rows: int
     fit_runs: np.ndarray  # runs_of(the rows, of those given, the scaler and the trees were fitted on)
     early_stopping_runs: np.ndarray  # runs_of(the rows early stopping watched)
+    rounds: int = 0  # boosting rounds run: the best iteration + early_stopping_rounds, or num_boost_round
 
     @property
     def fit_positions(self) -> np.ndarray:
@@ -298,10 +299,11 @@ def fit_with_early_stopping(
             callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
                        lightgbm.record_evaluation(evals)],
         )  # fmt: skip
+    rounds = booster.current_iteration()
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
-    return FittedModel(pipeline, best, n_fit, n_watch, len(y) - n_fit - n_watch, fit_runs, watch_runs)
+    return FittedModel(pipeline, best, n_fit, n_watch, len(y) - n_fit - n_watch, fit_runs, watch_runs, rounds)
 
 
 def _positions(rows: np.ndarray | None, subset: np.ndarray) -> np.ndarray:

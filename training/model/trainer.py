@@ -29,7 +29,7 @@ from training.infra.stage_times import stage
 from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest, backtest
 from training.model.cross_section import CrossSection, of_cv, of_rows, score_of
-from training.model.estimator import FittedModel, fit_with_early_stopping
+from training.model.estimator import FittedModel, fit_with_early_stopping, lgbm_threads
 from training.model.evaluation import baselines, buy_and_hold, score, signal, summarise
 from training.model.feature_matrix import FeatureMatrix
 from training.model.input_distribution import input_distribution
@@ -402,6 +402,12 @@ def cross_validate(data: TrainingData, config: Config, progress: Callable[[str],
     cost = config.backtest.cost_bps
 
     splitter, splits = purged_splits(config.cv, t0, t1, data.calendar)
+    model = config.model
+    progress(
+        f"LightGBM on {lgbm_threads()} thread(s): at most {model.num_boost_round} rounds a fit, stopped after "
+        f"{model.early_stopping_rounds} rounds without improvement on the fit's purged early-stopping slice "
+        f"(its last {model.early_stopping_fraction:.0%} of dates)"
+    )
     folds: list[Fold] = []
     for index, (train_idx, test_idx) in enumerate(splits):
         with stage(f"fold {index}"):
@@ -428,7 +434,7 @@ def cross_validate(data: TrainingData, config: Config, progress: Callable[[str],
         folds.append(fold)
         progress(
             f"fold {index}: {len(train_idx):,} train / {len(test_idx):,} test rows, AUC {metrics['roc_auc']:.3f}, "
-            f"best iteration {fitted.best_iteration}"
+            f"best iteration {fitted.best_iteration} of {fitted.rounds} rounds"
         )
     with stage("paths backtest"):
         path_returns = _path_returns(splitter, rows, folds, classes, cost)
@@ -464,7 +470,8 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
         cross_sections = {"cv": of_cv(folds, classes, rows, top_k, cost),
                           "holdout": of_rows(holdout_rows, score_of(holdout_proba, classes), top_k, cost)}  # fmt: skip
     progress(
-        f"hold-out: {len(holdout_rows):,} rows, AUC {holdout['roc_auc']:.3f}, Sharpe {holdout_backtest.sharpe:.2f}"
+        f"final fit: best iteration {final.best_iteration} of {final.rounds} rounds; hold-out: {len(holdout_rows):,} "
+        f"rows, AUC {holdout['roc_auc']:.3f}, Sharpe {holdout_backtest.sharpe:.2f}"
     )
     return TrainingReport(
         classes=classes,
