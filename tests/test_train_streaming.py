@@ -244,7 +244,7 @@ def test_the_model_does_not_depend_on_the_thread_count(n_classes, monkeypatch):
         monkeypatch.setenv(THREADS_ENV, threads)
         fitted = fit_with_early_stopping(matrix, y, weight, t0, t1, _model(60), features=list(X.columns))
         model = fitted.pipeline.named_steps["model"]
-        assert model.get_params()["n_jobs"] == int(threads)
+        assert model.booster_.params["num_threads"] == int(threads) and model.get_params()["n_jobs"] == 1
         fits.append((model.booster_.model_to_string().split("\nparameters:")[0], fitted.best_iteration,
                      fitted.predict_proba(matrix)))  # fmt: skip
     assert fits[0][:2] == fits[1][:2]
@@ -254,13 +254,21 @@ def test_the_model_does_not_depend_on_the_thread_count(n_classes, monkeypatch):
 def test_fits_running_at_once_share_the_cores(monkeypatch):
     import os
 
-    from training.model.estimator import THREADS_ENV, concurrent_fits, lgbm_threads
+    from training.model.estimator import ROWS_PER_THREAD, THREADS_ENV, concurrent_fits, lgbm_threads
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
     cores = len(os.sched_getaffinity(0))
-    assert lgbm_threads() == cores
+    assert lgbm_threads() == cores and lgbm_threads(rows=10 * ROWS_PER_THREAD) == cores
+    assert lgbm_threads(rows=ROWS_PER_THREAD - 1) == 1  # a small fit: threads would only synchronise
     with concurrent_fits(2):
         assert lgbm_threads() == max(1, cores // 2)
     with concurrent_fits(10 * cores):
         assert lgbm_threads() == 1
     assert lgbm_threads() == cores
+
+
+def test_a_fit_states_the_rounds_early_stopping_let_it_run():
+    X, y, t0, t1, weight = _panel(5, 2)
+    model = _model(200)
+    fitted = fit_with_early_stopping(X.to_numpy(), y, weight, t0, t1, model, features=list(X.columns))
+    assert fitted.rounds == min(fitted.best_iteration + model.early_stopping_rounds, model.num_boost_round)

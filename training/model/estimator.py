@@ -42,12 +42,18 @@ THREADS_ENV = "OHLCV_LGBM_THREADS"
 _concurrent_fits = 1  # fits running at once in this process (tune's parallel trials share the cores)
 
 
-def lgbm_threads() -> int:
-    """LightGBM's threads per fit: the cores this process may run on (its CPU affinity), shared by the fits
-    running at once; ``OHLCV_LGBM_THREADS`` overrides."""
+ROWS_PER_THREAD = 50_000  # below this many rows a thread more costs LightGBM more in synchronisation than it saves
+
+
+def lgbm_threads(rows: int | None = None) -> int:
+    """LightGBM's threads for a fit (or a prediction) of ``rows`` rows: the cores this process may run on (its
+    CPU affinity), shared by the fits running at once, and one per :data:`ROWS_PER_THREAD` rows at most (the
+    bundled data's 6,500-row fits ran 6x slower on two threads of a loaded machine). ``OHLCV_LGBM_THREADS``
+    overrides. The model is the same at any thread count (column-wise histograms; tests/test_train_streaming.py)."""
     if os.environ.get(THREADS_ENV):
         return max(1, int(os.environ[THREADS_ENV]))
-    return max(1, len(os.sched_getaffinity(0)) // _concurrent_fits)
+    cores = max(1, len(os.sched_getaffinity(0)) // _concurrent_fits)
+    return cores if rows is None else max(1, min(cores, rows // ROWS_PER_THREAD))
 
 
 @contextmanager
@@ -61,8 +67,9 @@ def concurrent_fits(n: int) -> Iterator[None]:
         _concurrent_fits = before
 
 
-def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
-    """config.model in LightGBM's scikit-learn names; equal inputs give equal models."""
+def lgbm_params(model: ModelConfig, n_classes: int, threads: int | None = None) -> dict[str, Any]:
+    """config.model in LightGBM's scikit-learn names; equal inputs give equal models (whatever ``threads``,
+    by default :func:`lgbm_threads`)."""
     params: dict[str, Any] = {
         "objective": model.objective if n_classes == 2 else "multiclass",
         "num_leaves": model.num_leaves,
@@ -75,7 +82,7 @@ def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
         "reg_lambda": model.lambda_l2,
         "random_state": model.seed,
         "n_estimators": model.num_boost_round,
-        "n_jobs": lgbm_threads(),
+        "n_jobs": threads or lgbm_threads(),
         # Column-wise histograms: each feature's histogram sums its rows in order on one thread, whatever the
         # thread count, and LightGBM does not pick a layout by timing both (a choice that could differ by run).
         "force_col_wise": True,
@@ -126,7 +133,7 @@ class FittedModel:
         out = []
         for start in range(0, len(rows), PREDICT_BATCH_ROWS):
             batch = _scaled(X, rows[start : start + PREDICT_BATCH_ROWS], scaler.center_, scaler.scale_)
-            score = classifier.booster_.predict(batch, num_threads=lgbm_threads())
+            score = classifier.booster_.predict(batch, num_threads=lgbm_threads(len(batch)))
             out.append(score if score.ndim == 2 else np.vstack((1.0 - score, score)).transpose())
         n_classes = len(classifier.classes_)
         return np.concatenate(out) if out else np.empty((0, n_classes))
@@ -200,9 +207,9 @@ def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
     return ScaledRows()
 
 
-def _params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
+def _params(model: ModelConfig, n_classes: int, threads: int | None = None) -> dict[str, Any]:
     """What LGBMClassifier.fit passes to lightgbm.train for :func:`lgbm_params` (LightGBM 4's rules)."""
-    params = dict(lgbm_params(model, n_classes))
+    params = dict(lgbm_params(model, n_classes, threads))
     params["num_threads"] = params.pop("n_jobs")
     params.pop("n_estimators")
     params.update(boosting_type="gbdt", min_child_samples=20, min_child_weight=1e-3, min_split_gain=0.0,
@@ -221,7 +228,8 @@ def _classifier(booster: Any, model: ModelConfig, encoder: Any, evals: dict[str,
     from lightgbm import LGBMClassifier
 
     n_classes = len(encoder.classes_)
-    classifier = LGBMClassifier(**lgbm_params(model, n_classes))
+    # One thread where the model is served: a request scores a few rows, which threads would only synchronise.
+    classifier = LGBMClassifier(**lgbm_params(model, n_classes, threads=1))
     classifier._le = encoder
     classifier._class_map = dict(zip(encoder.classes_, encoder.transform(encoder.classes_), strict=True))
     classifier._classes, classifier._n_classes = encoder.classes_, n_classes
@@ -275,7 +283,7 @@ def fit_with_early_stopping(
     with stage("scaler"):
         scaler = fit_scaler(X, _positions(rows, fit), features)
     encoder = _LGBMLabelEncoder().fit(y)
-    params = _params(model, n_classes)
+    params = _params(model, n_classes, lgbm_threads(len(fit)))
 
     # Only the Datasets' own copies (LightGBM keeps label and weight as float32) outlive their construction;
     # positions are kept as runs. At 20M fit rows every array of 8 bytes a row held through training is 160 MB.
@@ -299,7 +307,8 @@ def fit_with_early_stopping(
             callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
                        lightgbm.record_evaluation(evals)],
         )  # fmt: skip
-    rounds = booster.current_iteration()
+    # Rounds run (the booster kept is cut to the best): one evaluation of the watched slice per round.
+    rounds = max((len(values) for metrics in evals.values() for values in metrics.values()), default=0)
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
