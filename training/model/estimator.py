@@ -21,6 +21,8 @@ metrics) stay what they were.
 
 from __future__ import annotations
 
+import functools
+import math
 import operator
 import os
 from collections.abc import Iterator
@@ -46,14 +48,26 @@ ROWS_PER_THREAD = 50_000  # below this many rows a thread more costs LightGBM mo
 
 
 def lgbm_threads(rows: int | None = None) -> int:
-    """LightGBM's threads for a fit (or a prediction) of ``rows`` rows: the cores this process may run on (its
-    CPU affinity), shared by the fits running at once, and one per :data:`ROWS_PER_THREAD` rows at most (the
-    bundled data's 6,500-row fits ran 6x slower on two threads of a loaded machine). ``OHLCV_LGBM_THREADS``
+    """LightGBM's threads for a fit (or a prediction) of ``rows`` rows: the idle cores this process may run on
+    (:func:`idle_cores`), shared by the fits running at once, and one per :data:`ROWS_PER_THREAD` rows at most
+    (the bundled data's 6,500-row fits ran 6x slower on two threads of a loaded machine). ``OHLCV_LGBM_THREADS``
     overrides. The model is the same at any thread count (column-wise histograms; tests/test_train_streaming.py)."""
     if os.environ.get(THREADS_ENV):
         return max(1, int(os.environ[THREADS_ENV]))
-    cores = max(1, len(os.sched_getaffinity(0)) // _concurrent_fits)
+    cores = max(1, idle_cores() // _concurrent_fits)
     return cores if rows is None else max(1, min(cores, rows // ROWS_PER_THREAD))
+
+
+@functools.cache
+def idle_cores() -> int:
+    """The cores of this process's CPU affinity that other work leaves idle, judged once per process (before
+    its own threads add to the load): the cores less the last minute's load average beyond this process's own
+    thread. A thread more than the machine has free waits at every one of LightGBM's synchronisations for a
+    thread the kernel has descheduled: at 1.26M samples on two cores under a load of about 20, two threads
+    made each fold about 1.7x slower than one."""
+    cores = len(os.sched_getaffinity(0))
+    others = max(0.0, os.getloadavg()[0] - 1.0)
+    return max(1, min(cores, cores - math.floor(others)))
 
 
 @contextmanager
