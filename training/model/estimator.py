@@ -63,8 +63,8 @@ def idle_cores() -> int:
     """The cores of this process's CPU affinity that other work leaves idle, judged once per process (before
     its own threads add to the load): the cores less the last minute's load average beyond this process's own
     thread. A thread more than the machine has free waits at every one of LightGBM's synchronisations for a
-    thread the kernel has descheduled: at 1.26M samples on two cores under a load of about 20, two threads
-    made each fold about 1.7x slower than one."""
+    thread the kernel has descheduled: a 678,606-row fold on two cores under a load of 5-7 boosted 4x slower on
+    two threads than on one (docs/performance.md)."""
     cores = len(os.sched_getaffinity(0))
     others = max(0.0, os.getloadavg()[0] - 1.0)
     return max(1, min(cores, cores - math.floor(others)))
