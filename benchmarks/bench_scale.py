@@ -11,6 +11,11 @@ step ``exec``s (``feast apply``) and children it waited for. Linux starts it at 
 which is why this module imports no numpy or pandas: that floor (~16 MB) is stated in the table's heading.
 A watchdog kills a step whose process tree passes ``--max-rss-gb`` (default: 80 % of available memory) so
 the benchmark cannot push a shared machine into the OOM killer; that is reported as a failure, not hidden.
+
+Inside each step, where its time goes: the step writes the seconds of its named stages (read, labels, join,
+weights, write; each check and the rebuild; each fold's fit, scoring, the final fit, logging) to the file
+``OHLCV_STAGE_TIMES`` names (:mod:`training.infra.stage_times`), and the table's second part lists them with
+their share of the step's wall time; what no stage covers (start-up, imports) is the remainder.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ POLL_SECONDS = 0.2
 # A hash of the host name: scratch databases of a dead run are dropped only by a run on the same host.
 DB_PREFIX = f"ohlcv_bench_scale_{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]}_"
 STDERR_TAIL = 15
+STAGE_TIMES_ENV = "OHLCV_STAGE_TIMES"  # training.infra.stage_times.ENV; not imported (no numpy in the launcher)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class StepRun:
     peak_mb: float
     exit_code: int
     stderr_tail: list[str] = field(default_factory=list)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # path -> {"seconds", "calls"}
 
     @property
     def us_per_bar(self) -> float:
@@ -120,10 +127,12 @@ def _rss_mb(pids: list[int]) -> float:
 def run_step(step: str, args: list[str], bars: int, env: dict[str, str], cwd: Path, max_rss_mb: float) -> StepRun:
     """Run ``python -m training ARGS`` as its own process; wall time, peak RSS (wait4) and the exit code."""
     log = cwd / f"{step.replace(' ', '_')}.stderr"
+    stages = cwd / f"{step.replace(' ', '_')}.stages.json"
+    stages.unlink(missing_ok=True)
     with log.open("w") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "training", *args], env=env, cwd=cwd,
+            [sys.executable, "-m", "training", *args], env={**env, STAGE_TIMES_ENV: str(stages)}, cwd=cwd,
             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
         )  # fmt: skip
         killed = ""
@@ -145,7 +154,9 @@ def run_step(step: str, args: list[str], bars: int, env: dict[str, str], cwd: Pa
     tail = log.read_text(errors="replace").splitlines()[-STDERR_TAIL:] if code else []
     if killed:
         tail.append(killed)
-    return StepRun(step, "python -m training " + " ".join(args), bars, seconds, usage.ru_maxrss / 1024, code, tail)
+    measured = json.loads(stages.read_text()) if stages.exists() else {}
+    return StepRun(step, "python -m training " + " ".join(args), bars, seconds, usage.ru_maxrss / 1024, code, tail,
+                   measured)  # fmt: skip
 
 
 def _drop_abandoned(conninfo: str) -> None:
@@ -318,6 +329,7 @@ def table(runs: list[SizeRun], reference: SizeRun | None, meta: dict) -> str:
                 f"| {label} | {run.bars:,} | {step.step} | {step.seconds:.1f} | {step.us_per_bar:.2f} | {ratio} | "
                 f"{_mb(step.peak_mb)} | {peak_ratio} | {step.exit_code} |"
             )
+    lines += stage_table(([reference] if reference else []) + runs)
     lines += ["", "Universe files (gzipped CSV unless named .parquet; written in blocks of whole symbols):"]
     lines += [f"- {r.universe}, generated in {r.generate_seconds:.1f} s, generator peak {_mb(r.generate_peak_mb)}"
               for r in ([reference] if reference else []) + runs]  # fmt: skip
@@ -326,6 +338,35 @@ def table(runs: list[SizeRun], reference: SizeRun | None, meta: dict) -> str:
             title = f"**{failed.step} failed at {run.bars:,} bars** (exit {failed.exit_code}): `{failed.command}`"
             lines += ["", title, "", "```", *failed.stderr_tail, "```"]
     return "\n".join(lines) + "\n"
+
+
+def stage_table(runs: list[SizeRun]) -> list[str]:
+    """Where each step's wall time went: its stages (a stage inside another is ``outer/inner``, its seconds part
+    of the outer's), the seconds and share of the step's wall time, and what no top-level stage covers."""
+    rows = []
+    for run in runs:
+        for step in run.steps:
+            if not step.stages:
+                continue
+            label = f"{run.symbols:,} × {run.days:,}"
+            for path, measured in step.stages.items():
+                depth = path.count("/")
+                calls = f" ×{measured['calls']:.0f}" if measured["calls"] > 1 else ""
+                rows.append(f"| {label} | {step.step} | {'· ' * depth}{path}{calls} | {measured['seconds']:.2f} | "
+                            f"{measured['seconds'] / step.seconds:.1%} |")  # fmt: skip
+            top = sum(m["seconds"] for path, m in step.stages.items() if "/" not in path)
+            rows.append(f"| {label} | {step.step} | start-up and unmeasured | {step.seconds - top:.2f} | "
+                        f"{(step.seconds - top) / step.seconds:.1%} |")  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "",
+        "Where each step's time goes (stages in the order they finished; `a/b` is part of `a`; ×N: N calls):",
+        "",
+        "| size | step | stage | seconds | share of the step's wall time |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def measure(

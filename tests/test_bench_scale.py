@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.csv as pa_csv
 
+from benchmarks.bench_scale import SizeRun, StepRun, stage_table
 from benchmarks.universe import COLUMNS, write_universe
 from training.infra import settings
 
@@ -74,3 +75,34 @@ def test_a_kept_run_is_reused_by_the_next_with_the_same_folder(isolated_services
         with psycopg.connect(settings.check_postgres().conninfo(), autocommit=True) as admin:
             kept_db = sql.Identifier(saved["PGDATABASE"])
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(kept_db))
+
+
+def test_the_stage_table_lists_each_steps_stages_and_what_they_leave_unmeasured():
+    stages = {"read": {"seconds": 2.0, "calls": 3}, "join": {"seconds": 4.0, "calls": 3},
+              "join/as-of join": {"seconds": 3.0, "calls": 3}}  # fmt: skip
+    steps = [StepRun("build-dataset", "python -m training build-dataset", 100, 10.0, 1.0, 0, [], stages),
+             StepRun("ingest", "python -m training ingest", 100, 1.0, 1.0, 0)]  # fmt: skip
+    rows = _rows("\n".join(stage_table([SizeRun(2, 50, "u", 0.0, 0.0, steps)])))
+    assert [row[2:] for row in rows] == [
+        ["read ×3", "2.00", "20.0%"],
+        ["join ×3", "4.00", "40.0%"],
+        ["· join/as-of join ×3", "3.00", "30.0%"],  # part of join: not counted again below
+        ["start-up and unmeasured", "4.00", "40.0%"],
+    ]
+    assert stage_table([SizeRun(2, 50, "u", 0.0, 0.0, steps[1:])]) == []  # no step timed its stages
+
+
+def test_a_step_reports_where_its_time_went(isolated_services, tmp_path):
+    steps = "ingest,compute-features,feast apply,build-dataset"
+    result = _bench(tmp_path, "--symbols", "8", "--days", "300", "--steps", steps)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    build = json.loads((tmp_path / "scale.json").read_text())["runs"][0]["steps"][3]
+    assert build["step"] == "build-dataset"
+    for name in ("feast store", "read", "labels", "join", "join/as-of join", "stage rows", "weights", "write"):
+        assert build["stages"][name]["seconds"] >= 0, name
+    assert sum(s["seconds"] for n, s in build["stages"].items() if "/" not in n) <= build["seconds"]
+    text = (tmp_path / "scale.md").read_text()
+    assert "| 8 × 300 | build-dataset | join" in text
+    assert "| 8 × 300 | build-dataset | start-up and unmeasured |" in text

@@ -96,11 +96,14 @@ def _build(config: Config, out: Path, known_at: datetime | None):
     profile's engine."""
     from training.engines import current_engine
     from training.feast_store.repository import feature_store
+    from training.infra.stage_times import stage
 
     data = config.data
+    with stage("feast store"):
+        store = feature_store()
     return current_engine().build_dataset(
         config,
-        feature_store(),
+        store,
         out,
         symbols=data.symbols,
         start=date.fromisoformat(data.start) if data.start else None,

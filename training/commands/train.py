@@ -60,6 +60,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     from training.errors import InputError
     from training.infra import settings
     from training.infra.memory import return_freed_memory
+    from training.infra.stage_times import stage
     from training.model import promotion
     from training.model.trials import attempt
     from training.output_paths import unwritable_file
@@ -70,11 +71,13 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     unwritable = unwritable_file(results)
     if unwritable:  # found now, not after the training has registered a model version
         raise InputError(f"--results {results} cannot be written: {unwritable}")
-    settings.check_mlflow()  # fail in seconds, not after the training
+    with stage("MLflow check"):
+        settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
     config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
-    audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
+    with stage("dataset audit"):
+        audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     if not audit.passed:
         click.echo(f"  --skip-audit: training anyway, never promoted ({'; '.join(audit.findings)})", err=True)
     with attempt(config, dataset.metadata, trials) as trial:  # counted from here, whether it succeeds or not
@@ -99,13 +102,16 @@ def _train_and_log(
 ) -> str:
     from mlflow.tracking import MlflowClient
 
+    from training.infra.stage_times import stage
     from training.model import promotion
     from training.model.tracking import apply_promotion, log_run
     from training.model.trainer import train as run_training
 
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
-    logged = log_run(report, dataset, dataset_path, config, audit, trial)
-    _audit_run(logged, report, dataset, dataset_path, config)
+    with stage("log (MLflow)"):
+        logged = log_run(report, dataset, dataset_path, config, audit, trial)
+    with stage("run audit"):
+        _audit_run(logged, report, dataset, dataset_path, config)
     decision = promotion.decide(
         MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]
     )

@@ -41,6 +41,7 @@ from training.dataset.offline_bars import check_range, checked_symbols, decision
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
 from training.infra import db, versions
+from training.infra.stage_times import stage
 from training.labeling.sample_weights import WeightStream
 from training.labeling.triple_barrier import triple_barrier_labels
 from training.partitions import Partition, bar_counts, plan_partitions
@@ -144,21 +145,24 @@ def _label_and_join(
     """Pass 1 of one partition: its labelled decisions with finite point-in-time features, sorted by
     (event_timestamp, symbol); None when the partition has none."""
     labels_config, warmup = config.labels.model_dump(), request["warmup"]
-    bars = read_bars(conn, list(partition.symbols))
-    decisions = decision_mask(bars, request["start"], request["end"]) & (_bar_index(bars) >= warmup)
-    calendar.add_bars(bars, decisions)
-    labels = triple_barrier_labels(bars, labels_config).rename(columns={"t0": "event_timestamp"})
-    # Return from D's close to D+1's close: the first bar of the label window, used by the daily backtest.
-    bars["next_ret"] = bars.groupby("symbol", sort=False)["close"].shift(-1) / bars["close"] - 1.0
-    candidates = bars.loc[decisions, ["symbol", "event_timestamp", "next_ret"]].merge(
-        labels, on=["symbol", "event_timestamp"]
-    )
+    with stage("read"):
+        bars = read_bars(conn, list(partition.symbols))
+    with stage("labels"):
+        decisions = decision_mask(bars, request["start"], request["end"]) & (_bar_index(bars) >= warmup)
+        calendar.add_bars(bars, decisions)
+        labels = triple_barrier_labels(bars, labels_config).rename(columns={"t0": "event_timestamp"})
+        # Return from D's close to D+1's close: the first bar of the label window, used by the daily backtest.
+        bars["next_ret"] = bars.groupby("symbol", sort=False)["close"].shift(-1) / bars["close"] - 1.0
+        candidates = bars.loc[decisions, ["symbol", "event_timestamp", "next_ret"]].merge(
+            labels, on=["symbol", "event_timestamp"]
+        )
     del labels, bars
     if candidates.empty:
         return None
     calendar.candidates += len(candidates)
     calendar.candidate_classes |= set(target_of(candidates, config).unique().tolist())
-    features = point_in_time_features(store, candidates, service, config.features.decision_time)
+    with stage("join"):
+        features = point_in_time_features(store, candidates, service, config.features.decision_time)
     finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
     calendar.nonfinite += int((~finite).sum())
     if not finite.any():
@@ -192,7 +196,8 @@ def _local_weights(conn, writer: artifact.ArtifactWriter, partition: Partition, 
     staged = pd.read_parquet(writer.stage_path(partition.index), columns=["symbol", "event_timestamp", "t1", "label",
                                                                           "target"])  # fmt: skip
     roles = roles_of(bounds, staged)
-    bars = read_bars(conn, list(partition.symbols)) if any(s.needs_windows for s in streams.values()) else None
+    with stage("read"):
+        bars = read_bars(conn, list(partition.symbols)) if any(s.needs_windows for s in streams.values()) else None
     local = []
     for role, stream in streams.items():
         rows = window_frame(staged[roles == role])
@@ -275,7 +280,8 @@ def _build(config: Config, store: Any, out: Path, symbols: list[str] | None, sta
     with db.connect() as conn:
         counts = check_history(bar_counts(conn, wanted), explicit=symbols is not None, horizon=horizon, warmup=warmup)
     partitions = plan_partitions(counts, partition_bars or default_budget())
-    service = describe_service(store, config.features.feature_service)
+    with stage("feast store"):
+        service = describe_service(store, config.features.feature_service)
     progress(
         f"{sum(n for _, n in counts):,} bars of {len(counts)} symbols in {len(partitions)} partition(s); "
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
@@ -287,13 +293,15 @@ def _build(config: Config, store: Any, out: Path, symbols: list[str] | None, sta
         for partition in tqdm(partitions, desc="labels + features", **bar):
             staged = _label_and_join(conn, store, service, partition, config, request, calendar)
             if staged is not None:
-                staged.to_parquet(writer.stage_path(partition.index), index=False)
+                with stage("stage rows"):
+                    staged.to_parquet(writer.stage_path(partition.index), index=False)
                 calendar.staged.append(partition.index)
         bounds, streams = decide_split(calendar, config, request)
         staged_partitions = [p for p in partitions if p.index in calendar.staged]
         role_counts: Counter[str] = Counter()
         for partition in tqdm(staged_partitions, desc="weights", **bar):
-            role_counts.update(_local_weights(conn, writer, partition, bounds, streams).tolist())
+            with stage("weights"):
+                role_counts.update(_local_weights(conn, writer, partition, bounds, streams).tolist())
         request |= {"symbols": symbols, "partitions": len(partitions),
                     "bars_per_partition": partition_bars or default_budget()}  # fmt: skip
         summary = Summary(calendar, bounds, streams, role_counts)
@@ -373,25 +381,29 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
     if not role_counts["train"]:
         raise InputError("every training sample was purged: the label horizon is too long for the training period")
     for partition in partitions:
-        rows = staged.samples(partition, ["event_timestamp", "t1", "target"])
-        _weights(staged.local(partition), roles_of(bounds, rows), streams, rows, None)
+        with stage("weights"):
+            rows = staged.samples(partition, ["event_timestamp", "t1", "target"])
+            _weights(staged.local(partition), roles_of(bounds, rows), streams, rows, None)
     symbols_out: list[str] = []
     labels: Counter[int] = Counter()
     for partition in tqdm(partitions, desc="write", unit="partition", disable=None, leave=False):
-        rows = staged.samples(partition)
-        roles = roles_of(bounds, rows)
-        weights = _weights(staged.local(partition), roles, streams, rows, dict(role_counts))
-        rows["split"] = roles
-        rows["weight"] = weights.pop("weight")
-        ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
-        columns = {c: rows.pop(c) for c in ordered} | dict(weights.items())
-        columns |= dict(rows[service.features].items())
-        del rows, weights
-        frame = pd.DataFrame(columns, copy=False)
-        writer.write_part(frame)
-        symbols_out += pd.unique(frame["symbol"]).tolist()
-        labels.update(frame["label"].tolist())
-        del frame, columns
+        with stage("write"):
+            rows = staged.samples(partition)
+            roles = roles_of(bounds, rows)
+            weights = _weights(staged.local(partition), roles, streams, rows, dict(role_counts))
+            rows["split"] = roles
+            rows["weight"] = weights.pop("weight")
+            ordered = [*artifact.ID_COLUMNS, *artifact.LABEL_COLUMNS, "upper", "lower"]
+            columns = {c: rows.pop(c) for c in ordered} | dict(weights.items())
+            columns |= dict(rows[service.features].items())
+            del rows, weights
+            frame = pd.DataFrame(columns, copy=False)
+            writer.write_part(frame)
+            symbols_out += pd.unique(frame["symbol"]).tolist()
+            labels.update(frame["label"].tolist())
+            del frame, columns
+    with stage("fingerprint"):
+        fingerprint = writer.fingerprint(config.dump(), service.features)
     split_counts = {role: int(role_counts[role]) for role in ("train", "purged", "embargo", "validation")}
     classes = sorted(int(c) for c in calendar.classes)
     tz = calendar.tz
@@ -399,7 +411,7 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
     metadata = {
         "format_version": artifact.FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint": writer.fingerprint(config.dump(), service.features),
+        "fingerprint": fingerprint,
         "feature_service": service.name,
         "features": service.features,
         "feature_ttl_seconds": service.ttl_seconds,
@@ -429,7 +441,8 @@ def finish(writer: artifact.ArtifactWriter, staged: StagedRows, partitions: list
         "config": config.dump(),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
-    writer.commit(metadata)
+    with stage("write"):
+        writer.commit(metadata)
     return artifact.load(writer.out)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from training.contract import AUDIT_FEATURE, FEAST_APPLY
 from training.dataset.offline_bars import require_features
 from training.errors import InputError
+from training.infra.stage_times import stage
 
 if TYPE_CHECKING:
     from training.config import DecisionTimeConfig
@@ -70,16 +71,19 @@ def point_in_time_features(
             ENTITY_ROW: np.arange(len(entities)),
         }
     )
-    table = retrieve(store, request, service, decision).to_arrow()
+    with stage("Feast request"):  # Feast's planning (registry, views), up to the offline store's job
+        job = retrieve(store, request, service, decision)
+    table = job.to_arrow()
     if AUDIT_FEATURE not in table.column_names:
         raise InputError(f"feature service {service.name!r} does not carry {AUDIT_FEATURE}; it is needed for the audit")
-    frame = table.select([ENTITY_ROW, AUDIT_FEATURE, *service.features]).to_pandas()
-    del table
-    if len(frame) != len(entities) or frame[ENTITY_ROW].duplicated().any():
-        raise InputError(f"the offline store returned {len(frame)} rows for {len(entities)} entity rows")
-    frame = frame.sort_values(ENTITY_ROW, kind="stable").drop(columns=ENTITY_ROW).reset_index(drop=True)
-    frame = frame.rename(columns={AUDIT_FEATURE: "feature_timestamp"})
-    frame["feature_timestamp"] = pd.to_datetime(frame["feature_timestamp"], utc=True)
+    with stage("to pandas, in order"):
+        frame = table.select([ENTITY_ROW, AUDIT_FEATURE, *service.features]).to_pandas()
+        del table
+        if len(frame) != len(entities) or frame[ENTITY_ROW].duplicated().any():
+            raise InputError(f"the offline store returned {len(frame)} rows for {len(entities)} entity rows")
+        frame = frame.sort_values(ENTITY_ROW, kind="stable").drop(columns=ENTITY_ROW).reset_index(drop=True)
+        frame = frame.rename(columns={AUDIT_FEATURE: "feature_timestamp"})
+        frame["feature_timestamp"] = pd.to_datetime(frame["feature_timestamp"], utc=True)
     return frame
 
 

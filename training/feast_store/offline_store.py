@@ -66,6 +66,7 @@ from training.feast_store.plan import (
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
 from training.infra.db import usable
 from training.infra.pg_io import PG_TYPES, PgType
+from training.infra.stage_times import stage
 
 if TYPE_CHECKING:
     from feast.saved_dataset import ValidationReference
@@ -126,7 +127,7 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
 
     def joined(self) -> pa.Table:
         """The entity rows with the joined feature columns, before on-demand views."""
-        with connect(self.config.offline_store) as conn:
+        with stage("as-of join"), connect(self.config.offline_store) as conn:
             return pit_join.execute(conn, self.plan)
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
@@ -146,11 +147,12 @@ class AsOfRetrievalJob(PostgreSQLRetrievalJob):
             return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
         table = self.joined()
         inputs = [c for c in table.column_names if c in self._on_demand_inputs()]
-        pieces = [
-            TableJob(table.slice(offset, ODFV_CHUNK_ROWS).select(inputs), self).to_arrow(timeout=timeout)
-            for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS)
-        ]
-        outputs = pa.concat_tables(pieces, promote_options="default")
+        with stage("on-demand views"):
+            pieces = [
+                TableJob(table.slice(offset, ODFV_CHUNK_ROWS).select(inputs), self).to_arrow(timeout=timeout)
+                for offset in range(0, max(table.num_rows, 1), ODFV_CHUNK_ROWS)
+            ]
+            outputs = pa.concat_tables(pieces, promote_options="default")
         for name in outputs.column_names:
             if name not in inputs:
                 table = table.append_column(name, outputs.column(name))

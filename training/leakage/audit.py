@@ -19,6 +19,7 @@ from typing import Any
 
 from training.config import DATASET_SECTIONS, Config, load_config
 from training.dataset.artifact import Dataset
+from training.infra.stage_times import stage
 from training.leakage import (
     audited_code,
     check_cv,
@@ -111,7 +112,8 @@ def _describe(dataset: Dataset, path: Path | None, symbols: list[str]) -> dict[s
 def _run(name: str, run: Callable[[], CheckResult]) -> CheckResult:
     started = time.perf_counter()
     try:
-        result = run()
+        with stage(name):  # the rebuild's own stages (read, labels, join, ...) show under reproducibility
+            result = run()
     except FAILURES as error:
         result = could_not_run(name, str(error))
     result.seconds = time.perf_counter() - started

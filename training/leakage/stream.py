@@ -20,6 +20,7 @@ import pandas as pd
 
 from training.dataset.artifact import Dataset
 from training.errors import ProjectError
+from training.infra import stage_times
 from training.leakage.panel import BarHistory
 from training.leakage.result import REPORTED_ROWS, CheckResult
 
@@ -125,6 +126,8 @@ def run_scans(
             except FAILURES as error:
                 results[scan.name] = could_not_run(scan.name, str(error))
         results[scan.name].seconds = seconds[scan.name]
+    for name, spent in seconds.items():
+        stage_times.add(name, spent)
     return results, seconds
 
 

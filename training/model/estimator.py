@@ -21,6 +21,12 @@ metrics) stay what they were.
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +35,55 @@ import pandas as pd
 
 from training.config import ModelConfig
 from training.errors import InputError
+from training.infra.stage_times import stage
 from training.model.position_runs import positions_of, runs_of
 
 PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy a prediction makes
 PUSH_BATCH_ROWS = 16_384  # rows scaled and handed to LightGBM's binning at a time
+THREADS_ENV = "OHLCV_LGBM_THREADS"
+_concurrent_fits = 1  # fits running at once in this process (tune's parallel trials share the cores)
 
 
-def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
-    """config.model in LightGBM's scikit-learn names; equal inputs give equal models."""
+ROWS_PER_THREAD = 50_000  # below this many rows a thread more costs LightGBM more in synchronisation than it saves
+
+
+def lgbm_threads(rows: int | None = None) -> int:
+    """LightGBM's threads for a fit (or a prediction) of ``rows`` rows: the idle cores this process may run on
+    (:func:`idle_cores`), shared by the fits running at once, and one per :data:`ROWS_PER_THREAD` rows at most
+    (the bundled data's 6,500-row fits ran 6x slower on two threads of a loaded machine). ``OHLCV_LGBM_THREADS``
+    overrides. The model is the same at any thread count (column-wise histograms; tests/test_train_streaming.py)."""
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    cores = max(1, idle_cores() // _concurrent_fits)
+    return cores if rows is None else max(1, min(cores, rows // ROWS_PER_THREAD))
+
+
+@functools.cache
+def idle_cores() -> int:
+    """The cores of this process's CPU affinity that other work leaves idle, judged once per process (before
+    its own threads add to the load): the cores less the last minute's load average beyond this process's own
+    thread. A thread more than the machine has free waits at every one of LightGBM's synchronisations for a
+    thread the kernel has descheduled: a 678,606-row fold on two cores under a load of 5-7 boosted 4x slower on
+    two threads than on one (docs/performance.md)."""
+    cores = len(os.sched_getaffinity(0))
+    others = max(0.0, os.getloadavg()[0] - 1.0)
+    return max(1, min(cores, cores - math.floor(others)))
+
+
+@contextmanager
+def concurrent_fits(n: int) -> Iterator[None]:
+    """``n`` fits run at once inside the block (e.g. tune's trials in threads): each gets its share of the cores."""
+    global _concurrent_fits
+    before, _concurrent_fits = _concurrent_fits, max(1, n)
+    try:
+        yield
+    finally:
+        _concurrent_fits = before
+
+
+def lgbm_params(model: ModelConfig, n_classes: int, threads: int | None = None) -> dict[str, Any]:
+    """config.model in LightGBM's scikit-learn names; equal inputs give equal models (whatever ``threads``,
+    by default :func:`lgbm_threads`)."""
     params: dict[str, Any] = {
         "objective": model.objective if n_classes == 2 else "multiclass",
         "num_leaves": model.num_leaves,
@@ -49,9 +96,10 @@ def lgbm_params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
         "reg_lambda": model.lambda_l2,
         "random_state": model.seed,
         "n_estimators": model.num_boost_round,
-        # One thread with a fixed seed is bit-for-bit reproducible; LightGBM's `deterministic` flag costs ~7x
-        # on these small panels, and more threads buy little at this size.
-        "n_jobs": 1,
+        "n_jobs": threads or lgbm_threads(),
+        # Column-wise histograms: each feature's histogram sums its rows in order on one thread, whatever the
+        # thread count, and LightGBM does not pick a layout by timing both (a choice that could differ by run).
+        "force_col_wise": True,
         "verbose": -1,
     }
     return params
@@ -76,6 +124,7 @@ class FittedModel:
     purged_rows: int
     fit_runs: np.ndarray  # runs_of(the rows, of those given, the scaler and the trees were fitted on)
     early_stopping_runs: np.ndarray  # runs_of(the rows early stopping watched)
+    rounds: int = 0  # boosting rounds run: the best iteration + early_stopping_rounds, or num_boost_round
 
     @property
     def fit_positions(self) -> np.ndarray:
@@ -86,15 +135,21 @@ class FittedModel:
         return positions_of(self.early_stopping_runs)
 
     def predict_proba(self, X: np.ndarray, rows: np.ndarray | None = None, features: list[str] | None = None):
-        """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time
-        through the Pipeline, so a prediction copies at most :data:`PREDICT_BATCH_ROWS` rows."""
-        features = features or list(self.pipeline.named_steps["scaler"].feature_names_in_)
+        """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time,
+        so a prediction copies at most :data:`PREDICT_BATCH_ROWS` rows.
+
+        What ``pipeline.predict_proba`` gives, without its copies: the batch is read once and scaled in place as
+        ``RobustScaler.transform`` scales it, and the booster scores the array (no DataFrame, no validation
+        copy, no conversion back to an array); the binary model's ``[1 - p, p]`` is LGBMClassifier's.
+        ``features`` is accepted for callers that name the columns; the fitted scaler already knows them."""
+        scaler, classifier = self.pipeline.named_steps["scaler"], self.pipeline.named_steps["model"]
         rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
         out = []
         for start in range(0, len(rows), PREDICT_BATCH_ROWS):
-            batch = pd.DataFrame(X[rows[start : start + PREDICT_BATCH_ROWS]], columns=features, copy=False)
-            out.append(self.pipeline.predict_proba(batch))
-        n_classes = len(self.pipeline.named_steps["model"].classes_)
+            batch = _scaled(X, rows[start : start + PREDICT_BATCH_ROWS], scaler.center_, scaler.scale_)
+            score = classifier.booster_.predict(batch, num_threads=lgbm_threads(len(batch)))
+            out.append(score if score.ndim == 2 else np.vstack((1.0 - score, score)).transpose())
+        n_classes = len(classifier.classes_)
         return np.concatenate(out) if out else np.empty((0, n_classes))
 
 
@@ -127,35 +182,52 @@ def fit_scaler(X: np.ndarray, rows: np.ndarray, features: list[str]):
     return scaler
 
 
+def _scaled(X: np.ndarray, positions: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``X[positions]`` as ``RobustScaler.transform`` gives them: subtract, then divide, in float64, in place
+    in the one copy the read makes (fancy indexing, or :meth:`FeatureMatrix.take`)."""
+    values = X[positions]
+    values -= center
+    values /= scale
+    return values
+
+
 def _scaled_rows(X: np.ndarray, rows: np.ndarray, scaler: Any):
     """``rows`` of ``X`` as ``scaler.transform`` gives them, for LightGBM to read a batch (or a row) at a time."""
     import lightgbm
 
     center, scale = scaler.center_, scaler.scale_
 
+    def scaled(positions: np.ndarray) -> np.ndarray:
+        return _scaled(X, positions, center, scale)
+
     class ScaledRows(lightgbm.Sequence):
         batch_size = PUSH_BATCH_ROWS
+        block_start, block = 0, np.empty((0, len(center)))
 
         def __len__(self) -> int:
             return len(rows)
 
         def __getitem__(self, index):
-            picked = rows[index]
-            values = X[picked] if np.ndim(picked) else X[picked].copy()  # a single row would be a view
-            values -= center  # as RobustScaler.transform: subtract, then divide, in float64
-            values /= scale
-            return values
+            if isinstance(index, slice):
+                return scaled(rows[index])
+            # One row: LightGBM draws its bin-construction sample (up to 200,000 rows) one row at a time, in
+            # increasing order. Rows come from a block scaled at once, so a row costs an index, not a read
+            # and two numpy operations of its own (LightGBM copies the view it is given).
+            i = operator.index(index) + (len(rows) if index < 0 else 0)
+            if not self.block_start <= i < self.block_start + len(self.block):
+                self.block_start, self.block = i, scaled(rows[i : i + PUSH_BATCH_ROWS])
+            return self.block[i - self.block_start]
 
     return ScaledRows()
 
 
-def _params(model: ModelConfig, n_classes: int) -> dict[str, Any]:
+def _params(model: ModelConfig, n_classes: int, threads: int | None = None) -> dict[str, Any]:
     """What LGBMClassifier.fit passes to lightgbm.train for :func:`lgbm_params` (LightGBM 4's rules)."""
-    params = dict(lgbm_params(model, n_classes))
-    for unused in ("n_estimators", "n_jobs"):
-        params.pop(unused)
+    params = dict(lgbm_params(model, n_classes, threads))
+    params["num_threads"] = params.pop("n_jobs")
+    params.pop("n_estimators")
     params.update(boosting_type="gbdt", min_child_samples=20, min_child_weight=1e-3, min_split_gain=0.0,
-                  subsample_for_bin=200_000, metric=params["objective"], num_threads=1)  # fmt: skip
+                  subsample_for_bin=200_000, metric=params["objective"])  # fmt: skip
     if n_classes > 2:
         params["num_class"] = n_classes
     # A Dataset read a batch at a time (a Sequence) draws its bin-construction sample in Python with the
@@ -170,7 +242,8 @@ def _classifier(booster: Any, model: ModelConfig, encoder: Any, evals: dict[str,
     from lightgbm import LGBMClassifier
 
     n_classes = len(encoder.classes_)
-    classifier = LGBMClassifier(**lgbm_params(model, n_classes))
+    # One thread where the model is served: a request scores a few rows, which threads would only synchronise.
+    classifier = LGBMClassifier(**lgbm_params(model, n_classes, threads=1))
     classifier._le = encoder
     classifier._class_map = dict(zip(encoder.classes_, encoder.transform(encoder.classes_), strict=True))
     classifier._classes, classifier._n_classes = encoder.classes_, n_classes
@@ -221,9 +294,10 @@ def fit_with_early_stopping(
             f"the {len(fit):,} training rows before the early-stopping slice lack a class of the target; "
             "use a longer training period or a smaller model.early_stopping_fraction"
         )
-    scaler = fit_scaler(X, _positions(rows, fit), features)
+    with stage("scaler"):
+        scaler = fit_scaler(X, _positions(rows, fit), features)
     encoder = _LGBMLabelEncoder().fit(y)
-    params = _params(model, n_classes)
+    params = _params(model, n_classes, lgbm_threads(len(fit)))
 
     # Only the Datasets' own copies (LightGBM keeps label and weight as float32) outlive their construction;
     # positions are kept as runs. At 20M fit rows every array of 8 bytes a row held through training is 160 MB.
@@ -232,23 +306,27 @@ def fit_with_early_stopping(
                                 weight=weight[subset], feature_name=features, params=params,
                                 reference=reference).construct()  # fmt: skip
 
-    train_set = binned(fit)
-    watched = binned(watch, reference=train_set)
+    with stage("bin"):
+        train_set = binned(fit)
+        watched = binned(watch, reference=train_set)
     n_fit, n_watch, fit_runs, watch_runs = len(fit), len(watch), runs_of(fit), runs_of(watch)
     del fit, watch
     evals: dict[str, Any] = {}
-    booster = lightgbm.train(
-        params,
-        train_set,
-        num_boost_round=model.num_boost_round,
-        valid_sets=[watched],
-        callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
-                   lightgbm.record_evaluation(evals)],
-    )  # fmt: skip
+    with stage("boost"):
+        booster = lightgbm.train(
+            params,
+            train_set,
+            num_boost_round=model.num_boost_round,
+            valid_sets=[watched],
+            callbacks=[lightgbm.early_stopping(model.early_stopping_rounds, verbose=False),
+                       lightgbm.record_evaluation(evals)],
+        )  # fmt: skip
+    # Rounds run (the booster kept is cut to the best): one evaluation of the watched slice per round.
+    rounds = max((len(values) for metrics in evals.values() for values in metrics.values()), default=0)
     classifier = _classifier(booster, model, encoder, evals)
     pipeline = Pipeline([("scaler", scaler), ("model", classifier)])
     best = int(classifier.best_iteration_ or classifier.n_estimators)
-    return FittedModel(pipeline, best, n_fit, n_watch, len(y) - n_fit - n_watch, fit_runs, watch_runs)
+    return FittedModel(pipeline, best, n_fit, n_watch, len(y) - n_fit - n_watch, fit_runs, watch_runs, rounds)
 
 
 def _positions(rows: np.ndarray | None, subset: np.ndarray) -> np.ndarray:

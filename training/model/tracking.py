@@ -23,6 +23,7 @@ from training.config import Config
 from training.contract import CHAMPION_ALIAS
 from training.dataset.artifact import METADATA_FILE, REPORT_FILE, Dataset
 from training.infra import settings
+from training.infra.stage_times import stage
 from training.model import cross_section, plots
 from training.model.input_distribution import ARTIFACT as INPUT_DISTRIBUTION
 from training.model.promotion import Audit, Promotion
@@ -151,7 +152,8 @@ def log_run(
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment(mlflow, config.mlflow.experiment)
     meta = dataset.metadata
-    validity = overfitting.assess(report, trial)
+    with stage("validity (PSR, DSR, PBO)"):
+        validity = overfitting.assess(report, trial)
     run_name = config.mlflow.run_name.format(
         feature_service=meta["feature_service"],
         horizon=config.labels.horizon,
@@ -197,16 +199,17 @@ def log_run(
             summary.update(_scalars(f"cross_section/{name}", section.metrics()))
         mlflow.log_metrics(summary)
 
-        with tempfile.TemporaryDirectory() as folder:
+        with stage("plots and artifacts"), tempfile.TemporaryDirectory() as folder:
             _write_artifacts(Path(folder), report, dataset_path, config)
             overfitting.write_artifacts(validity, report, Path(folder))
             splits = report.splits_record(meta["fingerprint"], config.cv)
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
-        example = report.input_example
-        signature = infer_signature(example, report.final.pipeline.predict_proba(example))
-        info = _log_model(mlflow, report, example, signature, config.mlflow.registered_model)
+        with stage("model (skops, registry)"):
+            example = report.input_example
+            signature = infer_signature(example, report.final.pipeline.predict_proba(example))
+            info = _log_model(mlflow, report, example, signature, config.mlflow.registered_model)
     version = str(info.registered_model_version)
     MlflowClient().set_model_version_tag(config.mlflow.registered_model, version, "skip_audit",
                                          str(audit.skipped).lower())  # fmt: skip

@@ -25,10 +25,11 @@ from training.config import Config, CVConfig
 from training.dataset.artifact import Dataset, stacked_in_order
 from training.errors import InputError
 from training.indicators.definitions import INDICATORS
+from training.infra.stage_times import stage
 from training.labeling.sample_weights import class_balance
 from training.model.backtest import BARS_PER_YEAR, Backtest, backtest
 from training.model.cross_section import CrossSection, of_cv, of_rows, score_of
-from training.model.estimator import FittedModel, fit_with_early_stopping
+from training.model.estimator import FittedModel, fit_with_early_stopping, lgbm_threads
 from training.model.evaluation import baselines, buy_and_hold, score, signal, summarise
 from training.model.feature_matrix import FeatureMatrix
 from training.model.input_distribution import input_distribution
@@ -365,7 +366,8 @@ def train(dataset: Dataset, config: Config, progress: Callable[[str], None] = lo
     Trivial baselines are scored on the same folds so every metric has something to beat. The rows are
     read once into one float64 matrix on disk (:func:`load_training_data`); folds are positions into it.
     """
-    data = load_training_data(dataset, model_features(dataset.features, config.model.feature_families))
+    with stage("load"):
+        data = load_training_data(dataset, model_features(dataset.features, config.model.feature_families))
     with data.X:  # its scratch file goes when the run ends
         return _cross_validate_and_fit(data, config, progress)
 
@@ -400,31 +402,42 @@ def cross_validate(data: TrainingData, config: Config, progress: Callable[[str],
     cost = config.backtest.cost_bps
 
     splitter, splits = purged_splits(config.cv, t0, t1, data.calendar)
+    model = config.model
+    progress(
+        f"LightGBM on {lgbm_threads()} thread(s): at most {model.num_boost_round} rounds a fit, stopped after "
+        f"{model.early_stopping_rounds} rounds without improvement on the fit's purged early-stopping slice "
+        f"(its last {model.early_stopping_fraction:.0%} of dates)"
+    )
     folds: list[Fold] = []
     for index, (train_idx, test_idx) in enumerate(splits):
-        fitted = fit_with_early_stopping(
-            X,
-            y[train_idx],
-            fold_weights(base[train_idx], y[train_idx], balance),
-            t0[train_idx],
-            t1[train_idx],
-            config.model,
-            rows=train_idx,
-            features=features,
-        )
-        test = rows.iloc[test_idx]
-        proba = fitted.predict_proba(X, test_idx, features)
-        metrics, _ = score(test, proba, classes, cost)
-        metrics["best_iteration"] = fitted.best_iteration
-        fold = Fold(index, len(train_idx), len(test_idx), fitted.best_iteration, metrics,
-                    baselines(y[train_idx], test, classes, cost), runs_of(test_idx), compact_proba(proba),
-                    runs_of(train_idx), fitted)  # fmt: skip
+        with stage(f"fold {index}"):
+            with stage("fit"):
+                fitted = fit_with_early_stopping(
+                    X,
+                    y[train_idx],
+                    fold_weights(base[train_idx], y[train_idx], balance),
+                    t0[train_idx],
+                    t1[train_idx],
+                    config.model,
+                    rows=train_idx,
+                    features=features,
+                )
+            test = rows.iloc[test_idx]
+            with stage("predict"):
+                proba = fitted.predict_proba(X, test_idx, features)
+            with stage("metrics + backtest"):
+                metrics, _ = score(test, proba, classes, cost)
+                metrics["best_iteration"] = fitted.best_iteration
+                fold_baselines = baselines(y[train_idx], test, classes, cost)
+        fold = Fold(index, len(train_idx), len(test_idx), fitted.best_iteration, metrics, fold_baselines,
+                    runs_of(test_idx), compact_proba(proba), runs_of(train_idx), fitted)  # fmt: skip
         folds.append(fold)
         progress(
             f"fold {index}: {len(train_idx):,} train / {len(test_idx):,} test rows, AUC {metrics['roc_auc']:.3f}, "
-            f"best iteration {fitted.best_iteration}"
+            f"best iteration {fitted.best_iteration} of {fitted.rounds} rounds"
         )
-    path_returns = _path_returns(splitter, rows, folds, classes, cost)
+    with stage("paths backtest"):
+        path_returns = _path_returns(splitter, rows, folds, classes, cost)
     return CrossValidation(classes, splitter, folds, path_returns, _cpcv_path_sharpes(splitter, path_returns))
 
 
@@ -442,16 +455,23 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
 
     path_returns, path_sharpes = cv.path_returns, cv.path_sharpes
     # Every training row: X's first n_train rows (no array of positions).
-    final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config.model, features=features)
-    holdout_proba = final.predict_proba(X, data.holdout_positions, features)
-    holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
-    holdout["best_iteration"] = final.best_iteration
-    holdout_baselines = baselines(y, holdout_rows, classes, cost)
+    with stage("final"):
+        with stage("fit"):
+            final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config.model,
+                                            features=features)  # fmt: skip
+        with stage("predict"):
+            holdout_proba = final.predict_proba(X, data.holdout_positions, features)
+        with stage("metrics + backtest"):
+            holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
+            holdout["best_iteration"] = final.best_iteration
+            holdout_baselines = baselines(y, holdout_rows, classes, cost)
     top_k = config.cross_section.top_k
-    cross_sections = {"cv": of_cv(folds, classes, rows, top_k, cost),
-                      "holdout": of_rows(holdout_rows, score_of(holdout_proba, classes), top_k, cost)}  # fmt: skip
+    with stage("cross sections"):
+        cross_sections = {"cv": of_cv(folds, classes, rows, top_k, cost),
+                          "holdout": of_rows(holdout_rows, score_of(holdout_proba, classes), top_k, cost)}  # fmt: skip
     progress(
-        f"hold-out: {len(holdout_rows):,} rows, AUC {holdout['roc_auc']:.3f}, Sharpe {holdout_backtest.sharpe:.2f}"
+        f"final fit: best iteration {final.best_iteration} of {final.rounds} rounds; hold-out: {len(holdout_rows):,} "
+        f"rows, AUC {holdout['roc_auc']:.3f}, Sharpe {holdout_backtest.sharpe:.2f}"
     )
     return TrainingReport(
         classes=classes,
