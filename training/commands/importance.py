@@ -47,6 +47,7 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
     from training.dataset import artifact
     from training.errors import InputError
     from training.infra import settings
+    from training.infra.mlflow_download import download_artifact
     from training.model import feature_importance as methods_of
 
     mlflow.set_tracking_uri(settings.check_mlflow())
@@ -63,7 +64,7 @@ def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, .
             f"{str(run.data.tags.get('dataset_fingerprint'))[:12]}: pass the run's dataset with --dataset"
         )
     try:
-        config_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
+        config_file = download_artifact(run_id, "config.yaml")
     except MlflowException as error:
         raise InputError(f"run {run_id} has no config.yaml: not a train run ({error.error_code})") from None
     config = load_config(Path(config_file))

@@ -31,7 +31,7 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
     sample over the purged folds and once on the hold-out. A command of its own (not a train option): it
     fits another model on top of a primary, and train's run, champion and serving stay the baseline's.
     """
-    from training.commands.train import _finite, _take_dataset_sections
+    from training.commands.train import json_finite, with_dataset_sections
     from training.config import load_config
     from training.dataset import artifact
     from training.infra import settings
@@ -43,7 +43,7 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
     uri = settings.check_mlflow()  # fail in seconds, not after the fits
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"meta_labeling": {"primary": primary}})
-    config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    config = with_dataset_sections(config, config_path, dataset.metadata["config"])
     audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     kind = f"meta_label:{config.meta_labeling.primary}"  # a family of its own: the baseline's N stays its own
     with attempt(config, dataset.metadata, kind=kind, counted=("meta_labeling",)) as trial:  # counted from here
@@ -61,7 +61,7 @@ def meta_label(dataset_path: Path, config_path: Path | None, primary: str | None
         "validity": validity,
     }
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    results.write_text(json.dumps(json_finite(summary), indent=2) + "\n")
     for name, scores in (("CV     ", result.cv.metrics), ("holdout", result.holdout.metrics)):
         click.echo(
             f"  {name} precision {scores['precision']:.3f} (primary alone {scores['primary_precision']:.3f}), "
@@ -93,11 +93,11 @@ def _log(result, dataset, config, audit, trial, validity) -> str:
     import mlflow
     import yaml
 
-    from training.commands.train import _finite
+    from training.commands.train import json_finite
     from training.infra import settings
     from training.model import plots
     from training.model.overfitting import PATH_RETURNS
-    from training.model.tracking import _experiment, _scalars, audit_tags, git_commit, validation_method
+    from training.model.tracking import audit_tags, experiment_id_of, git_commit, scalar_metrics, validation_method
 
     mlflow.set_tracking_uri(settings.check_mlflow())
     commit, dirty = git_commit()
@@ -105,11 +105,13 @@ def _log(result, dataset, config, audit, trial, validity) -> str:
             "validation_method": validation_method(config), "git_commit": commit, "git_dirty": str(dirty).lower(),
             "trials": str(validity["trials"]), **audit_tags(audit), **trial.tags()}  # fmt: skip
     name = f"meta-label-{result.primary}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
-    with mlflow.start_run(experiment_id=_experiment(mlflow, config.mlflow.experiment), run_name=name, tags=tags) as run:
+    experiment = experiment_id_of(mlflow, config.mlflow.experiment)
+    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags) as run:
         mlflow.log_params({f"meta_labeling.{k}": v for k, v in config.meta_labeling.model_dump().items()})
         for fold in result.folds:
-            mlflow.log_metrics(_scalars("cv", {k: v for k, v in fold.items() if k != "fold"}), step=fold["fold"])
-        mlflow.log_metrics({**_scalars("cv", result.cv.metrics), **_scalars("holdout", result.holdout.metrics)})
+            scores = {k: v for k, v in fold.items() if k != "fold"}
+            mlflow.log_metrics(scalar_metrics("cv", scores), step=fold["fold"])
+        mlflow.log_metrics(scalar_metrics("cv", result.cv.metrics) | scalar_metrics("holdout", result.holdout.metrics))
         mlflow.log_metrics(_validity_metrics(validity))
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)
@@ -120,7 +122,7 @@ def _log(result, dataset, config, audit, trial, validity) -> str:
             result.holdout.daily.to_csv(out / "holdout_daily_returns.csv")
             (out / "config.yaml").write_text(yaml.safe_dump(config.dump(), sort_keys=False))
             (out / "validity").mkdir()
-            (out / "validity" / "validity.json").write_text(json.dumps(_finite(validity), indent=2) + "\n")
+            (out / "validity" / "validity.json").write_text(json.dumps(json_finite(validity), indent=2) + "\n")
             result.cv.daily[["sized"]].to_csv(out / PATH_RETURNS)
             plots.meta_equity({"purged CV (out of sample)": result.cv.daily, "hold-out": result.holdout.daily},
                               out / "meta_label_equity.png")  # fmt: skip
