@@ -241,5 +241,3 @@ def apply_promotion(logged: LoggedRun, promotion: Promotion) -> None:
             client.set_model_version_tag(logged.registered_model, logged.version, key, value)
     if promotion.promoted:
         client.set_registered_model_alias(logged.registered_model, CHAMPION_ALIAS, logged.version)
-
-
