@@ -148,3 +148,5 @@ def test_the_research_chain_tune_then_importance_then_meta_label_of_the_winner(s
     assert run.data.tags["primary_run"] == trained["run_id"]
     assert run.data.tags["validation_method"].startswith("purged_kfold(n_splits=4")
     assert run.data.params["meta_labeling.primary"] == "model"
+    refused = run_cli("meta-label", "--primary", str(winner), "--config", str(config))  # sets model.*, cv, ...
+    assert refused.exit_code != 0 and "--config may set meta_labeling only" in refused.output, refused.output
