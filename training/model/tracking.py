@@ -205,11 +205,11 @@ def log_run(
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
-        log_skops_model(report.final.pipeline, report.input_example)
+        logged_model = log_skops_model(report.final.pipeline, report.input_example)
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
-        model_uri=f"runs:/{run.info.run_id}/model",  # registered from here by register_model
+        model_uri=logged_model.model_uri,  # MLflow's logged model (models:/m-...), registered by register_model
         registered_model=config.mlflow.registered_model,
         version=None,
         tracking_uri=uri,
