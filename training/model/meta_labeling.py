@@ -1,4 +1,5 @@
-"""Meta-labeling (AFML 3.6) and bet sizing (AFML 10) under the purged CV ``train`` uses.
+"""Meta-labeling (AFML 3.6) and bet sizing (AFML 10) under the purged K-fold ``train`` uses (a CPCV primary's
+configuration, such as tune's winner, is evaluated on purged K-fold over its groups: :func:`cv_of_meta_labeling`).
 
 A primary model gives each decision a side (+1 long, -1 short): a moving-average crossover on the bars'
 features, or the sign of the baseline's out-of-sample ``P(+1) - 1/2``. The meta-label says whether that side
