@@ -85,13 +85,11 @@ def _prepare(state: Path, symbols: int, days: int) -> str:
 def _log_model() -> str:
     """The benchmark's model (bench_online's recipe) logged with skops and the service tag, as the trainer logs."""
     import mlflow
-    import mlflow.sklearn
-    import skops.io
-    from mlflow.models import infer_signature
 
     from benchmarks.bench_online import _model
     from training.contract import AUDIT_FEATURE
     from training.feast_store.repository import feature_store
+    from training.model.model_logging import log_skops_model
 
     service = feature_store().get_feature_service(DEFAULT_FEATURE_SERVICE)
     inputs = [f.name for p in service.feature_view_projections for f in p.features if f.name != AUDIT_FEATURE]
@@ -100,15 +98,7 @@ def _log_model() -> str:
     example = _example(inputs)
     experiment = mlflow.create_experiment(NAME, artifact_location=settings.mlflow_artifact_root())
     with mlflow.start_run(experiment_id=experiment, tags={"feature_service": DEFAULT_FEATURE_SERVICE}):
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)),
-            signature=infer_signature(example, pipeline.predict_proba(example)),
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=["scikit-learn", "lightgbm", "skops"],
-        )
+        info = log_skops_model(pipeline, example, pip_requirements=["scikit-learn", "lightgbm", "skops"])
     return info.model_uri
 
 

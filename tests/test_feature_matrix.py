@@ -42,3 +42,19 @@ def test_rows_outside_the_matrix_are_refused():
 
     with FeatureMatrix.from_array(VALUES[:10]) as matrix, pytest.raises(IndexError):
         matrix[np.array([3, 10])]
+
+
+def test_an_added_column_and_a_view_of_the_leading_columns_share_the_file():
+    """meta-label's side: one more column after the features, while fits of the features alone read a view."""
+    with FeatureMatrix.from_array(VALUES) as matrix:
+        baseline = matrix.leading(VALUES.shape[1])
+        side = matrix.add_column()
+        assert side == VALUES.shape[1] and matrix.shape == (len(VALUES), side + 1)
+        np.testing.assert_array_equal(matrix.column(side), np.zeros(len(VALUES)))
+        sides = np.where(VALUES[:, 0] > 0, 1.0, -1.0)
+        matrix.write_column(side, sides)
+        rows = np.array([5, 3, 8_000])
+        np.testing.assert_array_equal(matrix[rows], np.column_stack([VALUES, sides])[rows])
+        assert baseline.shape == VALUES.shape
+        np.testing.assert_array_equal(baseline[rows], VALUES[rows])
+        np.testing.assert_array_equal(matrix.leading(2)[rows], VALUES[rows, :2])

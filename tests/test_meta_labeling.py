@@ -38,8 +38,8 @@ def regime_dataset(seed: int = 5, n_dates: int = 360, n_symbols: int = 4) -> Dat
     return Dataset({"features": FEATURES, "rows": n}, frame=frame)
 
 
-def _config(**meta):
-    return load_config(overrides={"meta_labeling": {"fast": "fast", "slow": "slow", **meta}})
+def _config(cv: dict | None = None, **meta):
+    return load_config(overrides={"meta_labeling": {"fast": "fast", "slow": "slow", **meta}, "cv": cv or {}})
 
 
 @pytest.mark.parametrize("primary", ["crossover", "model"])
@@ -71,10 +71,14 @@ def test_meta_labels_read_only_the_label_window_return():
     assert list(meta_labels(np.array([1, -1, 1, -1]), np.array([0.02, 0.02, -0.01, -0.01]))) == [1, 0, 0, 1]
 
 
-def test_cpcv_and_unknown_features_are_refused_in_one_line():
-    dataset = regime_dataset(n_dates=60)
-    with pytest.raises(InputError, match="purged_kfold"):
-        meta_label(dataset, load_config(overrides={"cv": {"method": "cpcv"}}))
+def test_a_cpcv_primary_is_evaluated_by_purged_kfold_over_its_groups_and_unknown_features_are_refused():
+    """tune's winner uses CPCV; meta-labeling needs one out-of-sample side per row, so it runs purged K-fold
+    with K = the CPCV groups (the same folds as purged_kfold with that K, the same scores)."""
+    dataset = regime_dataset(n_dates=120)
+    cpcv = meta_label(dataset, _config(cv={"method": "cpcv", "n_groups": 4, "test_groups": 2}))
+    kfold = meta_label(dataset, _config(cv={"method": "purged_kfold", "n_folds": 4}))
+    assert len(cpcv.folds) == 4 and cpcv.folds == kfold.folds
+    assert cpcv.holdout.metrics == kfold.holdout.metrics
     with pytest.raises(InputError, match="feature 'sma_5_rel' is not in the dataset"):
         meta_label(dataset, load_config())
 

@@ -75,14 +75,12 @@ def offline_model_rows(inputs: list[str], latest: bool = False) -> pd.DataFrame:
 def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
     """Fit and log a small Pipeline(RobustScaler, LGBMClassifier) like the trainer; returns the model URI."""
     import mlflow
-    import mlflow.sklearn
-    import skops.io
     from lightgbm import LGBMClassifier
-    from mlflow.models import infer_signature
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
 
     from training.infra import settings
+    from training.model.model_logging import log_skops_model
 
     rows = offline_model_rows(inputs)
     next_close = rows.groupby("symbol")["close"].shift(-1)
@@ -106,17 +104,8 @@ def log_model(inputs: list[str], registered_model: str | None = MODEL) -> str:
         sessions = rows.loc[keep, "event_timestamp"].to_numpy()
         distribution = input_distribution(((n, X[n]) for n in inputs), len(X), sessions)  # as the trainer records it
         mlflow.log_dict(distribution, ARTIFACT)
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)),
-            signature=infer_signature(example, pipeline.predict_proba(example)),
-            input_example=example,
-            registered_model_name=registered_model,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=["scikit-learn", "lightgbm", "skops"],  # skips MLflow's seconds-long inference
-        )
+        info = log_skops_model(pipeline, example, registered_model=registered_model,
+                               pip_requirements=["scikit-learn", "lightgbm", "skops"])  # fmt: skip
     if registered_model:
         mlflow.MlflowClient().set_registered_model_alias(registered_model, "champion", info.registered_model_version)
     return info.model_uri

@@ -259,3 +259,22 @@ def test_forced_and_skipped_decisions(isolated_services):
     client.delete_registered_model_alias("decision-forced", "champion")  # versions, but none is champion
     first = promotion.decide(client, config, {"roc_auc": 0.1}, AUDITED, False, "e" * 64)
     assert first.promoted and first.reason.startswith("no champion yet")
+
+
+def test_a_run_that_fails_after_logging_registers_no_model_version(audited, tmp_path, monkeypatch):
+    """The run is logged (its model too) but fails before it is registered: no version for anyone to serve."""
+    from mlflow.tracking import MlflowClient
+
+    from training.errors import ServiceUnavailable
+
+    name = f"failed-run-{uuid.uuid4().hex[:8]}"
+
+    def unreachable(*_args, **_kwargs):
+        raise ServiceUnavailable("the champion's registry could not be read")
+
+    monkeypatch.setattr(promotion, "decide", unreachable)
+    config = model_config(tmp_path, name)
+    result = run_cli("train", "--dataset", str(audited), "--results", str(tmp_path / "r.json"), "--config", str(config))
+    assert result.exit_code != 0 and "could not be read" in result.output, result.output
+    assert MlflowClient().search_model_versions(f"name='{name}'") == []
+    assert not (tmp_path / "r.json").exists()

@@ -123,3 +123,30 @@ def test_a_work_folder_that_cannot_be_written_is_refused_before_the_search(tmp_p
     result = run_cli("tune", "--dataset", str(tmp_path / "none"), "--work", str(taken))
     assert result.exit_code != 0 and f"--work {taken} cannot be written: {taken} is a file" in result.output
     assert taken.read_text() == "not a folder"
+
+
+def test_the_research_chain_tune_then_importance_then_meta_label_of_the_winner(search):
+    """The walk-through of docs/research.md on small data: tune's winner (trained under CPCV) is the run importance
+    reads and the primary meta-label refits nested under purged K-fold over the same groups."""
+    from mlflow.tracking import MlflowClient
+
+    dataset, config, work = search
+    tuned = run_cli("tune", "--dataset", str(dataset), "--config", str(config), "--work", str(work), "--trials", "2")
+    assert tuned.exit_code == 0, tuned.output
+    winner = work / "winner_results.json"
+    ranked = run_cli("importance", "--run", str(winner), "--method", "mda")
+    assert ranked.exit_code == 0 and "importance logged" in ranked.output, ranked.output
+    results = work / "meta.json"
+    meta = run_cli("meta-label", "--primary", str(winner), "--results", str(results))
+    assert meta.exit_code == 0, meta.output
+    summary, trained = json.loads(results.read_text()), json.loads(winner.read_text())
+    assert summary["primary"] == "model" and summary["primary_run"] == trained["run_id"]
+    assert summary["dataset_fingerprint"] == trained["dataset_fingerprint"]  # the winner's own dataset
+    assert len(summary["folds"]) == SEARCH["cv"]["n_groups"]  # K-fold over the CPCV's groups
+    assert summary["cv"]["rows"] > 0 and summary["holdout"]["f1"] is not None
+    run = MlflowClient().get_run(summary["run_id"])
+    assert run.data.tags["primary_run"] == trained["run_id"]
+    assert run.data.tags["validation_method"].startswith("purged_kfold(n_splits=4")
+    assert run.data.params["meta_labeling.primary"] == "model"
+    refused = run_cli("meta-label", "--primary", str(winner), "--config", str(config))  # sets model.*, cv, ...
+    assert refused.exit_code != 0 and "--config may set meta_labeling only" in refused.output, refused.output

@@ -68,7 +68,7 @@ def build_dataset(
     artifact.check_target(out)  # before minutes of work, not after
     for left in artifact.remove_abandoned_staging(out):
         click.echo(f"  removed {left}, left behind by a build that was killed", err=True)
-    dataset = _build(config, out, known_at)
+    dataset = build_from_config(config, out, known_at)
     meta = dataset.metadata
     click.echo(
         f"{out}: {meta['rows']:,} samples of {len(meta['symbols'])} symbol(s), {len(meta['features'])} features, "
@@ -91,7 +91,7 @@ def _moment(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _build(config: Config, out: Path, known_at: datetime | None):
+def build_from_config(config: Config, out: Path, known_at: datetime | None):
     """The build over the request the configuration's `data` section holds (Feast imported only here), on the
     profile's engine."""
     from training.engines import current_engine

@@ -26,50 +26,25 @@ def importance(run_id: str, dataset_path: Path | None, methods: tuple[str, ...])
     of correlated features permuted together). Each is reported as mean and standard deviation over the
     folds, with a value per fold, as CSV, JSON and a plot. The hold-out rows are never read.
     """
-    log_importance(_run_id(run_id), dataset_path, methods or METHODS)
-
-
-def _run_id(run: str) -> str:
-    import json
-
-    path = Path(run)
-    return str(json.loads(path.read_text()).get("run_id")) if path.suffix == ".json" and path.exists() else run
+    log_importance(run_id, dataset_path, methods or METHODS)
 
 
 def log_importance(run_id: str, dataset_path: Path | None, methods: tuple[str, ...]) -> None:
     """Compute the importance of a logged run and add it to the run's artifacts (``train --importance`` too)."""
+    import math
+    import sys
     import tempfile
 
     import mlflow
-    from mlflow.exceptions import MlflowException
 
+    from training.commands.logged_run import load_logged_run
     from training.config import load_config
-    from training.dataset import artifact
-    from training.errors import InputError
-    from training.infra import settings
     from training.model import feature_importance as methods_of
 
-    mlflow.set_tracking_uri(settings.check_mlflow())
+    logged = load_logged_run(run_id, dataset_path)
+    run_id, dataset = logged.run_id, logged.dataset
     client = mlflow.MlflowClient()
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as error:
-        raise InputError(f"run {run_id} is not in MLflow ({error.error_code})") from None
-    path = dataset_path or Path(run.data.params.get("dataset.path", "artifacts/dataset"))
-    dataset = artifact.load(path)
-    if dataset.metadata["fingerprint"] != run.data.tags.get("dataset_fingerprint"):
-        raise InputError(
-            f"dataset {path} has fingerprint {dataset.metadata['fingerprint'][:12]}, run {run_id} was trained on "
-            f"{str(run.data.tags.get('dataset_fingerprint'))[:12]}: pass the run's dataset with --dataset"
-        )
-    try:
-        config_file = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.yaml")
-    except MlflowException as error:
-        raise InputError(f"run {run_id} has no config.yaml: not a train run ({error.error_code})") from None
-    config = load_config(Path(config_file))
-    import math
-    import sys
-
+    config = load_config(logged.config_file)
     folds = math.comb(config.cv.n_groups, config.cv.test_groups) if config.cv.method == "cpcv" else config.cv.n_folds
     with click.progressbar(length=folds, label="importance (folds)", file=sys.stderr) as bar:
         result = methods_of.of_dataset(dataset, config, methods, progress=lambda _: bar.update(1))

@@ -44,7 +44,8 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
     Refuses a dataset whose rows no longer hash to its fingerprint, or whose leakage_report.json (written
     by verify-leakage) is missing, failed, or audited other rows or other folds. Purged K-fold (or CPCV)
     with an embargo on the training rows, beside trivial baselines on the same folds; then a final fit and
-    a hold-out evaluation. Everything goes to one MLflow run and the model is registered as a new version.
+    a hold-out evaluation. Everything goes to one MLflow run; the model is registered as a new version once
+    the run has passed its audit (a failed or refused run registers none).
     It becomes `champion` (what predict serves) only when there is none yet, when it beats the champion's
     hold-out mlflow.promote_metric by more than mlflow.promote_min_improvement, or with --promote. Label,
     weight and split settings come from the dataset itself.
@@ -75,7 +76,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
         settings.check_mlflow()  # fail in seconds, not after the training
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"cv": {"method": cv_method, "n_splits": n_splits}})
-    config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    config = with_dataset_sections(config, config_path, dataset.metadata["config"])
     with stage("dataset audit"):
         audit = promotion.audit(dataset, dataset_path, config, skip=skip_audit)
     if not audit.passed:
@@ -89,7 +90,7 @@ def train(dataset_path: Path, config_path: Path | None, results: Path, cv_method
         log_importance(run_id, dataset_path, METHODS)
 
 
-def _take_dataset_sections(config: Config, config_path: Path | None, built: dict[str, Any]) -> Config:
+def with_dataset_sections(config: Config, config_path: Path | None, built: dict[str, Any]) -> Config:
     """What the rows were built with is not the trainer's to change: take it from the dataset."""
     from training.config import DATASET_SECTIONS, refuse_contradicting_dataset
 
@@ -104,7 +105,7 @@ def _train_and_log(
 
     from training.infra.stage_times import stage
     from training.model import promotion
-    from training.model.tracking import apply_promotion, log_run
+    from training.model.tracking import apply_promotion, log_run, register_model
     from training.model.trainer import train as run_training
 
     report = run_training(dataset, config, progress=lambda message: click.echo(f"  {message}", err=True))
@@ -115,6 +116,7 @@ def _train_and_log(
     decision = promotion.decide(
         MlflowClient(), config, report.holdout, audit, forced=promote, fingerprint=dataset.metadata["fingerprint"]
     )
+    logged = register_model(logged, audit)  # only now: a run that failed or was refused leaves no model version
     apply_promotion(logged, decision)
     summary = {
         "run_id": logged.run_id,
@@ -133,7 +135,7 @@ def _train_and_log(
         "cross_section": {name: section.metrics() for name, section in report.cross_sections.items()},
     }
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(_finite(summary), indent=2, default=float) + "\n")
+    results.write_text(json.dumps(json_finite(summary), indent=2, default=float) + "\n")
     cv, holdout = report.cv_summary, report.holdout
     majority = report.holdout_baselines["majority"]
     hold = report.holdout_baselines["buy_and_hold"]
@@ -181,12 +183,12 @@ def _audit_run(logged, report, dataset, dataset_path: Path, config: Config) -> N
         raise CheckFailed(f"{reason} ({first}); run {logged.run_id} is not promoted")
 
 
-def _finite(value: Any) -> Any:
+def json_finite(value: Any) -> Any:
     """JSON has no NaN or infinity: such a statistic (PBO of one path, MinTRL of a losing strategy) is null."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_finite(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -43,14 +43,15 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     from mlflow.tracking import MlflowClient
     from tqdm import tqdm
 
-    from training.commands.train import _take_dataset_sections
+    from training.commands.build_dataset import build_from_config
+    from training.commands.train import with_dataset_sections
     from training.config import load_config
     from training.dataset import artifact
     from training.errors import InputError
     from training.infra import settings
     from training.infra.memory import return_freed_memory
     from training.model.estimator import concurrent_fits
-    from training.model.tracking import _experiment
+    from training.model.tracking import experiment_id_of
     from training.model.tuning import LabelledDatasets, Search, check_space, direction
     from training.output_paths import uncreatable
     from training.search_space import parse_space
@@ -62,19 +63,20 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     uri = settings.check_mlflow()  # fail in seconds, not after the search
     dataset = artifact.load(dataset_path)
     config = load_config(config_path, {"tune": {"trials": trials, "n_jobs": n_jobs}})
-    config = _take_dataset_sections(config, config_path, dataset.metadata["config"])
+    config = with_dataset_sections(config, config_path, dataset.metadata["config"])
     config = config.with_sections({"cv": {"method": "cpcv"}})  # each trial's paths: what PBO and DSR need
     dimensions = parse_space(config.tune.space)
     check_space(config, dimensions)
     work.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = _experiment(mlflow, config.mlflow.experiment)
+    experiment_id = experiment_id_of(mlflow, config.mlflow.experiment)
     tags = {"tune": "parent", "dataset_fingerprint": dataset.metadata["fingerprint"]}
     parent = client.create_run(experiment_id, run_name=f"tune-{time.strftime('%Y%m%dT%H%M%S')}", tags=tags)
     parent_id = parent.info.run_id
     known_at = _known_at(dataset.metadata)  # every label setting sees the bars the given dataset saw
-    datasets = LabelledDatasets(dataset, dataset_path, work / "datasets", lambda c, out: _build(c, out, known_at))
+    datasets = LabelledDatasets(dataset, dataset_path, work / "datasets",
+                                lambda c, out: build_from_config(c, out, known_at))  # fmt: skip
     search = Search(config, dimensions, datasets, client, experiment_id, parent_id)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction(config.tune.objective),
@@ -118,12 +120,6 @@ def _known_at(metadata: dict[str, Any]) -> datetime | None:
     """The given dataset's knowledge time (none for a lake build or a dataset from before versions were kept)."""
     recorded = metadata.get("known_at")
     return datetime.fromisoformat(recorded) if recorded else None
-
-
-def _build(config: Any, out: Path, known_at: datetime | None) -> Any:
-    from training.commands.build_dataset import _build as build
-
-    return build(config, out, known_at)
 
 
 def _pbo(pbo: dict[str, Any]) -> str:

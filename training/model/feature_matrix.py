@@ -11,6 +11,7 @@ are the bytes written: training on it is bit-for-bit training on the array.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 
@@ -52,6 +53,22 @@ class FeatureMatrix:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+    def add_column(self) -> int:
+        """One more column (zeros) after the last: the file grows by a column, nothing is rewritten. Its index."""
+        n_rows, n_features = self.shape
+        os.ftruncate(self._fd, n_rows * (n_features + 1) * _ITEM)
+        self.shape, self._block = (n_rows, n_features + 1), None
+        return n_features
+
+    def leading(self, n_features: int) -> FeatureMatrix:
+        """The first ``n_features`` columns as a matrix of their own, reading the same file (column-major: a
+        prefix of it). A view: closing this matrix closes it; written columns are seen by both."""
+        if not 0 < n_features <= self.shape[1]:
+            raise ValueError(f"{n_features} leading columns of a matrix of {self.shape[1]}")
+        view = copy.copy(self)
+        view.shape, view._block = (self.shape[0], n_features), None
+        return view
 
     def write_column(self, j: int, values: np.ndarray) -> None:
         """Column ``j``, all rows (float64)."""

@@ -1,4 +1,5 @@
-"""Meta-labeling (AFML 3.6) and bet sizing (AFML 10) under the purged CV ``train`` uses.
+"""Meta-labeling (AFML 3.6) and bet sizing (AFML 10) under the purged K-fold ``train`` uses (a CPCV primary's
+configuration, such as tune's winner, is evaluated on purged K-fold over its groups: :func:`cv_of_meta_labeling`).
 
 A primary model gives each decision a side (+1 long, -1 short): a moving-average crossover on the bars'
 features, or the sign of the baseline's out-of-sample ``P(+1) - 1/2``. The meta-label says whether that side
@@ -28,7 +29,7 @@ from training.errors import InputError
 from training.model.backtest import Backtest, backtest
 from training.model.bet_sizing import average_active, discretise, size_from_probability
 from training.model.estimator import FittedModel, fit_with_early_stopping
-from training.model.trainer import TrainingData, fold_weights, load_training_data, purged_splits
+from training.model.trainer import TrainingData, fold_weights, load_training_data, model_features, purged_splits
 
 SIDE = "primary_side"  # the meta model's extra feature
 
@@ -90,70 +91,99 @@ def evaluate(rows: pd.DataFrame, side: np.ndarray, proba: np.ndarray, step: floa
     return Evaluation(metrics, pd.DataFrame({name: test.daily for name, test in tests.items()}))
 
 
+def cv_of_meta_labeling(config: Config) -> Config:
+    """The configuration meta-labeling cross-validates with: purged K-fold, whatever the primary's CV was.
+
+    A meta-label needs one out-of-sample side and one out-of-sample probability per row, which CPCV does
+    not give (it tests a row in several splits). A CPCV primary (``tune``'s winner) is therefore evaluated
+    on purged K-fold over the same groups: K = ``cv.n_groups``, each test fold one of CPCV's groups, with the
+    same purge and embargo (:func:`~training.model.trainer.purged_splits`). The primary is refitted inside
+    each fold (nested), so its CPCV only chose its configuration; no side the meta model learns from was
+    fitted on the rows it is scored on."""
+    cv = config.cv
+    if cv.method == "purged_kfold":
+        return config
+    return config.with_sections({"cv": {**cv.model_dump(), "method": "purged_kfold", "n_splits": cv.n_groups}})
+
+
 class _Fits:
-    """Fits of the baseline's LightGBM on positions of one matrix: the primary's, and the meta model's."""
+    """Fits of the baseline's LightGBM on positions of one on-disk matrix (the features, then the side): the
+    primary's on the features alone, the meta model's on the features and the side."""
 
-    def __init__(self, data: TrainingData, config: Config, matrix: np.ndarray, features: list[str]) -> None:
-        self.data, self.config, self.matrix, self.features = data, config, matrix, features
+    def __init__(self, data: TrainingData, config: Config) -> None:
+        self.data, self.config, self.features = data, config, [*data.features, SIDE]
+        self.baseline = data.X.leading(len(data.features))  # the same file without the side column
 
-    def fit(self, rows: np.ndarray, target: np.ndarray, columns: slice) -> FittedModel:
+    def fit(self, rows: np.ndarray, target: np.ndarray, with_side: bool = True) -> FittedModel:
         data, model = self.data, self.config.model
         weight = fold_weights(data.base_weight[rows], target, self.config.weights.class_balance)
-        return fit_with_early_stopping(self.matrix[:, columns], target, weight, data.t0[rows], data.t1[rows], model,
-                                       rows=rows, features=self.features[columns])  # fmt: skip
+        matrix, features = (data.X, self.features) if with_side else (self.baseline, data.features)
+        return fit_with_early_stopping(matrix, target, weight, data.t0[rows], data.t1[rows], model, rows=rows,
+                                       features=features)  # fmt: skip
 
-    def proba(self, fitted: FittedModel, rows: np.ndarray, columns: slice) -> np.ndarray:
-        return fitted.predict_proba(self.matrix[:, columns], rows, self.features[columns])[:, -1]
+    def proba(self, fitted: FittedModel, rows: np.ndarray, with_side: bool = True) -> np.ndarray:
+        matrix, features = (self.data.X, self.features) if with_side else (self.baseline, self.data.features)
+        return fitted.predict_proba(matrix, rows, features)[:, -1]
 
 
 def _primary_sides(fits: _Fits, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The model primary: out-of-sample sides of ``train`` (an inner purged CV over those rows) and the sides
     of ``test`` (the primary fitted on every row of ``train``)."""
-    features = slice(0, len(fits.features) - 1)  # the baseline's features, not the side
     data = fits.data
     inner = np.zeros(len(train))
     _, splits = purged_splits(fits.config.cv, data.t0[train], data.t1[train], data.calendar)
     for inner_train, inner_test in splits:
-        fitted = fits.fit(train[inner_train], y[train[inner_train]], features)
-        inner[inner_test] = np.sign(fits.proba(fitted, train[inner_test], features) - 0.5)
-    outer = np.sign(fits.proba(fits.fit(train, y[train], features), test, features) - 0.5)
+        fitted = fits.fit(train[inner_train], y[train[inner_train]], with_side=False)
+        inner[inner_test] = np.sign(fits.proba(fitted, train[inner_test], with_side=False) - 0.5)
+    outer = np.sign(fits.proba(fits.fit(train, y[train], with_side=False), test, with_side=False) - 0.5)
     return np.where(inner == 0, 1.0, inner), np.where(outer == 0, 1.0, outer)
 
 
 def meta_label(dataset: Any, config: Config, progress: Callable[[str], None] = lambda _: None) -> MetaResult:
-    """Cross-validate the meta model on the dataset's training rows (one out-of-sample path), then fit it on
-    all of them and score the hold-out once; bet sizes and backtests for both."""
+    """Cross-validate the meta model on the dataset's training rows (one out-of-sample path: purged K-fold, see
+    :func:`cv_of_meta_labeling`), then fit it on all of them and score the hold-out once; bet sizes and
+    backtests for both.
+
+    Memory is bounded as in ``train``: the model's features are read a column at a time into the trainer's
+    on-disk matrix (:func:`~training.model.trainer.load_training_data`), the side is one more column of it,
+    and every fit reads the rows it needs from there; in memory are O(rows) vectors (sides, probabilities,
+    returns) and the per-row columns scoring reads."""
     settings = config.meta_labeling
-    if config.cv.method != "purged_kfold":
-        raise InputError("meta-label scores one out-of-sample path: use cv.method purged_kfold (--cv purged_kfold)")
+    config = cv_of_meta_labeling(config)
     if config.target != "binary":
         raise InputError("meta-label reads the baseline's P(+1): build the dataset with target binary")
-    data = load_training_data(dataset)
+    features = model_features(dataset.features, config.model.feature_families)
+    if settings.primary == "crossover":
+        for name in (settings.fast, settings.slow):
+            if name not in features:
+                raise InputError(f"meta_labeling: feature {name!r} is not in the dataset ({', '.join(features)})")
+    data = load_training_data(dataset, features)
     with data.X:
-        features = list(data.features)
-        if settings.primary == "crossover":
-            for name in (settings.fast, settings.slow):
-                if name not in features:
-                    raise InputError(f"meta_labeling: feature {name!r} is not in the dataset ({', '.join(features)})")
-        matrix = np.empty((len(data.X), len(features) + 1))
-        for j in range(len(features)):
-            matrix[:, j] = data.X.column(j)
-    every = slice(0, len(features) + 1)
-    fits = _Fits(data, config, matrix, [*features, SIDE])
+        return _cross_validate_and_score(data, config, progress)
+
+
+def _cross_validate_and_score(data: TrainingData, config: Config, progress: Callable[[str], None]) -> MetaResult:
+    settings, features = config.meta_labeling, data.features
+    side_column = data.X.add_column()
+    fits = _Fits(data, config)
     y = data.train["target"].to_numpy()
     ret = np.concatenate([data.train["ret"].to_numpy(), data.holdout["ret"].to_numpy()])
     if settings.primary == "crossover":
-        fixed = crossover_sides(matrix[:, features.index(settings.fast)], matrix[:, features.index(settings.slow)])
+        fast, slow = (data.X.column(features.index(name)) for name in (settings.fast, settings.slow))
+        sides = crossover_sides(fast, slow)
+        del fast, slow
+        data.X.write_column(side_column, sides)
+    else:
+        sides = np.ones(len(data.X))
     holdout = data.holdout_positions
     _, splits = purged_splits(config.cv, data.t0, data.t1, data.calendar)
     side_oos, proba_oos, folds = np.zeros(data.n_train), np.full(data.n_train, np.nan), []
     for index, (train, test) in enumerate(splits):
-        if settings.primary == "crossover":
-            matrix[:, -1] = fixed
-        else:
-            matrix[train, -1], matrix[test, -1] = _primary_sides(fits, y, train, test)
-        meta = fits.fit(train, meta_labels(matrix[train, -1], ret[train]), every)
-        side_oos[test], proba_oos[test] = matrix[test, -1], fits.proba(meta, test, every)
+        if settings.primary == "model":
+            sides[train], sides[test] = _primary_sides(fits, y, train, test)
+            data.X.write_column(side_column, sides)
+        meta = fits.fit(train, meta_labels(sides[train], ret[train]))
+        side_oos[test], proba_oos[test] = sides[test], fits.proba(meta, test)
         scores = evaluate(data.train.iloc[test], side_oos[test], proba_oos[test], settings.step,
                           config.backtest.cost_bps).metrics  # fmt: skip
         folds.append({"fold": index, **scores})
@@ -161,15 +191,14 @@ def meta_label(dataset: Any, config: Config, progress: Callable[[str], None] = l
                  f"sized Sharpe {scores['sized_sharpe']:.2f} (primary {scores['primary_sharpe']:.2f})")  # fmt: skip
     covered = ~np.isnan(proba_oos)
     cv = evaluate(data.train[covered], side_oos[covered], proba_oos[covered], settings.step, config.backtest.cost_bps)
-    if settings.primary == "crossover":
-        matrix[:, -1] = fixed
-    else:  # the training rows' sides are the out-of-fold ones above; the hold-out's from a primary on all of them
-        matrix[: data.n_train, -1] = np.where(covered, side_oos, 1.0)
-        primary = fits.fit(np.arange(data.n_train), y, slice(0, len(features)))
-        side = np.sign(fits.proba(primary, holdout, slice(0, len(features))) - 0.5)
-        matrix[holdout, -1] = np.where(side == 0, 1.0, side)
+    if settings.primary == "model":  # the training rows' sides are the out-of-fold ones above; the hold-out's
+        sides[: data.n_train] = np.where(covered, side_oos, 1.0)  # from a primary fitted on all of them
+        primary = fits.fit(np.arange(data.n_train), y, with_side=False)
+        side = np.sign(fits.proba(primary, holdout, with_side=False) - 0.5)
+        sides[holdout] = np.where(side == 0, 1.0, side)
+        data.X.write_column(side_column, sides)
     rows = np.flatnonzero(covered) if settings.primary == "model" else np.arange(data.n_train)
-    final = fits.fit(rows, meta_labels(matrix[rows, -1], ret[rows]), every)
-    held = evaluate(data.holdout, matrix[holdout, -1], fits.proba(final, holdout, every), settings.step,
+    final = fits.fit(rows, meta_labels(sides[rows], ret[rows]))
+    held = evaluate(data.holdout, sides[holdout], fits.proba(final, holdout), settings.step,
                     config.backtest.cost_bps)  # fmt: skip
     return MetaResult(settings.primary, cv, held, folds)

@@ -98,12 +98,12 @@ def _stats(returns: pd.Series, trials: int) -> dict[str, float]:
 
 def _configurations(tried: dict[str, str], mine: str, own: pd.Series) -> pd.DataFrame:
     """OOS CV returns (mean over paths) of every configuration tried in the family, this one's own."""
-    import mlflow
+    from training.infra.mlflow_download import download_artifact
 
     columns = {mine: own}
     for key, run_id in tried.items():
         try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PATH_RETURNS)
+            local = download_artifact(run_id, PATH_RETURNS)  # no progress bar per earlier trial on stderr
         except Exception:  # a run whose artifacts were deleted: nothing to compare against
             continue
         paths = pd.read_csv(local, index_col=0)

@@ -1,9 +1,9 @@
 """Log a training run to MLflow: parameters, per-fold and summary metrics, plots, data lineage, the model.
 
 The model is saved in MLflow's skops format (safe to load, unlike pickle), with a signature and an
-input example, and registered under ``config.mlflow.registered_model`` as a new version. Whether that
-version takes the ``champion`` alias (what ``predict`` serves) is decided afterwards by
-:mod:`training.model.promotion` and applied by :func:`apply_promotion`.
+input example, and registered under ``config.mlflow.registered_model`` as a new version once the run has
+succeeded (:func:`register_model`). Whether that version takes the ``champion`` alias (what ``predict``
+serves) is decided afterwards by :mod:`training.model.promotion` and applied by :func:`apply_promotion`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from training.infra import settings
 from training.infra.stage_times import stage
 from training.model import cross_section, plots
 from training.model.input_distribution import ARTIFACT as INPUT_DISTRIBUTION
+from training.model.model_logging import log_skops_model
 from training.model.promotion import Audit, Promotion
 from training.model.trainer import TrainingReport
 from training.model.trials import Trial, config_hash
@@ -37,7 +38,7 @@ class LoggedRun:
     experiment_id: str
     model_uri: str
     registered_model: str
-    version: str
+    version: str | None  # None until register_model: a failed or refused run registers none
     tracking_uri: str
     validity: Any = None  # training.model.overfitting.Assessment
 
@@ -53,7 +54,7 @@ def _flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+def scalar_metrics(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     return {
         f"{prefix}/{k}": float(v)
         for k, v in values.items()
@@ -76,7 +77,8 @@ def git_commit() -> tuple[str, bool]:
         return "unknown", False
 
 
-def _experiment(mlflow, name: str) -> str:
+def experiment_id_of(mlflow, name: str) -> str:
+    """The id of the named experiment, created with the project's artifact root if new (every command's runs)."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -135,22 +137,21 @@ def log_run(
     audit: Audit,
     trial: Trial,
 ) -> LoggedRun:
-    """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the registered model.
+    """One MLflow run for a training report: parameters, metrics, plots, lineage tags, the logged model.
 
-    Every run registers a model version; whether it becomes ``champion`` is decided by
-    :mod:`training.model.promotion`, never here. The tags carry what a reader needs to trust (or not) the
-    run: the dataset fingerprint, the audit's verdict, the validation method, the git commit, and the trial
-    (family, key and N, the trials counted for DSR) in the trial registry.
+    The model is logged, not registered: :func:`register_model` makes it a version once the run has passed
+    its audit; whether it becomes ``champion`` is decided by :mod:`training.model.promotion`, never here. The
+    tags carry what a reader needs to trust (or not) the run: the dataset fingerprint, the audit's verdict,
+    the validation method, the git commit, and the trial (family, key and N, the trials counted for DSR) in
+    the trial registry.
     """
     import mlflow
-    from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
 
     from training.model import overfitting
 
     uri = settings.check_mlflow()
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment(mlflow, config.mlflow.experiment)
+    experiment_id = experiment_id_of(mlflow, config.mlflow.experiment)
     meta = dataset.metadata
     with stage("validity (PSR, DSR, PBO)"):
         validity = overfitting.assess(report, trial)
@@ -180,14 +181,14 @@ def log_run(
                        "dataset.symbols": ",".join(meta["symbols"]), "dataset.path": str(dataset_path)})  # fmt: skip
         mlflow.log_params(params)
         for fold in report.folds:
-            for name, value in _scalars("cv", fold.metrics).items():
+            for name, value in scalar_metrics("cv", fold.metrics).items():
                 mlflow.log_metric(name, value, step=fold.index)
-        summary = _scalars("cv", report.cv_summary)
-        summary.update(_scalars("holdout", report.holdout))
+        summary = scalar_metrics("cv", report.cv_summary)
+        summary.update(scalar_metrics("holdout", report.holdout))
         for name, values in report.baseline_summary.items():
-            summary.update(_scalars(f"baseline_{name}/cv", values))
+            summary.update(scalar_metrics(f"baseline_{name}/cv", values))
         for name, values in report.holdout_baselines.items():
-            summary.update(_scalars(f"baseline_{name}/holdout", values))
+            summary.update(scalar_metrics(f"baseline_{name}/holdout", values))
         if report.path_sharpes:
             summary["cpcv/path_sharpe_mean"] = float(np.mean(report.path_sharpes))
             summary["cpcv/path_sharpe_std"] = float(np.std(report.path_sharpes))
@@ -196,7 +197,7 @@ def log_run(
             summary.update({"holdout/tn": tn, "holdout/fp": fp, "holdout/fn": fn, "holdout/tp": tp})
         summary.update(validity.metrics())
         for name, section in report.cross_sections.items():
-            summary.update(_scalars(f"cross_section/{name}", section.metrics()))
+            summary.update(scalar_metrics(f"cross_section/{name}", section.metrics()))
         mlflow.log_metrics(summary)
 
         with stage("plots and artifacts"), tempfile.TemporaryDirectory() as folder:
@@ -206,49 +207,40 @@ def log_run(
             (Path(folder) / "cv_splits.json").write_text(json.dumps(splits, separators=(",", ":")))
             mlflow.log_artifacts(folder)
 
-        with stage("model (skops, registry)"):
-            example = report.input_example
-            signature = infer_signature(example, report.final.pipeline.predict_proba(example))
-            info = _log_model(mlflow, report, example, signature, config.mlflow.registered_model)
-    version = str(info.registered_model_version)
-    MlflowClient().set_model_version_tag(config.mlflow.registered_model, version, "skip_audit",
-                                         str(audit.skipped).lower())  # fmt: skip
+        with stage("model (skops)"):
+            logged_model = log_skops_model(report.final.pipeline, report.input_example)
     return LoggedRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
-        model_uri=f"models:/{config.mlflow.registered_model}/{version}",
+        model_uri=logged_model.model_uri,  # MLflow's logged model (models:/m-...), registered by register_model
         registered_model=config.mlflow.registered_model,
-        version=version,
+        version=None,
         tracking_uri=uri,
         validity=validity,
     )
 
 
+def register_model(logged: LoggedRun, audit: Audit) -> LoggedRun:
+    """Register the run's logged model as a new version, once the run has succeeded (trained, logged and passed
+    its run audit): a run that failed or was refused leaves no version behind for anyone to serve or promote."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(logged.tracking_uri)
+    version = str(mlflow.register_model(logged.model_uri, logged.registered_model).version)
+    MlflowClient().set_model_version_tag(logged.registered_model, version, "skip_audit", str(audit.skipped).lower())
+    return replace(logged, version=version, model_uri=f"models:/{logged.registered_model}/{version}")
+
+
 def apply_promotion(logged: LoggedRun, promotion: Promotion) -> None:
-    """Record the decision on the run and the model version; move the alias only when promoted."""
+    """Record the decision on the run and its model version (if registered); move the alias only when promoted."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     verdict = CHAMPION_ALIAS if promotion.promoted else "not promoted"
     for key, value in (("promotion", verdict), ("promotion_reason", promotion.reason[:5000])):
         client.set_tag(logged.run_id, key, value)
-        client.set_model_version_tag(logged.registered_model, logged.version, key, value)
+        if logged.version is not None:  # a refused run has no version
+            client.set_model_version_tag(logged.registered_model, logged.version, key, value)
     if promotion.promoted:
         client.set_registered_model_alias(logged.registered_model, CHAMPION_ALIAS, logged.version)
-
-
-def _log_model(mlflow, report: TrainingReport, example, signature, registered_model: str):
-    import skops.io
-
-    pipeline = report.final.pipeline
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    return mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        serialization_format="skops",
-        skops_trusted_types=trusted,
-        signature=signature,
-        input_example=example,
-        registered_model_name=registered_model,
-        pyfunc_predict_fn="predict_proba",
-    )
