@@ -7,6 +7,9 @@ completely, from what they read, into the lake's staging folder first, and only 
 refused input has written nothing by the time it is refused, and a job reading a table never overwrites the
 files it is reading.
 
+Beside each table, its history dataset keeps every version a write replaced or removed
+(:mod:`training.engines.spark.lake_versions`).
+
 Any URI Spark reads works as the lake (``file:///data/ohlcv``, ``s3a://bucket/ohlcv`` with the cluster's
 Hadoop settings); the default is ``.lake/`` in the checkout. Nothing here touches the driver's disk: Spark
 decides whether a table exists, and Hadoop's filesystem (or pyarrow's, from a Connect client) removes staging.
