@@ -118,9 +118,15 @@ def test_a_lake_build_known_at_its_first_builds_time_gives_its_fingerprint(scena
     assert again.metadata["fingerprint"] == first.metadata["fingerprint"]
     assert again.metadata["known_at"] == known_at
     pd.testing.assert_frame_equal(again.frame, first.frame, check_exact=True)
-    # The audit's own lake reader reads the bars the build saw, not the restated ones.
+    # The audit's own lake reader (Arrow, no Spark) reads the bars the build saw, not the restated ones.
+    from training.leakage.bars import bar_reader
+
     with scenario.engine("spark"):
+        with bar_reader(["IBM"], known_at) as read_then, bar_reader(["IBM"]) as read_now:
+            then, newest = read_then(["IBM"]), read_now(["IBM"])
         report = run_ok("verify-leakage", "--dataset", str(scenario.out / "first"), "--skip-rebuild")
+    assert len(then) == len(newest) - LATER_SESSIONS
+    assert not then["close"].equals(newest["close"].iloc[: len(then)].reset_index(drop=True))
     assert "FAIL" not in report
 
 
