@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ NAME = "ohlcv_bench_serve"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 TIMEOUT = 2.0  # OHLCV_SERVICE_TIMEOUT of the served process (the documented default)
 HEALTHY_CLIENTS, SILENT_CLIENTS = 50, 200
+SYMBOL_CLIENTS, SYMBOL_REQUESTS = 8, 250  # GET /predict/{symbol}: with the prediction log, and without
 STARTUP_SECONDS = 900  # importing Feast and MLflow on a busy 2-core machine takes minutes
 
 
@@ -117,15 +119,16 @@ def _example(inputs: list[str]):
 
 
 @contextmanager
-def _server(model_uri: str, redis_url: str) -> Iterator[int]:
-    """`python -m training serve` on a free port, pointed at ``redis_url``; yields the port once /health answers."""
+def _server(model_uri: str, redis_url: str, *options: str) -> Iterator[int]:
+    """`python -m training serve` on a free port, pointed at ``redis_url``; yields the port once /health answers.
+    Ended with SIGTERM (uvicorn's graceful shutdown: the prediction log is flushed)."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "REDIS_URL": redis_url}
-    args = [sys.executable, "-m", "training", "serve", "--port", str(port), "--model-uri", model_uri]
+    args = [sys.executable, "-m", "training", "serve", "--port", str(port), "--model-uri", model_uri, *options]
     log = Path(os.environ["OHLCV_STATE_DIR"]) / f"serve-{port}.log"  # a file: a full pipe would stall the server
     with log.open("w") as sink:
         process = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -164,6 +167,14 @@ def _call(port: int, method: str, path: str, timeout: float = 900) -> tuple[int,
         return 0, time.perf_counter() - started, str(error)
 
 
+def _call_json(port: int, path: str) -> list[str]:
+    """The symbols POST /predict {} scored (the universe the symbol load cycles through)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=900) as response:
+        return [score["symbol"] for score in json.loads(response.read())["scores"]]
+
+
 def _burst(port: int, clients: int) -> list[tuple[int, float, str]]:
     """``clients`` concurrent POST /predict {}, released together."""
     import threading
@@ -176,6 +187,36 @@ def _burst(port: int, clients: int) -> list[tuple[int, float, str]]:
 
     with ThreadPoolExecutor(clients) as pool:
         return list(pool.map(one, range(clients)))
+
+
+def _symbol_load(port: int, symbols: list[str]) -> list[tuple[int, float, str]]:
+    """SYMBOL_CLIENTS clients, each sending SYMBOL_REQUESTS GET /predict/{symbol} one after the other (the online
+    path: one read, one predict_proba, one logged row each)."""
+    import threading
+
+    start = threading.Barrier(SYMBOL_CLIENTS)
+
+    def client(index: int) -> list[tuple[int, float, str]]:
+        start.wait()
+        return [
+            _call(port, "GET", f"/predict/{symbols[(index * SYMBOL_REQUESTS + i) % len(symbols)]}")
+            for i in range(SYMBOL_REQUESTS)
+        ]
+
+    with ThreadPoolExecutor(SYMBOL_CLIENTS) as pool:
+        return [answer for answers in pool.map(client, range(SYMBOL_CLIENTS)) for answer in answers]
+
+
+def _logged_rows(since: datetime) -> int:
+    """Rows serve logged for requests scored from ``since`` on (this machine's clock, as the server's)."""
+    from training.infra import db
+    from training.serving.prediction_log import LOG_TABLE
+
+    with db.connect() as conn:
+        if conn.execute("SELECT to_regclass(%s)", (LOG_TABLE,)).fetchone()[0] is None:
+            return 0
+        query = f"SELECT count(*) FROM {LOG_TABLE} WHERE source = 'serve' AND request_time >= %s"
+        return conn.execute(query, (since,)).fetchone()[0]
 
 
 def _describe(answers: list[tuple[int, float, str]]) -> str:
@@ -215,6 +256,13 @@ def run(quick: bool) -> list[Result]:
             with _server(model_uri, os.environ["REDIS_URL"]) as port:
                 alone = [_call(port, "POST", "/predict") for _ in range(3)]  # the first warms the model and Feast
                 healthy = _burst(port, HEALTHY_CLIENTS)
+                universe = _call_json(port, "/predict")
+                since = datetime.now(UTC)
+                with_log = _symbol_load(port, universe)
+            logged = _logged_rows(since)  # after SIGTERM: what the shutdown flushed counts too
+            with _server(model_uri, os.environ["REDIS_URL"], "--no-log-predictions") as port:
+                _symbol_load(port, universe[:SYMBOL_CLIENTS])  # warm-up
+                without_log = _symbol_load(port, universe)
             with switchable_proxy(redis.host, redis.port) as proxy:
                 url = f"redis://127.0.0.1:{proxy.port}/{redis.db}"
                 with _server(model_uri, url) as port:
@@ -233,11 +281,28 @@ def run(quick: bool) -> list[Result]:
             scratch_database(NAME, create=False)
 
     size = f"{symbols} symbols x {days} days"
+    logged_p50, logged_p99 = _percentiles(with_log)
+    bare_p50, bare_p99 = _percentiles(without_log)
+    log_results = [
+        Result(
+            benchmark=f"serve GET /predict/{{symbol}} with the prediction log, {SYMBOL_CLIENTS} clients, {q}",
+            size=size,
+            subject="--log-predictions (default)",
+            subject_seconds=subject,
+            reference="--no-log-predictions",
+            reference_seconds=reference,
+            target="ratio near 1 (the log is written off the request path)",
+            notes=f"with: {_describe(with_log)}; without: {_describe(without_log)}; rows logged {logged} of "
+            f"{sum(status == 200 for status, _, _ in with_log)} answered 200",
+        )
+        for q, subject, reference in (("p50", logged_p50, bare_p50), ("p99", logged_p99, bare_p99))
+    ]
     alone_p50 = float(np.median([s for _, s, _ in alone[1:]]))
     healthy_p50, healthy_p99 = _percentiles(healthy)
     silent_p50, silent_p99 = _percentiles(silent)
     promise = TIMEOUT + 0.5
     return [
+        *log_results,
         Result(
             benchmark=f"serve healthy Redis, {HEALTHY_CLIENTS} concurrent POST /predict {{}} p50",
             size=size,

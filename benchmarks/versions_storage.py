@@ -3,7 +3,9 @@
 ``python -m benchmarks.versions_storage [--bundled | --bars N] [--fraction 0.01]`` loads a universe (the bundled
 file, or a synthetic one of N bars from :mod:`benchmarks.universe`) into a scratch database, computes its
 features, then ingests a vendor correction of ``--fraction`` of its bars (each corrected once: the close moved
-halfway to the low, the adjusted close with it) and computes the features again. It prints, as JSON, each
+halfway to the low, the adjusted close with it) and computes the features again; then (``--dividend``) a
+vendor's file restating one symbol's adjusted history after a dividend, kept as adjustment events where exact
+(:mod:`training.ingestion.restatements`), and the features again. It prints, as JSON, each
 step's wall time and the size of every table and its history; on TimescaleDB also the history's size once its
 chunks are compressed. Steps run as ``python -m training`` processes, so ``PYTHONPATH`` chooses the code
 measured (the same script times an earlier checkout for a before/after ratio).
@@ -23,8 +25,9 @@ import click
 
 from benchmarks.common import scratch_database
 
-DATABASE = "ohlcv_bench_versions"
+DATABASE = os.environ.get("BENCH_VERSIONS_DATABASE", "ohlcv_bench_versions")
 TABLES = ("market_data.ohlcv_daily", "features.technical_indicators")
+EVENTS = "market_data.ohlcv_adjustments"
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "stocks.csv.gz"
 
 
@@ -58,6 +61,28 @@ def corrections(source: Path, out: Path, fraction: float, seed: int = 7) -> int:
     return rows.num_rows
 
 
+def restate(source: Path, out: Path, factor: float = 0.99, digits: int = 14) -> tuple[str, int]:
+    """A vendor's file after a dividend of the first symbol of ``source``: its whole history, every adjusted close
+    before its last session scaled by ``factor`` and printed to ``digits`` significant digits (as vendors print
+    them). Returns (symbol, bars restated)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    text = {c: pa.string() for c in ("Ticker", "Date", "Adj Close")}
+    table = pa_csv.read_csv(source, convert_options=pa_csv.ConvertOptions(column_types=text))
+    symbol = table["Ticker"][0].as_py()
+    rows = table.filter(pc.equal(table["Ticker"], symbol))
+    last = pc.max(rows["Date"]).as_py()
+    restated = [
+        a if d == last else f"{float(a) * factor:.{digits}g}"
+        for d, a in zip(rows["Date"].to_pylist(), rows["Adj Close"].to_pylist(), strict=True)
+    ]
+    rows = rows.set_column(rows.schema.get_field_index("Adj Close"), "Adj Close", pa.array(restated))
+    pa_csv.write_csv(rows, out)
+    return symbol, rows.num_rows - 1
+
+
 def sizes(env: dict[str, str]) -> dict[str, dict[str, int]]:
     """Rows and bytes (table, indexes, TOAST; every chunk of a hypertable) of each table and its history."""
     import psycopg
@@ -72,7 +97,7 @@ def sizes(env: dict[str, str]) -> dict[str, dict[str, int]]:
                 "SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables"
             ).fetchall()
         } if _has_timescaledb(conn) else set()  # fmt: skip
-        for table in (*TABLES, *(t + "_history" for t in TABLES)):
+        for table in (*TABLES, *(t + "_history" for t in TABLES), EVENTS):
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
                 continue
             size = "hypertable_size(%s)" if table in hypertables else "pg_total_relation_size(%s)"
@@ -108,7 +133,13 @@ def compress_history(env: dict[str, str]) -> dict[str, int]:
 @click.option("--bars", type=int, default=1_260_000, show_default=True, help="Synthetic universe size (2,520 days).")
 @click.option("--fraction", type=float, default=0.01, show_default=True, help="Share of bars corrected once.")
 @click.option("--features/--no-features", default=True, show_default=True, help="Compute features too.")
-def main(bundled: bool, bars: int, fraction: float, features: bool) -> None:
+@click.option(
+    "--dividend/--no-dividend",
+    default=True,
+    show_default=True,
+    help="Then a dividend restating one symbol's adjusted history (rounded to 14 digits, as vendors print).",
+)
+def main(bundled: bool, bars: int, fraction: float, features: bool, dividend: bool) -> None:
     """Time the loads and measure the history tables' storage; JSON on stdout."""
     from benchmarks.universe import write_universe
 
@@ -130,6 +161,13 @@ def main(bundled: bool, bars: int, fraction: float, features: bool) -> None:
             if features:
                 report["recompute_features_s"] = _step(env, "compute-features")
             report["after"] = sizes(env)
+            if dividend:
+                restated = Path(work) / "dividend.csv"
+                report["dividend_symbol"], report["dividend_restated_bars"] = restate(source, restated)
+                report["ingest_dividend_s"] = _step(env, "ingest", str(restated))
+                if features:
+                    report["recompute_after_dividend_s"] = _step(env, "compute-features")
+                report["after_dividend"] = sizes(env)
             report["history_compressed_bytes"] = compress_history(env)
     finally:
         scratch_database(DATABASE, create=False)

@@ -9,7 +9,7 @@ from training.cli import COMMANDS, PROG_NAME
 
 PIPELINE = ["ingest", "compute-features", "feast", "build-dataset", "verify-leakage", "train", "tune", "importance",
             "meta-label", "materialize",
-            "check-online", "predict", "serve", "update", "services"]  # fmt: skip
+            "check-online", "predict", "serve", "update", "replay", "services"]  # fmt: skip
 
 
 def test_help_lists_the_commands_in_pipeline_order_under_one_name():

@@ -15,12 +15,14 @@ from tests.conftest import run_cli, run_module
 from training.dataset import artifact
 from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_HISTORY_TABLE, FEATURES_TABLE
 from training.infra import db
+from training.infra.adjustments import ADJUSTMENTS_TABLE, bars_known_at
 from training.infra.schema import OHLCV_HISTORY_TABLE, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
 from training.infra.versions import known_at_relation
 
 SYMBOLS = "AAPL,IBM"
 LATER_SESSIONS = 10
 BAR_VERSION = (*OHLCV_VERSION_COLUMNS, "created_timestamp")
+EDITED = ("Close", "Adj Close", "Volume")
 
 
 def _ok(*args: str) -> str:
@@ -44,7 +46,9 @@ def _both(conn) -> list[pd.DataFrame]:
 
 
 def _as_known(conn, table: str, columns, at: datetime) -> pd.DataFrame:
-    return _snapshot(conn, known_at_relation(table, columns, at), columns)
+    """``table`` as known at ``at``, through the readers' own relation (bars: re-adjustments undone)."""
+    relation = bars_known_at if table == OHLCV_TABLE else known_at_relation
+    return _snapshot(conn, relation(table, columns, at), columns)
 
 
 def _dividend(raw: pd.DataFrame, symbol: str, before: str, factor: float) -> pd.DataFrame:
@@ -126,9 +130,12 @@ def test_build_known_at_the_first_build_gives_its_fingerprint_after_corrections_
     changed = _dividend(raw, "IBM", "2012-11-07", 0.99)
     row = changed.index[(changed["Ticker"] == "AAPL") & (changed["Date"] == "2008-03-03")][0]
     changed.loc[row, "High"] = repr(float(changed.loc[row, "High"]) * 1.02)
-    _ok("ingest", str(write_csv(changed, "restated.csv")))
+    output = _ok("ingest", str(write_csv(changed, "restated.csv")))
     _ok("compute-features")
-    assert _count(empty_store, OHLCV_HISTORY_TABLE) > 3000  # IBM's adjusted history restated (and AAPL's bar)
+    # IBM's restated adjusted history is one adjustment event (and no bar of it a history row); AAPL's bar is one.
+    assert "3192 re-adjusted" in output, output
+    assert _count(empty_store, ADJUSTMENTS_TABLE) == 1
+    assert _count(empty_store, OHLCV_HISTORY_TABLE) == 1
     _ok("build-dataset", "--symbols", SYMBOLS, "--out", str(tmp_path / "now"))
     now = artifact.load(tmp_path / "now")
     assert now.metadata["fingerprint"] != first.metadata["fingerprint"]
@@ -161,30 +168,31 @@ def test_a_database_from_before_versioning_keeps_working(history, empty_store, w
     """An existing database has no history tables: builds (as known at a time too) read its rows as they are,
     and the next write creates the history table."""
     raw, later = history
-    empty_store.execute(f"DROP TABLE {OHLCV_HISTORY_TABLE}; DROP TABLE {FEATURES_HISTORY_TABLE}")
+    empty_store.execute(f"DROP TABLE {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}, {FEATURES_HISTORY_TABLE}")
     _ok("build-dataset", "--symbols", SYMBOLS, "--out", str(tmp_path / "old"))
     old = artifact.load(tmp_path / "old")
     _ok("build-dataset", "--symbols", SYMBOLS, "--known-at", old.metadata["known_at"], "--out", str(tmp_path / "at"))
     assert artifact.load(tmp_path / "at").metadata["fingerprint"] == old.metadata["fingerprint"]
     _ok("ingest", str(write_csv(_dividend(raw[~raw["Date"].isin(later)], "IBM", "2012-11-07", 0.99), "r.csv")))
-    assert _count(empty_store, OHLCV_HISTORY_TABLE) > 3000
+    assert (_count(empty_store, ADJUSTMENTS_TABLE), _count(empty_store, OHLCV_HISTORY_TABLE)) == (1, 0)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     edits=st.lists(
-        st.tuples(st.integers(0, 5), st.sampled_from(["Close", "Adj Close", "Volume", "none"]), st.floats(0.5, 2.0)),
+        st.tuples(st.integers(0, 5), st.sampled_from([*EDITED, "none", "re-adjust"]), st.floats(0.5, 2.0)),
         min_size=1,
         max_size=4,
     )
 )
 def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_store, write_csv, edits):
-    """Property: after any sequence of loads (corrections, re-adjustments, no-ops) the bars as known at the
-    moment after each load equal the table as it stood then, and a no-op load adds no version."""
+    """Property: after any sequence of loads (corrections, re-adjustments of one bar or of every bar before one,
+    no-ops) the bars as known at the moment after each load equal the table as it stood then, and a no-op load
+    adds no version."""
     from training.ingestion.bar_files import clean_bars
     from training.ingestion.upsert import upsert_bars
 
-    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}")
+    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}")
     days = pd.bdate_range("2020-01-01", periods=6).strftime("%Y-%m-%d")
     frame = pd.DataFrame(
         {
@@ -200,7 +208,11 @@ def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_stor
     )
     snapshots = []
     for day, column, factor in [(0, "none", 1.0), *edits]:
-        if column != "none":
+        if column == "re-adjust":  # a dividend: every adjusted close before ``day`` restated, as a vendor prints it
+            earlier = frame.index < max(day, 2)
+            restated = frame.loc[earlier, "Adj Close"] * factor
+            frame.loc[earlier, "Adj Close"] = restated.map(lambda v: float(f"{v:.14g}"))
+        elif column != "none":
             frame.loc[day, column] = frame.loc[day, column] * factor
             frame.loc[day, "High"] = max(frame.loc[day, ["Open", "High", "Close"]])
             frame.loc[day, "Low"] = min(frame.loc[day, ["Open", "Low", "Close"]])
@@ -210,5 +222,51 @@ def test_the_bars_as_known_at_any_past_write_are_the_bars_stored_then(empty_stor
             assert _count(empty_store, OHLCV_HISTORY_TABLE) == versions
         at = empty_store.execute("SELECT clock_timestamp()").fetchone()[0]
         snapshots.append((at, _snapshot(empty_store, OHLCV_TABLE, BAR_VERSION)))
+    for at, stored in snapshots:
+        pd.testing.assert_frame_equal(_as_known(empty_store, OHLCV_TABLE, BAR_VERSION, at), stored, check_exact=True)
+
+
+def test_two_dividends_a_backfilled_bar_a_correction_and_a_gapped_restatement_read_back_as_stored(empty_store):
+    """The event rules' edge cases, each load's table read back as known just after it: a second dividend over
+    the first's events, a bar inserted later inside an event's range (absent before its insert), a correction of
+    an evented bar, and a restatement whose run would span a stored bar the file lacks (archived per bar)."""
+    from training.ingestion.bar_files import clean_bars
+    from training.ingestion.upsert import upsert_bars
+
+    empty_store.execute(f"DROP TABLE IF EXISTS {OHLCV_TABLE}, {OHLCV_HISTORY_TABLE}, {ADJUSTMENTS_TABLE}")
+    days = pd.bdate_range("2020-01-01", periods=20).strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"Ticker": "ZZZ", "Date": days, "Open": 10.0, "High": 11.0, "Low": 9.0, "Close": 10.5,
+                          "Volume": 1000.0, "Adj Close": [5.25 + 0.013 * i for i in range(20)]})  # fmt: skip
+
+    def restate(rows, factor: float) -> None:
+        frame.loc[rows, "Adj Close"] = (frame.loc[rows, "Adj Close"] * factor).map(lambda v: float(f"{v:.14g}"))
+
+    snapshots = []
+
+    def load(rows) -> None:
+        upsert_bars(clean_bars(frame.loc[rows].reset_index(drop=True)).bars)
+        at = empty_store.execute("SELECT clock_timestamp()").fetchone()[0]
+        snapshots.append((at, _snapshot(empty_store, OHLCV_TABLE, BAR_VERSION)))
+
+    everything, without_10 = list(range(20)), [i for i in range(20) if i != 10]
+    load(without_10)
+    restate(frame.index < 15, 0.98)
+    load(without_10)
+    assert _count(empty_store, ADJUSTMENTS_TABLE) >= 1
+    load(everything)  # day 10 backfilled inside the first event's range
+    restate(frame.index < 18, 0.5)
+    load(everything)
+    frame.loc[3, "Close"] = 10.25
+    load(everything)
+    events = _count(empty_store, ADJUSTMENTS_TABLE)
+    restate(frame.index != 6, 0.97)
+    load([i for i in range(20) if i != 6])  # day 6 stored but not in the file: no event may cover it
+    covering = empty_store.execute(
+        f"SELECT count(*) FROM {ADJUSTMENTS_TABLE} a JOIN {OHLCV_TABLE} t ON t.symbol = a.symbol "
+        "AND t.event_timestamp BETWEEN a.first_timestamp AND a.last_timestamp "
+        f"WHERE t.trade_date = '{days[6]}' AND a.created_timestamp > %s",
+        (snapshots[-2][0],),
+    ).fetchone()[0]
+    assert covering == 0 and _count(empty_store, ADJUSTMENTS_TABLE) > events
     for at, stored in snapshots:
         pd.testing.assert_frame_equal(_as_known(empty_store, OHLCV_TABLE, BAR_VERSION, at), stored, check_exact=True)

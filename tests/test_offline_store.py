@@ -401,13 +401,20 @@ def test_naive_and_zoned_entity_timestamps_mean_the_same_instant(stores, tables)
         pd.testing.assert_frame_equal(job.to_df(), utc)
 
 
-def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(stores, tables):
+@pytest.mark.parametrize("seed", [6, 13])
+def test_filter_by_created_timestamp_is_answered_by_the_sort_merge_as_the_stock_store_answers(stores, tables, seed):
+    """Decision-time knowledge with lag 0 on current rows is Feast's ``filter_by_created_timestamp``: the
+    fixture's created stamps fall 1-140 minutes after their bars and entity rows sit at bars, 17 minutes and 5
+    hours after, so versions straddle the decision times (some rows fall back to an earlier bar, some to none)."""
     fast_store, stock_store = stores
-    entity = _entity_frame(6, tables, n=80)
+    entity = _entity_frame(seed, tables, n=200)
     job = fast_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True)
-    assert type(job) is PostgreSQLRetrievalJob
+    assert isinstance(job, AsOfRetrievalJob) and job.plan.decision_lag == timedelta(0)
     expected = stock_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True).to_df()
-    pd.testing.assert_frame_equal(_sorted(job.to_df()), _sorted(expected), check_exact=True)
+    fast = job.to_df()
+    pd.testing.assert_frame_equal(_sorted(fast), _sorted(expected), check_exact=True)
+    plain = fast_store.get_historical_features(entity, FEATURES).to_df()
+    assert not _sorted(fast)["f_a"].equals(_sorted(plain)["f_a"])  # the filter changed some rows
 
     categorical = entity.assign(note=entity["note"].astype("category"))
     assert type(fast_store.get_historical_features(categorical, FEATURES)) is PostgreSQLRetrievalJob
@@ -464,9 +471,8 @@ def test_the_fallback_decision_is_typed_and_logged(stores, tables, caplog):
     assert supported.bounds == (entity["event_timestamp"].min(), entity["event_timestamp"].max())
     with pytest.raises(dataclasses.FrozenInstanceError):
         supported.plan = None  # type: ignore[misc]
-    assert decide(entity, filter_by_created_timestamp=True) == Unsupported(
-        "filter_by_created_timestamp (a per-row filter a running max cannot apply)"
-    )
+    decided = decide(entity, filter_by_created_timestamp=True)
+    assert isinstance(decided, Supported) and decided.plan.decision_lag == timedelta(0)
     categorical = entity.assign(note=entity["note"].astype("category"))
     unsupported = decide(categorical)
     assert isinstance(unsupported, Unsupported) and "'note'" in unsupported.reason

@@ -167,6 +167,8 @@ def _one_line(result, code: int, *needles: str) -> None:
 
 
 def test_tables_follow_the_mode_the_server_offers(empty_store, caplog, tmp_path):
+    from training.serving.prediction_log import LOG_TABLE, ensure_log_table
+
     server = Server.read(empty_store)
     db._told.clear()
     if server.refuses:
@@ -180,9 +182,11 @@ def test_tables_follow_the_mode_the_server_offers(empty_store, caplog, tmp_path)
     with caplog.at_level(logging.DEBUG, logger="training.infra.db"):
         ensure_ohlcv_table(empty_store)
         ensure_features_table(empty_store)
+        ensure_log_table(empty_store)
+        ensure_log_table(empty_store)  # idempotent
     lines = [r.getMessage() for r in caplog.records if r.name == "training.infra.db"]
     assert len(set(lines)) == len(lines) >= 1  # a line says which mode, not one a table
-    for table in (OHLCV_TABLE, FEATURES_TABLE):
+    for table in (OHLCV_TABLE, FEATURES_TABLE, LOG_TABLE):
         assert is_hypertable(empty_store, table) is server.hypertables
     if not server.offered:
         assert lines == [f"TimescaleDB: {NOT_OFFERED}"]

@@ -11,7 +11,6 @@ Feast's stock Spark store (local[2]), the PostgreSQL sort-merge store on the sam
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from tests.test_offline_store import (
 )
 from training.engines.spark import lake_offline_store
 from training.engines.spark.lake_offline_store import CLASS_PATH, AsOfSparkRetrievalJob
-from training.feast_store import retrieval
 from training.feast_store.offline_store import CLASS_PATH as POSTGRES_CLASS_PATH
 from training.feast_store.plan import Unsupported
 from training.feast_store.retrieval import HistoricalRequest
@@ -216,14 +214,28 @@ def test_sql_and_spark_entity_frames_match_the_pandas_path(spark, spark_stores, 
         pd.testing.assert_frame_equal(_sorted(got), _sorted(expected), check_exact=True)
 
 
-def test_what_the_sort_merge_cannot_answer_goes_to_the_stock_store(spark, spark_stores, tables, caplog):
-    ours_store, _ = spark_stores
-    entity = _entity_frame(6, tables, n=80)
-    with caplog.at_level(logging.INFO, logger=retrieval.__name__):
-        job = ours_store.get_historical_features(entity, ["fv_a:f_a"], filter_by_created_timestamp=True)
-    assert type(job) is SparkRetrievalJob
-    assert "filter_by_created_timestamp" in caplog.text
-    assert "ROW_NUMBER" in job.query.upper()  # the stock store's own query answers
+def test_filter_by_created_timestamp_matches_the_stock_spark_store_and_postgres(
+    spark, spark_stores, postgres_store, tables
+):
+    """Decision-time knowledge on the lake: lag 0 is Feast's ``filter_by_created_timestamp`` (the stock Spark
+    store's answer); with a publication lag both sort-merge stores still agree."""
+    from datetime import timedelta
+
+    from training.feast_store.decision_time import deciding
+
+    ours_store, stock_store = spark_stores
+    entity = _entity_frame(6, tables, n=150)
+    job = ours_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True)
+    assert isinstance(job, AsOfSparkRetrievalJob) and job.plan.lag == timedelta(0)
+    ours = job.to_df()
+    stock = stock_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True).to_df()
+    pd.testing.assert_frame_equal(_sorted(ours), _sorted(stock[list(ours.columns)]), check_exact=True)
+    for lag in (timedelta(0), timedelta(minutes=40)):
+        with deciding(lag):
+            ours = ours_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True).to_df()
+            postgres = postgres_store.get_historical_features(entity, FEATURES, filter_by_created_timestamp=True)
+            postgres = postgres.to_df()
+        pd.testing.assert_frame_equal(_comparable(ours), _comparable(postgres), check_exact=True, check_dtype=False)
 
     views = [ours_store.get_feature_view("fv_a")]
     clashing = entity.assign(f_a=1.0)

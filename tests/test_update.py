@@ -374,3 +374,76 @@ def test_serve_scores_the_session_update_writes_while_it_runs_never_the_one_it_r
         run_ok("materialize")
         status, body = post("/predict", {})
         assert status == 200 and scored(body) == dict.fromkeys(symbols, "2013-03-04") and not body["not_scored"], body
+
+
+def test_served_predictions_replay_as_known_when_served_after_a_correction_and_a_planted_difference_fails(
+    replay, replayed, write_csv
+):
+    """Every row update, serve and predict scored is in serving.prediction_log; after a vendor's correction of an
+    already-served bar (ingested, computed, materialized: the online store serves the corrected features),
+    `replay` recomputes every logged row as known at its request time and finds no difference. One logged value
+    altered by hand is a difference: exit 1, naming that feature."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import http_app
+    from tests.test_online import model_inputs, offline_model_rows
+    from training.feast_store.repository import feature_store
+    from training.serving.http_app import create_app
+    from training.serving.model_loading import load_model
+    from training.serving.prediction_log import LOG_TABLE
+    from training.serving.scorer import Predictor
+    from training.serving.served_replay import read_log, replayed_rows
+
+    days, files, model_uri = replay.days, replay.files, replay.model
+    model = load_model(model_uri)
+    with http_app(create_app(Predictor(feature_store(), model, log="serve"))) as call:
+        assert call("/predict/IBM")[0] == 200
+        assert call("/predict", {})[0] == 200
+    run_ok("predict", "--symbol", "IBM", "--model-uri", model_uri)
+    counted = dict(replayed.execute(f"SELECT source, count(*) FROM {LOG_TABLE} GROUP BY 1").fetchall())
+    assert counted == {"update": 5 * SESSIONS, "serve": 6, "predict": 1}, counted  # serve's buffer flushed at exit
+    served = f"SELECT features FROM {LOG_TABLE} WHERE source = 'predict'"
+    (logged,) = replayed.execute(served).fetchone()
+    assert set(logged) == {"bar_timestamp", *model.inputs} and logged["bar_timestamp"].startswith(days[-1])
+    # A vendor's correction of IBM's newest (served) bar, through the standalone commands.
+    last = pd.read_csv(files[-1], dtype=str)
+    ibm = last["Ticker"] == "IBM"
+    last.loc[ibm, "Close"] = last.loc[ibm, "Low"]
+    last.loc[ibm, "Volume"] = (last.loc[ibm, "Volume"].astype(float) * 10).astype(int).astype(str)
+    run_ok("ingest", str(write_csv(last, "corrected.csv")))
+    run_ok("compute-features")
+    run_ok("materialize")
+    online = Predictor(feature_store(), model).read("IBM")
+    offline = offline_model_rows(model_inputs(feature_store()), latest=True).loc["IBM"]
+    assert {n: online[n] for n in model.inputs} == {n: offline[n] for n in model.inputs}  # the corrected row
+    assert any(online[n] != logged[n] for n in model.inputs)  # which is not what was served
+    # Replayed as known now, the served row would differ: the replay below must read the version known then.
+    with db.connect() as conn:
+        (served_row,) = read_log(conn, datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))[-1:]
+    assert served_row.source == "predict"
+    (now,) = replayed_rows(feature_store(), served_row.feature_service, [served_row], datetime.now(UTC))
+    assert any(now[n] != logged[n] for n in model.inputs)
+    (then,) = replayed_rows(feature_store(), served_row.feature_service, [served_row], served_row.request_time)
+    assert {n: then[n] for n in model.inputs} == {n: logged[n] for n in model.inputs}
+    today = datetime.now(UTC).date()
+    window = ("--from", str(today - timedelta(days=1)), "--to", str(today))
+    result = run_cli("replay", *window)
+    assert result.exit_code == 0, result.output
+    assert f"replay: {5 * SESSIONS + 7} logged row(s) (predict, serve, update)" in result.output, result.output
+    assert "every feature value equals its replay" in result.output
+    # A value altered in the log is a difference, named with its feature.
+    planted = model.inputs[3]
+    replayed.execute(
+        f"UPDATE {LOG_TABLE} SET features = jsonb_set(features, %s, to_jsonb(%s::float8)) "
+        "WHERE ctid = (SELECT ctid FROM " + LOG_TABLE + " WHERE source = 'serve' LIMIT 1)",
+        ([planted], float(logged[planted]) + 1e-9),
+    )
+    result = run_cli("replay", *window)
+    assert result.exit_code == 1, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith(planted + " "))
+    assert line.split()[1:3] == [str(5 * SESSIONS + 7), "1"], line
+    assert f"features differing: {planted} (1)" in result.output, result.output
+    # Bad dates and an empty range are refused in one line.
+    assert run_cli("replay", "--from", "2026-13-01", "--to", "2026-12-31").exit_code == 2
+    empty = run_cli("replay", "--from", "2001-01-01", "--to", "2001-01-02")
+    assert empty.exit_code == 2 and "no prediction was logged" in empty.output and "it holds" in empty.output

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "predict": "training.commands.predict:predict",
     "serve": "training.commands.serve:serve",
     "update": "training.commands.update:update",
+    "replay": "training.commands.replay:replay",
     "services": "training.commands.services:services",
 }
 

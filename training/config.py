@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -142,8 +142,46 @@ class DataConfig(Section):
     end: Annotated[str | None, BeforeValidator(_day)] = None
 
 
+_LAG_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _lag(value: Any) -> str:
+    """A publication lag as canonical whole seconds ("15m" -> "900s"), so equal lags hash alike."""
+    text = _text(value).strip()
+    unit = _LAG_UNITS.get(text[-1:])
+    try:
+        seconds = float(text[:-1]) * unit if unit else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0 or not seconds.is_integer():
+        raise _refuse('must be a duration of whole seconds >= 0 such as "0s", "90s", "15m", "2h" or "1d"')
+    return f"{int(seconds)}s"
+
+
+class DecisionTimeConfig(Section):
+    """Join each sample's features as known at its decision time (training.feast_store.decision_time): a
+    feature version written at c is usable from c + publication_lag; a sample at t takes the version usable
+    then. Off: the event-time join (the newest version of the newest bar at or before t)."""
+
+    enabled: Flag = False
+    publication_lag: Annotated[str, BeforeValidator(_lag)] = "0s"
+
+    @property
+    def lag(self) -> timedelta:
+        return timedelta(seconds=int(self.publication_lag[:-1]))
+
+
 class FeaturesConfig(Section):
     feature_service: Annotated[str, BeforeValidator(lambda v: DEFAULT_FEATURE_SERVICE if v is None else _text(v))]
+    # Dumped only when enabled, so datasets built by event time keep their fingerprints.
+    decision_time: DecisionTimeConfig = DecisionTimeConfig()
+
+    @model_serializer(mode="wrap")
+    def _decision_time_when_enabled(self, handler: Any) -> dict[str, Any]:
+        dumped = handler(self)
+        if not self.decision_time.enabled:
+            dumped.pop("decision_time", None)
+        return dumped
 
 
 class LabelsConfig(Section):

@@ -31,6 +31,12 @@ def _parse_close_time(ctx: click.Context, param: click.Parameter, value: str):
 @click.option("--volume-column", help="Column holding the volume (default: Volume).")
 @click.option("--adj-close-column", help="Column holding the adjusted close (default: Adj Close, if present).")
 @click.option(
+    "--as-of-column",
+    help="Column holding the vendor's knowledge time of each bar, ISO 8601 with its offset (default: As Of, "
+    "Knowledge Time or Known At, if present); without one, versions are known when the ingest runs. See "
+    "docs/known-at.md.",
+)
+@click.option(
     "--date-format",
     help="strptime format of the dates, e.g. %d/%m/%Y (default: the one known format that reads every date; "
     "a file whose dates fit several, e.g. all days <= 12, needs this option).",
@@ -111,7 +117,9 @@ def ingest(
 
 
 def describe_load(path: Path, result) -> str:
-    restamped = f" ({result.restamped} re-stamped)" if result.restamped else ""
+    notes = [f"{result.restamped} re-stamped"] if result.restamped else []
+    notes += [f"{result.readjusted} re-adjusted, kept as adjustment events"] if result.readjusted else []
+    restamped = f" ({'; '.join(notes)})" if notes else ""
     return (
         f"{path}: {result.rows} bars of {result.symbols} symbol(s): "
         f"{result.inserted} inserted, {result.updated} updated{restamped}, {result.unchanged} unchanged"

@@ -29,7 +29,7 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     signature. Features older than the views' TTL at the newest offline bar of the symbol (or at
     --as-of) are refused, never judged against today's date, and so is a row with a missing or
     non-finite input (too short a history, zero volume). Only skops models are loaded unless
-    --trust-pickle.
+    --trust-pickle. The scored row is recorded in serving.prediction_log, for `replay`.
     """
     from training.infra import settings
     from training.serving.scorer import parse_as_of
@@ -42,7 +42,7 @@ def predict(symbol: str, model_uri: str | None, as_of: str | None, as_json: bool
     from training.serving.scorer import Predictor
 
     model = load_model(model_uri, trust_pickle=trust_pickle)
-    prediction = Predictor(feature_store(), model).predict(symbol, as_of=moment)
+    prediction = Predictor(feature_store(), model, log="predict").predict(symbol, as_of=moment)
     if as_json:
         click.echo(json.dumps(prediction.as_dict()))
         return

@@ -26,8 +26,16 @@ from training.serving.admission import DEFAULT_QUEUE, DEFAULT_WORKERS
     type=click.IntRange(0, 100_000),
     help="/predict requests waiting for a worker; beyond that, 503 busy at once.",
 )
+@click.option(
+    "--log-predictions/--no-log-predictions",
+    default=True,
+    show_default=True,
+    help="Record every scored row in serving.prediction_log (what `replay` checks); off: nothing is recorded.",
+)
 @trust_pickle_option
-def serve(host: str, port: int, model_uri: str | None, workers: int, queue: int, trust_pickle: bool) -> None:
+def serve(
+    host: str, port: int, model_uri: str | None, workers: int, queue: int, log_predictions: bool, trust_pickle: bool
+) -> None:
     """Serve GET /predict/{symbol}?as_of=... over HTTP (the same answer as `predict --json`), and POST /predict
     {"symbols": [...]} for many symbols at once (none named: every symbol of the newest session).
 
@@ -38,6 +46,8 @@ def serve(host: str, port: int, model_uri: str | None, workers: int, queue: int,
     the store. A store found silent is tried by one request at a time until it answers; the others get its 503
     at once. --workers requests are scored at once and --queue more wait; beyond that, 503 "busy" at once.
     GET /health says the process is up (no store is read); GET /ready reads both stores (never queued).
+    Every scored row is recorded in serving.prediction_log (written in batches every second, off the request
+    path, and at shutdown) for `replay`.
     """
     import uvicorn
 
@@ -47,7 +57,7 @@ def serve(host: str, port: int, model_uri: str | None, workers: int, queue: int,
     from training.serving.scorer import Predictor
 
     model = load_model(model_uri, trust_pickle=trust_pickle)  # refused before Feast's seconds-long import
-    predictor = Predictor(feature_store(), model)
+    predictor = Predictor(feature_store(), model, log="serve" if log_predictions else None)
     click.echo(
         f"serving {predictor.model.label} on http://{host}:{port}/predict/{{symbol}} "
         f"({workers} worker(s), {queue} queued at most)"

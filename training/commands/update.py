@@ -30,7 +30,8 @@ def update(path: Path, model_uri: str | None, config_path: Path | None) -> None:
     one update runs at a time (a second waits for the first). Then one line per stage: ingest,
     compute-features (incremental), materialize (only rows that changed), check-online (the symbols written,
     and a sample of up to 100 others), then the scores of every symbol whose newest bar is the newest session
-    in the offline store, into predictions.daily_scores; then every earlier score whose bar's features were
+    in the offline store, into predictions.daily_scores (each scored row, with its features, into
+    serving.prediction_log for `replay`); then every earlier score whose bar's features were
     rewritten after it was scored (a corrected bar) is scored again on its offline features, with the model
     that scored it (the current one when that no longer resolves, replacing its row). Last, drift: each model
     input's median across the scored symbols is placed among the training sessions' medians recorded with the
@@ -104,7 +105,7 @@ def _score_session(store, ready: Ready, monitoring: MonitoringConfig) -> DriftRe
 
     model = ready.model
     session, newest = session_symbols()
-    result = score_universe(Predictor(store, model), list(newest), newest)
+    result = score_universe(Predictor(store, model, log="update"), list(newest), newest)
     report = None
     if ready.reference is not None and result.scores:
         report = check_drift(ready.reference, result.features, monitoring.drift_alpha)

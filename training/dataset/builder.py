@@ -159,7 +159,7 @@ def _label_and_join(
         return None
     calendar.candidates += len(candidates)
     calendar.candidate_classes |= set(target_of(candidates, config).unique().tolist())
-    features = point_in_time_features(store, candidates, service)
+    features = point_in_time_features(store, candidates, service, config.features.decision_time)
     finite = np.isfinite(features[service.features].to_numpy(dtype=np.float64)).all(axis=1)
     calendar.nonfinite += int((~finite).sum())
     if not finite.any():

@@ -9,6 +9,7 @@ for the audit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ import pandas as pd
 from training.contract import AUDIT_FEATURE, FEAST_APPLY
 from training.dataset.offline_bars import require_features
 from training.errors import InputError
+
+if TYPE_CHECKING:
+    from training.config import DecisionTimeConfig
 
 ENTITY_ROW = "entity_row"
 
@@ -48,8 +52,11 @@ def describe_service(store, name: str) -> ServiceFeatures:
     )
 
 
-def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatures) -> pd.DataFrame:
-    """feature_timestamp and the service's features, one row per entity row, in the entity rows' order.
+def point_in_time_features(
+    store, entities: pd.DataFrame, service: ServiceFeatures, decision: DecisionTimeConfig | None = None
+) -> pd.DataFrame:
+    """feature_timestamp and the service's features, one row per entity row, in the entity rows' order;
+    ``decision`` enabled: the versions known at each row's decision time (:func:`retrieve`).
 
     A row number travels through Feast (extra entity columns are passed through) so the result is put back
     in order by position, whatever order the offline store returns, without a join on (symbol, time).
@@ -63,9 +70,7 @@ def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatur
             ENTITY_ROW: np.arange(len(entities)),
         }
     )
-    table = store.get_historical_features(
-        entity_df=request, features=store.get_feature_service(service.name)
-    ).to_arrow()
+    table = retrieve(store, request, service, decision).to_arrow()
     if AUDIT_FEATURE not in table.column_names:
         raise InputError(f"feature service {service.name!r} does not carry {AUDIT_FEATURE}; it is needed for the audit")
     frame = table.select([ENTITY_ROW, AUDIT_FEATURE, *service.features]).to_pandas()
@@ -76,3 +81,16 @@ def point_in_time_features(store, entities: pd.DataFrame, service: ServiceFeatur
     frame = frame.rename(columns={AUDIT_FEATURE: "feature_timestamp"})
     frame["feature_timestamp"] = pd.to_datetime(frame["feature_timestamp"], utc=True)
     return frame
+
+
+def retrieve(store, entity_df: Any, service: ServiceFeatures, decision: DecisionTimeConfig | None = None) -> Any:
+    """Feast's retrieval job for the service's features (both engines' builds call it). With decision time
+    enabled, Feast's ``filter_by_created_timestamp`` under the configured publication lag: the as-of stores
+    then join, for each row, the feature version usable at its own timestamp (docs/known-at.md)."""
+    from training.feast_store.decision_time import deciding
+
+    features = store.get_feature_service(service.name)
+    if decision is None or not decision.enabled:
+        return store.get_historical_features(entity_df=entity_df, features=features)
+    with deciding(decision.lag):
+        return store.get_historical_features(entity_df=entity_df, features=features, filter_by_created_timestamp=True)

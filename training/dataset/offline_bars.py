@@ -11,7 +11,7 @@ import pandas as pd
 from training.contract import COMPUTE_FEATURES, INGEST, normalise_symbols
 from training.errors import NAMED, InputError, name_some
 from training.indicators.feature_table import FEATURE_ROW_COLUMNS, FEATURES_TABLE
-from training.infra import db
+from training.infra import adjustments, db
 from training.infra.schema import ADJUSTED_BAR_COLUMNS, OHLCV_TABLE, OHLCV_VERSION_COLUMNS
 from training.infra.versions import relation
 
@@ -44,8 +44,9 @@ GROUP BY b.symbol ORDER BY b.symbol
 
 
 def bars_relation(conn) -> str:
-    """The bars table, or its rows as known at the enclosing :func:`training.infra.versions.knowing` time."""
-    return relation(OHLCV_TABLE, (*OHLCV_VERSION_COLUMNS, "created_timestamp"), conn)
+    """The bars table, or its rows as known at the enclosing :func:`training.infra.versions.knowing` time
+    (re-adjustments undone as :mod:`training.infra.adjustments` derives them)."""
+    return adjustments.bars_relation(OHLCV_TABLE, (*OHLCV_VERSION_COLUMNS, "created_timestamp"), conn)
 
 
 def features_relation(conn) -> str:

@@ -8,8 +8,9 @@ index once per key instead of ranking every row of the window: see :func:`latest
 ``get_historical_features`` uploads the entity frame with COPY, joins with a sort-merge
 (see :mod:`training.feast_store.pit_sql`) and streams results out in binary; the stock version uploads
 with ``executemany``, joins every entity row with every feature row of its key and reads with
-``fetchall``, which takes minutes at 250 k entity rows. Requests the sort-merge cannot answer exactly
-(non-entity retrieval, ``filter_by_created_timestamp``, entityless views, column types without a fixed
+``fetchall``, which takes minutes at 250 k entity rows. ``filter_by_created_timestamp`` is answered too
+(decision-time knowledge, :mod:`training.feast_store.decision_time`). Requests the sort-merge cannot answer
+exactly (non-entity retrieval, entityless views, column types without a fixed
 binary form, ``entity_select_mode: embed_query`` with an SQL entity query) are decided
 :class:`~training.feast_store.plan.Unsupported` and handed to the stock implementation unchanged
 (:mod:`training.feast_store.retrieval`, shared with the lake's store).
@@ -50,6 +51,7 @@ from psycopg import sql
 from pydantic import StrictStr
 
 from training.feast_store import pit_join, pit_sql
+from training.feast_store.decision_time import publication_lag
 from training.feast_store.known_at import as_known, refuse_stock_store
 from training.feast_store.plan import (
     KEY_PG_TYPES,
@@ -378,12 +380,13 @@ def decide(request: HistoricalRequest) -> Decision:
         joins = request.joins((low, high) if low and high else (datetime.min,) * 2, schema)
         if isinstance(joins, Unsupported):
             return joins
-        as_known(joins.groups, conn)
+        as_known(joins.groups, conn, every_version=request.filter_by_created_timestamp)
         group_types = _group_types(conn, joins)
         if isinstance(group_types, Unsupported):
             return group_types
     work_mem = config.offline_store.work_mem
-    plan = RetrievalPlan(entity, entity_types, ts_column, joins.groups, group_types, joins.outputs, work_mem)
+    lag = publication_lag() if request.filter_by_created_timestamp else None
+    plan = RetrievalPlan(entity, entity_types, ts_column, joins.groups, group_types, joins.outputs, work_mem, lag)
     return Supported(plan, bounds)
 
 
@@ -452,7 +455,9 @@ def _describe(plan: RetrievalPlan, metadata: RetrievalMetadata) -> Callable[[], 
         for group, types in zip(plan.groups, plan.group_types, strict=True):
             entity_keys = [pit_sql.key_column(keys.index(k)) for k in group.join_keys]
             parts.append(
-                pit_sql.join_query(group, sql.Identifier("entity_rows"), entity_keys, types, bounds).as_string(None)
+                pit_sql.join_query(
+                    group, sql.Identifier("entity_rows"), entity_keys, types, bounds, plan.decision_lag
+                ).as_string(None)
             )
         yield ";\n".join(parts)
 

@@ -40,7 +40,7 @@ def execute(conn: psycopg.Connection, plan: RetrievalPlan) -> pa.Table:
         columns: dict[str, pa.Array] = {}
         for group, types in zip(plan.groups, plan.group_types, strict=True):
             entity_keys = [pit_sql.key_column(keys.index(k)) for k in group.join_keys]
-            query = pit_sql.join_query(group, table, entity_keys, types, bounds).as_string(conn)
+            query = pit_sql.join_query(group, table, entity_keys, types, bounds, plan.decision_lag).as_string(conn)
             columns.update(_group_columns(conn, query, group, types, entity.num_rows))
     for name in plan.outputs:
         entity = entity.append_column(name, columns[name])

@@ -39,6 +39,7 @@ class JoinGroup:
     join_keys: tuple[str, ...]  # the same keys in the entity frame
     ttl: timedelta | None  # None: no lower bound (Feast's ttl None or 0)
     features: list[OutputFeature] = field(default_factory=list)
+    superseded_column: str | None = None  # a source of every version: when each stopped being the known one
 
     @property
     def source_columns(self) -> list[str]:
@@ -57,6 +58,7 @@ class RetrievalPlan:
     group_types: list[list[PgType]]  # types of each group's source columns
     outputs: list[str]  # feature columns in Feast's order
     work_mem: str | None
+    decision_lag: timedelta | None = None  # decision-time knowledge with this publication lag (None: event time)
 
     def join_keys(self) -> list[str]:
         return list(dict.fromkeys(k for g in self.groups for k in g.join_keys))

@@ -62,9 +62,7 @@ class HistoricalRequest:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def refusal(self) -> Unsupported | None:
-        """What no sort-merge answers: per-row created-timestamp filters, date ranges, no entity rows."""
-        if self.filter_by_created_timestamp:
-            return Unsupported("filter_by_created_timestamp (a per-row filter a running max cannot apply)")
+        """What no sort-merge answers: date ranges, no entity rows."""
         if self.kwargs.get("start_date") or self.kwargs.get("end_date") or self.entity_df is None:
             return Unsupported("a start_date/end_date range instead of entity rows")
         if isinstance(self.entity_df, pd.DataFrame) and self.entity_df.empty:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from training.infra.adjustments import ADJUSTMENTS_DDL
 from training.infra.db import timescaledb_available
 from training.infra.versions import history_ddl, history_table
 
@@ -220,6 +221,7 @@ def create_ohlcv_table(conn: psycopg.Connection) -> bool:
     hypertable = timescaledb_available(conn)
     conn.execute(OHLCV_DDL)
     conn.execute(OHLCV_HISTORY_DDL)
+    conn.execute(ADJUSTMENTS_DDL)
     return hypertable
 
 

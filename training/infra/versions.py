@@ -52,13 +52,14 @@ CREATE TABLE IF NOT EXISTS {history_table(table)} ({columns},
 REPLACED_AT = "GREATEST(now(), t.created_timestamp)"
 
 
-def archive_sql(table: str, columns: Sequence[str], joined: str, where: str) -> str:
+def archive_sql(table: str, columns: Sequence[str], joined: str, where: str, replaced_at: str = REPLACED_AT) -> str:
     """An INSERT copying the rows of ``table`` (aliased ``t``) that a write is about to replace or delete into its
-    history, superseded now: ``joined`` is the FROM clause's other relations, ``where`` selects the rows."""
+    history, superseded at ``replaced_at`` (SQL; default now()): ``joined`` is the FROM clause's other relations,
+    ``where`` selects the rows."""
     listed = ", ".join(columns)
     return (
         f"INSERT INTO {history_table(table)} ({listed}, created_timestamp, {SUPERSEDED}) "
-        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, {REPLACED_AT} "
+        f"SELECT {', '.join(f't.{c}' for c in columns)}, t.created_timestamp, {replaced_at} "
         f"FROM {table} t{', ' + joined if joined else ''} WHERE {where}"
     )
 
@@ -85,6 +86,29 @@ def known_at_relation(table: str, columns: Sequence[str], known_at: datetime, hi
 
     at = sql.Literal(known_at).as_string()
     return versions_sql(table, history_table(table) if history else None, columns, at)
+
+
+def every_version_relation(
+    table: str, columns: Sequence[str], known_at: datetime | None = None, history: bool = True
+) -> str:
+    """Every version of ``table``'s rows with ``superseded_timestamp`` (NULL: the current one), as a
+    parenthesised SELECT: what a join by decision time reads (each row then takes the version known at its own
+    time). With ``known_at``, only what was known then: versions created after it are left out, and a
+    supersession after it is not known yet (NULL). ``history`` False: no history table yet, current rows only."""
+    from psycopg import sql
+
+    listed = ", ".join(columns)
+    at = sql.Literal(known_at).as_string() if known_at is not None else None
+    current = f"SELECT {listed}, NULL::timestamptz AS {SUPERSEDED} FROM {table}"
+    if at is not None:
+        current += f" WHERE created_timestamp <= {at}"
+    if not history:
+        return f"({current})"
+    ended = f"CASE WHEN {SUPERSEDED} <= {at} THEN {SUPERSEDED} END" if at is not None else SUPERSEDED
+    earlier = f"SELECT {listed}, {ended} AS {SUPERSEDED} FROM {history_table(table)}"
+    if at is not None:
+        earlier += f" WHERE created_timestamp <= {at}"
+    return f"({current} UNION ALL {earlier})"
 
 
 @contextmanager

@@ -48,6 +48,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "close": ("close",),
     "volume": ("volume",),
     "adj_close": ("adjclose", "adjustedclose"),
+    "as_of": ("asof", "knowledgetime", "knownat"),
 }
 REQUIRED = ("date", "open", "high", "low", "close", "volume")
 # Plausible magnitudes: the dearest share ever quoted is under 1e6, the busiest day's volume under 1e11; a value
@@ -72,6 +73,7 @@ class ColumnMap:
     close: str | None = None
     volume: str | None = None
     adj_close: str | None = None
+    as_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def resolve_columns(found: list[str], mapping: ColumnMap, symbol: str | None) ->
     column's values as the other's."""
     resolved: dict[str, str] = {}
     missing: list[str] = []
-    for field_name in ("symbol", *REQUIRED, "adj_close"):
+    for field_name in ("symbol", *REQUIRED, "adj_close", "as_of"):
         explicit = getattr(mapping, field_name)
         if explicit is not None:
             if explicit not in found:
@@ -306,6 +308,60 @@ def _refuse_future(out: pd.DataFrame, now: datetime, first_row: int) -> None:
         )
 
 
+# An ISO 8601 time that says its offset: "Z", "+02:00", "-0500" (or "UTC" as pandas writes it) at the end.
+_OFFSET = r"(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _as_of(out: pd.DataFrame, raw: pd.Series, column: str, now: datetime, first_row: int) -> pd.Series:
+    """The vendor's knowledge time of each bar (tz-aware UTC), or an InputError: every value must name its
+    offset (a clock time alone is ambiguous), be no later than ``now`` (nothing is known in advance) and no
+    earlier than its bar's session close (nothing is known about a bar before it closes)."""
+    import pandas as pd
+
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        stamps = raw.dt.tz_convert("UTC")
+        missing = stamps.isna().to_numpy()
+    elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        raise InputError(f"column {column!r} holds times without a time zone; store them with their offset (UTC)")
+    else:
+        text = raw.astype(str).str.strip()
+        missing = (text.isin(_BLANKS) | raw.isna()).to_numpy()
+        if missing.any():
+            raise InputError(f"missing knowledge time in column {column!r} at line(s) {_rows(missing, first_row)}")
+        naive = ~text.str.contains(_OFFSET, regex=True).to_numpy()
+        if naive.any():
+            example = text.to_numpy()[np.flatnonzero(naive)[0]]
+            raise InputError(
+                f"knowledge time without a time zone in column {column!r} at line(s) {_rows(naive, first_row)}, "
+                f"e.g. {example!r}: give its offset (2024-03-01T22:00:00+00:00 or ...Z)"
+            )
+        stamps = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        missing = stamps.isna().to_numpy()
+        if missing.any():
+            example = text.to_numpy()[np.flatnonzero(missing)[0]]
+            raise InputError(
+                f"not an ISO 8601 time in column {column!r} at line(s) {_rows(missing, first_row)}, e.g. {example!r}"
+            )
+    if missing.any():
+        raise InputError(f"missing knowledge time in column {column!r} at line(s) {_rows(missing, first_row)}")
+    stamps = pd.Series(pd.DatetimeIndex(stamps).tz_convert("UTC"), index=out.index)
+    later = (stamps > now).to_numpy()
+    if later.any():
+        raise InputError(
+            f"knowledge time in the future in column {column!r} at line(s) {_rows(later, first_row)} (now is "
+            f"{now:%Y-%m-%d %H:%M} UTC): a version cannot be known before it is written"
+        )
+    early = (stamps < out["event_timestamp"]).to_numpy()
+    if early.any():
+        first = out.loc[early].iloc[0]
+        raise InputError(
+            f"knowledge time before the bar's session close in column {column!r} at line(s) "
+            f"{_rows(early, first_row)}, e.g. {first.symbol} {first.trade_date} known at "
+            f"{stamps[early].iloc[0]:%Y-%m-%d %H:%M} UTC: a bar is known only after its close"
+        )
+    return stamps
+
+
 def _apply_policy(
     raw: pd.DataFrame, problems: dict[str, np.ndarray], on_invalid: str, first_row: int
 ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -396,6 +452,8 @@ def clean_chunks(
         except Exception as exc:  # unknown zone names come from zoneinfo with varied types
             raise InputError(f"cannot stamp session closes in time zone {exchange_tz!r}: {exc}") from None
         _refuse_future(out, now, first_row)
+        if "as_of" in columns:
+            out["known_at"] = _as_of(out, raw[columns["as_of"]], columns["as_of"], now, first_row)
         problems = _implausible(out, columns, allow_weekends)
         out["dropped"], dropped = _apply_policy(raw, problems, on_invalid, first_row)
         yield CleanBars(bars=_adjusted(out.drop(columns="trade_date_ts")), dropped=dropped)

@@ -46,6 +46,7 @@ class IngestResult:
     updated: int  # changed values or a new session-close stamp
     symbols: int
     restamped: int = 0  # of the updated: stored at another stamp, moved to the file's
+    readjusted: int = 0  # of the updated: restated by a re-adjustment kept as an adjustment event
 
     @property
     def unchanged(self) -> int:

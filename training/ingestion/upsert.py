@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from training.errors import InputError
 from training.infra import db
 from training.infra.schema import (
     OHLCV_COLUMNS,
@@ -36,7 +37,7 @@ from training.infra.schema import (
     create_ohlcv_table,
     make_hypertable,
 )
-from training.infra.versions import REPLACED_AT, archive_sql
+from training.infra.versions import archive_sql
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -52,6 +53,7 @@ from training.ingestion.load_rules import (
     taken_stamp_error,
     taken_stamp_query,
 )
+from training.ingestion.restatements import record_events
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +70,7 @@ _PLAN = f"""
 CREATE TEMP TABLE ohlcv_plan ON COMMIT DROP AS
 WITH stored AS (
     SELECT DISTINCT ON (t.symbol, t.trade_date)
-           t.symbol, t.trade_date, {", ".join(f"t.{c}" for c in (*RAW, *ADJUSTED))},
+           t.symbol, t.trade_date, {", ".join(f"t.{c}" for c in (*RAW, *ADJUSTED))}, t.created_timestamp,
            bool_or(t.event_timestamp = s.event_timestamp) OVER w AS same_stamp,
            bool_or(t.event_timestamp <> s.event_timestamp) OVER w AS restamped,
            min(t.event_timestamp) FILTER (WHERE t.event_timestamp <> s.event_timestamp) OVER w AS old_first,
@@ -81,7 +83,8 @@ WITH stored AS (
            {", ".join(merged_adjusted(c) for c in ADJUSTED)},
            o.symbol IS NOT NULL AS known, coalesce(o.same_stamp, false) AS same_stamp,
            coalesce(o.restamped, false) AS restamped, o.old_first, o.old_last,
-           {", ".join(f"o.{c} AS stored_{c}" for c in (*RAW, *ADJUSTED))}
+           {", ".join(f"o.{c} AS stored_{c}" for c in (*RAW, *ADJUSTED))}, o.created_timestamp AS stored_created,
+           coalesce(s.known_at, now()) AS knowledge, false AS evented
     FROM ohlcv_stage s LEFT JOIN stored o ON o.symbol = s.symbol AND o.trade_date = s.trade_date
 )
 SELECT *, same_stamp AND ({", ".join(c for c in (*RAW, *ADJUSTED))})
@@ -95,6 +98,15 @@ SELECT count(*), count(DISTINCT symbol), count(*) FILTER (WHERE NOT known),
 FROM ohlcv_plan
 """
 _DUPLICATES = duplicates_query("ohlcv_stage")
+# The file's knowledge time (its as-of column) of a bar that replaces a version known later: versions would not
+# follow each other in knowledge time. (symbol, trade_date, file line, the file's time, the stored version's.)
+AS_OF = "known_at"
+_KNOWN_BEFORE_STORED = """
+SELECT p.symbol, p.trade_date, s.line, p.knowledge, p.stored_created FROM ohlcv_plan p
+JOIN ohlcv_stage s ON s.symbol = p.symbol AND s.trade_date = p.trade_date
+WHERE (p.changed OR p.restamped) AND s.known_at IS NOT NULL AND p.knowledge < p.stored_created
+ORDER BY s.line LIMIT 1
+"""
 _MIXED = mixed_adjustment_query("ohlcv_plan", "ohlcv_stage", OHLCV_TABLE)
 _STAMP_TAKEN = taken_stamp_query("ohlcv_plan", "ohlcv_stage", OHLCV_TABLE)
 # Where the rows a DELETE/UPDATE touches lie, as constants: TimescaleDB filters compressed batches by
@@ -110,9 +122,14 @@ _RESTAMPED_ROWS = (
     "p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp "
     f"AND {_WITHIN}"
 )
-_CHANGED_ROWS = f"p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}"
-_ARCHIVE_RESTAMPED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _RESTAMPED_ROWS)
-_ARCHIVE_CHANGED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _CHANGED_ROWS)
+_CHANGED_ROWS = (
+    f"p.changed AND NOT p.evented AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}"
+)
+# A row's new version is known at the plan's ``knowledge`` (now()), never before the version it replaces
+# (:data:`training.infra.versions.REPLACED_AT`).
+_REPLACED_AT = "GREATEST(p.knowledge, t.created_timestamp)"
+_ARCHIVE_RESTAMPED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _RESTAMPED_ROWS, _REPLACED_AT)
+_ARCHIVE_CHANGED = archive_sql(OHLCV_TABLE, OHLCV_VERSION_COLUMNS, "ohlcv_plan p", _CHANGED_ROWS, _REPLACED_AT)
 _DELETE_RESTAMPED = f"""
 DELETE FROM {OHLCV_TABLE} t USING ohlcv_plan p
 WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.event_timestamp <> p.event_timestamp
@@ -120,12 +137,13 @@ WHERE p.restamped AND t.symbol = p.symbol AND t.trade_date = p.trade_date AND t.
 """
 _UPDATE_CHANGED = f"""
 UPDATE {OHLCV_TABLE} t
-SET ({", ".join(VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in VALUE_COLUMNS)}, {REPLACED_AT})
+SET ({", ".join(VALUE_COLUMNS)}, created_timestamp) = ({", ".join(f"p.{c}" for c in VALUE_COLUMNS)},
+     CASE WHEN p.evented THEN t.created_timestamp ELSE {_REPLACED_AT} END)
 FROM ohlcv_plan p WHERE p.changed AND t.symbol = p.symbol AND t.event_timestamp = p.event_timestamp AND {_WITHIN}
 """
 _INSERT_NEW = f"""
 INSERT INTO {OHLCV_TABLE} ({", ".join(STORED_COLUMNS)}, created_timestamp)
-SELECT {", ".join(STORED_COLUMNS)}, now() FROM ohlcv_plan WHERE NOT same_stamp
+SELECT {", ".join(STORED_COLUMNS)}, knowledge FROM ohlcv_plan WHERE NOT same_stamp
 """
 
 
@@ -156,21 +174,35 @@ def _refuse_taken_stamps(conn: psycopg.Connection) -> None:
         raise taken_stamp_error(*taken)
 
 
+def _refuse_knowledge_before_stored(conn: psycopg.Connection) -> None:
+    found = conn.execute(_KNOWN_BEFORE_STORED).fetchone()
+    if found:
+        symbol, day, line, known, stored = found
+        raise InputError(
+            f"the knowledge time of {symbol} {day} (line {line}: {known.isoformat()}) is before that of its stored "
+            f"version ({stored.isoformat()}): a version cannot replace one known later; nothing was loaded"
+        )
+
+
 def upsert_chunks(chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool = False) -> IngestResult:
     """Stage validated bars chunk by chunk (see :func:`~training.ingestion.bar_files.clean_chunks`), then write
     them, all in one transaction: an error raised while ``chunks`` is read rolls everything back.
 
     Rows identical to the stored ones are left alone (created_timestamp too), so ingesting the same file
     twice writes nothing; a changed bar (a vendor correction) is updated and its created_timestamp renewed, its
-    earlier version kept in the history table (:mod:`training.infra.versions`).
+    earlier version kept in the history table (:mod:`training.infra.versions`), unless a re-adjustment restated
+    it exactly: then an adjustment event keeps what it was (:mod:`training.ingestion.restatements`).
     """
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK_KEY,))
         hypertable = create_ohlcv_table(conn)
-        conn.execute(f"CREATE TEMP TABLE ohlcv_stage ({OHLCV_COLUMNS}, line bigint, dropped boolean) ON COMMIT DROP")
+        conn.execute(
+            f"CREATE TEMP TABLE ohlcv_stage ({OHLCV_COLUMNS}, line bigint, dropped boolean, known_at timestamptz) "
+            "ON COMMIT DROP"
+        )
         any_dropped = False
         for bars in chunks:
-            staged = bars.reindex(columns=list(STAGED_COLUMNS))
+            staged = bars.reindex(columns=[*STAGED_COLUMNS, AS_OF])
             db.copy_in(conn, "ohlcv_stage", staged)
             any_dropped = any_dropped or bool(staged["dropped"].any())
         _refuse_duplicates(conn)
@@ -192,17 +224,21 @@ def _write(conn: psycopg.Connection, allow_mixed_adjustment: bool) -> IngestResu
             _refuse_mixed_adjustment(conn)
         if to_insert:
             _refuse_taken_stamps(conn)
+        if updated:
+            _refuse_knowledge_before_stored(conn)
         if restamped:
             bounds = conn.execute(_DELETE_BOUNDS).fetchone()
             conn.execute(_ARCHIVE_RESTAMPED, bounds)
             conn.execute(_DELETE_RESTAMPED, bounds)
+        readjusted = 0
         if changed:
+            readjusted = record_events(conn)[1]
             bounds = conn.execute(_UPDATE_BOUNDS).fetchone()
             conn.execute(_ARCHIVE_CHANGED, bounds)
             conn.execute(_UPDATE_CHANGED, bounds)
         if to_insert:
             conn.execute(_INSERT_NEW)
-    return IngestResult(rows=rows, inserted=inserted, updated=updated, symbols=symbols, restamped=restamped)
+    return IngestResult(rows, inserted, updated, symbols, restamped, readjusted)
 
 
 def upsert_bars(bars: pd.DataFrame, allow_mixed_adjustment: bool = False) -> IngestResult:

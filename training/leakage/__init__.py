@@ -18,6 +18,7 @@ audited code, to obtain what is judged (the trainer's folds, a rebuild), never t
 
 from training.leakage.audit import CHECKS, RUN_CHECKS, AuditReport, audit_config, run_audit
 from training.leakage.check_cv import check_cv
+from training.leakage.check_decision_time import check_decision_time
 from training.leakage.check_features import check_features
 from training.leakage.check_holdout import check_holdout
 from training.leakage.check_labels import check_labels
@@ -36,6 +37,7 @@ __all__ = [
     "CheckResult",
     "audit_config",
     "check_cv",
+    "check_decision_time",
     "check_features",
     "check_holdout",
     "check_labels",

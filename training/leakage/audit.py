@@ -22,6 +22,7 @@ from training.dataset.artifact import Dataset
 from training.leakage import (
     audited_code,
     check_cv,
+    check_decision_time,
     check_features,
     check_holdout,
     check_labels,
@@ -40,6 +41,7 @@ Progress = Callable[[str], None]
 CHECKS = (
     check_features.NAME,
     check_point_in_time.NAME,
+    check_decision_time.NAME,
     check_labels.NAME,
     check_holdout.NAME,
     check_cv.NAME,
@@ -162,9 +164,9 @@ def run_audit(
     ``cv_splits.json``) audits that run's folds and fitted preprocessing instead; ``make_splitter`` audits
     another splitter (a test's leaky one).
 
-    The per-row checks (features, point-in-time, labels, warm-up) run together, one symbol partition (a part
-    of the artifact, with its symbols' bars) at a time; the hold-out and cross-validation checks read four
-    columns of every row; the reproducibility check hashes the rows a part at a time."""
+    The per-row checks (features, point-in-time, decision time, labels, warm-up) run together, one symbol
+    partition (a part of the artifact, with its symbols' bars) at a time; the hold-out and cross-validation
+    checks read four columns of every row; the reproducibility check hashes the rows a part at a time."""
     cv_config: Mapping[str, Any] = record["cv"] if record is not None else config.cv.model_dump()
 
     def cv_check() -> CheckResult:
@@ -182,6 +184,7 @@ def run_audit(
     scans = [
         check_features.FeatureScan(dataset),
         check_point_in_time.PointInTimeScan(dataset),
+        check_decision_time.DecisionTimeScan(dataset),
         check_labels.LabelScan(dataset),
         check_warmup.WarmupScan(dataset),
     ]

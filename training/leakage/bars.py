@@ -17,7 +17,9 @@ import pandas as pd
 
 from training.errors import InputError
 from training.infra import db, environment
+from training.infra.adjustments import bars_known_at, has_events
 from training.infra.schema import OHLCV_TABLE
+from training.infra.versions import has_history
 
 PRICES = ("open", "high", "low", "close", "volume")
 BarReader = Callable[[Sequence[str]], pd.DataFrame]
@@ -31,14 +33,6 @@ COPY (
     ORDER BY symbol, event_timestamp
 ) TO STDOUT (FORMAT csv, HEADER true)
 """
-# The bars as known at the dataset's build: the table's versions created by then, and the replaced versions that
-# were still current then (the history table, when the database has one).
-_VERSIONS = """
-(SELECT symbol, event_timestamp, {columns} FROM {table} WHERE created_timestamp <= {at}{older})
-"""
-_OLDER = """
- UNION ALL SELECT symbol, event_timestamp, {columns} FROM {history}
- WHERE created_timestamp <= {at} AND superseded_timestamp > {at}"""
 # Symbols with no bar at all (an index probe each).
 _ABSENT = (
     "SELECT s FROM unnest(%s::text[]) AS s WHERE NOT EXISTS (SELECT 1 FROM {table} AS b WHERE b.symbol = s) ORDER BY 1"
@@ -51,8 +45,9 @@ def _frame(symbols: list[str], stamps_us, prices: dict) -> pd.DataFrame:
     return frame.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 
-def _table(known_at: str | None, history: bool):
-    """What the audit reads: the bars table, or its versions known at ``known_at`` (ISO 8601)."""
+def _table(known_at: str | None, history: bool, events: bool):
+    """What the audit reads: the bars table, or its versions known at ``known_at`` (ISO 8601), re-adjustments
+    known later undone (the one derivation of :mod:`training.infra.adjustments`)."""
     from datetime import datetime
 
     from psycopg import sql
@@ -60,15 +55,13 @@ def _table(known_at: str | None, history: bool):
     schema, table = OHLCV_TABLE.split(".")
     if known_at is None:
         return sql.Identifier(schema, table)
-    at = sql.Literal(datetime.fromisoformat(known_at))
-    columns = sql.SQL(", ").join(sql.Identifier(c) for p in PRICES for c in (p, f"adj_{p}"))
-    older = sql.SQL(_OLDER).format(columns=columns, history=sql.Identifier(schema, table + "_history"), at=at)
-    return sql.SQL(_VERSIONS).format(
-        columns=columns, table=sql.Identifier(schema, table), at=at, older=older if history else sql.SQL("")
-    )
+    columns = ("symbol", "event_timestamp", *(c for p in PRICES for c in (p, f"adj_{p}")))
+    return sql.SQL(bars_known_at(OHLCV_TABLE, columns, datetime.fromisoformat(known_at), history, events))
 
 
-def read_postgres(conn, symbols: Sequence[str], known_at: str | None = None, history: bool = True) -> pd.DataFrame:
+def read_postgres(
+    conn, symbols: Sequence[str], known_at: str | None = None, history: bool = True, events: bool = True
+) -> pd.DataFrame:
     """The adjusted bars of ``symbols`` from PostgreSQL (as known at ``known_at``, when given), one COPY of the
     audit's own query."""
     import pyarrow as pa
@@ -81,7 +74,7 @@ def read_postgres(conn, symbols: Sequence[str], known_at: str | None = None, his
     )
     # COPY takes no bind parameters: the symbols go in as one quoted array literal.
     wanted = sql.Literal(list(symbols))
-    query = sql.SQL(_QUERY).format(prices=prices, table=_table(known_at, history), symbols=wanted)
+    query = sql.SQL(_QUERY).format(prices=prices, table=_table(known_at, history, events), symbols=wanted)
     buffer = io.BytesIO()
     with conn.cursor() as cur, cur.copy(query) as copy:
         for block in copy:
@@ -165,8 +158,8 @@ def _postgres_reader(symbols: Sequence[str], known_at: str | None) -> Iterator[B
             raise InputError(f"{OHLCV_TABLE} does not exist: the dataset's bars are gone; ingest and rebuild")
         absent = [row[0] for row in conn.execute(_ABSENT.format(table=OHLCV_TABLE), (list(symbols),))]
         _refuse(absent)
-        history = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (OHLCV_TABLE + "_history",)).fetchone()[0]
-        yield lambda wanted: _refuse_missing(read_postgres(conn, wanted, known_at, history), wanted)
+        history, events = has_history(conn, OHLCV_TABLE), has_events(conn)
+        yield lambda wanted: _refuse_missing(read_postgres(conn, wanted, known_at, history, events), wanted)
 
 
 _READERS: dict[str, Callable[[Sequence[str], str | None], AbstractContextManager[BarReader]]] = {

@@ -3,7 +3,8 @@
 ``feature_timestamp`` is the joined feature row's own bar time (carried through Feast as ``bar_timestamp``).
 A later bar is look-ahead; an older bar (one skipped) means the join missed data it was entitled to, which
 hides a broken join and makes training differ from serving; a bar older than the TTL should not have
-joined at all.
+joined at all. A dataset joined by decision time may skip a bar whose features were not usable yet; there the
+decision_time check judges which version joined.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
+from training.leakage.check_decision_time import settings as decision_settings
 from training.leakage.panel import MISSING, BarHistory, ns
 from training.leakage.result import CheckResult
 from training.leakage.stream import Bars, Offending, add_counts, run_one
@@ -25,6 +27,9 @@ class PointInTimeScan:
 
     def __init__(self, dataset: Dataset) -> None:
         self.ttl = dataset.metadata.get("feature_ttl_seconds")
+        # Joined by decision time, a row takes an older bar when the newest one's features were not usable yet:
+        # the decision_time check judges the version instead of "newest bar".
+        self.by_decision_time, _ = decision_settings(dataset)
         self.offending = Offending()
         self.counts = {"rows": 0, "missing": 0, "after_decision": 0, "older_than_ttl": 0, "not_newest_bar": 0}
         self.lag_max: int | None = None
@@ -38,7 +43,7 @@ class PointInTimeScan:
         missing = joined == MISSING
         after = ~missing & (joined > decided)
         stale = ~missing & ~after & (ttl is not None) & ((decided - joined) > int(float(ttl or 0) * 1e9))
-        skipped = ~missing & ~after & (joined != newest)
+        skipped = ~missing & ~after & (joined != newest) & (not self.by_decision_time)
         problems = np.select(
             [missing, after, stale, skipped],
             [

@@ -40,6 +40,8 @@ def create_app(predictor: Predictor, workers: int = DEFAULT_WORKERS, queue: int 
     async def lifespan(_: FastAPI):
         yield
         admission.shutdown()
+        if predictor.log is not None:
+            predictor.log.close()  # the rows still buffered are written before the process ends
 
     app = FastAPI(
         title="ohlcv predict",

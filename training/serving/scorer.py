@@ -28,6 +28,7 @@ from training.serving.bounded import Store
 from training.serving.model_loading import LoadedModel
 from training.serving.online_reader import OnlineReader
 from training.serving.online_store import ensure_online_tables
+from training.serving.prediction_log import BufferedLog, PredictionLog, request_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +124,8 @@ class Predictor:
     """The model and its feature service, resolved once; :meth:`predict` reads the online row (Feast's, through
     :class:`.online_reader.OnlineReader`) and scores a symbol."""
 
-    def __init__(self, store: FeatureStore, model: LoadedModel) -> None:
+    def __init__(self, store: FeatureStore, model: LoadedModel, log: str | None = None) -> None:
+        """``log``: the command whose scored rows go to the prediction log ("serve": buffered), None: unlogged."""
         from feast.errors import FeatureServiceNotFoundException
 
         self.store = store
@@ -160,6 +162,9 @@ class Predictor:
         self.reader = OnlineReader(store, self.refs)
         self.online.probe = lambda: self.reader.read_many(["__READY__"])
         self.offline.probe = _select_one
+        self.log = None if log is None else prediction_log(log, model, served)
+        if log == "predict":
+            self.log.bound = self.offline.call  # one row, bounded like predict's every PostgreSQL call
 
     def refuse_if_suspect(self) -> None:
         """503 at once when a store was found silent and has not answered since: a request checks first."""
@@ -228,6 +233,8 @@ class Predictor:
         features = {name: row[name] for name in self.model.inputs}
         predicted, by_class = self.score(row)
         probability = reported_probability(predicted, by_class)
+        if self.log is not None:
+            self.log.record([self.log.entry(symbol, row, probability, request_time())])
         return Prediction(
             symbol=symbol,
             probability=probability,
@@ -242,6 +249,12 @@ class Predictor:
             features=features,
             notes=notes,
         )
+
+
+def prediction_log(source: str, model: LoadedModel, served: list[str]) -> PredictionLog:
+    """The log of ``source``'s scored rows: ``serve`` buffers off the request path, the others write at once."""
+    kind = BufferedLog if source == "serve" else PredictionLog
+    return kind(source, model.uri, model.feature_service, served)
 
 
 def class_probabilities(model: LoadedModel, inputs: pd.DataFrame) -> list[tuple[Any, dict[str, float]]]:

@@ -18,6 +18,7 @@ import pandas as pd
 from training.contract import AUDIT_FEATURE, MATERIALIZE
 from training.errors import ProjectError
 from training.serving.daily_scores import Score
+from training.serving.prediction_log import request_time
 from training.serving.scorer import Predictor, feature_frame, newest_offline_bars, reported_probability
 
 READ_BLOCK = 1_000  # symbols per online read: one round trip each, and the responses stay small
@@ -66,12 +67,17 @@ def scored(
                 skipped[symbol] = reason
             else:
                 servable.append((symbol, rows[symbol]))
-    scores = []
+    scores, logged = [], []
+    at = request_time()
     for (symbol, row), (predicted, by_class) in zip(
         servable, predictor.score_many([row for _, row in servable]), strict=True
     ):
         probability = reported_probability(predicted, by_class)
         scores.append(Score(symbol, newest[symbol], row[AUDIT_FEATURE], by_class, probability, int(predicted)))
+        if predictor.log is not None:
+            logged.append(predictor.log.entry(symbol, row, probability, at))
+    if predictor.log is not None:
+        predictor.log.record(logged)
     features = feature_frame([row for _, row in servable], predictor.model.inputs)
     features.index = pd.Index([symbol for symbol, _ in servable], name="symbol")
     return UniverseScores(scores, skipped, features)

@@ -33,6 +33,7 @@ ROW_ID = "__asof_row"
 ENTITY_TS = "__asof_ts"
 FEATURE_TS = "__asof_fts"
 CREATED = "__asof_created"
+SUPERSEDED = "__asof_superseded"
 
 
 def _micros(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +67,39 @@ def match_rows(entity: pa.Table, features: pa.Table, ttl: timedelta | None) -> p
     return pa.array(np.where(matched, position, 0), type=pa.int64(), mask=~matched)
 
 
+def match_decision_time(entity: pa.Table, features: pa.Table, ttl: timedelta | None, lag: timedelta) -> pa.Array:
+    """For each entity row, the position in ``features`` of the version usable at its decision time, NULL for
+    none (the rule and its algorithm: :func:`training.feast_store.decision_time.match`, shared with the
+    PostgreSQL store's definition)."""
+    from training.feast_store.decision_time import NEVER, match
+
+    valid_rows = pc.and_(pc.is_valid(features[FEATURE_TS]), pc.is_valid(features[CREATED]))
+    kept = np.flatnonzero(valid_rows.to_numpy(zero_copy_only=False))  # NULL stamps never match
+    usable = features.filter(valid_rows)
+    event, _ = _micros(usable[FEATURE_TS])
+    created, _ = _micros(usable[CREATED])
+    superseded = None
+    if SUPERSEDED in usable.column_names:
+        ended, valid = _micros(usable[SUPERSEDED])
+        superseded = np.where(valid, ended, NEVER)
+    at, valid = _micros(entity[ENTITY_TS])
+    micro = timedelta(microseconds=1)
+    chosen = match(at, event, created, superseded, None if ttl is None else ttl // micro, lag // micro)
+    found = valid & (chosen >= 0)
+    return pa.array(np.where(found, kept[np.clip(chosen, 0, None)] if len(kept) else 0, 0), mask=~found)
+
+
 def join_one_key(
-    entity: pa.Table, features: pa.Table, *, ttl: timedelta | None, created: bool, columns: pa.Schema
+    entity: pa.Table,
+    features: pa.Table,
+    *,
+    ttl: timedelta | None,
+    created: bool,
+    columns: pa.Schema,
+    lag: timedelta | None = None,
 ) -> pa.Table:
-    """One key's entity row ids with the joined feature ``columns`` (a ``cogroup.applyInArrow`` function).
+    """One key's entity row ids with the joined feature ``columns`` (a ``cogroup.applyInArrow`` function);
+    ``lag``: join by decision time with that publication lag (None: by event time).
 
     Spark hands a side with no rows for the key as a table without columns: no entity rows give no output,
     no feature rows give NULLs of the columns' types.
@@ -78,6 +108,8 @@ def join_one_key(
         return columns.insert(0, pa.field(ROW_ID, pa.int64())).empty_table()
     if features.num_rows == 0:
         taken = [pa.nulls(entity.num_rows, f.type) for f in columns]
+    elif lag is not None and created:
+        taken = features.select(columns.names).take(match_decision_time(entity, features, ttl, lag)).columns
     else:
         newest = newest_per_timestamp(features, created)
         taken = newest.select(columns.names).take(match_rows(entity, newest, ttl)).columns
@@ -89,11 +121,13 @@ def join_group(
     group: JoinGroup,
     source: DataFrame,
     bounds: tuple[datetime, datetime] | None,
+    lag: timedelta | None = None,
 ) -> DataFrame:
     """``(ROW_ID, output features...)`` of every entity row for one group of views sharing a source.
 
     ``entity`` has ``ROW_ID``, ``ENTITY_TS`` and the group's join keys; ``source`` is the views' source as
-    Spark reads it. Only feature rows that can match are shuffled: non-NULL keys, timestamps within the
+    Spark reads it; ``lag``: join by decision time (a source with a ``superseded_timestamp`` column holds
+    every version). Only feature rows that can match are shuffled: non-NULL keys, timestamps within the
     entity rows' range widened by the TTL.
     """
     from pyspark.sql import functions as F
@@ -105,6 +139,8 @@ def join_group(
     selected.append(F.col(f"`{group.timestamp_field}`").alias(FEATURE_TS))
     if group.created_timestamp_column:
         selected.append(F.col(f"`{group.created_timestamp_column}`").alias(CREATED))
+        if lag is not None and group.superseded_column:
+            selected.append(F.col(f"`{group.superseded_column}`").alias(SUPERSEDED))
     columns = group.source_columns
     inner = [f"__asof_f{i}" for i in range(len(columns))]
     selected += [F.col(f"`{c}`").alias(name) for c, name in zip(columns, inner, strict=True)]
@@ -121,7 +157,7 @@ def join_group(
     schema = _output_schema(rows, inner)
     arrow_columns = to_arrow_schema(StructType(schema.fields[1:]))
     created = bool(group.created_timestamp_column)  # Feast's "no column" is an empty string
-    kernel = partial(join_one_key, ttl=group.ttl, created=created, columns=arrow_columns)
+    kernel = partial(join_one_key, ttl=group.ttl, created=created, columns=arrow_columns, lag=lag)
     joined = entity.select(ROW_ID, ENTITY_TS, *keys).groupBy(*keys).cogroup(rows.groupBy(*keys))
     out = joined.applyInArrow(kernel, schema=schema)
     by_source = dict(zip(columns, inner, strict=True))

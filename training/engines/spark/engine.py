@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from training.ingestion.load_rules import IngestResult
 
 # Commands that read or write PostgreSQL's own tables (the scores table) and have no lake counterpart yet.
-_POSTGRES_ONLY = ("update",)
+_POSTGRES_ONLY = ("update", "replay", "the decision_time audit")
 
 
 class SparkEngine:

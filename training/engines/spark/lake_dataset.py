@@ -41,7 +41,7 @@ from training.dataset.builder import (
     target_of,
     window_frame,
 )
-from training.dataset.historical_features import ServiceFeatures, describe_service
+from training.dataset.historical_features import ServiceFeatures, describe_service, retrieve
 from training.dataset.offline_bars import check_range, decision_mask
 from training.engines.spark import lake, lake_bars, lake_versions
 from training.engines.spark.on_demand import with_on_demand_features
@@ -234,7 +234,7 @@ def _label_and_join(spark: SparkSession, store: Any, service: ServiceFeatures, b
     candidates = bars.groupBy("symbol").applyInPandas(
         lambda history: symbol_samples(history, config, request), schema=_LABEL_SCHEMA
     )
-    job = store.get_historical_features(entity_df=candidates, features=store.get_feature_service(service.name))
+    job = retrieve(store, candidates, service, config.features.decision_time)
     joined = with_on_demand_features(job)
     if AUDIT_FEATURE not in joined.columns:
         raise InputError(f"feature service {service.name!r} does not carry {AUDIT_FEATURE}; it is needed for the audit")

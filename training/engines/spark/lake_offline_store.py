@@ -4,12 +4,13 @@ Select it in feature_store.yaml with ``type: training.engines.spark.lake_offline
 (the lake profile's template does). Everything except ``get_historical_features`` is the stock store's.
 The stock join pairs each entity row with every feature row of its key inside the TTL and keeps the
 newest with ``ROW_NUMBER``; this one co-groups entity and feature rows by key and merges them sorted
-(:mod:`training.engines.spark.asof_join`), giving the same rows; within a build as known at a time it reads
-the features' versions known then (:mod:`training.engines.spark.lake_versions`). Requests it cannot answer
-exactly (timestamp-range retrieval, ``filter_by_created_timestamp``, non-Spark sources, names that collide)
-are decided :class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged (refused
-within a build as known at a time) by the fallback both stores share (:mod:`training.feast_store.retrieval`);
-the Feast internals relied on are listed in :mod:`training.feast_store.feast_internals`.
+(:mod:`training.engines.spark.asof_join`), giving the same rows; ``filter_by_created_timestamp`` joins by decision
+time (:mod:`training.feast_store.decision_time`); within a build as known at a time it reads the features'
+versions known then (:mod:`training.engines.spark.lake_versions`). Requests it cannot answer exactly
+(timestamp-range retrieval, non-Spark sources, names that collide) are decided
+:class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged (refused within a build
+as known at a time) by the fallback both stores share (:mod:`training.feast_store.retrieval`); the Feast
+internals relied on are listed in :mod:`training.feast_store.feast_internals`.
 
 The job is a :class:`SparkRetrievalJob` whose ``to_spark_df`` is the joined frame, so ``to_df``,
 ``to_arrow``, ``persist`` and on-demand views behave, and type columns, as the stock job's. A pandas entity
@@ -18,6 +19,7 @@ frame comes back in its own row order (the stock store's order is whatever Spark
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,9 +41,11 @@ from feast.repo_config import RepoConfig
 from feast.type_map import spark_schema_to_np_dtypes
 
 from training.engines.spark import asof_join, lake_versions, quiet_feast_alpha_warnings
+from training.feast_store.decision_time import publication_lag
 from training.feast_store.known_at import refuse_stock_store
 from training.feast_store.plan import JoinGroup, Unsupported
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
+from training.infra.versions import SUPERSEDED
 
 quiet_feast_alpha_warnings()  # after Feast's Spark modules put their own filter first
 
@@ -71,6 +75,7 @@ class SparkPlan:
     bounds: tuple[datetime, datetime] | None
     metadata: RetrievalMetadata
     ordered: bool  # a pandas entity frame's rows come back in its order; a Spark frame or query has none to keep
+    lag: timedelta | None = None  # decision-time knowledge with this publication lag (None: event time)
 
 
 SparkDecision = SparkPlan | Unsupported
@@ -92,8 +97,10 @@ class AsOfSparkRetrievalJob(SparkRetrievalJob):
         plan, result = self.plan, self.plan.entity
         for group in plan.groups:
             source = self.spark_session.sql(f"SELECT * FROM {group.table_subquery} AS asof_source")
+            if plan.lag is not None and SUPERSEDED in source.columns:  # a source of every version
+                group = dataclasses.replace(group, superseded_column=SUPERSEDED)
             result = result.join(
-                asof_join.join_group(plan.entity, group, source, plan.bounds), asof_join.ROW_ID, "left"
+                asof_join.join_group(plan.entity, group, source, plan.bounds, plan.lag), asof_join.ROW_ID, "left"
             )
         columns = [F.col(f"`{c}`") for c in (*plan.entity_columns, *plan.outputs)]
         return (result.orderBy(asof_join.ROW_ID) if plan.ordered else result).select(*columns)
@@ -194,7 +201,8 @@ def decide(spark: SparkSession, request: HistoricalRequest) -> SparkDecision:
         max_event_timestamp=high if bounds else None,
     )
     ordered = isinstance(entity_df, pd.DataFrame)
-    return SparkPlan(entity, [str(c) for c in schema], joins.groups, joins.outputs, bounds, metadata, ordered)
+    lag = publication_lag() if request.filter_by_created_timestamp else None
+    return SparkPlan(entity, [str(c) for c in schema], joins.groups, joins.outputs, bounds, metadata, ordered, lag)
 
 
 def _entity_frame(spark: SparkSession, entity_df: pd.DataFrame | str | DataFrame, ts_column: str) -> DataFrame:
