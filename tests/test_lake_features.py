@@ -4,6 +4,7 @@ bit for bit, recomputes only what went stale, and writes nothing when nothing di
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -178,10 +179,13 @@ def test_build_dataset_on_spark_equals_the_one_box_dataset(in_lake, lake_project
     assert spark.metadata["fingerprint"] == one_box.metadata["fingerprint"]
     pd.testing.assert_frame_equal(spark.frame, one_box.frame, check_exact=True)
     assert spark.frame["w_time_decay"].nunique() > 100 and spark.frame["w_return_attribution"].notna().any()
-    ignored = {"created_at", "known_at", "build_seconds", "parts", "partitions"}  # the lake keeps no versions yet
+    ignored = {"created_at", "known_at", "build_seconds", "parts", "partitions"}  # when and how, not what
     assert {k: v for k, v in spark.metadata.items() if k not in ignored} == {
         k: v for k, v in one_box.metadata.items() if k not in ignored
     }
+    # Both record their knowledge time by one rule: their store's clock at their start (the lake's: this driver's).
+    lake_at, box_at = (datetime.fromisoformat(d.metadata["known_at"]) for d in (spark, one_box))
+    assert lake_at.utcoffset() == box_at.utcoffset() == timedelta(0) and lake_at < box_at
     monkeypatch.setenv("OHLCV_ENGINE", "spark")
     monkeypatch.setenv("FEAST_PROJECT", lake_project)
     report = run_ok("verify-leakage", "--dataset", str(tmp_path / "spark"))

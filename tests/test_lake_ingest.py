@@ -3,8 +3,10 @@ same answers.
 
 One scenario runs every step against both engines (the scratch PostgreSQL database and a lake folder, Spark
 local[2]): the summary line or the one-line refusal must be identical, and so must the stored bars after each
-step, created_timestamp renewals included (a row is re-created in one store exactly when it is in the other).
-A re-ingest and a refused file leave every file of the lake untouched.
+step, created_timestamp renewals included (a row is re-created in one store exactly when it is in the other),
+and so must the versions each store kept (a correction, a re-stamp: the same replaced bars in PostgreSQL's
+history table and in the lake's history dataset). A re-ingest and a refused file leave every file of the lake
+untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from training.cli import cli
 from training.ingestion.load_rules import STORED_COLUMNS
 
 KEY = ["symbol", "trade_date"]
+TIMES = ("created_timestamp", "superseded_timestamp")
 
 
 def _run(*args: str, engine: str) -> tuple[int, str]:
@@ -35,6 +38,28 @@ def _lake_bars(root) -> pd.DataFrame:
     if not (root / "bars").exists():
         return _normalised(pd.DataFrame(columns=[*STORED_COLUMNS, "created_timestamp"]))
     return _normalised(pd.read_parquet(root / "bars").drop(columns="bucket"))
+
+
+def _postgres_history(conn) -> pd.DataFrame:
+    if conn.execute("SELECT to_regclass('market_data.ohlcv_daily_history')").fetchone()[0] is None:
+        return _versions(pd.DataFrame(columns=[*STORED_COLUMNS, *TIMES]))
+    cursor = conn.execute(
+        f"SELECT {', '.join(STORED_COLUMNS)}, {', '.join(TIMES)} FROM market_data.ohlcv_daily_history"
+    )
+    return _versions(pd.DataFrame(cursor.fetchall(), columns=[*STORED_COLUMNS, *TIMES]))
+
+
+def _lake_history(root) -> pd.DataFrame:
+    if not (root / "bars_history").exists():
+        return _versions(pd.DataFrame(columns=[*STORED_COLUMNS, *TIMES]))
+    return _versions(pd.read_parquet(root / "bars_history").drop(columns="bucket"))
+
+
+def _versions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The replaced versions' values (each store stamps with its own clock: times compared within a store)."""
+    frame = _normalised(frame)
+    assert (pd.to_datetime(frame["superseded_timestamp"], utc=True) >= frame["created_timestamp"]).all()
+    return frame[list(STORED_COLUMNS)].sort_values(list(STORED_COLUMNS)).reset_index(drop=True)
 
 
 def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,6 +94,7 @@ def _step(both, *args: str) -> tuple[int, str]:
     values = [c for c in after_pg.columns if c != "created_timestamp"]
     pd.testing.assert_frame_equal(after_lake[values], after_pg[values], check_exact=True)
     assert _renewed(before_lake, after_lake) == _renewed(before_pg, after_pg)
+    pd.testing.assert_frame_equal(_lake_history(lake), _postgres_history(conn), check_exact=True)
     return answer
 
 
@@ -96,6 +122,7 @@ def test_the_lake_load_follows_the_postgres_rules(both, bundled_raw, write_csv):
     corrected.loc[row, "Close"] = repr((float(corrected.loc[row, "Low"]) + float(corrected.loc[row, "High"])) / 2)
     code, answer = _step(both, str(write_csv(corrected, "corrected.csv")))
     assert code == 0 and "0 inserted, 1 updated, 29 unchanged" in answer
+    assert len(_lake_history(lake)) == 1  # the corrected bar's earlier version
 
     twins = pd.concat([first.iloc[:3], first.iloc[[1]]])
     code, answer = _step(both, str(write_csv(twins, "twins.csv")))
@@ -103,6 +130,7 @@ def test_the_lake_load_follows_the_postgres_rules(both, bundled_raw, write_csv):
 
     code, answer = _step(both, str(write_csv(first.iloc[:5], "late.csv")), "--session-close", "16:30")
     assert code == 0 and "5 updated (5 re-stamped)" in answer
+    assert len(_lake_history(lake)) == 6  # and the five bars at their old stamps
 
     aapl = first[first["Ticker"] == "AAPL"]  # 2000-03-01 is now stored at 16:30 New York = 21:30 UTC
     taken = write_csv(aapl.iloc[[1]], "taken.csv")  # 2000-03-02 11:30 at UTC+14: that same instant

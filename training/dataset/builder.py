@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -257,13 +258,24 @@ def build_dataset(
     """
     with db.connect() as conn:
         now = versions.database_now(conn)
+    with knowledge_time(known_at, now, "the database's clock") as at:
+        return _build(config, store, out, symbols, start, end, progress, partition_bars, at)
+
+
+@contextmanager
+def knowledge_time(known_at: datetime | None, now: datetime, clock: str) -> Iterator[datetime]:
+    """The knowledge time a build records, the rule of both engines: ``now`` (``clock``, the one the store's
+    writers stamp versions with) read at the build's start, the newest rows read; or ``known_at``, within which
+    every reader reads the versions known then (:func:`training.infra.versions.knowing`). A time later than
+    ``now`` is refused: what will be known then is not known yet."""
     if known_at is None:
-        return _build(config, store, out, symbols, start, end, progress, partition_bars, now)
+        yield now
+        return
     if known_at > now:
-        raise InputError(f"--known-at {known_at.isoformat()} is later than the database's clock ({now.isoformat()}): "
+        raise InputError(f"--known-at {known_at.isoformat()} is later than {clock} ({now.isoformat()}): "
                          "what will be known then is not known yet")  # fmt: skip
     with versions.knowing(known_at):
-        return _build(config, store, out, symbols, start, end, progress, partition_bars, known_at)
+        yield known_at
 
 
 def _build(config: Config, store: Any, out: Path, symbols: list[str] | None, start: date | None, end: date | None,

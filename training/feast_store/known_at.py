@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
     from training.feast_store.plan import JoinGroup
 
-_TABLE = re.compile(rf"\bFROM\s+{re.escape(FEATURES_TABLE)}\b", re.IGNORECASE)
-
 
 def as_known(groups: list[JoinGroup], conn: psycopg.Connection, every_version: bool = False) -> None:
     """Within :func:`training.infra.versions.knowing`, make every group read the features table as known then;
@@ -31,17 +29,26 @@ def as_known(groups: list[JoinGroup], conn: psycopg.Connection, every_version: b
         versions = every_version_relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, known_at(), history)
     else:
         versions = relation(FEATURES_TABLE, FEATURE_ROW_COLUMNS, conn)
+    read_as_known(groups, FEATURES_TABLE, versions, SUPERSEDED if every_version else None)
+
+
+def read_as_known(groups: list[JoinGroup], table: str, versions: str, superseded: str | None = None) -> None:
+    """Make every group's source read ``versions`` (the features as known at a time, in its store's SQL) where
+    it read ``table`` (as the source names it: PostgreSQL's table, the lake's Parquet path); both stores'
+    join. Within a build as known at a time, a source that does not read ``table`` is refused: only its versions
+    are kept. ``superseded``: the versions' superseded column, for a join by decision time."""
+    pattern = re.compile(rf"\bFROM\s+{re.escape(table)}(?![\w.`])", re.IGNORECASE)
     for group in groups:
-        if not _TABLE.search(group.table_subquery):
+        if not pattern.search(group.table_subquery):
             if known_at() is None:
                 continue
             raise InputError(
-                f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {FEATURES_TABLE}, "
+                f"--known-at: the feature source {group.table_subquery[:80]!r} does not read {table}, "
                 "whose versions are kept; only its views can be read as known at a time"
             )
-        group.table_subquery = _TABLE.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
-        if every_version:
-            group.superseded_column = SUPERSEDED
+        group.table_subquery = pattern.sub(lambda _: f"FROM {versions} AS technical_indicators", group.table_subquery)
+        if superseded is not None:
+            group.superseded_column = superseded
 
 
 def refuse_stock_store(reason: str) -> None:

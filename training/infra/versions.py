@@ -64,6 +64,20 @@ def archive_sql(table: str, columns: Sequence[str], joined: str, where: str, rep
     )
 
 
+def versions_sql(current: str, history: str | None, columns: Sequence[str], at: str, union: str = "UNION ALL") -> str:
+    """The rule "as known at ``at``" in SQL that PostgreSQL and Spark both run: a parenthesised SELECT of
+    ``columns`` from the ``current`` relation's rows created by then and the ``history`` relation's versions
+    still current then (``history`` None: none kept yet). ``at`` is a timestamp expression of the dialect;
+    ``union`` "UNION" also drops identical versions (a lake may hold one twice, see
+    :mod:`training.engines.spark.lake_versions`)."""
+    listed = ", ".join(columns)
+    now_current = f"SELECT {listed} FROM {current} WHERE created_timestamp <= {at}"
+    if history is None:
+        return f"({now_current})"
+    earlier = f"SELECT {listed} FROM {history} WHERE created_timestamp <= {at} AND {SUPERSEDED} > {at}"
+    return f"({now_current} {union} {earlier})"
+
+
 def known_at_relation(table: str, columns: Sequence[str], known_at: datetime, history: bool = True) -> str:
     """``table`` as known at ``known_at``: a parenthesised SELECT of ``columns`` (created_timestamp included
     when listed) ready to stand where the table's name stood. ``history`` False: the history table does not
@@ -71,12 +85,7 @@ def known_at_relation(table: str, columns: Sequence[str], known_at: datetime, hi
     from psycopg import sql
 
     at = sql.Literal(known_at).as_string()
-    listed = ", ".join(columns)
-    current = f"SELECT {listed} FROM {table} WHERE created_timestamp <= {at}"
-    if not history:
-        return f"({current})"
-    earlier = f"SELECT {listed} FROM {history_table(table)} WHERE created_timestamp <= {at} AND {SUPERSEDED} > {at}"
-    return f"({current} UNION ALL {earlier})"
+    return versions_sql(table, history_table(table) if history else None, columns, at)
 
 
 def every_version_relation(

@@ -84,36 +84,71 @@ def read_postgres(
     return _frame(rows["symbol"].to_pylist(), rows["event_us"].to_numpy(), {c: rows[c].to_numpy() for c in PRICES})
 
 
-def read_lake(root: str, symbols: Sequence[str]) -> pd.DataFrame:
+def read_lake(root: str, symbols: Sequence[str], known_at: str | None = None) -> pd.DataFrame:
     """The adjusted bars of ``symbols`` from the lake's bars table (Parquet under ``root``/bars, hive-partitioned
-    by bucket), read with Arrow: no Spark."""
+    by bucket), read with Arrow: no Spark. As known at ``known_at``: the table's rows created by then and the
+    versions in ``root``/bars_history still current then, one of each (a stopped write may leave one twice)."""
+    import pyarrow.compute as pc
+
+    wanted = ["symbol", "event_timestamp", "created_timestamp", *PRICES, *(f"adj_{c}" for c in PRICES)]
+    table = _lake_table(f"{root}/bars", wanted, symbols)
+    if table is None:
+        raise InputError(f"the lake has no bars table at {root}/bars: run ingest with OHLCV_ENGINE=spark")
+    if known_at is not None:
+        table = _as_known(root, table, wanted, symbols, known_at)
+    stamps = _micros(table["event_timestamp"]).to_numpy()  # Spark stores UTC instants
+    prices = {c: pc.coalesce(table[f"adj_{c}"], table[c]).cast("float64").to_numpy() for c in PRICES}
+    return _frame(table["symbol"].to_pylist(), stamps, prices)
+
+
+def _as_known(root: str, table, wanted: list[str], symbols: Sequence[str], known_at: str):
+    """The bars' rows created by ``known_at`` and the history's versions still current then, each once."""
+    from datetime import datetime
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = _micros(pa.array([datetime.fromisoformat(known_at)], pa.timestamp("us", tz="UTC")))[0]
+    tables = [table.filter(pc.less_equal(_micros(table["created_timestamp"]), at))]
+    history = _lake_table(f"{root}/bars_history", [*wanted, "superseded_timestamp"], symbols)
+    if history is not None:
+        created, superseded = _micros(history["created_timestamp"]), _micros(history["superseded_timestamp"])
+        still = pc.and_(pc.less_equal(created, at), pc.greater(superseded, at))
+        tables.append(history.filter(still).select(wanted))
+    return pa.concat_tables(tables).group_by(wanted).aggregate([])
+
+
+def _lake_table(uri: str, columns: list[str], symbols: Sequence[str]):
+    """The rows of ``symbols`` in the lake's Parquet dataset ``uri`` (None when there is none)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    uri = f"{root}/bars".replace("s3a://", "s3://", 1)
     try:
-        bars = ds.dataset(uri, format="parquet", partitioning="hive")
-    except (FileNotFoundError, OSError) as error:
-        raise InputError(f"the lake has no bars table at {uri} ({error}): run ingest with OHLCV_ENGINE=spark") from None
-    wanted = ["symbol", "event_timestamp", *PRICES, *(f"adj_{c}" for c in PRICES)]
-    table = bars.to_table(columns=wanted, filter=pc.field("symbol").isin(list(symbols)))
-    stamps = table["event_timestamp"].cast("timestamp[us]").cast("int64").to_numpy()  # Spark stores UTC instants
-    prices = {c: pc.coalesce(table[f"adj_{c}"], table[c]).cast("float64").to_numpy() for c in PRICES}
-    return _frame(table["symbol"].to_pylist(), stamps, prices)
+        found = ds.dataset(uri.replace("s3a://", "s3://", 1), format="parquet", partitioning="hive")
+    except (FileNotFoundError, OSError):
+        return None
+    return found.to_table(columns=columns, filter=pc.field("symbol").isin(list(symbols)))
+
+
+def _micros(values):
+    """Timestamps as int64 microseconds since 1970 (UTC)."""
+    import pyarrow as pa
+
+    return values.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
 
 
 def bar_reader(symbols: Sequence[str], known_at: str | None = None) -> AbstractContextManager[BarReader]:
     """A reader of the stored adjusted bars, from where OHLCV_ENGINE keeps them, as known at ``known_at`` (the
     dataset's build, ISO 8601; None: the newest); refuses ``symbols`` (the dataset's) the store no longer has.
     Chosen here by the setting's name, not through training.engines: the audit shares no code with what builds
-    the dataset. The lake keeps no versions: it reads the newest."""
+    the dataset."""
     return _READERS[environment.engine()](symbols, known_at)
 
 
 @contextmanager
 def _lake_reader(symbols: Sequence[str], known_at: str | None) -> Iterator[BarReader]:
     root = environment.lake_uri()
-    yield lambda wanted: _refuse_missing(read_lake(root, wanted), wanted)
+    yield lambda wanted: _refuse_missing(read_lake(root, wanted, known_at), wanted)
 
 
 @contextmanager

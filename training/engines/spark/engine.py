@@ -64,9 +64,9 @@ class SparkEngine:
     ) -> Dataset:
         from training.engines.spark.lake_dataset import build_lake_dataset
 
-        if known_at is not None:
-            raise InputError("--known-at: the lake keeps no versions yet; build as known at a time on PostgreSQL")
-        return build_lake_dataset(config, store, out, symbols=symbols, start=start, end=end, progress=progress)
+        return build_lake_dataset(
+            config, store, out, symbols=symbols, start=start, end=end, progress=progress, known_at=known_at
+        )
 
     def feature_symbols(self) -> list[str]:
         from training.engines.spark.lake_features import feature_symbols

@@ -7,6 +7,9 @@ completely, from what they read, into the lake's staging folder first, and only 
 refused input has written nothing by the time it is refused, and a job reading a table never overwrites the
 files it is reading.
 
+Beside each table, its history dataset keeps every version a write replaced or removed
+(:mod:`training.engines.spark.lake_versions`).
+
 Any URI Spark reads works as the lake (``file:///data/ohlcv``, ``s3a://bucket/ohlcv`` with the cluster's
 Hadoop settings); the default is ``.lake/`` in the checkout. Nothing here touches the driver's disk: Spark
 decides whether a table exists, and Hadoop's filesystem (or pyarrow's, from a Connect client) removes staging.
@@ -42,11 +45,16 @@ def table_uri(name: str) -> str:
     return f"{settings.lake_uri()}/{name}"
 
 
+def sql_name(name: str) -> str:
+    """The table as Spark SQL names it: its Parquet folder."""
+    return f"parquet.`{table_uri(name)}`"
+
+
 def features_source_query() -> str:
     """The Feast source of the lake's feature views: the PostgreSQL profile's query over the lake's table."""
     from training.indicators.feature_table import feature_source_query
 
-    return feature_source_query(f"parquet.`{table_uri(FEATURES)}`", row_version="unix_micros(created_timestamp)")
+    return feature_source_query(sql_name(FEATURES), row_version="unix_micros(created_timestamp)")
 
 
 def bucket_of(symbol: Column) -> Column:
@@ -62,6 +70,11 @@ def read_table(spark: SparkSession, name: str, schema: str) -> DataFrame:
     if not _exists(spark, uri):
         return spark.createDataFrame([], schema)
     return spark.read.parquet(uri).drop(BUCKET)
+
+
+def exists(spark: SparkSession, name: str) -> bool:
+    """Whether the table was ever written."""
+    return _exists(spark, table_uri(name))
 
 
 def replace_buckets(rows: DataFrame, name: str) -> None:

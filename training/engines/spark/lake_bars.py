@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from training.contract import INGEST
 from training.dataset.offline_bars import checked_against, features_behind_error, missing_features_error
 from training.engines.spark import lake
+from training.engines.spark.lake_versions import read_versions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,10 +22,11 @@ BAR_COLUMNS = ("symbol", "event_timestamp", "trade_date", "open", "high", "low",
 
 
 def adjusted_bars(spark: SparkSession, symbols: Sequence[str] | None = None) -> DataFrame:
-    """The stored bars of ``symbols`` (all when None) with adjusted prices, as a Spark frame."""
+    """The stored bars of ``symbols`` (all when None) with adjusted prices, as a Spark frame (as known at the
+    enclosing :func:`training.infra.versions.knowing` time, when in one)."""
     from pyspark.sql import functions as F
 
-    bars = lake.read_table(spark, lake.BARS, lake.BAR_SCHEMA)
+    bars = read_versions(spark, lake.BARS, lake.BAR_SCHEMA)
     if symbols is not None:
         bars = bars.where(F.col("symbol").isin(list(symbols)))
     return bars.selectExpr("symbol", "event_timestamp", "trade_date", *ADJUSTED_PRICES)
@@ -68,7 +70,7 @@ def require_features(spark: SparkSession, bars: DataFrame) -> None:
 
     from training.engines.spark.lake_features import FEATURE_SCHEMA
 
-    stored = lake.read_table(spark, lake.FEATURES, FEATURE_SCHEMA).select("symbol", "event_timestamp")
+    stored = read_versions(spark, lake.FEATURES, FEATURE_SCHEMA).select("symbol", "event_timestamp")
     missing = bars.select("symbol").distinct().join(stored.select("symbol").distinct(), "symbol", "left_anti")
     missing_symbols = sorted(r[0] for r in missing.collect())
     if missing_symbols:

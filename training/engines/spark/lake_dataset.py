@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +36,14 @@ from training.dataset.builder import (
     check_history,
     decide_split,
     finish,
+    knowledge_time,
     roles_of,
     target_of,
     window_frame,
 )
 from training.dataset.historical_features import ServiceFeatures, describe_service, retrieve
 from training.dataset.offline_bars import check_range, decision_mask
-from training.engines.spark import lake, lake_bars
+from training.engines.spark import lake, lake_bars, lake_versions
 from training.engines.spark.on_demand import with_on_demand_features
 from training.errors import InputError
 from training.indicators.definitions import warmup_bars
@@ -154,17 +155,28 @@ def build_lake_dataset(
     end: date | None = None,
     progress: Progress = log.info,
     partition_bars: int | None = None,
+    known_at: datetime | None = None,
 ) -> artifact.Dataset:
-    """Build the dataset of the lake's bars and features into the artifact folder ``out`` (atomically)."""
+    """Build the dataset of the lake's bars and features into the artifact folder ``out`` (atomically);
+    ``known_at``: from the versions known then (:mod:`training.engines.spark.lake_versions`), the one-box
+    builder's rule (:func:`training.dataset.builder.knowledge_time`) on the lake's clock."""
+    from training.engines.spark.session import session
+
+    spark = session()
+    with knowledge_time(known_at, lake_versions.clock(), "the lake's clock (this driver's)") as at:
+        return _build(spark, config, store, out, symbols, start, end, progress, partition_bars, at)
+
+
+def _build(spark: SparkSession, config: Config, store: Any, out: Path, symbols: list[str] | None,
+           start: date | None, end: date | None, progress: Progress, partition_bars: int | None,
+           known_at: datetime) -> artifact.Dataset:  # fmt: skip
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
     from tqdm import tqdm
 
-    from training.engines.spark.session import session
     from training.infra.settings import partition_bars as default_budget
 
     started = time.perf_counter()
-    spark = session()
     horizon, warmup = config.labels.horizon, warmup_bars()
     check_range(start, end)
     wanted = lake_bars.checked_symbols(spark, symbols)
@@ -177,7 +189,7 @@ def build_lake_dataset(
         f"warm-up {warmup} bars; joining {len(service.features)} features point-in-time"
     )
     request = {"start": start, "end": end, "warmup": warmup, "horizon": horizon, "symbols": symbols,
-               "partitions": len(partitions), "bars_per_partition": budget}  # fmt: skip
+               "partitions": len(partitions), "bars_per_partition": budget, "known_at": known_at}  # fmt: skip
     part_of = spark.createDataFrame([(s, p.index) for p in partitions for s in p.symbols], f"symbol string, {PART} int")
     bars = lake_bars.adjusted_bars(spark, [s for s, _ in counts]).join(F.broadcast(part_of), "symbol")
     lake_bars.require_features(spark, bars)

@@ -6,15 +6,16 @@ whole history, when one of its bars has no feature row or one whose reference va
 high/low, close/open) no longer match the bar, or when a feature row has lost its bar (those rows are
 removed); ``full`` recomputes every selected symbol. A recomputed row identical to the stored one keeps its
 created_timestamp; a run that changes nothing writes nothing. Only the buckets holding recomputed symbols
-are rewritten, from rows staged first (:mod:`training.engines.spark.lake`).
+are rewritten, from rows staged first (:mod:`training.engines.spark.lake`), after the versions they replace or
+remove are appended to the history (:mod:`training.engines.spark.lake_versions`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TYPE_CHECKING
 
-from training.engines.spark import lake
+from training.engines.spark import lake, lake_versions
 from training.engines.spark.lake_bars import ADJUSTED, to_pandas
 from training.engines.spark.spark_indicators import compute_on_spark
 from training.errors import InputError, name_some
@@ -50,7 +51,8 @@ WHERE :all_symbols OR array_contains(:symbols, f.symbol)
 # outside it the stored rows that still have a bar.
 _NEW_ROWS = f"""
 SELECT c.symbol, c.event_timestamp,
-       CASE WHEN f.symbol IS NOT NULL AND {_SAME_VALUES} THEN f.created_timestamp ELSE :now END AS created_timestamp,
+       CASE WHEN f.symbol IS NOT NULL AND {_SAME_VALUES} THEN f.created_timestamp
+            ELSE greatest(:now, f.created_timestamp) END AS created_timestamp,
        {", ".join(f"c.`{v}`" for v in STORED_VALUES)},
        f.symbol IS NULL AS inserted, f.symbol IS NOT NULL AND NOT ({_SAME_VALUES}) AS updated, true AS in_range
 FROM computed c LEFT JOIN stored f ON f.symbol = c.symbol AND f.event_timestamp = c.event_timestamp
@@ -87,7 +89,7 @@ def compute_lake_features(
         computed = compute_on_spark(stale_bars).join(stale_bars.select("symbol", "event_timestamp", "trade_date"),
                                                      ["symbol", "event_timestamp"])  # fmt: skip
         computed.createOrReplaceTempView("computed")
-        window = {"start": start, "end": end, "now": datetime.now(UTC)}
+        window = {"start": start, "end": end, "now": lake_versions.clock()}
         new_rows = lake.staged(spark, spark.sql(_NEW_ROWS, args=window), f"{work}/new")
         in_range = new_rows.where("in_range")
         counts = in_range.agg(F.count("*"), F.countDistinct("symbol"), F.count_if("inserted"), F.count_if("updated"))
@@ -101,10 +103,11 @@ def compute_lake_features(
         )
         if inserted or updated or removed:
             touched = stale.select(lake.bucket_of(stale["symbol"]).alias("b")).distinct()
-            kept = stored.where(lake.bucket_of(stored["symbol"]).isin([r[0] for r in touched.collect()]))
-            kept = kept.join(stale, "symbol", "left_anti")
+            before = stored.where(lake.bucket_of(stored["symbol"]).isin([r[0] for r in touched.collect()]))
+            kept = before.join(stale, "symbol", "left_anti")
             after = kept.unionByName(new_rows.drop("inserted", "updated", "in_range"))
-            lake.replace_buckets(lake.staged(spark, after, f"{work}/after"), lake.FEATURES)
+            after = lake.staged(spark, after, f"{work}/after")
+            lake_versions.replace_keeping_versions(spark, before, after, lake.FEATURES, window["now"], work)
     return FeaturesResult(rows=rows, inserted=inserted, updated=updated, symbols=n_symbols, full=full, removed=removed)
 
 

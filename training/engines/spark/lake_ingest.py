@@ -8,7 +8,8 @@ duplicate (symbol, date) rows, a symbol left with both adjusted and raw bars, an
 another stored date are refused naming them. The file is staged chunk by chunk as it is read and checked;
 nothing is written to the table before the whole file has passed, and a load that changes nothing writes
 nothing. Only the buckets holding the file's symbols are rewritten
-(:func:`training.engines.spark.lake.replace_buckets`).
+(:func:`training.engines.spark.lake.replace_buckets`), after every version the load replaces (a corrected,
+re-adjusted or re-stamped bar) is appended to the history (:mod:`training.engines.spark.lake_versions`).
 
 Unlike PostgreSQL, the lake has no lock: run one ingest at a time per lake (a scheduler's job does).
 """
@@ -16,10 +17,9 @@ Unlike PostgreSQL, the lake has no lock: run one ingest at a time per lake (a sc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from training.engines.spark import lake
+from training.engines.spark import lake, lake_versions
 from training.ingestion.load_rules import (
     ADJUSTED,
     RAW,
@@ -63,12 +63,14 @@ _DUPLICATES = duplicates_query("stage_all")
 _MIXED = mixed_adjustment_query("plan", "stage", "stored")
 _STAMP_TAKEN = taken_stamp_query("plan", "stage", "stored")
 # The new content of the touched buckets: their stored bars on dates the file does not hold, and the file's
-# bars, keeping the stored created_timestamp of unchanged ones.
+# bars, keeping the stored created_timestamp of unchanged ones; a changed bar's version is never known before
+# the one it replaces (PostgreSQL's rule, training.infra.versions.REPLACED_AT).
 _AFTER = f"""
 SELECT t.* FROM stored t LEFT ANTI JOIN stage s ON s.symbol = t.symbol AND s.trade_date = t.trade_date
 UNION ALL
 SELECT {", ".join(STORED_COLUMNS)},
-       CASE WHEN same_stamp AND NOT ({_CHANGED}) THEN stored_created ELSE :now END AS created_timestamp
+       CASE WHEN NOT same_stamp THEN :now WHEN {_CHANGED} THEN greatest(:now, stored_created)
+            ELSE stored_created END AS created_timestamp
 FROM plan
 """
 
@@ -99,8 +101,9 @@ def upsert_lake(
         if inserted or restamped:
             _refuse_taken_stamps(spark)
         if inserted or updated:
-            after = spark.sql(_AFTER, args={"now": datetime.now(UTC)})
-            lake.replace_buckets(lake.staged(spark, after, f"{work}/after"), lake.BARS)
+            now = lake_versions.clock()
+            after = lake.staged(spark, spark.sql(_AFTER, args={"now": now}), f"{work}/after")
+            lake_versions.replace_keeping_versions(spark, stored, after, lake.BARS, now, work)
     return IngestResult(rows=rows, inserted=inserted, updated=updated, symbols=symbols, restamped=restamped)
 
 

@@ -5,11 +5,12 @@ Select it in feature_store.yaml with ``type: training.engines.spark.lake_offline
 The stock join pairs each entity row with every feature row of its key inside the TTL and keeps the
 newest with ``ROW_NUMBER``; this one co-groups entity and feature rows by key and merges them sorted
 (:mod:`training.engines.spark.asof_join`), giving the same rows; ``filter_by_created_timestamp`` joins by decision
-time (:mod:`training.feast_store.decision_time`). Requests it cannot answer exactly (timestamp-range
-retrieval, non-Spark sources, names that collide) are decided
-:class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged by the fallback both
-stores share (:mod:`training.feast_store.retrieval`); the Feast internals relied on are listed in
-:mod:`training.feast_store.feast_internals`.
+time (:mod:`training.feast_store.decision_time`); within a build as known at a time it reads the features'
+versions known then (:mod:`training.engines.spark.lake_versions`). Requests it cannot answer exactly
+(timestamp-range retrieval, non-Spark sources, names that collide) are decided
+:class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged (refused within a build
+as known at a time) by the fallback both stores share (:mod:`training.feast_store.retrieval`); the Feast
+internals relied on are listed in :mod:`training.feast_store.feast_internals`.
 
 The job is a :class:`SparkRetrievalJob` whose ``to_spark_df`` is the joined frame, so ``to_df``,
 ``to_arrow``, ``persist`` and on-demand views behave, and type columns, as the stock job's. A pandas entity
@@ -39,8 +40,9 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.type_map import spark_schema_to_np_dtypes
 
-from training.engines.spark import asof_join, quiet_feast_alpha_warnings
+from training.engines.spark import asof_join, lake_versions, quiet_feast_alpha_warnings
 from training.feast_store.decision_time import publication_lag
+from training.feast_store.known_at import refuse_stock_store
 from training.feast_store.plan import JoinGroup, Unsupported
 from training.feast_store.retrieval import HistoricalRequest, ResolvedForEnvironment, answer
 from training.infra.versions import SUPERSEDED
@@ -159,7 +161,10 @@ class AsOfSparkOfflineStore(SparkOfflineStore):
             odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
             return AsOfSparkRetrievalJob(spark, plan, config, full_feature_names, odfvs)
 
-        return answer(SparkOfflineStore, request, decide(spark, request), job)
+        decision = decide(spark, request)
+        if isinstance(decision, Unsupported):
+            refuse_stock_store(decision.reason)
+        return answer(SparkOfflineStore, request, decision, job)
 
 
 def decide(spark: SparkSession, request: HistoricalRequest) -> SparkDecision:
@@ -188,6 +193,7 @@ def decide(spark: SparkSession, request: HistoricalRequest) -> SparkDecision:
     joins = request.joins((low, high), schema)
     if isinstance(joins, Unsupported):
         return joins
+    lake_versions.as_known(spark, joins.groups)
     metadata = RetrievalMetadata(
         features=request.feature_refs,
         keys=[str(c) for c in schema if c != ts_column],
