@@ -8,6 +8,11 @@ equality proves each stored value is a function of bars <= B only, without trust
 is causal. Every row is compared, a symbol partition at a time: a look-ahead in a single row shows. That B
 itself is not after the decision (and is the newest bar at or before it) is the point-in-time check's job;
 the two together prove no feature saw a bar after its decision.
+
+A decision-time dataset (``features.decision_time``) joins the feature version known at ``t - lag``, computed
+from the bars known then: a row whose bars up to B changed after that (a correction ingested before the build)
+is recomputed from the bars as known at its decision (:func:`training.leakage.bars.read_changes` says which rows,
+:func:`training.leakage.bars.read_bars_at` reads them, once per knowledge epoch), every other row from the build's.
 """
 
 from __future__ import annotations
