@@ -117,8 +117,8 @@ def feature_from_the_next_bar(monkeypatch):
     """Every feature of a decision taken from the symbol's next bar, its feature_timestamp left as joined."""
     original = builder.point_in_time_features
 
-    def next_bar(store, candidates, service):
-        features = original(store, candidates, service)
+    def next_bar(store, candidates, service, *rest):
+        features = original(store, candidates, service, *rest)
         by_symbol = features[service.features].groupby(candidates["symbol"].to_numpy())
         features[service.features] = by_symbol.shift(-1)
         return features
@@ -131,8 +131,8 @@ def next_bar_value_in_twenty_rows(monkeypatch):
     444 rows (of the bundled 11,964, a 300-row sample of the features missed them more often than not)."""
     original = builder.point_in_time_features
 
-    def next_bar(store, candidates, service):
-        features = original(store, candidates, service)
+    def next_bar(store, candidates, service, *rest):
+        features = original(store, candidates, service, *rest)
         rows = np.flatnonzero(candidates["symbol"].to_numpy() == "FB")[40:60]
         later = features["roc_1"].groupby(candidates["symbol"].to_numpy()).shift(-1)
         features.loc[features.index[rows], "roc_1"] = later.iloc[rows].to_numpy()

@@ -210,14 +210,20 @@ def read_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
     known at the newest change at or before T, and a bar older than ``first`` is the same on both sides of it.
     On the lake: none. Its decision-time join reads the current feature rows only (docs/known-at.md), computed
     from the current bars, which the build's bars are; when it reads its history, this must read the lake's."""
+    return _CHANGE_READERS[environment.engine()](symbols, known_at)
+
+
+def _lake_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
+    return pd.DataFrame({"symbol": pd.Series([], dtype=str), "changed": pd.Series([], dtype="int64"),
+                         "first": pd.Series([], dtype="int64")})  # fmt: skip
+
+
+def _postgres_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
     from datetime import datetime
 
     from training.infra.adjustments import ADJUSTMENTS_TABLE
     from training.infra.versions import SUPERSEDED, history_table
 
-    if environment.engine() != "postgres":
-        return pd.DataFrame({"symbol": pd.Series([], dtype=str), "changed": pd.Series([], dtype="int64"),
-                             "first": pd.Series([], dtype="int64")})  # fmt: skip
     at = datetime.fromisoformat(known_at) if known_at else None
     with db.connect(autocommit=True) as conn:
         history = _HISTORY_CHANGES.format(history=history_table(OHLCV_TABLE), superseded=SUPERSEDED)
@@ -238,7 +244,11 @@ def read_bars_at(symbols: Sequence[str], known_at: str) -> pd.DataFrame:
     """The adjusted bars of ``symbols`` as known at ``known_at`` (ISO 8601), by the audit's own query: an
     earlier knowledge epoch than the dataset's build (a decision-time row's). PostgreSQL only (see
     :func:`read_changes`: on the lake no row asks)."""
-    if environment.engine() != "postgres":
-        raise InputError("a decision-time dataset's features are recomputed from bar versions on PostgreSQL only")
     with db.connect(autocommit=True) as conn:
         return read_postgres(conn, symbols, known_at, has_history(conn, OHLCV_TABLE), has_events(conn))
+
+
+_CHANGE_READERS: dict[str, Callable[[Sequence[str], str | None], pd.DataFrame]] = {
+    "postgres": _postgres_changes,
+    "spark": _lake_changes,
+}
