@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -344,3 +345,65 @@ def test_a_decision_time_build_passes_the_audit_and_a_leaky_one_fails_it(live_hi
     tampered.loc[0, next(f for f in decided.features if f in FEATURE_NAMES)] += 1.0
     result = check_decision_time(Dataset(metadata=decided.metadata, frame=tampered), no_bars)
     assert result.status == "failed" and result.counts["no_stored_version"] == 1
+
+
+def test_the_features_check_recomputes_a_decision_time_row_from_the_bars_known_at_its_decision(
+    live_history, empty_store, tmp_path, write_csv
+):
+    """A correction ingested before the build replaces a bar: rows decided before it joined feature versions
+    computed from the bar it replaced. The features check recomputes those rows from the bars known at their
+    decision (the build's bars would fail them), and still fails a tampered value among them."""
+    from training.dataset.artifact import Dataset
+    from training.infra.schema import OHLCV_TABLE
+    from training.leakage import BarHistory, check_decision_time, check_features
+    from training.leakage.bars import bar_reader
+
+    # Bars known 5 minutes after their close, as the daily loop ingests them (features 10 minutes after).
+    empty_store.execute(f"UPDATE {OHLCV_TABLE} SET created_timestamp = event_timestamp + interval '5 minutes'")
+    corrected = live_history.copy()
+    fixed = len(corrected) - 50
+    corrected.loc[fixed, "Close"] = repr(float(corrected.loc[fixed, "Close"]) * 1.03)
+    corrected.loc[fixed, "High"] = repr(max(float(corrected.loc[fixed, "High"]), float(corrected.loc[fixed, "Close"])))
+    _ok("ingest", str(write_csv(corrected, "corrected.csv")))
+    _ok("compute-features")
+    assert empty_store.execute("SELECT count(*) FROM features.technical_indicators_history").fetchone()[0] > 0
+
+    decided = _build(tmp_path, "decided", decision=True)
+    frame = decided.frame
+    after_fix = frame["feature_timestamp"] >= pd.Timestamp(corrected.loc[fixed, "Date"], tz="UTC")
+    assert after_fix.sum() > 1  # rows decided (long) before the correction, whose joined bar it restated
+    no_bars = lambda symbols: None  # noqa: E731
+    assert check_decision_time(decided, no_bars).status == "passed"  # they joined the replaced versions
+
+    reads: list[str] = []
+
+    def bars_at(symbols, when):
+        reads.append(when)
+        return read_bars_at(symbols, when)
+
+    from training.leakage.bars import read_bars_at
+    from training.leakage.check_features import FeatureScan
+    from training.leakage.stream import run_one
+
+    with bar_reader(["IBM"], decided.metadata.get("known_at")) as read:
+        bars = lambda symbols: BarHistory.of(read(symbols))  # noqa: E731
+        # Against the bars known at the build (what the check did before): every restated row fails.
+        no_changes = lambda symbols, known_at: pd.DataFrame({"symbol": [], "changed": [], "first": []})  # noqa: E731
+        build_only = run_one(decided, bars, FeatureScan(decided, changes=no_changes))
+        assert build_only.status == "failed" and build_only.counts["mismatched_rows"] == after_fix.sum()
+
+        result = run_one(decided, bars, FeatureScan(decided, bars_at=bars_at))
+        assert result.status == "passed", result
+        assert result.counts["rows"] == len(frame) and result.counts["mismatched_rows"] == 0
+        assert len(reads) == 1  # every restated row decided before the correction: one epoch, its eve
+        assert check_features(decided, bars).status == "passed"
+
+        # A tampered value in a restated row still fails, as does one in a row the correction did not touch.
+        name = decided.features[0]
+        finite = np.isfinite(frame[name].to_numpy(dtype=np.float64))
+        for row in (int(np.flatnonzero(after_fix & finite)[0]), int(np.flatnonzero(~after_fix & finite)[0])):
+            tampered = frame.copy()
+            tampered.loc[row, name] = tampered.loc[row, name] * 1.01 + 1.0
+            failed = check_features(Dataset(metadata=decided.metadata, frame=tampered), bars)
+            assert failed.status == "failed" and failed.counts["mismatched_rows"] == 1
+            assert failed.offending[0]["feature"] == name

@@ -178,3 +178,77 @@ def _refuse(missing: list[str]) -> None:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InputError(f"the offline store has no bars of {shown}, which the dataset holds: it was rebuilt or "
                          "emptied since the build; rebuild the dataset")  # fmt: skip
+
+
+# When each symbol's view of its bars changed, and from which bar on: a version written (created) or replaced
+# (superseded), or an adjustment event recorded (it restates its first bar onwards), each known by ``known_at``.
+_CHANGES = """
+SELECT symbol, (extract(epoch FROM changed) * 1000000)::bigint, (extract(epoch FROM min(first)) * 1000000)::bigint
+FROM (
+    SELECT symbol, event_timestamp AS first, created_timestamp AS changed FROM {table}
+    WHERE symbol = ANY(%(s)s) AND created_timestamp <= %(at)s
+    {history}
+    {events}
+) AS c
+GROUP BY symbol, changed ORDER BY symbol, changed
+"""
+_HISTORY_CHANGES = """
+    UNION ALL SELECT symbol, event_timestamp, created_timestamp FROM {history}
+    WHERE symbol = ANY(%(s)s) AND created_timestamp <= %(at)s
+    UNION ALL SELECT symbol, event_timestamp, {superseded} FROM {history}
+    WHERE symbol = ANY(%(s)s) AND {superseded} <= %(at)s
+"""
+_EVENT_CHANGES = """
+    UNION ALL SELECT symbol, first_timestamp, created_timestamp FROM {events}
+    WHERE symbol = ANY(%(s)s) AND created_timestamp <= %(at)s
+"""
+
+
+def read_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
+    """Every time (``changed``, int64 ns) a symbol's stored bars changed, as known at ``known_at`` (None: now),
+    with the oldest bar (``first``, int64 ns) the change touched: bars as known at any time T are the bars as
+    known at the newest change at or before T, and a bar older than ``first`` is the same on both sides of it.
+    On the lake: none. Its decision-time join reads the current feature rows only (docs/known-at.md), computed
+    from the current bars, which the build's bars are; when it reads its history, this must read the lake's."""
+    return _CHANGE_READERS[environment.engine()](symbols, known_at)
+
+
+def _lake_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
+    return pd.DataFrame({"symbol": pd.Series([], dtype=str), "changed": pd.Series([], dtype="int64"),
+                         "first": pd.Series([], dtype="int64")})  # fmt: skip
+
+
+def _postgres_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
+    from datetime import datetime
+
+    from training.infra.adjustments import ADJUSTMENTS_TABLE
+    from training.infra.versions import SUPERSEDED, history_table
+
+    at = datetime.fromisoformat(known_at) if known_at else None
+    with db.connect(autocommit=True) as conn:
+        history = _HISTORY_CHANGES.format(history=history_table(OHLCV_TABLE), superseded=SUPERSEDED)
+        query = _CHANGES.format(
+            table=OHLCV_TABLE,
+            history=history if has_history(conn, OHLCV_TABLE) else "",
+            events=_EVENT_CHANGES.format(events=ADJUSTMENTS_TABLE) if has_events(conn) else "",
+        )
+        query = query.replace("%(at)s", "COALESCE(%(at)s::timestamptz, 'infinity')")
+        rows = conn.execute(query, {"s": list(symbols), "at": at}).fetchall()
+    frame = pd.DataFrame(rows, columns=["symbol", "changed", "first"])
+    for column in ("changed", "first"):
+        frame[column] = frame[column].astype("int64") * 1000
+    return frame
+
+
+def read_bars_at(symbols: Sequence[str], known_at: str) -> pd.DataFrame:
+    """The adjusted bars of ``symbols`` as known at ``known_at`` (ISO 8601), by the audit's own query: an
+    earlier knowledge epoch than the dataset's build (a decision-time row's). PostgreSQL only (see
+    :func:`read_changes`: on the lake no row asks)."""
+    with db.connect(autocommit=True) as conn:
+        return read_postgres(conn, symbols, known_at, has_history(conn, OHLCV_TABLE), has_events(conn))
+
+
+_CHANGE_READERS: dict[str, Callable[[Sequence[str], str | None], pd.DataFrame]] = {
+    "postgres": _postgres_changes,
+    "spark": _lake_changes,
+}

@@ -8,21 +8,32 @@ equality proves each stored value is a function of bars <= B only, without trust
 is causal. Every row is compared, a symbol partition at a time: a look-ahead in a single row shows. That B
 itself is not after the decision (and is the newest bar at or before it) is the point-in-time check's job;
 the two together prove no feature saw a bar after its decision.
+
+A decision-time dataset (``features.decision_time``) joins the feature version known at ``t - lag``, computed
+from the bars known then: a row whose bars up to B changed after that (a correction ingested before the build)
+is recomputed from the bars as known at its decision (:func:`training.leakage.bars.read_changes` says which rows,
+:func:`training.leakage.bars.read_bars_at` reads them, once per knowledge epoch), every other row from the build's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from training.dataset.artifact import Dataset
 from training.indicators.definitions import INDICATORS, REFERENCE_COLUMNS
+from training.leakage.bars import read_bars_at, read_changes
+from training.leakage.check_decision_time import settings
 from training.leakage.panel import RTOL, BarHistory, by_symbol, mismatch, ns, relative_error
 from training.leakage.ref_indicators import values_at_every_bar, values_at_last_bar
 from training.leakage.result import REPORTED_ROWS, CheckResult
 from training.leakage.stream import Bars, Offending, add_counts, run_one
 
 NAME = "features"
+ChangeReader = Callable[[Sequence[str], str | None], pd.DataFrame]  # read_changes
+EarlierBars = Callable[[Sequence[str], str], pd.DataFrame]  # read_bars_at
 # Columns a model must never see as inputs: they describe the future (labels) or the split.
 NOT_FEATURES = frozenset({"t1", "label", "target", "ret", "next_ret", "barrier", "upper", "lower", "weight", "split"})
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -44,8 +55,14 @@ class FeatureScan:
 
     name = NAME
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(
+        self, dataset: Dataset, changes: ChangeReader = read_changes, bars_at: EarlierBars = read_bars_at
+    ) -> None:
         self.features = dataset.features
+        enabled, lag = settings(dataset)
+        self.decision_lag = lag if enabled else None  # ns; None: event time, every row against the build's bars
+        self.known_at = dataset.metadata.get("known_at")
+        self.changes, self.bars_at = changes, bars_at
         self.columns = ["symbol", "event_timestamp", "feature_timestamp", *self.features]
         self.forbidden = sorted(f for f in self.features if f in NOT_FEATURES or f.startswith("w_"))
         self.unknown = sorted(set(self.features) - known_features() - set(self.forbidden))
@@ -59,28 +76,18 @@ class FeatureScan:
         features = self.features
         symbols = frame["symbol"].to_numpy()
         joined = ns(frame["feature_timestamp"])
-        through = bars.count_before(symbols, joined, inclusive=True)  # bars up to and including the joined bar
         stored = frame[features].to_numpy(dtype=np.float64)
         missing_bar = np.zeros(len(frame), dtype=bool)
         bad = np.zeros(stored.shape, dtype=bool)
         expected = np.full_like(stored, np.nan)  # filled only for the rows reported
         grouped = by_symbol(symbols)
         for symbol, positions in grouped:
-            start, end = bars.span(symbol)
-            at = through[positions] - 1  # the joined bar's index in the symbol's bars
-            missing = at < 0
-            found = ~missing
-            missing[found] = bars.ts[start:end][at[found]] != joined[positions[found]]
-            missing_bar[positions] = missing
-            if missing.all():
-                continue
-            series = values_at_every_bar({c: bars.bars[c].to_numpy(dtype=np.float64)[start:end] for c in BAR_COLUMNS})
-            found, rows = at[~missing], positions[~missing]
-            reference = np.column_stack([series[name][found] for name in features])
-            wrong = mismatch(reference, stored[rows])
-            bad[rows] = wrong
-            flagged = wrong.any(axis=1)
-            expected[rows[flagged]] = reference[flagged]
+            self._compare(bars, symbol, positions, joined, stored, missing_bar, bad, expected)
+        if self.decision_lag is not None:  # rows whose bars changed after their decision: the bars known then
+            for when, group in self._earlier(frame, joined).items():
+                earlier = BarHistory.of(self.bars_at(sorted(group), when))
+                for symbol, positions in group.items():
+                    self._compare(earlier, symbol, positions, joined, stored, missing_bar, bad, expected)
         self._report(frame, stored, expected, bad, missing_bar)
         add_counts(self.counts, {
             "symbols": len(grouped),
@@ -88,6 +95,49 @@ class FeatureScan:
             "mismatched_values": bad.sum(),
             "mismatched_rows": (missing_bar | bad.any(axis=1)).sum(),
         })  # fmt: skip
+
+    def _compare(self, bars: BarHistory, symbol: str, positions: np.ndarray, joined: np.ndarray, stored: np.ndarray,
+                 missing_bar: np.ndarray, bad: np.ndarray, expected: np.ndarray) -> None:  # fmt: skip
+        """The rows at ``positions`` (one symbol's) recomputed from ``bars``, their verdicts written in place."""
+        start, end = bars.span(symbol)
+        at = np.searchsorted(bars.ts[start:end], joined[positions], side="right") - 1  # the joined bar's index
+        missing = at < 0
+        found = ~missing
+        missing[found] = bars.ts[start:end][at[found]] != joined[positions[found]]
+        missing_bar[positions] = missing
+        bad[positions] = False
+        if missing.all():
+            return
+        series = values_at_every_bar({c: bars.bars[c].to_numpy(dtype=np.float64)[start:end] for c in BAR_COLUMNS})
+        found, rows = at[~missing], positions[~missing]
+        reference = np.column_stack([series[name][found] for name in self.features])
+        wrong = mismatch(reference, stored[rows])
+        bad[rows] = wrong
+        flagged = wrong.any(axis=1)
+        expected[rows[flagged]] = reference[flagged]
+
+    def _earlier(self, frame: pd.DataFrame, joined: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """The rows whose bars up to the joined one changed between their knowledge time K (decision - lag) and
+        the build, by symbol and by an epoch (ISO 8601) whose bars up to the joined one are those known at K:
+        just before the first change after K that touched them. Most rows have none (their bars are the
+        build's), and the rows decided before one correction share one epoch, its eve: one read each."""
+        symbols = frame["symbol"].astype(str).to_numpy()
+        knew = ns(frame["event_timestamp"]) - self.decision_lag
+        changes = self.changes(sorted(set(symbols)), self.known_at)
+        epochs: dict[str, dict[str, np.ndarray]] = {}
+        for symbol, positions in by_symbol(symbols):
+            mine = changes[changes["symbol"] == symbol]
+            changed, first = mine["changed"].to_numpy(np.int64), mine["first"].to_numpy(np.int64)
+            later = np.minimum.accumulate(np.r_[first, np.iinfo(np.int64).max][::-1])[::-1]  # min first from i on
+            after = np.searchsorted(changed, knew[positions], side="right")  # the first change after K
+            stale = later[after] <= joined[positions]  # a change after K touched a bar up to the joined one
+            eve = np.empty(int(stale.sum()), dtype=np.int64)
+            for k, (i, through) in enumerate(zip(after[stale], joined[positions][stale], strict=True)):
+                eve[k] = changed[i + np.flatnonzero(first[i:] <= through)[0]] - 1000  # 1 us before (stored in us)
+            for when in np.unique(eve):
+                key = pd.Timestamp(int(when), unit="ns", tz="UTC").isoformat()
+                epochs.setdefault(key, {})[symbol] = positions[stale][eve == when]
+        return epochs
 
     def _report(self, frame: pd.DataFrame, stored: np.ndarray, expected: np.ndarray, bad: np.ndarray,
                 missing_bar: np.ndarray) -> None:  # fmt: skip
