@@ -165,3 +165,88 @@ def test_postgres_and_the_lake_keep_the_same_versions_and_build_the_same_dataset
     assert newest.metadata["fingerprint"] == now.metadata["fingerprint"]
     # Each build without --known-at records its own store's clock at its start: the later build, the later time.
     assert datetime.fromisoformat(newest.metadata["known_at"]) > datetime.fromisoformat(now.metadata["known_at"])
+
+
+def _recent(raw: pd.DataFrame, bars: int) -> pd.DataFrame:
+    """Each symbol's first ``bars`` bars re-dated to the business days ending three days ago: their knowledge
+    times (the writes') then fall within the views' 7-day TTL of the last bar."""
+    last = (pd.Timestamp.now(tz="UTC").normalize() - pd.offsets.BDay(3)).tz_localize(None)
+    dates = pd.bdate_range(end=last, periods=bars).strftime("%Y-%m-%d")
+    frames = [raw[raw["Ticker"] == s].head(bars).assign(Date=dates) for s in SYMBOLS.split(",")]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _decided(scene: Scenario, engine: str, entity: pd.DataFrame) -> pd.DataFrame:
+    """The default feature service joined by decision time (lag 0) in ``engine``'s as-of store."""
+    from training.contract import DEFAULT_FEATURE_SERVICE
+    from training.feast_store.repository import feature_store
+
+    with scene.engine(engine):
+        store = feature_store()
+        service = store.get_feature_service(DEFAULT_FEATURE_SERVICE)
+        views = {v.name for v in store.list_feature_views()}
+        refs = [f"{p.name}:{f.name}" for p in service.feature_view_projections if p.name in views for f in p.features]
+        frame = store.get_historical_features(entity, refs, filter_by_created_timestamp=True).to_df()
+    return frame.sort_values(["symbol", "event_timestamp"], kind="stable").reset_index(drop=True)
+
+
+def _in_us(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps naive UTC in microseconds, as Spark hands them back (the PostgreSQL store: tz-aware or ns)."""
+    frame = frame.copy()
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            frame[name] = column.astype("datetime64[us]")
+    return frame
+
+
+def test_the_lakes_decision_time_join_reads_every_version_as_postgres_does(
+    isolated_services, spark, bundled_raw, tmp_path
+):
+    """After a correction, a row decided before it joins the replaced version (from features_history/ on the lake,
+    from the history table on PostgreSQL), a row decided after it the corrected one: both stores the same."""
+    recent = _recent(bundled_raw, 80)
+    recent.to_csv(tmp_path / "recent.csv", index=False)
+    corrected = recent.copy()
+    row = corrected.index[corrected["Ticker"] == "IBM"][-2]
+    corrected.loc[row, "Close"] = repr(float(corrected.loc[row, "Close"]) * 1.03)
+    corrected.loc[row, "High"] = repr(max(float(corrected.loc[row, "High"]), float(corrected.loc[row, "Close"])))
+    corrected.to_csv(tmp_path / "corrected.csv", index=False)
+    name = f"{SCRATCH}_{uuid.uuid4().hex[:6]}"
+    _create_database(settings.postgres(), name)
+    try:
+        scene = Scenario(name, tmp_path / "lake", tmp_path)
+        for engine in ("postgres", "spark"):
+            with scene.engine(engine):
+                run_ok("ingest", str(tmp_path / "recent.csv"))
+                run_ok("compute-features")
+                run_module("feast", "apply")
+        first = pd.Timestamp.now(tz="UTC")  # after every first version, before every corrected one
+        for engine in ("postgres", "spark"):
+            with scene.engine(engine):
+                run_ok("ingest", str(tmp_path / "corrected.csv"))
+                run_ok("compute-features")
+        assert len(pd.read_parquet(scene.lake / "features_history")) > 0
+        now = pd.Timestamp.now(tz="UTC")
+        times = [first - pd.Timedelta(days=30), first, now]
+        entity = pd.DataFrame(
+            [(s, t) for s in SYMBOLS.split(",") for t in times], columns=["symbol", "event_timestamp"]
+        )
+        on_lake, on_postgres = _decided(scene, "spark", entity), _decided(scene, "postgres", entity)
+    finally:
+        _drop_database(settings.postgres(), name)
+    on_postgres = on_postgres[list(on_lake.columns)]
+    pd.testing.assert_frame_equal(_in_us(on_lake), _in_us(on_postgres), check_exact=True, check_dtype=False)
+    ibm = on_lake[on_lake["symbol"] == "IBM"].reset_index(drop=True)
+    assert ibm.iloc[0, 2:].isna().all()  # decided before anything was known
+    history = pd.read_parquet(scene.lake / "features_history")
+    replaced = history[history["symbol"] == "IBM"].sort_values("event_timestamp").iloc[-1]
+    current = pd.read_parquet(scene.lake / "features")
+    current = current[current["symbol"] == "IBM"].sort_values("event_timestamp").iloc[-1]
+    assert replaced["event_timestamp"] == current["event_timestamp"]  # the last bar's row, replaced once
+    changed = [c for c in ibm.columns[2:] if c in history and pd.notna(replaced[c]) and replaced[c] != current[c]]
+    assert changed  # the correction changed the last bar's features
+    assert ibm.loc[1, changed].tolist() == replaced[changed].tolist()  # decided before it: the replaced version
+    assert ibm.loc[2, changed].tolist() == current[changed].tolist()  # decided after it: the corrected one

@@ -88,27 +88,43 @@ def known_at_relation(table: str, columns: Sequence[str], known_at: datetime, hi
     return versions_sql(table, history_table(table) if history else None, columns, at)
 
 
+def every_version_sql(
+    current: str,
+    history: str | None,
+    columns: Sequence[str],
+    at: str | None,
+    no_time: str,
+    union: str = "UNION ALL",
+) -> str:
+    """Every version of ``current``'s rows with ``superseded_timestamp`` (NULL: the current one), as a
+    parenthesised SELECT in the SQL PostgreSQL and Spark both run: what a join by decision time reads (each
+    row then takes the version known at its own time). ``at`` (a timestamp expression of the dialect): only what
+    was known then: versions created after it are left out, and a supersession after it is not known yet
+    (NULL). ``history`` None: none kept yet, current rows only. ``no_time``: the dialect's typed NULL timestamp;
+    ``union`` as in :func:`versions_sql`."""
+    listed = ", ".join(columns)
+    now_current = f"SELECT {listed}, {no_time} AS {SUPERSEDED} FROM {current}"
+    if at is not None:
+        now_current += f" WHERE created_timestamp <= {at}"
+    if history is None:
+        return f"({now_current})"
+    ended = f"CASE WHEN {SUPERSEDED} <= {at} THEN {SUPERSEDED} END" if at is not None else SUPERSEDED
+    earlier = f"SELECT {listed}, {ended} AS {SUPERSEDED} FROM {history}"
+    if at is not None:
+        earlier += f" WHERE created_timestamp <= {at}"
+    return f"({now_current} {union} {earlier})"
+
+
 def every_version_relation(
     table: str, columns: Sequence[str], known_at: datetime | None = None, history: bool = True
 ) -> str:
-    """Every version of ``table``'s rows with ``superseded_timestamp`` (NULL: the current one), as a
-    parenthesised SELECT: what a join by decision time reads (each row then takes the version known at its own
-    time). With ``known_at``, only what was known then: versions created after it are left out, and a
-    supersession after it is not known yet (NULL). ``history`` False: no history table yet, current rows only."""
+    """:func:`every_version_sql` of ``table`` and its history table on PostgreSQL (``history`` False: no history
+    table yet, current rows only)."""
     from psycopg import sql
 
-    listed = ", ".join(columns)
     at = sql.Literal(known_at).as_string() if known_at is not None else None
-    current = f"SELECT {listed}, NULL::timestamptz AS {SUPERSEDED} FROM {table}"
-    if at is not None:
-        current += f" WHERE created_timestamp <= {at}"
-    if not history:
-        return f"({current})"
-    ended = f"CASE WHEN {SUPERSEDED} <= {at} THEN {SUPERSEDED} END" if at is not None else SUPERSEDED
-    earlier = f"SELECT {listed}, {ended} AS {SUPERSEDED} FROM {history_table(table)}"
-    if at is not None:
-        earlier += f" WHERE created_timestamp <= {at}"
-    return f"({current} UNION ALL {earlier})"
+    kept = history_table(table) if history else None
+    return every_version_sql(table, kept, columns, at, "NULL::timestamptz")
 
 
 @contextmanager

@@ -5,8 +5,9 @@ Select it in feature_store.yaml with ``type: training.engines.spark.lake_offline
 The stock join pairs each entity row with every feature row of its key inside the TTL and keeps the
 newest with ``ROW_NUMBER``; this one co-groups entity and feature rows by key and merges them sorted
 (:mod:`training.engines.spark.asof_join`), giving the same rows; ``filter_by_created_timestamp`` joins by decision
-time (:mod:`training.feast_store.decision_time`); within a build as known at a time it reads the features'
-versions known then (:mod:`training.engines.spark.lake_versions`). Requests it cannot answer exactly
+time (:mod:`training.feast_store.decision_time`) over every feature version (``features/`` and
+``features_history/``, as PostgreSQL's store reads its table and history); within a build as known at a time it
+reads the features' versions known then (:mod:`training.engines.spark.lake_versions`). Requests it cannot answer exactly
 (timestamp-range retrieval, non-Spark sources, names that collide) are decided
 :class:`~training.feast_store.plan.Unsupported` and handed to the stock store unchanged (refused within a build
 as known at a time) by the fallback both stores share (:mod:`training.feast_store.retrieval`); the Feast
@@ -193,7 +194,7 @@ def decide(spark: SparkSession, request: HistoricalRequest) -> SparkDecision:
     joins = request.joins((low, high), schema)
     if isinstance(joins, Unsupported):
         return joins
-    lake_versions.as_known(spark, joins.groups)
+    lake_versions.as_known(spark, joins.groups, every_version=request.filter_by_created_timestamp)
     metadata = RetrievalMetadata(
         features=request.feature_refs,
         keys=[str(c) for c in schema if c != ts_column],

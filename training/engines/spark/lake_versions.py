@@ -96,16 +96,39 @@ def known_relation(spark: SparkSession, name: str) -> str:
     at = versions.known_at()
     if at is None:
         raise RuntimeError("known_relation outside a knowing() block")
-    micros = (at - _EPOCH) // timedelta(microseconds=1)
-    history = history_name(name)
-    kept = lake.sql_name(history) if lake.exists(spark, history) else None
     columns = [f"`{c}`" for c in version_columns(name)]
-    return versions.versions_sql(lake.sql_name(name), kept, columns, f"timestamp_micros({micros})", union="UNION")
+    return versions.versions_sql(lake.sql_name(name), _history(spark, name), columns, _spark_time(at), union="UNION")
 
 
-def as_known(spark: SparkSession, groups: list[JoinGroup]) -> None:
-    """Within knowing(), make the lake store's join read the features table's versions known then."""
+def every_version_relation(spark: SparkSession, name: str) -> str:
+    """Every version of the table (current and history) with ``superseded_timestamp``, as known at the enclosing
+    knowing() time when there is one: PostgreSQL's relation for a join by decision time
+    (:func:`training.infra.versions.every_version_sql`), in Spark SQL."""
+    at = versions.known_at()
+    columns = [f"`{c}`" for c in version_columns(name)]
+    at_sql = None if at is None else _spark_time(at)
+    no_time = "CAST(NULL AS TIMESTAMP)"
+    return versions.every_version_sql(lake.sql_name(name), _history(spark, name), columns, at_sql, no_time, "UNION")
+
+
+def _history(spark: SparkSession, name: str) -> str | None:
+    """The history dataset's Spark SQL name, None when no version was ever replaced."""
+    history = history_name(name)
+    return lake.sql_name(history) if lake.exists(spark, history) else None
+
+
+def _spark_time(at: datetime) -> str:
+    return f"timestamp_micros({(at - _EPOCH) // timedelta(microseconds=1)})"
+
+
+def as_known(spark: SparkSession, groups: list[JoinGroup], every_version: bool = False) -> None:
+    """Within knowing(), make the lake store's join read the features table's versions known then;
+    ``every_version`` (a join by decision time): every version (known then) with its ``superseded_timestamp``,
+    as PostgreSQL's store does (:func:`training.feast_store.known_at.as_known`)."""
     from training.feast_store.known_at import read_as_known
 
-    if versions.known_at() is not None:
-        read_as_known(groups, lake.sql_name(lake.FEATURES), known_relation(spark, lake.FEATURES))
+    table = lake.sql_name(lake.FEATURES)
+    if every_version and lake.exists(spark, lake.FEATURES):
+        read_as_known(groups, table, every_version_relation(spark, lake.FEATURES), versions.SUPERSEDED)
+    elif versions.known_at() is not None:
+        read_as_known(groups, table, known_relation(spark, lake.FEATURES))
