@@ -144,3 +144,14 @@ def test_the_lake_load_follows_the_postgres_rules(both, bundled_raw, write_csv):
     assert _files(lake) == files  # a refused file writes nothing
     code, answer = _step(both, str(write_csv(raw_tail, "raw.csv")), "--allow-mixed-adjustment")
     assert code == 0 and "20 inserted" in answer
+
+
+def test_the_lake_refuses_a_vendors_as_of_column_and_writes_nothing(both, write_csv):
+    _, lake = both
+    bars = pd.DataFrame(
+        {"Ticker": "ZZZ", "Date": ["2020-01-02", "2020-01-03"], "Open": "10", "High": "11", "Low": "9",
+         "Close": "10.5", "Volume": "1000", "Adj Close": "5.25", "As Of": "2020-01-06T00:00:00Z"}
+    )  # fmt: skip
+    code, answer = _run(str(write_csv(bars, "as_of.csv")), engine="spark")
+    assert code == 2 and "as-of column" in answer and "OHLCV_ENGINE unset" in answer, answer
+    assert _lake_bars(lake).empty

@@ -39,7 +39,7 @@ class SparkEngine:
     def ingest(self, chunks: Iterable[pd.DataFrame], allow_mixed_adjustment: bool = False) -> IngestResult:
         from training.engines.spark.lake_ingest import upsert_lake
 
-        return upsert_lake(self.spark, chunks, allow_mixed_adjustment=allow_mixed_adjustment)
+        return upsert_lake(self.spark, _without_as_of(chunks), allow_mixed_adjustment=allow_mixed_adjustment)
 
     def compute_features(
         self, symbols: Sequence[str] | None, start: date | None, end: date | None, full: bool
@@ -98,3 +98,18 @@ class SparkEngine:
                 "covers ingest, compute-features, build-dataset, verify-leakage, train, Feast's historical "
                 "retrieval, materialize and check-online (unset OHLCV_ENGINE)"
             )
+
+
+def _without_as_of(chunks: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+    """The chunks, refused (before the lake's tables are touched) when the file has a vendor's as-of column:
+    the lake stamps versions with its own clock only, and silently ignoring the file's times would record
+    knowledge times the vendor contradicts (docs/known-at.md)."""
+    from training.ingestion.upsert import AS_OF
+
+    for chunk in chunks:
+        if AS_OF in chunk.columns:
+            raise InputError(
+                "the file has an as-of column (As Of / Knowledge Time / Known At): the lake does not read a vendor's "
+                "knowledge times yet; ingest it with OHLCV_ENGINE unset (PostgreSQL) or drop the column"
+            )
+        yield chunk
