@@ -208,8 +208,9 @@ def read_changes(symbols: Sequence[str], known_at: str | None) -> pd.DataFrame:
     """Every time (``changed``, int64 ns) a symbol's stored bars changed, as known at ``known_at`` (None: now),
     with the oldest bar (``first``, int64 ns) the change touched: bars as known at any time T are the bars as
     known at the newest change at or before T, and a bar older than ``first`` is the same on both sides of it.
-    On the lake: none. Its decision-time join reads the current feature rows only (docs/known-at.md), computed
-    from the current bars, which the build's bars are; when it reads its history, this must read the lake's."""
+    On the lake: none read yet. The lake's decision-time join reads every feature version, but the audit's
+    decision_time check refuses a lake decision-time dataset (no reader of the lake's versions), so the audit
+    fails before these rows could be trusted; a lake reader of the bars' changes belongs with that one."""
     return _CHANGE_READERS[environment.engine()](symbols, known_at)
 
 

@@ -9,7 +9,8 @@ built from a version known only later (a correction, a recomputation, or the bar
 decision). Rows whose values match no stored version at all fail too (nothing proves when they were known).
 
 A dataset joined by event time does not claim this: the check passes without reading anything and says so.
-The versions come from PostgreSQL; the lake keeps none, so there the check cannot run on such a dataset.
+The versions come from PostgreSQL; the audit has no reader of the lake's versions yet, so there the check
+refuses such a dataset (the audit fails: it is never trained on unchecked).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def read_versions(symbols: list[str], columns: list[str], known_at: datetime | N
 
 
 def _lake_versions(symbols: list[str], columns: list[str], known_at: datetime | None) -> pd.DataFrame:
-    raise InputError("the lake keeps no feature versions: a decision-time dataset is audited on PostgreSQL")
+    raise InputError(
+        "the audit reads feature versions from PostgreSQL only: a decision-time dataset built on the lake cannot be "
+        "audited yet (build it with OHLCV_ENGINE unset)"
+    )
 
 
 def _postgres_versions(symbols: list[str], columns: list[str], known_at: datetime | None) -> pd.DataFrame:
