@@ -180,18 +180,16 @@ def _decision_query(
     if group.ttl is not None:
         on.append(sql.SQL("m._v[1] >= m._at - {}").format(sql.Literal(group.ttl)))
     features = [sql.SQL("d.{}").format(ident(_feature_alias(i))) for i in range(len(types))]
+    # src, the running max over the stacked rows (m) and one row per version (d): both forms below start so
+    ctes = sql.SQL(
+        "WITH src AS NOT MATERIALIZED ({source}), "
+        "m AS (SELECT u._kind, u._row, {u_keys}, u._at, max(u._v) OVER w AS _v FROM ({stacked}) AS u "
+        "WINDOW w AS (PARTITION BY {u_keys} ORDER BY u._at, u._kind ROWS UNBOUNDED PRECEDING)), "
+        "d AS (SELECT DISTINCT ON ({keys}, _ts, _created) * FROM src ORDER BY {keys}, _ts, _created)"
+    ).format(source=source, u_keys=u_keys, stacked=stacked, keys=keys)
     if not superseded:
-        return sql.SQL(
-            "WITH src AS NOT MATERIALIZED ({source}), "
-            "m AS (SELECT u._kind, u._row, {u_keys}, u._at, max(u._v) OVER w AS _v FROM ({stacked}) AS u "
-            "WINDOW w AS (PARTITION BY {u_keys} ORDER BY u._at, u._kind ROWS UNBOUNDED PRECEDING)), "
-            "d AS (SELECT DISTINCT ON ({keys}, _ts, _created) * FROM src ORDER BY {keys}, _ts, _created) "
-            "SELECT m._row, {values} FROM m LEFT JOIN d ON {on} WHERE m._kind = 1"
-        ).format(
-            source=source,
-            u_keys=u_keys,
-            stacked=stacked,
-            keys=keys,
+        return sql.SQL("{ctes} SELECT m._row, {values} FROM m LEFT JOIN d ON {on} WHERE m._kind = 1").format(
+            ctes=ctes,
             values=_outputs(types, lambda name: sql.SQL("d.{}").format(ident(name))),
             on=sql.SQL(" AND ").join(on),
         )
@@ -204,19 +202,13 @@ def _decision_query(
     if group.ttl is not None:
         alive.append(sql.SQL("a._ts >= j._at - {}").format(sql.Literal(group.ttl)))
     return sql.SQL(
-        "WITH src AS NOT MATERIALIZED ({source}), "
-        "m AS (SELECT u._kind, u._row, {u_keys}, u._at, max(u._v) OVER w AS _v FROM ({stacked}) AS u "
-        "WINDOW w AS (PARTITION BY {u_keys} ORDER BY u._at, u._kind ROWS UNBOUNDED PRECEDING)), "
-        "d AS (SELECT DISTINCT ON ({keys}, _ts, _created) * FROM src ORDER BY {keys}, _ts, _created), "
+        "{ctes}, "
         "j AS (SELECT m._row, {m_keys}, m._at, {features}, d._sup <= m._at - {lag} AS _gone "
         "FROM m LEFT JOIN d ON {on} WHERE m._kind = 1) "
         "SELECT j._row, {values} FROM j LEFT JOIN LATERAL (SELECT * FROM src AS a WHERE j._gone AND {alive} "
         "ORDER BY a._ts DESC, a._created DESC LIMIT 1) AS f ON true"
     ).format(
-        source=source,
-        u_keys=u_keys,
-        stacked=stacked,
-        keys=keys,
+        ctes=ctes,
         m_keys=sql.SQL(", ").join(sql.SQL("m.{}").format(k) for k in src_keys),
         features=sql.SQL(", ").join(features),
         lag=lag_literal,
