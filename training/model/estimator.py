@@ -134,14 +134,13 @@ class FittedModel:
     def early_stopping_positions(self) -> np.ndarray:
         return positions_of(self.early_stopping_runs)
 
-    def predict_proba(self, X: np.ndarray, rows: np.ndarray | None = None, features: list[str] | None = None):
+    def predict_proba(self, X: np.ndarray, rows: np.ndarray | None = None):
         """Class probabilities of ``rows`` of the matrix ``X`` (all rows by default), scored a batch at a time,
         so a prediction copies at most :data:`PREDICT_BATCH_ROWS` rows.
 
         What ``pipeline.predict_proba`` gives, without its copies: the batch is read once and scaled in place as
         ``RobustScaler.transform`` scales it, and the booster scores the array (no DataFrame, no validation
-        copy, no conversion back to an array); the binary model's ``[1 - p, p]`` is LGBMClassifier's.
-        ``features`` is accepted for callers that name the columns; the fitted scaler already knows them."""
+        copy, no conversion back to an array); the binary model's ``[1 - p, p]`` is LGBMClassifier's."""
         scaler, classifier = self.pipeline.named_steps["scaler"], self.pipeline.named_steps["model"]
         rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
         out = []

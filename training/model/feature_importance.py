@@ -131,7 +131,7 @@ def _fit(estimator: Any, model: ModelConfig, X: Any, train: np.ndarray, y: np.nd
         fitted = fit_with_early_stopping(X, y[train], weight, t0[train], t1[train], model, rows=train,
                                          features=features)  # fmt: skip
         gain = fitted.pipeline.named_steps["model"].booster_.feature_importance(importance_type="gain")
-        return _Fit(lambda rows: fitted.predict_proba(rows, None, features), gain)
+        return _Fit(fitted.predict_proba, gain)
     from sklearn.base import clone
 
     fitted = clone(estimator).fit(_rows(X, train, len(features)), y[train], sample_weight=weight)

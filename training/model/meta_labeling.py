@@ -122,8 +122,7 @@ class _Fits:
                                        features=features)  # fmt: skip
 
     def proba(self, fitted: FittedModel, rows: np.ndarray, with_side: bool = True) -> np.ndarray:
-        matrix, features = (self.data.X, self.features) if with_side else (self.baseline, self.data.features)
-        return fitted.predict_proba(matrix, rows, features)[:, -1]
+        return fitted.predict_proba(self.data.X if with_side else self.baseline, rows)[:, -1]
 
 
 def _primary_sides(fits: _Fits, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -424,7 +424,7 @@ def cross_validate(data: TrainingData, config: Config, progress: Callable[[str],
                 )
             test = rows.iloc[test_idx]
             with stage("predict"):
-                proba = fitted.predict_proba(X, test_idx, features)
+                proba = fitted.predict_proba(X, test_idx)
             with stage("metrics + backtest"):
                 metrics, _ = score(test, proba, classes, cost)
                 metrics["best_iteration"] = fitted.best_iteration
@@ -460,7 +460,7 @@ def _cross_validate_and_fit(data: TrainingData, config: Config, progress: Callab
             final = fit_with_early_stopping(X, y, fold_weights(base, y, balance), t0, t1, config.model,
                                             features=features)  # fmt: skip
         with stage("predict"):
-            holdout_proba = final.predict_proba(X, data.holdout_positions, features)
+            holdout_proba = final.predict_proba(X, data.holdout_positions)
         with stage("metrics + backtest"):
             holdout, holdout_backtest = score(holdout_rows, holdout_proba, classes, cost)
             holdout["best_iteration"] = final.best_iteration
