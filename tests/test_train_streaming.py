@@ -251,19 +251,14 @@ def test_the_model_does_not_depend_on_the_thread_count(n_classes, monkeypatch):
     np.testing.assert_array_equal(fits[0][2], fits[1][2])
 
 
-def test_fits_running_at_once_share_the_cores(monkeypatch):
-    from training.model import estimator
-    from training.model.estimator import ROWS_PER_THREAD, THREADS_ENV, concurrent_fits, lgbm_threads
+def test_lightgbm_threads_are_one_unless_asked(monkeypatch):
+    """Never chosen from the machine or its load: the early-stopping metric's last bits depend on the count."""
+    from training.model.estimator import THREADS_ENV, lgbm_threads
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
-    cores = estimator.idle_cores()
-    assert lgbm_threads() == cores and lgbm_threads(rows=10 * ROWS_PER_THREAD) == cores
-    assert lgbm_threads(rows=ROWS_PER_THREAD - 1) == 1  # a small fit: threads would only synchronise
-    with concurrent_fits(2):
-        assert lgbm_threads() == max(1, cores // 2)
-    with concurrent_fits(10 * cores):
-        assert lgbm_threads() == 1
-    assert lgbm_threads() == cores
+    assert lgbm_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "4")
+    assert lgbm_threads() == 4
 
 
 def test_a_fit_states_the_rounds_early_stopping_let_it_run():
@@ -271,19 +266,3 @@ def test_a_fit_states_the_rounds_early_stopping_let_it_run():
     model = _model(200)
     fitted = fit_with_early_stopping(X.to_numpy(), y, weight, t0, t1, model, features=list(X.columns))
     assert fitted.rounds == min(fitted.best_iteration + model.early_stopping_rounds, model.num_boost_round)
-
-
-@pytest.mark.parametrize(("load", "expected"), [(0.0, 4), (1.0, 4), (1.9, 4), (2.0, 3), (3.5, 2), (25.0, 1)])
-def test_lightgbm_uses_the_cores_other_work_leaves_idle(monkeypatch, load, expected):
-    """The load beyond this process's own thread takes cores away (judged once per process)."""
-    import os
-
-    from training.model import estimator
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
-    estimator.idle_cores.cache_clear()
-    try:
-        assert estimator.idle_cores() == expected
-    finally:
-        estimator.idle_cores.cache_clear()

@@ -50,7 +50,6 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
     from training.errors import InputError
     from training.infra import settings
     from training.infra.memory import return_freed_memory
-    from training.model.estimator import concurrent_fits
     from training.model.tracking import experiment_id_of
     from training.model.tuning import LabelledDatasets, Search, check_space, direction
     from training.output_paths import uncreatable
@@ -90,9 +89,8 @@ def tune(dataset_path: Path, config_path: Path | None, trials: int | None, n_job
                     bar.set_postfix({f"best {config.tune.objective}": f"{study.best_value:.3f}"}, refresh=False)
                 bar.update(1)
 
-            with concurrent_fits(config.tune.n_jobs):  # the trials at once share the cores LightGBM uses
-                study.optimize(search.run_trial, n_trials=config.tune.trials, n_jobs=config.tune.n_jobs,
-                               callbacks=[advance], catch=(InputError,))  # fmt: skip
+            study.optimize(search.run_trial, n_trials=config.tune.trials, n_jobs=config.tune.n_jobs,
+                           callbacks=[advance], catch=(InputError,))  # fmt: skip
         if not search.results:
             raise InputError("no trial finished: every configuration was refused (see the trial runs' failure tags)")
         winner = next(r for r in search.results if r.number == study.best_trial.number)

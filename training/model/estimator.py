@@ -21,12 +21,8 @@ metrics) stay what they were.
 
 from __future__ import annotations
 
-import functools
-import math
 import operator
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,44 +37,15 @@ from training.model.position_runs import positions_of, runs_of
 PREDICT_BATCH_ROWS = 65_536  # rows scaled and scored at a time: bounds the copy a prediction makes
 PUSH_BATCH_ROWS = 16_384  # rows scaled and handed to LightGBM's binning at a time
 THREADS_ENV = "OHLCV_LGBM_THREADS"
-_concurrent_fits = 1  # fits running at once in this process (tune's parallel trials share the cores)
 
 
-ROWS_PER_THREAD = 50_000  # below this many rows a thread more costs LightGBM more in synchronisation than it saves
+def lgbm_threads() -> int:
+    """LightGBM's threads: ``OHLCV_LGBM_THREADS``, else 1, never chosen from the machine or its load.
 
-
-def lgbm_threads(rows: int | None = None) -> int:
-    """LightGBM's threads for a fit (or a prediction) of ``rows`` rows: the idle cores this process may run on
-    (:func:`idle_cores`), shared by the fits running at once, and one per :data:`ROWS_PER_THREAD` rows at most
-    (the bundled data's 6,500-row fits ran 6x slower on two threads of a loaded machine). ``OHLCV_LGBM_THREADS``
-    overrides. The model is the same at any thread count (column-wise histograms; tests/test_train_streaming.py)."""
-    if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
-    cores = max(1, idle_cores() // _concurrent_fits)
-    return cores if rows is None else max(1, min(cores, rows // ROWS_PER_THREAD))
-
-
-@functools.cache
-def idle_cores() -> int:
-    """The cores of this process's CPU affinity that other work leaves idle, judged once per process (before
-    its own threads add to the load): the cores less the last minute's load average beyond this process's own
-    thread. A thread more than the machine has free waits at every one of LightGBM's synchronisations for a
-    thread the kernel has descheduled: a 678,606-row fold on two cores under a load of 5-7 boosted 4x slower on
-    two threads than on one (docs/performance.md)."""
-    cores = len(os.sched_getaffinity(0))
-    others = max(0.0, os.getloadavg()[0] - 1.0)
-    return max(1, min(cores, cores - math.floor(others)))
-
-
-@contextmanager
-def concurrent_fits(n: int) -> Iterator[None]:
-    """``n`` fits run at once inside the block (e.g. tune's trials in threads): each gets its share of the cores."""
-    global _concurrent_fits
-    before, _concurrent_fits = _concurrent_fits, max(1, n)
-    try:
-        yield
-    finally:
-        _concurrent_fits = before
+    The trees are the same at any thread count (column-wise histograms; tests/test_train_streaming.py), but the
+    early-stopping metric is a multi-threaded sum whose last bits change with the count, and a near-tie can then
+    move the best iteration: a model is the same everywhere only at a fixed count (docs/performance.md)."""
+    return max(1, int(os.environ.get(THREADS_ENV) or 1))
 
 
 def lgbm_params(model: ModelConfig, n_classes: int, threads: int | None = None) -> dict[str, Any]:
@@ -146,7 +113,7 @@ class FittedModel:
         out = []
         for start in range(0, len(rows), PREDICT_BATCH_ROWS):
             batch = _scaled(X, rows[start : start + PREDICT_BATCH_ROWS], scaler.center_, scaler.scale_)
-            score = classifier.booster_.predict(batch, num_threads=lgbm_threads(len(batch)))
+            score = classifier.booster_.predict(batch, num_threads=lgbm_threads())
             out.append(score if score.ndim == 2 else np.vstack((1.0 - score, score)).transpose())
         n_classes = len(classifier.classes_)
         return np.concatenate(out) if out else np.empty((0, n_classes))
@@ -296,7 +263,7 @@ def fit_with_early_stopping(
     with stage("scaler"):
         scaler = fit_scaler(X, _positions(rows, fit), features)
     encoder = _LGBMLabelEncoder().fit(y)
-    params = _params(model, n_classes, lgbm_threads(len(fit)))
+    params = _params(model, n_classes, lgbm_threads())
 
     # Only the Datasets' own copies (LightGBM keeps label and weight as float32) outlive their construction;
     # positions are kept as runs. At 20M fit rows every array of 8 bytes a row held through training is 160 MB.
